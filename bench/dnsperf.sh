@@ -1,0 +1,273 @@
+#!/usr/bin/env bash
+# DNS throughput benchmark: steerd vs gdnsd, measured with dnsperf over UDP on
+# loopback. See bench/README.md.
+#
+# Usage: bench/dnsperf.sh [--no-build] [--gdnsd-only | --steerd-only] [--help]
+#
+# Environment (all optional):
+#   DURATION=15        seconds of measured load per case and server
+#   CLIENTS=8          dnsperf -c: client sockets
+#   THREADS=2          dnsperf -T: send/receive thread pairs
+#   OUTSTANDING=100    dnsperf -q: max queries in flight (dnsperf's default)
+#   QPS=               dnsperf -Q: rate limit; empty = as fast as possible
+#   TIMEOUT=2          dnsperf -t: seconds before a query counts as lost
+#   WARMUP=2           seconds of unmeasured load before each case (0 = none)
+#   PIN=1              pin the server to SERVER_CPUS and dnsperf to
+#   SERVER_CPUS=0        LOADGEN_CPUS with taskset (PIN=0: let the scheduler
+#   LOADGEN_CPUS=1       share both cores between them)
+#   STEERD_PORT=, GDNSD_PORT=   fixed ports instead of free random ones
+#   STEERD_LOG=warn    RUST_LOG for steerd (per-query logging would skew it)
+#   OUT=               also write the results table to this file
+#   KEEP_TMP=1         keep the temp dir (query files, server logs, raw output)
+set -euo pipefail
+
+# --- benchmark cases: the one place to add more -----------------------------
+# "name|qname|qtype|extra dnsperf flags"
+CASES=(
+  "static|static.example.com|A|"
+  "www-weighted|www.example.com|A|"
+  # Geo steering with EDNS client-subnet (option 8: family 1, source /24,
+  # scope 0, address 198.51.100.0), once steerd has a geo policy:
+  # "www-geo-ecs|www.example.com|A|-E 8:00011800c63364"
+)
+
+DURATION=${DURATION:-15}
+CLIENTS=${CLIENTS:-8}
+THREADS=${THREADS:-2}
+OUTSTANDING=${OUTSTANDING:-100}
+QPS=${QPS:-}
+TIMEOUT=${TIMEOUT:-2}
+WARMUP=${WARMUP:-2}
+PIN=${PIN:-1}
+SERVER_CPUS=${SERVER_CPUS:-0}
+LOADGEN_CPUS=${LOADGEN_CPUS:-1}
+STEERD_LOG=${STEERD_LOG:-warn}
+OUT=${OUT:-}
+KEEP_TMP=${KEEP_TMP:-0}
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+
+BUILD=1 RUN_STEERD=1 RUN_GDNSD=1
+for arg in "$@"; do
+  case $arg in
+    --no-build) BUILD=0 ;;
+    --gdnsd-only) RUN_STEERD=0; BUILD=0 ;;
+    --steerd-only) RUN_GDNSD=0 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "unknown argument: $arg (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+# OUT is relative to the caller's cwd; everything else to the repo root.
+if [[ -n $OUT && $OUT != /* ]]; then OUT="$PWD/$OUT"; fi
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+for tool in dnsperf dig; do
+  command -v "$tool" >/dev/null || die "$tool not found (apt-get install dnsperf bind9-dnsutils)"
+done
+if [[ $RUN_GDNSD == 1 ]] && ! command -v gdnsd >/dev/null; then
+  if [[ $RUN_STEERD == 0 ]]; then die "gdnsd not found (apt-get install gdnsd)"; fi
+  log "gdnsd not on PATH: benchmarking steerd only"
+  RUN_GDNSD=0
+fi
+
+SRV_PIN=() GEN_PIN=()
+if [[ $PIN == 1 ]]; then
+  if command -v taskset >/dev/null && [[ $(nproc) -ge 2 ]]; then
+    SRV_PIN=(taskset -c "$SERVER_CPUS") GEN_PIN=(taskset -c "$LOADGEN_CPUS")
+  else
+    log "PIN=1 needs taskset and 2+ CPUs: running unpinned"; PIN=0
+  fi
+fi
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/steerd-bench.XXXXXX")
+SERVER_PIDS=() LOADGEN_PID=
+cleanup() {
+  local pid
+  for pid in $LOADGEN_PID "${SERVER_PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  if [[ $KEEP_TMP == 1 ]]; then log "kept $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_in_use() {
+  ss -Hlnu "sport = :$1" 2>/dev/null | grep -q . || ss -Hlnt "sport = :$1" 2>/dev/null | grep -q .
+}
+free_port() {
+  local p
+  for _ in $(seq 50); do
+    p=$((20000 + RANDOM % 40000))
+    port_in_use "$p" || { echo "$p"; return; }
+  done
+  die "no free port found"
+}
+
+# wait_ready NAME PORT PID LOG: poll with dig until the server answers.
+wait_ready() {
+  local name=$1 port=$2 pid=$3 logf=$4
+  for _ in $(seq 100); do
+    kill -0 "$pid" 2>/dev/null || { tail -n 20 "$logf" >&2; die "$name exited during startup"; }
+    if [[ -n $(dig @127.0.0.1 -p "$port" static.example.com A +short +time=1 +tries=1 2>/dev/null) ]]; then
+      return
+    fi
+    sleep 0.1
+  done
+  tail -n 20 "$logf" >&2
+  die "$name did not answer on 127.0.0.1:$port within 10s"
+}
+
+# CPU ticks (user+system, all threads) used so far by a process.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+CLK_TCK=$(getconf CLK_TCK)
+
+# Warn when something else is eating the CPUs: the numbers would be noise.
+check_idle() {
+  local a b
+  read -r -a a < <(head -n1 /proc/stat)
+  sleep 1
+  read -r -a b < <(head -n1 /proc/stat)
+  local busy
+  busy=$(awk -v u="$(( (b[1]+b[2]+b[3]+b[6]+b[7]+b[8]) - (a[1]+a[2]+a[3]+a[6]+a[7]+a[8]) ))" \
+             -v i="$(( (b[4]+b[5]) - (a[4]+a[5]) ))" 'BEGIN { printf "%d", (u+i) ? 100*u/(u+i) : 0 }')
+  if (( busy > 10 )); then
+    log "warning: the machine is already ${busy}% busy before the benchmark; results will be noisy"
+  fi
+}
+
+# Query files, one per case.
+declare -a CASE_NAMES=()
+declare -A CASE_QNAME=() CASE_QTYPE=() CASE_FLAGS=()
+for spec in "${CASES[@]}"; do
+  IFS='|' read -r name qname qtype flags <<<"$spec"
+  CASE_NAMES+=("$name")
+  CASE_QNAME[$name]=$qname CASE_QTYPE[$name]=$qtype CASE_FLAGS[$name]=$flags
+  printf '%s %s\n' "$qname" "$qtype" >"$TMP/$name.queries"
+done
+
+dnsperf_args() { # dnsperf_args PORT CASE SECONDS
+  local args=(-s 127.0.0.1 -p "$1" -d "$TMP/$2.queries" -l "$3"
+    -c "$CLIENTS" -T "$THREADS" -q "$OUTSTANDING" -t "$TIMEOUT")
+  [[ -n $QPS ]] && args+=(-Q "$QPS")
+  # shellcheck disable=SC2206 # extra flags are deliberately word-split
+  [[ -n ${CASE_FLAGS[$2]} ]] && args+=(${CASE_FLAGS[$2]})
+  printf '%s\n' "${args[@]}"
+}
+
+DNSPERF_VERSION=unknown GDNSD_VERSION=
+RESULTS=()  # "case|server|qps|lost|lost%|lat_us|noerror%|cpu%|cpu_us_per_q"
+
+# bench_server NAME PORT PID: run every case against a started server.
+bench_server() {
+  local server=$1 port=$2 pid=$3 name args answer raw c0 c1
+  for name in "${CASE_NAMES[@]}"; do
+    answer=$(dig @127.0.0.1 -p "$port" "${CASE_QNAME[$name]}" "${CASE_QTYPE[$name]}" +short +time=1 +tries=1 | tr '\n' ' ')
+    [[ -n $answer ]] || die "$server gave no answer for ${CASE_QNAME[$name]} ${CASE_QTYPE[$name]}"
+    log "$server $name: ${CASE_QNAME[$name]} ${CASE_QTYPE[$name]} -> $answer"
+    if (( WARMUP > 0 )); then
+      mapfile -t args < <(dnsperf_args "$port" "$name" "$WARMUP")
+      "${GEN_PIN[@]}" dnsperf "${args[@]}" >/dev/null 2>&1 &
+      LOADGEN_PID=$!
+      wait "$LOADGEN_PID" || true
+      LOADGEN_PID=
+    fi
+    mapfile -t args < <(dnsperf_args "$port" "$name" "$DURATION")
+    raw="$TMP/$server.$name.dnsperf"
+    log "$server $name: dnsperf ${args[*]//$TMP\//} (${DURATION}s)"
+    c0=$(cpu_ticks "$pid")
+    "${GEN_PIN[@]}" dnsperf "${args[@]}" >"$raw" 2>&1 &
+    LOADGEN_PID=$!
+    wait "$LOADGEN_PID" || { cat "$raw" >&2; die "dnsperf failed"; }
+    LOADGEN_PID=
+    c1=$(cpu_ticks "$pid")
+    DNSPERF_VERSION=$(sed -n 's/^Version //p' "$raw" | head -n1)
+    RESULTS+=("$(awk -v case="$name" -v server="$server" -v ticks=$((c1 - c0)) -v hz="$CLK_TCK" '
+      /Queries completed:/   { completed = $3 }
+      /Queries lost:/        { lost = $3; lostpct = $4; gsub(/[()%]/, "", lostpct) }
+      /Response codes:/      { for (i = 3; i <= NF; i++) if ($i == "NOERROR") { noerr = $(i + 1) } }
+      /Run time \(s\):/      { runtime = $4 }
+      /Queries per second:/  { qps = $4 }
+      /Average Latency \(s\):/ { lat = $4 }
+      END {
+        if (qps == "") { print "parse-error"; exit }
+        cpu = ticks / hz
+        printf "%s|%s|%.0f|%d|%.2f|%.0f|%.2f|%.0f|%.2f\n", case, server, qps, lost, lostpct,
+          lat * 1e6, completed ? 100 * noerr / completed : 0,
+          runtime ? 100 * cpu / runtime : 0, completed ? cpu * 1e6 / completed : 0
+      }' "$raw")")
+    [[ ${RESULTS[-1]} != parse-error ]] || { cat "$raw" >&2; die "could not parse dnsperf output"; }
+    log "$server $name: $(cut -d'|' -f3 <<<"${RESULTS[-1]}") qps"
+  done
+}
+
+if [[ $RUN_STEERD == 1 ]]; then
+  if [[ $BUILD == 1 ]]; then
+    log "cargo build --release"
+    cargo build --release >&2
+  fi
+  [[ -x target/release/steerd ]] || die "target/release/steerd not found (build it, or drop --no-build)"
+fi
+
+check_idle
+
+if [[ $RUN_STEERD == 1 ]]; then
+  port=${STEERD_PORT:-$(free_port)}
+  log "starting steerd on 127.0.0.1:$port"
+  RUST_LOG=$STEERD_LOG "${SRV_PIN[@]}" target/release/steerd serve --config config/steerd.toml \
+    --dns-listen "127.0.0.1:$port" >"$TMP/steerd.log" 2>&1 &
+  pid=$!
+  SERVER_PIDS+=("$pid")
+  wait_ready steerd "$port" "$pid" "$TMP/steerd.log"
+  bench_server steerd "$port" "$pid"
+  kill "$pid"; wait "$pid" 2>/dev/null || true; SERVER_PIDS=()
+fi
+
+if [[ $RUN_GDNSD == 1 ]]; then
+  port=${GDNSD_PORT:-$(free_port)}
+  cp -r bench/gdnsd "$TMP/gdnsd"
+  sed -i -e "s|^\(  listen => \).*# bench: listen|\1[ 127.0.0.1:$port ]|" \
+    -e "s|^\(  run_dir => \).*# bench: run_dir|\1\"$TMP/gdnsd-run\"|" \
+    -e "s|^\(  state_dir => \).*# bench: state_dir|\1\"$TMP/gdnsd-state\"|" "$TMP/gdnsd/config"
+  [[ $(grep -c "$TMP/gdnsd-\|127.0.0.1:$port" "$TMP/gdnsd/config") == 3 ]] ||
+    die "could not rewrite listen/run_dir/state_dir in bench/gdnsd/config"
+  GDNSD_VERSION=$( (gdnsd -h 2>&1 || true) | sed -n 's/^gdnsd version //p' | head -n1)
+  log "starting gdnsd $GDNSD_VERSION on 127.0.0.1:$port"
+  "${SRV_PIN[@]}" gdnsd -c "$TMP/gdnsd" start >"$TMP/gdnsd.log" 2>&1 &
+  pid=$!
+  SERVER_PIDS+=("$pid")
+  wait_ready gdnsd "$port" "$pid" "$TMP/gdnsd.log"
+  bench_server gdnsd "$port" "$pid"
+  kill "$pid"; wait "$pid" 2>/dev/null || true; SERVER_PIDS=()
+fi
+
+# --- report ------------------------------------------------------------------
+report() {
+  local pinning="unpinned"
+  [[ $PIN == 1 ]] && pinning="server on CPU $SERVER_CPUS, dnsperf on CPU $LOADGEN_CPUS"
+  echo "# steerd DNS benchmark ($(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
+  echo "# $(nproc) CPUs, Linux $(uname -r), dnsperf $DNSPERF_VERSION${GDNSD_VERSION:+, gdnsd $GDNSD_VERSION}"
+  echo "# dnsperf UDP over loopback: -l $DURATION -c $CLIENTS -T $THREADS -q $OUTSTANDING -t $TIMEOUT${QPS:+ -Q $QPS}, warmup ${WARMUP}s; $pinning"
+  echo "# lat = dnsperf average latency; cpu = server CPU (user+sys) over the run; us/q = server CPU time per answered query"
+  echo
+  {
+    echo "case|server|qps|lost|lost%|avg_lat_us|noerror%|srv_cpu%|cpu_us/q"
+    local name row
+    for name in "${CASE_NAMES[@]}"; do
+      for row in "${RESULTS[@]}"; do [[ $row == "$name|"* ]] && echo "$row"; done
+    done
+  } | column -t -s'|' -R 3,4,5,6,7,8,9
+}
+if (( ${#RESULTS[@]} > 0 )); then
+  table=$(report)
+  echo "$table"
+  if [[ -n $OUT ]]; then
+    mkdir -p "$(dirname "$OUT")"
+    echo "$table" >"$OUT"
+    log "wrote $OUT"
+  fi
+fi

@@ -1,0 +1,164 @@
+//! Configuration: schema (serde, strict), loading and validation.
+//!
+//! `load`/`parse` turn TOML text into a [`ValidConfig`]: every name parsed, every record built as a
+//! hickory `Record`, every reference resolved. Errors name the file, the line when it can be found,
+//! the field path (`services[1].targets[0].weight`) and the reason; all of them are reported at once.
+
+pub mod schema;
+mod validate;
+
+use std::fmt;
+use std::path::Path;
+
+pub use schema::{Config, PolicyKind, UdpEngine};
+pub use validate::{
+    Member, ServerSettings, Service, StaticZone, Target, TargetAnswer, ValidConfig, validate,
+};
+
+/// One problem found in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// Field path, e.g. `zones[0].records[3].data[1]`; empty for syntax errors.
+    pub field: String,
+    /// 1-based line in the file, when known.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// Every problem found in one configuration, with the file it came from.
+#[derive(Debug, Clone)]
+pub struct ConfigError {
+    pub source: String,
+    pub issues: Vec<ConfigIssue>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, issue) in self.issues.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}", self.source)?;
+            if let Some(line) = issue.line {
+                write!(f, ":{line}")?;
+            }
+            if !issue.field.is_empty() {
+                write!(f, ": {}", issue.field)?;
+            }
+            write!(f, ": {}", issue.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Read, parse and validate a configuration file.
+pub fn load(path: &Path) -> Result<ValidConfig, ConfigError> {
+    let source = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        source: source.clone(),
+        issues: vec![ConfigIssue {
+            field: String::new(),
+            line: None,
+            message: format!("cannot read file: {e}"),
+        }],
+    })?;
+    parse(&text, &source)
+}
+
+/// Parse and validate configuration text; `source` names it in errors.
+pub fn parse(text: &str, source: &str) -> Result<ValidConfig, ConfigError> {
+    let config: Config = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| line_of(text, s.start));
+        ConfigError {
+            source: source.to_string(),
+            issues: vec![ConfigIssue {
+                field: String::new(),
+                line,
+                message: e.message().trim().to_string(),
+            }],
+        }
+    })?;
+    validate(&config).map_err(|mut issues| {
+        if let Ok(doc) = toml_edit::ImDocument::parse(text) {
+            for issue in &mut issues {
+                issue.line = locate(&doc, &issue.field).map(|off| line_of(text, off));
+            }
+        }
+        ConfigError {
+            source: source.to_string(),
+            issues,
+        }
+    })
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Find the byte offset of a field path such as `zones[0].records[2].data[1]` in the document.
+fn locate(doc: &toml_edit::ImDocument<&str>, path: &str) -> Option<usize> {
+    use toml_edit::{Item, Table, Value};
+    #[derive(Clone, Copy)]
+    enum Node<'a> {
+        Table(&'a Table),
+        Item(&'a Item),
+        Value(&'a Value),
+    }
+    fn span(n: Node<'_>) -> Option<usize> {
+        match n {
+            Node::Table(t) => t.span(),
+            Node::Item(i) => i.span(),
+            Node::Value(v) => v.span(),
+        }
+        .map(|s| s.start)
+    }
+    fn child<'a>(n: Node<'a>, key: &str) -> Option<Node<'a>> {
+        match n {
+            Node::Table(t) => t.get(key).map(Node::Item),
+            Node::Item(Item::Table(t)) => t.get(key).map(Node::Item),
+            Node::Item(Item::Value(Value::InlineTable(t))) | Node::Value(Value::InlineTable(t)) => {
+                t.get(key).map(Node::Value)
+            }
+            _ => None,
+        }
+    }
+    fn index(n: Node<'_>, idx: usize) -> Option<Node<'_>> {
+        match n {
+            Node::Item(Item::ArrayOfTables(a)) => a.get(idx).map(Node::Table),
+            Node::Item(Item::Value(Value::Array(a))) | Node::Value(Value::Array(a)) => {
+                a.get(idx).map(Node::Value)
+            }
+            _ => None,
+        }
+    }
+    let mut node = Node::Table(doc.as_table());
+    let mut best = None;
+    for seg in path.split('.').filter(|s| !s.is_empty()) {
+        let (key, indices) = match seg.find('[') {
+            Some(p) => (&seg[..p], &seg[p..]),
+            None => (seg, ""),
+        };
+        match child(node, key) {
+            Some(n) => node = n,
+            None => return best,
+        }
+        best = span(node).or(best);
+        for idx in indices
+            .split(['[', ']'])
+            .filter_map(|s| s.parse::<usize>().ok())
+        {
+            match index(node, idx) {
+                Some(n) => node = n,
+                None => return best,
+            }
+            best = span(node).or(best);
+        }
+    }
+    best
+}

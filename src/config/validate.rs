@@ -1,0 +1,832 @@
+//! Validation: from the raw schema to a [`ValidConfig`] whose names are parsed, records built and
+//! references resolved. Every rule reports the exact field path.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, SOA, TXT};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+use super::ConfigIssue;
+use super::schema::{Config, PolicyKind, RecordConfig, UdpEngine};
+
+/// Largest TTL RFC 2181 allows.
+const MAX_TTL: u32 = 0x7fff_ffff;
+const MAX_WEIGHT: i64 = 1_000_000;
+
+/// Listener and engine settings, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSettings {
+    pub dns_listen: Vec<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
+    pub udp_sockets: usize,
+    pub udp_engine: UdpEngine,
+    pub max_udp_payload: u16,
+    pub tcp_idle_timeout: Duration,
+    pub hash_prefix_v4: u8,
+    pub hash_prefix_v6: u8,
+}
+
+/// A zone's static data: SOA, apex NS, and every static RRset keyed by lower-case owner name.
+#[derive(Debug, Clone)]
+pub struct StaticZone {
+    pub apex: Name,
+    pub soa: Record,
+    pub ns: Vec<Record>,
+    /// owner (lower case, FQDN) → type → records
+    pub rrsets: BTreeMap<Name, BTreeMap<RecordType, Vec<Record>>>,
+    /// Delegation points (owners of NS records below the apex).
+    pub cuts: Vec<Name>,
+}
+
+/// What a target answers when chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetAnswer {
+    Cname(Name),
+    Addrs {
+        a: Vec<Ipv4Addr>,
+        aaaa: Vec<Ipv6Addr>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub name: String,
+    pub answer: TargetAnswer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    /// Index into [`ValidConfig::targets`].
+    pub target: usize,
+    /// Weight for `weighted` (1 for other policies).
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub name: Name,
+    /// Index into [`ValidConfig::zones`].
+    pub zone: usize,
+    pub ttl: u32,
+    pub policy: PolicyKind,
+    pub members: Vec<Member>,
+}
+
+/// A configuration that passed every check.
+#[derive(Debug, Clone)]
+pub struct ValidConfig {
+    pub server: ServerSettings,
+    pub zones: Vec<StaticZone>,
+    pub targets: Vec<Target>,
+    pub services: Vec<Service>,
+}
+
+impl ValidConfig {
+    /// One-line summary for `check-config` and logs.
+    pub fn summary(&self) -> String {
+        let records: usize = self
+            .zones
+            .iter()
+            .map(|z| {
+                z.rrsets
+                    .values()
+                    .flat_map(|m| m.values())
+                    .map(Vec::len)
+                    .sum::<usize>()
+            })
+            .sum();
+        format!(
+            "{} zone(s), {} static record(s), {} target(s), {} service(s), listening on {}",
+            self.zones.len(),
+            records,
+            self.targets.len(),
+            self.services.len(),
+            self.server
+                .dns_listen
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+struct Issues(Vec<ConfigIssue>);
+
+impl Issues {
+    fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigIssue {
+            field: field.into(),
+            line: None,
+            message: message.into(),
+        });
+    }
+}
+
+/// Parse an absolute domain name (trailing dot optional) into a lower-case FQDN.
+pub(crate) fn parse_name(s: &str) -> Result<Name, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("empty domain name".into());
+    }
+    if t == "." {
+        return Ok(Name::root());
+    }
+    if t.contains(char::is_whitespace) {
+        return Err(format!(
+            "\"{s}\" is not a valid domain name: contains whitespace"
+        ));
+    }
+    let mut name = Name::from_ascii(t.trim_end_matches('.'))
+        .map_err(|e| format!("\"{s}\" is not a valid domain name: {e}"))?;
+    if name.iter().any(|l| l.is_empty()) {
+        return Err(format!("\"{s}\" is not a valid domain name: empty label"));
+    }
+    name.set_fqdn(true);
+    Ok(name.to_lowercase())
+}
+
+fn parse_ttl(ttl: u32, field: String, issues: &mut Issues) -> u32 {
+    if ttl > MAX_TTL {
+        issues.push(
+            field,
+            format!("TTL {ttl} exceeds the maximum {MAX_TTL} (RFC 2181)"),
+        );
+    }
+    ttl
+}
+
+/// Validate a parsed configuration; returns every issue found.
+pub fn validate(cfg: &Config) -> Result<ValidConfig, Vec<ConfigIssue>> {
+    let mut issues = Issues(Vec::new());
+    let server = validate_server(cfg, &mut issues);
+
+    // Zones: apex names first, so records can be checked against every zone.
+    let mut apexes: Vec<Option<Name>> = Vec::new();
+    let mut seen_zone: HashMap<Name, usize> = HashMap::new();
+    for (i, z) in cfg.zones.iter().enumerate() {
+        match parse_name(&z.name) {
+            Ok(n) if n.is_root() => {
+                issues.push(format!("zones[{i}].name"), "the root zone cannot be served");
+                apexes.push(None);
+            }
+            Ok(n) => {
+                if let Some(j) = seen_zone.insert(n.clone(), i) {
+                    issues.push(
+                        format!("zones[{i}].name"),
+                        format!("duplicate zone \"{n}\" (also zones[{j}])"),
+                    );
+                }
+                apexes.push(Some(n));
+            }
+            Err(e) => {
+                issues.push(format!("zones[{i}].name"), e);
+                apexes.push(None);
+            }
+        }
+    }
+    let known_apexes: Vec<(usize, Name)> = apexes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| a.clone().map(|a| (i, a)))
+        .collect();
+    // Most specific zone containing `name`.
+    let zone_for = |name: &Name| -> Option<usize> {
+        known_apexes
+            .iter()
+            .filter(|(_, apex)| apex.zone_of(name))
+            .max_by_key(|(_, apex)| apex.num_labels())
+            .map(|(i, _)| *i)
+    };
+
+    let mut zones = Vec::new();
+    for (i, z) in cfg.zones.iter().enumerate() {
+        let Some(apex) = apexes[i].clone() else {
+            continue;
+        };
+        if let Some(zone) = validate_zone(i, z, apex, &zone_for, &mut issues) {
+            zones.push((i, zone));
+        }
+    }
+
+    // Targets.
+    let mut targets = Vec::new();
+    let mut target_idx: HashMap<&str, usize> = HashMap::new();
+    for (i, t) in cfg.targets.iter().enumerate() {
+        let f = format!("targets[{i}]");
+        if t.name.trim().is_empty() {
+            issues.push(format!("{f}.name"), "target name must not be empty");
+        } else if let Some(j) = target_idx.get(t.name.as_str()) {
+            issues.push(
+                format!("{f}.name"),
+                format!("duplicate target \"{}\" (also targets[{j}])", t.name),
+            );
+        }
+        let answer =
+            match (&t.cname, t.a.is_empty() && t.aaaa.is_empty()) {
+                (Some(_), false) => {
+                    issues.push(
+                    f.clone(),
+                    "a target answers either with `cname` or with `a`/`aaaa` addresses, not both",
+                );
+                    None
+                }
+                (None, true) => {
+                    issues.push(
+                        f.clone(),
+                        "a target needs `cname` or at least one `a`/`aaaa` address",
+                    );
+                    None
+                }
+                (Some(c), true) => match parse_name(c) {
+                    Ok(n) => Some(TargetAnswer::Cname(n)),
+                    Err(e) => {
+                        issues.push(format!("{f}.cname"), e);
+                        None
+                    }
+                },
+                (None, false) => {
+                    let mut a = Vec::new();
+                    for (k, s) in t.a.iter().enumerate() {
+                        match s.trim().parse::<Ipv4Addr>() {
+                            Ok(ip) if a.contains(&ip) => issues
+                                .push(format!("{f}.a[{k}]"), format!("duplicate address {ip}")),
+                            Ok(ip) => a.push(ip),
+                            Err(_) => issues.push(
+                                format!("{f}.a[{k}]"),
+                                format!("\"{s}\" is not a valid IPv4 address"),
+                            ),
+                        }
+                    }
+                    let mut aaaa = Vec::new();
+                    for (k, s) in t.aaaa.iter().enumerate() {
+                        match s.trim().parse::<Ipv6Addr>() {
+                            Ok(ip) if aaaa.contains(&ip) => issues
+                                .push(format!("{f}.aaaa[{k}]"), format!("duplicate address {ip}")),
+                            Ok(ip) => aaaa.push(ip),
+                            Err(_) => issues.push(
+                                format!("{f}.aaaa[{k}]"),
+                                format!("\"{s}\" is not a valid IPv6 address"),
+                            ),
+                        }
+                    }
+                    Some(TargetAnswer::Addrs { a, aaaa })
+                }
+            };
+        target_idx.entry(t.name.as_str()).or_insert(i);
+        targets.push(answer.map(|answer| Target {
+            name: t.name.clone(),
+            answer,
+        }));
+    }
+
+    // Services.
+    let mut services = Vec::new();
+    let mut seen_service: HashMap<Name, usize> = HashMap::new();
+    for (i, s) in cfg.services.iter().enumerate() {
+        let f = format!("services[{i}]");
+        let name = match parse_name(&s.name) {
+            Ok(n) => n,
+            Err(e) => {
+                issues.push(format!("{f}.name"), e);
+                continue;
+            }
+        };
+        if let Some(j) = seen_service.insert(name.clone(), i) {
+            issues.push(
+                format!("{f}.name"),
+                format!("duplicate service \"{name}\" (also services[{j}])"),
+            );
+        }
+        let zone = zone_for(&name);
+        match zone {
+            None => issues.push(
+                format!("{f}.name"),
+                format!("\"{name}\" is not inside any configured zone"),
+            ),
+            Some(zi) => {
+                if let Some((_, z)) = zones.iter().find(|(k, _)| *k == zi) {
+                    if let Some(types) = z.rrsets.get(&name) {
+                        let t: Vec<String> = types.keys().map(ToString::to_string).collect();
+                        issues.push(
+                            format!("{f}.name"),
+                            format!(
+                                "duplicate name: \"{name}\" already has static {} record(s) in zones[{zi}]; a steered name cannot hold other data",
+                                t.join("/")
+                            ),
+                        );
+                    }
+                    if name == z.apex {
+                        issues.push(
+                            format!("{f}.name"),
+                            "a steered name cannot be a zone apex (it would be a CNAME beside SOA/NS)",
+                        );
+                    }
+                    if let Some(cut) = z.cuts.iter().find(|c| c.zone_of(&name)) {
+                        issues.push(
+                            format!("{f}.name"),
+                            format!("\"{name}\" is inside the delegation \"{cut}\""),
+                        );
+                    }
+                }
+            }
+        }
+        let ttl = parse_ttl(s.ttl, format!("{f}.ttl"), &mut issues);
+        if s.targets.is_empty() {
+            issues.push(
+                format!("{f}.targets"),
+                "a service needs at least one target",
+            );
+        }
+        let mut members = Vec::new();
+        for (k, m) in s.targets.iter().enumerate() {
+            let mf = format!("{f}.targets[{k}]");
+            let Some(&ti) = target_idx.get(m.target.as_str()) else {
+                issues.push(
+                    format!("{mf}.target"),
+                    format!(
+                        "unknown target \"{}\" (not defined in [[targets]])",
+                        m.target
+                    ),
+                );
+                continue;
+            };
+            if members.iter().any(|x: &Member| x.target == ti) {
+                issues.push(
+                    format!("{mf}.target"),
+                    format!("target \"{}\" is listed twice", m.target),
+                );
+                continue;
+            }
+            let weight = match (s.policy, m.weight) {
+                (PolicyKind::Weighted, None) => {
+                    issues.push(
+                        format!("{mf}.weight"),
+                        "missing weight: every target of a weighted service needs `weight` > 0",
+                    );
+                    1
+                }
+                (PolicyKind::Weighted, Some(w)) if w <= 0 => {
+                    issues.push(
+                        format!("{mf}.weight"),
+                        format!("weight must be greater than 0 (got {w})"),
+                    );
+                    1
+                }
+                (PolicyKind::Weighted, Some(w)) if w > MAX_WEIGHT => {
+                    issues.push(
+                        format!("{mf}.weight"),
+                        format!("weight must be at most {MAX_WEIGHT} (got {w})"),
+                    );
+                    1
+                }
+                (PolicyKind::Weighted, Some(w)) => w as u32,
+                (_, Some(_)) => {
+                    issues.push(
+                        format!("{mf}.weight"),
+                        "weight only applies to policy = \"weighted\"",
+                    );
+                    1
+                }
+                (_, None) => 1,
+            };
+            members.push(Member { target: ti, weight });
+        }
+        if let Some(zone) = zone {
+            services.push(Service {
+                name,
+                zone,
+                ttl,
+                policy: s.policy,
+                members,
+            });
+        }
+    }
+
+    if !issues.0.is_empty() {
+        return Err(issues.0);
+    }
+    // Zone indices in services refer to config positions; every zone is present when no issue.
+    let zones: Vec<StaticZone> = zones.into_iter().map(|(_, z)| z).collect();
+    Ok(ValidConfig {
+        server: server.expect("server settings valid when no issue"),
+        zones,
+        targets: targets.into_iter().map(|t| t.expect("valid")).collect(),
+        services,
+    })
+}
+
+fn validate_server(cfg: &Config, issues: &mut Issues) -> Option<ServerSettings> {
+    let s = &cfg.server;
+    let before = issues.0.len();
+    let mut dns_listen = Vec::new();
+    if s.dns_listen.is_empty() {
+        issues.push("server.dns_listen", "at least one listen address is needed");
+    }
+    for (i, a) in s.dns_listen.iter().enumerate() {
+        match a.trim().parse::<SocketAddr>() {
+            Ok(sa) if dns_listen.contains(&sa) => issues.push(
+                format!("server.dns_listen[{i}]"),
+                format!("duplicate address {sa}"),
+            ),
+            Ok(sa) => dns_listen.push(sa),
+            Err(_) => issues.push(
+                format!("server.dns_listen[{i}]"),
+                format!("\"{a}\" is not a valid socket address (IP:port, [IPv6]:port)"),
+            ),
+        }
+    }
+    let admin_listen = match &s.admin_listen {
+        None => None,
+        Some(a) => match a.trim().parse::<SocketAddr>() {
+            Ok(sa) => Some(sa),
+            Err(_) => {
+                issues.push(
+                    "server.admin_listen",
+                    format!("\"{a}\" is not a valid socket address (IP:port, [IPv6]:port)"),
+                );
+                None
+            }
+        },
+    };
+    if !(512..=4096).contains(&s.max_udp_payload) {
+        issues.push(
+            "server.max_udp_payload",
+            format!("must be between 512 and 4096 (got {})", s.max_udp_payload),
+        );
+    }
+    if s.tcp_idle_timeout == 0 || s.tcp_idle_timeout > 3600 {
+        issues.push(
+            "server.tcp_idle_timeout",
+            format!(
+                "must be between 1 and 3600 seconds (got {})",
+                s.tcp_idle_timeout
+            ),
+        );
+    }
+    if s.hash_prefix_v4 > 32 {
+        issues.push(
+            "server.hash_prefix_v4",
+            format!("must be at most 32 (got {})", s.hash_prefix_v4),
+        );
+    }
+    if s.hash_prefix_v6 > 128 {
+        issues.push(
+            "server.hash_prefix_v6",
+            format!("must be at most 128 (got {})", s.hash_prefix_v6),
+        );
+    }
+    if s.udp_sockets > 1024 {
+        issues.push(
+            "server.udp_sockets",
+            format!("must be at most 1024 (got {})", s.udp_sockets),
+        );
+    }
+    (issues.0.len() == before).then(|| ServerSettings {
+        dns_listen,
+        admin_listen,
+        udp_sockets: s.udp_sockets,
+        udp_engine: s.udp_engine,
+        max_udp_payload: s.max_udp_payload,
+        tcp_idle_timeout: Duration::from_secs(s.tcp_idle_timeout),
+        hash_prefix_v4: s.hash_prefix_v4,
+        hash_prefix_v6: s.hash_prefix_v6,
+    })
+}
+
+fn validate_zone(
+    i: usize,
+    z: &super::schema::ZoneConfig,
+    apex: Name,
+    zone_for: &dyn Fn(&Name) -> Option<usize>,
+    issues: &mut Issues,
+) -> Option<StaticZone> {
+    let f = format!("zones[{i}]");
+    let before = issues.0.len();
+    let soa_ttl = parse_ttl(z.soa.ttl, format!("{f}.soa.ttl"), issues);
+    let ns_ttl = parse_ttl(z.ns_ttl, format!("{f}.ns_ttl"), issues);
+    let default_ttl = parse_ttl(z.default_ttl, format!("{f}.default_ttl"), issues);
+    let mname = parse_name(&z.soa.mname).map_err(|e| issues.push(format!("{f}.soa.mname"), e));
+    let rname = parse_name(&z.soa.rname).map_err(|e| issues.push(format!("{f}.soa.rname"), e));
+    for (k, v) in [
+        ("refresh", z.soa.refresh),
+        ("retry", z.soa.retry),
+        ("expire", z.soa.expire),
+    ] {
+        if v > i32::MAX as u32 {
+            issues.push(
+                format!("{f}.soa.{k}"),
+                format!("must be at most {} (got {v})", i32::MAX),
+            );
+        }
+    }
+    let soa = match (mname, rname) {
+        (Ok(m), Ok(r)) => Some(Record::from_rdata(
+            apex.clone(),
+            soa_ttl,
+            RData::SOA(SOA::new(
+                m,
+                r,
+                z.soa.serial,
+                z.soa.refresh as i32,
+                z.soa.retry as i32,
+                z.soa.expire as i32,
+                z.soa.minimum,
+            )),
+        )),
+        _ => None,
+    };
+    if z.ns.is_empty() {
+        issues.push(format!("{f}.ns"), "a zone needs at least one name server");
+    }
+    let mut ns = Vec::new();
+    for (k, n) in z.ns.iter().enumerate() {
+        match parse_name(n) {
+            Ok(n) => {
+                let rec = Record::from_rdata(apex.clone(), ns_ttl, RData::NS(NS(n)));
+                if ns.contains(&rec) {
+                    issues.push(format!("{f}.ns[{k}]"), "duplicate name server");
+                } else {
+                    ns.push(rec);
+                }
+            }
+            Err(e) => issues.push(format!("{f}.ns[{k}]"), e),
+        }
+    }
+
+    let mut rrsets: BTreeMap<Name, BTreeMap<RecordType, Vec<Record>>> = BTreeMap::new();
+    let mut first_field: HashMap<(Name, RecordType), String> = HashMap::new();
+    for (k, r) in z.records.iter().enumerate() {
+        let rf = format!("{f}.records[{k}]");
+        let Some(owner) = owner_name(&r.name, &apex, &format!("{rf}.name"), issues) else {
+            continue;
+        };
+        if !apex.zone_of(&owner) {
+            issues.push(
+                format!("{rf}.name"),
+                format!("\"{owner}\" is outside the zone \"{apex}\""),
+            );
+            continue;
+        }
+        if let Some(zi) = zone_for(&owner)
+            && zi != i
+        {
+            issues.push(
+                format!("{rf}.name"),
+                format!(
+                    "\"{owner}\" belongs to the more specific zone zones[{zi}]; configure it there"
+                ),
+            );
+            continue;
+        }
+        let ttl = parse_ttl(r.ttl.unwrap_or(default_ttl), format!("{rf}.ttl"), issues);
+        let Some((rtype, rdatas)) = parse_rdata(r, &rf, issues) else {
+            continue;
+        };
+        if owner == apex && rtype == RecordType::NS {
+            issues.push(
+                format!("{rf}.type"),
+                format!("apex NS records come from {f}.ns, not from records"),
+            );
+            continue;
+        }
+        let set = rrsets
+            .entry(owner.clone())
+            .or_default()
+            .entry(rtype)
+            .or_default();
+        first_field
+            .entry((owner.clone(), rtype))
+            .or_insert(rf.clone());
+        for (d, rdata) in rdatas.into_iter().enumerate() {
+            let rec = Record::from_rdata(owner.clone(), ttl, rdata);
+            if set.iter().any(|x| x.data == rec.data) {
+                issues.push(format!("{rf}.data[{d}]"), "duplicate record");
+                continue;
+            }
+            if let Some(first) = set.first()
+                && first.ttl != ttl
+            {
+                issues.push(
+                    format!("{rf}.ttl"),
+                    format!(
+                        "TTL {ttl} differs from the TTL {} of the same {rtype} set at \"{owner}\" (RFC 2181 §5.2)",
+                        first.ttl
+                    ),
+                );
+                continue;
+            }
+            set.push(rec);
+        }
+    }
+
+    // CNAME rules: alone at its name, one record, not at the apex.
+    for (owner, types) in &rrsets {
+        let Some(cnames) = types.get(&RecordType::CNAME) else {
+            continue;
+        };
+        let field = first_field[&(owner.clone(), RecordType::CNAME)].clone();
+        if *owner == apex {
+            issues.push(
+                format!("{field}.name"),
+                "CNAME at the zone apex is not allowed (it would sit beside SOA and NS)",
+            );
+        }
+        if cnames.len() > 1 {
+            issues.push(
+                format!("{field}.data"),
+                "a name can hold only one CNAME record",
+            );
+        }
+        if types.len() > 1 {
+            let others: Vec<String> = types
+                .keys()
+                .filter(|t| **t != RecordType::CNAME)
+                .map(ToString::to_string)
+                .collect();
+            issues.push(
+                format!("{field}.type"),
+                format!(
+                    "CNAME beside other data: \"{owner}\" also has {} record(s)",
+                    others.join("/")
+                ),
+            );
+        }
+    }
+
+    // Delegations: NS below the apex makes a cut; only NS at the cut, only glue below it.
+    let cuts: Vec<Name> = rrsets
+        .iter()
+        .filter(|(n, t)| **n != apex && t.contains_key(&RecordType::NS))
+        .map(|(n, _)| n.clone())
+        .collect();
+    for (owner, types) in &rrsets {
+        for cut in &cuts {
+            if !cut.zone_of(owner) {
+                continue;
+            }
+            if owner == cut {
+                for t in types.keys().filter(|t| **t != RecordType::NS) {
+                    let field = &first_field[&(owner.clone(), *t)];
+                    issues.push(
+                        format!("{field}.type"),
+                        format!("{t} beside NS at the delegation point \"{cut}\""),
+                    );
+                }
+            } else {
+                for t in types
+                    .keys()
+                    .filter(|t| !matches!(t, RecordType::A | RecordType::AAAA))
+                {
+                    let field = &first_field[&(owner.clone(), *t)];
+                    issues.push(
+                        format!("{field}.name"),
+                        format!(
+                            "\"{owner}\" is below the delegation \"{cut}\": only glue A/AAAA records are allowed there"
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    if issues.0.len() != before {
+        return None;
+    }
+    Some(StaticZone {
+        apex,
+        soa: soa?,
+        ns,
+        rrsets,
+        cuts,
+    })
+}
+
+fn owner_name(s: &str, apex: &Name, field: &str, issues: &mut Issues) -> Option<Name> {
+    let t = s.trim();
+    if t == "@" {
+        return Some(apex.clone());
+    }
+    if t.ends_with('.') {
+        return parse_name(t).map_err(|e| issues.push(field, e)).ok();
+    }
+    if t.is_empty() {
+        issues.push(field, "empty owner name (use \"@\" for the zone apex)");
+        return None;
+    }
+    let rel = match Name::from_ascii(t) {
+        Ok(n) => n,
+        Err(e) => {
+            issues.push(field, format!("\"{s}\" is not a valid domain name: {e}"));
+            return None;
+        }
+    };
+    match rel.append_domain(apex) {
+        Ok(n) => Some(n.to_lowercase()),
+        Err(e) => {
+            issues.push(
+                field,
+                format!("\"{s}\" under \"{apex}\" is not a valid name: {e}"),
+            );
+            None
+        }
+    }
+}
+
+fn parse_rdata(
+    r: &RecordConfig,
+    rf: &str,
+    issues: &mut Issues,
+) -> Option<(RecordType, Vec<RData>)> {
+    let rtype = match r.rtype.trim().to_ascii_uppercase().as_str() {
+        "A" => RecordType::A,
+        "AAAA" => RecordType::AAAA,
+        "CNAME" => RecordType::CNAME,
+        "TXT" => RecordType::TXT,
+        "MX" => RecordType::MX,
+        "CAA" => RecordType::CAA,
+        "NS" => RecordType::NS,
+        "SOA" => {
+            issues.push(
+                format!("{rf}.type"),
+                "the SOA record comes from the zone's [zones.soa] table",
+            );
+            return None;
+        }
+        other => {
+            issues.push(
+                format!("{rf}.type"),
+                format!(
+                    "unsupported record type \"{other}\" (supported: A, AAAA, CNAME, TXT, MX, CAA, NS)"
+                ),
+            );
+            return None;
+        }
+    };
+    if r.data.is_empty() {
+        issues.push(format!("{rf}.data"), "at least one value is needed");
+        return None;
+    }
+    let mut out = Vec::new();
+    let before = issues.0.len();
+    for (d, v) in r.data.iter().enumerate() {
+        let df = format!("{rf}.data[{d}]");
+        let v = v.as_str();
+        let parsed: Result<RData, String> = match rtype {
+            RecordType::A => v
+                .trim()
+                .parse::<Ipv4Addr>()
+                .map(|ip| RData::A(A(ip)))
+                .map_err(|_| format!("\"{v}\" is not a valid IPv4 address")),
+            RecordType::AAAA => match v.trim().parse::<IpAddr>() {
+                Ok(IpAddr::V6(ip)) => Ok(RData::AAAA(AAAA(ip))),
+                _ => Err(format!("\"{v}\" is not a valid IPv6 address")),
+            },
+            RecordType::CNAME => parse_name(v).map(|n| RData::CNAME(CNAME(n))),
+            RecordType::NS => parse_name(v).map(|n| RData::NS(NS(n))),
+            RecordType::MX => {
+                let mut it = v.split_whitespace();
+                match (it.next(), it.next(), it.next()) {
+                    (Some(p), Some(host), None) => match p.parse::<u16>() {
+                        Ok(p) => parse_name(host).map(|h| RData::MX(MX::new(p, h))),
+                        Err(_) => Err(format!("MX preference \"{p}\" is not a number 0-65535")),
+                    },
+                    _ => Err(format!(
+                        "\"{v}\" is not an MX value: expected \"PREFERENCE HOST\", e.g. \"10 mail.example.com\""
+                    )),
+                }
+            }
+            RecordType::TXT => {
+                if v.len() > 4000 {
+                    Err("TXT value longer than 4000 bytes".to_string())
+                } else {
+                    // Long texts are split into 255-byte character-strings (RFC 1035 §3.3.14).
+                    let bytes = v.as_bytes();
+                    let mut parts = Vec::new();
+                    let mut start = 0;
+                    while start < bytes.len() || parts.is_empty() {
+                        let mut end = (start + 255).min(bytes.len());
+                        while !v.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        parts.push(v[start..end].to_string());
+                        start = end;
+                    }
+                    Ok(RData::TXT(TXT::new(parts)))
+                }
+            }
+            RecordType::CAA => RData::try_from_str(RecordType::CAA, v)
+                .map_err(|e| {
+                    format!("\"{v}\" is not a CAA value (FLAGS TAG \"VALUE\", e.g. 0 issue \"letsencrypt.org\"): {e}")
+                }),
+            _ => unreachable!(),
+        };
+        match parsed {
+            Ok(rd) => out.push(rd),
+            Err(e) => issues.push(df, e),
+        }
+    }
+    (issues.0.len() == before).then_some((rtype, out))
+}

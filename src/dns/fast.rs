@@ -1,0 +1,296 @@
+//! The UDP fast path: precomputed wire-format answers, patched per query.
+//!
+//! At compile time `precompute` runs the general answer logic (`answer::answer`) once for every
+//! (name, type) pair the table holds — once per answer variant for steered names — and stores the
+//! encoded response after the question. At query time `try_answer` parses the header, the single
+//! question and an optional OPT record straight from the packet, looks the lower-case name up, and
+//! writes: the query's ID and RD/CD bits, the query's own question bytes (so 0x20 case is kept),
+//! the stored sections, and an OPT record when the query had one. Anything unusual (other
+//! opcodes, EDNS version > 0, several questions, names not in the table, answers too large for the
+//! client) returns `Slow` and goes through the hickory `RequestHandler` path instead, which is
+//! the reference behaviour; both paths answer from the same `answer::answer` logic.
+
+use std::net::IpAddr;
+
+use hickory_proto::op::{Message, MessageType, Metadata, OpCode, Query};
+use hickory_proto::rr::{DNSClass, Name, RecordType};
+
+use crate::dns::answer::{self, Choice, Reply};
+use crate::table::{RoutingTable, WireKey};
+
+/// Types answered from templates. Others take the general path.
+const FAST_TYPES: [RecordType; 10] = [
+    RecordType::A,
+    RecordType::AAAA,
+    RecordType::CNAME,
+    RecordType::NS,
+    RecordType::SOA,
+    RecordType::MX,
+    RecordType::TXT,
+    RecordType::CAA,
+    RecordType::HTTPS,
+    RecordType::ANY,
+];
+
+/// Largest response we build on the fast path.
+pub const MAX_FAST_RESPONSE: usize = 4096;
+
+/// A response without header ID and question, ready to be patched.
+#[derive(Debug, Clone)]
+pub struct Template {
+    /// Header flags (QR, AA, TC=0, RCODE); RD and CD are copied from the query.
+    flags: u16,
+    an: u16,
+    ns: u16,
+    ar: u16,
+    /// Answer, authority and additional sections as encoded after the canonical question.
+    body: Box<[u8]>,
+}
+
+#[derive(Debug, Clone)]
+pub enum FastEntry {
+    Static(Template),
+    /// A steered answer: one template per answer variant of the service.
+    Steered {
+        service: u32,
+        variants: Box<[Template]>,
+    },
+}
+
+/// The precomputed answers of one name.
+#[derive(Debug, Clone, Default)]
+pub struct FastNode {
+    entries: Vec<(u16, FastEntry)>,
+}
+
+impl FastNode {
+    #[inline]
+    fn get(&self, qtype: u16) -> Option<&FastEntry> {
+        self.entries
+            .iter()
+            .find(|(t, _)| *t == qtype)
+            .map(|(_, e)| e)
+    }
+}
+
+fn encode_template(name: &Name, qtype: RecordType, reply: &Reply<'_>) -> Option<Template> {
+    let mut metadata = Metadata::new(0, MessageType::Response, OpCode::Query);
+    metadata.authoritative = reply.authoritative;
+    metadata.response_code = reply.rcode;
+    let mut msg = Message::new(0, MessageType::Response, OpCode::Query);
+    msg.metadata = metadata;
+    msg.add_query(Query::query(name.clone(), qtype));
+    msg.answers = reply.answers.iter().map(|r| (*r).clone()).collect();
+    msg.authorities = reply.authority.iter().map(|r| (*r).clone()).collect();
+    msg.additionals = reply.additional.iter().map(|r| (*r).clone()).collect();
+    let bytes = msg.to_vec().ok()?;
+    let qlen = crate::table::wire_key(name).len() + 4;
+    if bytes.len() > MAX_FAST_RESPONSE - 11 || bytes.len() < 12 + qlen {
+        return None;
+    }
+    let be = |i: usize| u16::from_be_bytes([bytes[i], bytes[i + 1]]);
+    Some(Template {
+        flags: be(2),
+        an: be(6),
+        ns: be(8),
+        ar: be(10),
+        body: bytes[12 + qlen..].into(),
+    })
+}
+
+/// Build the fast-path map for every name of the table.
+pub fn precompute(table: &RoutingTable) -> rustc_hash::FxHashMap<WireKey, FastNode> {
+    let mut out = rustc_hash::FxHashMap::default();
+    let names = table.nodes.keys().chain(table.empty_non_terminals.iter());
+    for key in names {
+        let Some(name) = name_from_key(key) else {
+            continue;
+        };
+        let mut node = FastNode::default();
+        for qtype in FAST_TYPES {
+            let reply = answer::answer(table, &name, qtype, DNSClass::IN, Choice::Variant(0));
+            let entry = match reply.service {
+                None => encode_template(&name, qtype, &reply).map(FastEntry::Static),
+                Some(si) => {
+                    let n = table.services[si as usize].answers.len();
+                    let variants: Option<Vec<Template>> = (0..n)
+                        .map(|v| {
+                            let r = answer::answer(
+                                table,
+                                &name,
+                                qtype,
+                                DNSClass::IN,
+                                Choice::Variant(v),
+                            );
+                            encode_template(&name, qtype, &r)
+                        })
+                        .collect();
+                    variants.map(|v| FastEntry::Steered {
+                        service: si,
+                        variants: v.into_boxed_slice(),
+                    })
+                }
+            };
+            if let Some(e) = entry {
+                node.entries.push((u16::from(qtype), e));
+            }
+        }
+        out.insert(key.clone(), node);
+    }
+    out
+}
+
+fn name_from_key(key: &[u8]) -> Option<Name> {
+    let mut labels = Vec::new();
+    let mut pos = 0;
+    while pos < key.len() && key[pos] != 0 {
+        let l = key[pos] as usize;
+        labels.push(&key[pos + 1..pos + 1 + l]);
+        pos += l + 1;
+    }
+    let mut n = Name::from_labels(labels).ok()?;
+    n.set_fqdn(true);
+    Some(n)
+}
+
+/// What the fast path did with a packet.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FastOutcome {
+    /// A response of this many bytes is in the output buffer.
+    Answered(usize),
+    /// Not a query we answer at all (a response, or shorter than a header): drop it.
+    Drop,
+    /// Needs the general path.
+    Slow,
+}
+
+const QR: u16 = 0x8000;
+const OPCODE_MASK: u16 = 0x7800;
+const RD: u16 = 0x0100;
+const CD: u16 = 0x0010;
+
+/// Try to answer a UDP query from the precomputed templates.
+#[inline]
+pub fn try_answer(
+    table: &RoutingTable,
+    q: &[u8],
+    client: IpAddr,
+    out: &mut [u8; MAX_FAST_RESPONSE],
+) -> FastOutcome {
+    if q.len() < 12 {
+        return FastOutcome::Drop;
+    }
+    let be = |i: usize| u16::from_be_bytes([q[i], q[i + 1]]);
+    let flags = be(2);
+    if flags & QR != 0 {
+        return FastOutcome::Drop;
+    }
+    if flags & OPCODE_MASK != 0 || be(4) != 1 || be(6) != 0 || be(8) != 0 || be(10) > 1 {
+        return FastOutcome::Slow;
+    }
+    // Question name, lower-cased into the lookup key.
+    let mut key = [0u8; 256];
+    let mut pos = 12;
+    let mut klen = 0;
+    loop {
+        let Some(&l) = q.get(pos) else {
+            return FastOutcome::Slow;
+        };
+        if l & 0xc0 != 0 || klen + l as usize + 1 > 255 {
+            return FastOutcome::Slow;
+        }
+        key[klen] = l;
+        klen += 1;
+        pos += 1;
+        if l == 0 {
+            break;
+        }
+        let Some(label) = q.get(pos..pos + l as usize) else {
+            return FastOutcome::Slow;
+        };
+        for (d, s) in key[klen..klen + l as usize].iter_mut().zip(label) {
+            *d = s.to_ascii_lowercase();
+        }
+        klen += l as usize;
+        pos += l as usize;
+    }
+    if q.len() < pos + 4 {
+        return FastOutcome::Slow;
+    }
+    let qtype = be(pos);
+    if be(pos + 2) != u16::from(DNSClass::IN) {
+        return FastOutcome::Slow;
+    }
+    let qend = pos + 4;
+
+    // Optional OPT record (RFC 6891): root owner, type 41, version 0, well-formed options.
+    let mut edns_limit = None;
+    if be(10) == 1 {
+        let o = qend;
+        if q.len() < o + 11 || q[o] != 0 || be(o + 1) != 41 {
+            return FastOutcome::Slow;
+        }
+        let udp = be(o + 3);
+        let version = q[o + 6];
+        if version != 0 {
+            return FastOutcome::Slow;
+        }
+        let rdlen = be(o + 9) as usize;
+        let mut p = o + 11;
+        if q.len() != p + rdlen {
+            return FastOutcome::Slow;
+        }
+        while p < q.len() {
+            if p + 4 > q.len() {
+                return FastOutcome::Slow;
+            }
+            let olen = be(p + 2) as usize;
+            p += 4 + olen;
+        }
+        if p != q.len() {
+            return FastOutcome::Slow;
+        }
+        edns_limit = Some(udp.clamp(512, table.settings.max_udp_payload) as usize);
+    } else if q.len() != qend {
+        return FastOutcome::Slow;
+    }
+
+    let Some(node) = table.fast.get(&key[..klen]) else {
+        return FastOutcome::Slow;
+    };
+    let tpl = match node.get(qtype) {
+        None => return FastOutcome::Slow,
+        Some(FastEntry::Static(t)) => t,
+        Some(FastEntry::Steered { service, variants }) => {
+            let s = &table.services[*service as usize];
+            let i = s.select(
+                client,
+                table.settings.hash_prefix_v4,
+                table.settings.hash_prefix_v6,
+            );
+            &variants[i]
+        }
+    };
+
+    let opt_len = if edns_limit.is_some() { 11 } else { 0 };
+    let total = qend + tpl.body.len() + opt_len;
+    if total > edns_limit.unwrap_or(512) {
+        return FastOutcome::Slow;
+    }
+    out[0..2].copy_from_slice(&q[0..2]);
+    out[2..4].copy_from_slice(&(tpl.flags | (flags & (RD | CD))).to_be_bytes());
+    out[4..6].copy_from_slice(&1u16.to_be_bytes());
+    out[6..8].copy_from_slice(&tpl.an.to_be_bytes());
+    out[8..10].copy_from_slice(&tpl.ns.to_be_bytes());
+    out[10..12].copy_from_slice(&(tpl.ar + u16::from(opt_len != 0)).to_be_bytes());
+    out[12..qend].copy_from_slice(&q[12..qend]);
+    let mut w = qend;
+    out[w..w + tpl.body.len()].copy_from_slice(&tpl.body);
+    w += tpl.body.len();
+    if opt_len != 0 {
+        let size = table.settings.max_udp_payload.to_be_bytes();
+        out[w..w + 11].copy_from_slice(&[0, 0, 41, size[0], size[1], 0, 0, 0, 0, 0, 0]);
+        w += 11;
+    }
+    FastOutcome::Answered(w)
+}

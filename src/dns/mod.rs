@@ -1,0 +1,6 @@
+//! The DNS data path: listeners → handler → answer, reading one routing table per query.
+
+pub mod answer;
+pub mod fast;
+pub mod handler;
+pub mod listener;

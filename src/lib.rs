@@ -1,0 +1,13 @@
+//! steerd: multi-CDN traffic steering with its own authoritative DNS server.
+//!
+//! Data path (see `docs/architecture.md`): `config` → `policy::compile` → [`table::RoutingTable`]
+//! swapped atomically under the DNS listeners (`dns`), which answer every query from one `load()`
+//! of the current table.
+
+pub mod config;
+pub mod dns;
+pub mod policy;
+pub mod server;
+pub mod table;
+
+pub use server::Server;

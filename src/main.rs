@@ -1,0 +1,162 @@
+//! The `steerd` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing::{error, info, warn};
+
+const DEFAULT_CONFIG: &str = "config/steerd.toml";
+
+#[derive(Parser)]
+#[command(
+    name = "steerd",
+    version,
+    about = "Multi-CDN traffic steering with its own authoritative DNS server"
+)]
+struct Cli {
+    /// Log output format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the DNS server (the default command).
+    Serve(ServeArgs),
+    /// Validate a configuration file and print a one-line summary.
+    CheckConfig {
+        /// Configuration file to check.
+        file: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Default)]
+struct ServeArgs {
+    /// Configuration file.
+    #[arg(long, short, default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
+    /// DNS listen address (UDP and TCP); repeat for several. Overrides `server.dns_listen`.
+    #[arg(long = "dns-listen", value_name = "ADDR")]
+    dns_listen: Vec<SocketAddr>,
+    /// Admin HTTP API listen address. Overrides `server.admin_listen`.
+    #[arg(long = "admin-listen", value_name = "ADDR")]
+    admin_listen: Option<SocketAddr>,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hickory_server=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::Serve(args)) => serve(args),
+        None => serve(ServeArgs {
+            config: PathBuf::from(DEFAULT_CONFIG),
+            ..ServeArgs::default()
+        }),
+    }
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match steerd::config::load(file) {
+        Ok(cfg) => {
+            println!("{}: OK: {}", file.display(), cfg.summary());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_for_serve(args: &ServeArgs) -> Result<steerd::config::ValidConfig, String> {
+    let mut cfg = steerd::config::load(&args.config).map_err(|e| e.to_string())?;
+    if !args.dns_listen.is_empty() {
+        cfg.server.dns_listen = args.dns_listen.clone();
+    }
+    if args.admin_listen.is_some() {
+        cfg.server.admin_listen = args.admin_listen;
+    }
+    Ok(cfg)
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let cfg = match load_for_serve(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        if let Some(admin) = cfg.server.admin_listen {
+            warn!(%admin, "the admin HTTP API is not part of this build yet; ignoring admin_listen");
+        }
+        let mut server = match steerd::Server::start(cfg).await {
+            Ok(s) => s,
+            Err(e) => {
+                error!("cannot start: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Err(e) = run_until_signal(&mut server, &args).await {
+            error!("signal handling failed: {e}");
+        }
+        server.shutdown().await;
+        info!("stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+/// Wait for SIGTERM/SIGINT; on SIGHUP reload the configuration file (a bad file is logged and
+/// the running configuration keeps serving).
+async fn run_until_signal(server: &mut steerd::Server, args: &ServeArgs) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => { info!("SIGTERM: shutting down"); return Ok(()); }
+            _ = int.recv() => { info!("SIGINT: shutting down"); return Ok(()); }
+            _ = hup.recv() => {
+                match load_for_serve(args) {
+                    Ok(cfg) => { server.apply(cfg); }
+                    Err(e) => error!("reload rejected, keeping the running configuration:\n{e}"),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! The routing table: an immutable, precomputed snapshot of everything the DNS fast path needs,
+//! published through an [`ArcSwap`]. The control plane builds a new table (see `policy::compile`)
+//! and swaps it in; each query does exactly one `load()`.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hickory_proto::rr::{Name, Record, RecordType};
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::dns::fast::FastNode;
+
+/// Shared handle to the current table.
+pub type TableHandle = Arc<ArcSwap<RoutingTable>>;
+
+/// Create a handle holding `table`.
+pub fn handle(table: RoutingTable) -> TableHandle {
+    Arc::new(ArcSwap::from_pointee(table))
+}
+
+/// Lower-case wire-format name (length-prefixed labels, terminated by 0): the key of every map in
+/// the table, so the fast path can look a query up straight from packet bytes.
+pub type WireKey = Box<[u8]>;
+
+/// Build the lower-case wire key of a name.
+pub fn wire_key(name: &Name) -> WireKey {
+    let mut out = Vec::with_capacity(name.len() + 2);
+    for label in name.iter() {
+        out.push(label.len() as u8);
+        out.extend(label.iter().map(u8::to_ascii_lowercase));
+    }
+    out.push(0);
+    out.into_boxed_slice()
+}
+
+/// Offsets of each suffix of a wire key, longest first (the name itself, its parent, …, root).
+pub fn suffixes(key: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut pos = 0usize;
+    std::iter::from_fn(move || {
+        if pos >= key.len() {
+            return None;
+        }
+        let s = &key[pos..];
+        pos += key[pos] as usize + 1;
+        Some(s)
+    })
+}
+
+/// A zone's apex data.
+#[derive(Debug)]
+pub struct ZoneEntry {
+    pub apex: Name,
+    pub soa: Record,
+    /// SOA with TTL = min(SOA TTL, minimum), for negative answers (RFC 2308 §5).
+    pub negative_soa: Record,
+}
+
+/// One owner name with data.
+#[derive(Debug, Default)]
+pub struct Node {
+    pub zone: u32,
+    /// RRsets at this name, in a fixed order (used for minimal ANY answers).
+    pub rrsets: Vec<(RecordType, Vec<Record>)>,
+    /// Steered service at this name.
+    pub service: Option<u32>,
+    /// This name is a delegation point (NS below an apex).
+    pub cut: bool,
+}
+
+impl Node {
+    pub fn rrset(&self, t: RecordType) -> Option<&[Record]> {
+        self.rrsets
+            .iter()
+            .find(|(rt, _)| *rt == t)
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
+/// How a service picks its answer for a client.
+#[derive(Debug, Clone)]
+pub enum Selector {
+    /// Always the same answer (failover: first target; later: health decides).
+    Fixed(usize),
+    /// Weighted rendezvous hashing over the client's subnet.
+    Weighted(Vec<WeightedMember>),
+}
+
+#[derive(Debug, Clone)]
+pub struct WeightedMember {
+    /// Hash seed derived from the target name: stable across restarts and across nodes.
+    pub seed: u64,
+    pub weight: f64,
+    /// Index into [`CompiledService::answers`].
+    pub answer: usize,
+}
+
+/// What a target answers, as ready records with the service's TTL and owner name.
+#[derive(Debug, Clone)]
+pub struct ServiceAnswer {
+    pub target: String,
+    pub cname: Option<Record>,
+    pub a: Vec<Record>,
+    pub aaaa: Vec<Record>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CompiledService {
+    pub name: Name,
+    pub ttl: u32,
+    pub selector: Selector,
+    pub answers: Vec<ServiceAnswer>,
+}
+
+impl CompiledService {
+    /// Index of the answer this client gets. Pure and cheap: a few hashes for weighted services.
+    #[inline]
+    pub fn select(&self, client: IpAddr, prefix_v4: u8, prefix_v6: u8) -> usize {
+        match &self.selector {
+            Selector::Fixed(i) => *i,
+            Selector::Weighted(members) => {
+                let key = client_key(client, prefix_v4, prefix_v6);
+                let mut best = 0;
+                let mut best_score = f64::NEG_INFINITY;
+                for m in members {
+                    let h = xxhash_rust::xxh3::xxh3_64_with_seed(&key, m.seed);
+                    // Uniform in (0, 1]; ln(u)/w is largest for the winner, with probability
+                    // proportional to w (weighted rendezvous hashing).
+                    let u = ((h >> 11) as f64 + 1.0) / ((1u64 << 53) as f64);
+                    let score = u.ln() / m.weight;
+                    if score > best_score {
+                        best_score = score;
+                        best = m.answer;
+                    }
+                }
+                best
+            }
+        }
+    }
+}
+
+/// The bytes that identify a client for stable picks: its address masked to the hash prefix.
+#[inline]
+pub fn client_key(client: IpAddr, prefix_v4: u8, prefix_v6: u8) -> [u8; 17] {
+    let mut key = [0u8; 17];
+    match client {
+        IpAddr::V4(v4) => {
+            let bits = u32::from(v4);
+            let masked = if prefix_v4 == 0 {
+                0
+            } else {
+                bits & (u32::MAX << (32 - prefix_v4 as u32))
+            };
+            key[0] = 4;
+            key[1..5].copy_from_slice(&masked.to_be_bytes());
+        }
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            let masked = if prefix_v6 == 0 {
+                0
+            } else {
+                bits & (u128::MAX << (128 - prefix_v6 as u32))
+            };
+            key[0] = 6;
+            key[1..17].copy_from_slice(&masked.to_be_bytes());
+        }
+    }
+    key
+}
+
+/// Settings the fast path needs at query time.
+#[derive(Debug, Clone, Copy)]
+pub struct TableSettings {
+    pub max_udp_payload: u16,
+    pub hash_prefix_v4: u8,
+    pub hash_prefix_v6: u8,
+}
+
+/// Immutable snapshot answered from by the DNS path.
+#[derive(Debug)]
+pub struct RoutingTable {
+    /// Increases with every compiled table; shown in logs and the admin API.
+    pub generation: u64,
+    pub settings: TableSettings,
+    pub zones: Vec<ZoneEntry>,
+    pub zone_index: FxHashMap<WireKey, u32>,
+    pub nodes: FxHashMap<WireKey, Node>,
+    /// Names that exist only because a name below them exists (RFC 8020: NODATA, not NXDOMAIN).
+    pub empty_non_terminals: FxHashSet<WireKey>,
+    pub services: Vec<CompiledService>,
+    /// Precomputed wire-format answers for (name, type) pairs.
+    pub fast: FxHashMap<WireKey, FastNode>,
+}
+
+impl RoutingTable {
+    /// Most specific zone containing the name with this wire key.
+    pub fn find_zone(&self, key: &[u8]) -> Option<u32> {
+        suffixes(key).find_map(|s| self.zone_index.get(s).copied())
+    }
+
+    /// An empty table (no zones): every query is REFUSED.
+    pub fn empty(settings: TableSettings) -> Self {
+        Self {
+            generation: 0,
+            settings,
+            zones: Vec::new(),
+            zone_index: FxHashMap::default(),
+            nodes: FxHashMap::default(),
+            empty_non_terminals: FxHashSet::default(),
+            services: Vec::new(),
+            fast: FxHashMap::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    #[test]
+    fn wire_key_lowercases_and_suffixes_walk_to_root() {
+        let k = wire_key(&Name::from_str("WwW.Example.COM.").unwrap());
+        assert_eq!(&*k, b"\x03www\x07example\x03com\x00");
+        let s: Vec<&[u8]> = suffixes(&k).collect();
+        assert_eq!(s.len(), 4);
+        assert_eq!(s[1], b"\x07example\x03com\x00");
+        assert_eq!(s[3], b"\x00");
+    }
+
+    #[test]
+    fn client_key_masks_to_prefix() {
+        let a = client_key("192.0.2.1".parse().unwrap(), 24, 56);
+        let b = client_key("192.0.2.200".parse().unwrap(), 24, 56);
+        let c = client_key("192.0.3.1".parse().unwrap(), 24, 56);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        let d = client_key("2001:db8:0:1::1".parse().unwrap(), 24, 56);
+        let e = client_key("2001:db8:0:1:ffff::1".parse().unwrap(), 24, 56);
+        assert_eq!(d, e);
+        assert_eq!(client_key("10.0.0.1".parse().unwrap(), 0, 0)[1..5], [0; 4]);
+    }
+}
