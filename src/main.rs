@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tracing::{error, info, warn};
 
 const DEFAULT_CONFIG: &str = "config/steerd.toml";
+/// The demo configuration, compiled in: used when the default file is not on disk.
+const EMBEDDED_CONFIG: &str = include_str!("../config/steerd.toml");
 
 #[derive(Parser)]
 #[command(
@@ -92,7 +94,13 @@ fn check_config(file: &std::path::Path) -> ExitCode {
 }
 
 fn load_for_serve(args: &ServeArgs) -> Result<steerd::config::ValidConfig, String> {
-    let mut cfg = steerd::config::load(&args.config).map_err(|e| e.to_string())?;
+    let mut cfg = if args.config == std::path::Path::new(DEFAULT_CONFIG) && !args.config.exists() {
+        info!("{DEFAULT_CONFIG} not found: serving the embedded demo configuration");
+        steerd::config::parse(EMBEDDED_CONFIG, "<embedded config/steerd.toml>")
+    } else {
+        steerd::config::load(&args.config)
+    }
+    .map_err(|e| e.to_string())?;
     if !args.dns_listen.is_empty() {
         cfg.server.dns_listen = args.dns_listen.clone();
     }

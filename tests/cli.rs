@@ -1,0 +1,175 @@
+//! The `steerd` binary: --version, check-config, serve with SIGHUP reload and graceful SIGTERM.
+
+mod common;
+
+use std::io::Read;
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{DEMO, query, raw_udp};
+use hickory_proto::op::Message;
+use hickory_proto::rr::{RData, RecordType};
+
+const BIN: &str = env!("CARGO_BIN_EXE_steerd");
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn assets_answer(addr: SocketAddr) -> Option<String> {
+    let q = query("assets.example.com.", RecordType::A, None);
+    let resp = raw_udp(addr, &q.to_vec().unwrap(), Duration::from_millis(300))?;
+    let m = Message::from_vec(&resp).ok()?;
+    match &m.answers.first()?.data {
+        RData::CNAME(c) => Some(c.0.to_ascii()),
+        _ => None,
+    }
+}
+
+fn wait_for(addr: SocketAddr, want: &str, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("steerd exited early: {status}");
+        }
+        if assets_answer(addr).as_deref() == Some(want) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("steerd did not answer {want} within 15 s");
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig}");
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("steerd {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn check_config_accepts_the_demo_and_names_file_line_and_field_on_errors() {
+    let out = Command::new(BIN)
+        .args(["check-config", "config/steerd.toml"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stdout.contains("OK") && stdout.contains("2 service(s)"),
+        "{stdout}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, DEMO.replace("weight = 40", "weight = -2")).unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = DEMO
+        .lines()
+        .position(|l| l.contains("weight = 40"))
+        .unwrap()
+        + 1;
+    assert!(
+        err.contains(&format!(
+            "bad.toml:{line}: services[0].targets[1].weight: weight must be greater than 0 (got -2)"
+        )),
+        "{err}"
+    );
+
+    let out = Command::new(BIN)
+        .args(["check-config", "does/not/exist.toml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does/not/exist.toml: cannot read file"));
+}
+
+#[test]
+fn serve_reloads_on_sighup_keeps_last_good_config_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("steerd.toml");
+    std::fs::write(&cfg, DEMO).unwrap();
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(&cfg)
+        .args(["--dns-listen", &addr.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(addr, "example.global.cdn-a.net.", &mut child);
+
+    // A changed file is applied on SIGHUP.
+    std::fs::write(
+        &cfg,
+        DEMO.replace(
+            "targets = [{ target = \"cdn-a\" }, { target = \"cdn-b\" }, { target = \"origin\" }]",
+            "targets = [{ target = \"cdn-b\" }]",
+        ),
+    )
+    .unwrap();
+    signal(&child, "-HUP");
+    wait_for(addr, "example.b-cdn.example.net.", &mut child);
+
+    // A broken file is rejected; the last good configuration keeps answering.
+    std::fs::write(&cfg, "this is not toml [").unwrap();
+    signal(&child, "-HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        assets_answer(addr).as_deref(),
+        Some("example.b-cdn.example.net.")
+    );
+
+    signal(&child, "-TERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "steerd did not stop within 10 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "graceful exit: {status}");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(!lines.is_empty());
+    for l in &lines {
+        assert!(l.starts_with('{') && l.ends_with('}'), "JSON log line: {l}");
+    }
+    assert!(stderr.contains("reload rejected"), "{stderr}");
+    assert!(stderr.contains("SIGTERM"), "{stderr}");
+}

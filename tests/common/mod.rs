@@ -1,0 +1,150 @@
+//! Shared integration-test harness: start a real steerd on 127.0.0.1 port 0 and talk DNS to it
+//! over real UDP and TCP sockets (hickory-proto messages), or with `dig`.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::process::Command;
+use std::str::FromStr;
+use std::time::Duration;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{Name, RecordType};
+use steerd::config::{UdpEngine, ValidConfig};
+
+/// The shipped demo configuration.
+pub const DEMO: &str = include_str!("../../config/steerd.toml");
+
+/// A steerd server running on its own runtime, stopped on drop.
+pub struct TestServer {
+    pub udp: SocketAddr,
+    pub tcp: SocketAddr,
+    pub server: Option<steerd::Server>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl TestServer {
+    /// Start from configuration text, listening on 127.0.0.1 with a kernel-chosen port.
+    pub fn start(config: &str) -> Self {
+        Self::start_with(config, |_| {})
+    }
+
+    /// Start, letting the caller adjust the validated configuration first.
+    pub fn start_with(config: &str, adjust: impl FnOnce(&mut ValidConfig)) -> Self {
+        let mut cfg = steerd::config::parse(config, "test").expect("test config is valid");
+        cfg.server.dns_listen = vec!["127.0.0.1:0".parse().unwrap()];
+        cfg.server.udp_sockets = 2;
+        cfg.server.udp_engine = UdpEngine::Fast;
+        adjust(&mut cfg);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = runtime
+            .block_on(steerd::Server::start(cfg))
+            .expect("server starts");
+        Self {
+            udp: server.udp_addrs()[0],
+            tcp: server.tcp_addrs()[0],
+            server: Some(server),
+            runtime,
+        }
+    }
+
+    pub fn server(&mut self) -> &mut steerd::Server {
+        self.server.as_mut().unwrap()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            self.runtime.block_on(s.shutdown());
+        }
+    }
+}
+
+/// A query message for `name`/`qtype`, with an OPT record advertising `edns` bytes if given.
+pub fn query(name: &str, qtype: RecordType, edns: Option<u16>) -> Message {
+    let mut m = Message::new(rand::random(), MessageType::Query, OpCode::Query);
+    m.add_query(Query::query(Name::from_str(name).unwrap(), qtype));
+    m.metadata.recursion_desired = false;
+    if let Some(size) = edns {
+        let mut e = Edns::new();
+        e.set_max_payload(size);
+        m.set_edns(e);
+    }
+    m
+}
+
+/// Send raw bytes over UDP; the raw response, or None after `timeout`.
+pub fn raw_udp(server: SocketAddr, bytes: &[u8], timeout: Duration) -> Option<Vec<u8>> {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    raw_udp_from(&sock, server, bytes, timeout)
+}
+
+pub fn raw_udp_from(
+    sock: &UdpSocket,
+    server: SocketAddr,
+    bytes: &[u8],
+    timeout: Duration,
+) -> Option<Vec<u8>> {
+    sock.set_read_timeout(Some(timeout)).unwrap();
+    sock.send_to(bytes, server).unwrap();
+    let mut buf = [0u8; 65535];
+    match sock.recv_from(&mut buf) {
+        Ok((n, _)) => Some(buf[..n].to_vec()),
+        Err(_) => None,
+    }
+}
+
+/// Send raw bytes over a new TCP connection (2-byte length prefix); the raw response if any.
+pub fn raw_tcp(server: SocketAddr, bytes: &[u8], timeout: Duration) -> Option<Vec<u8>> {
+    let mut s = TcpStream::connect_timeout(&server, timeout).ok()?;
+    s.set_read_timeout(Some(timeout)).unwrap();
+    let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(bytes);
+    s.write_all(&framed).ok()?;
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).ok()?;
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut buf).ok()?;
+    Some(buf)
+}
+
+/// Query over UDP and decode the answer (panics if none arrives within 2 s).
+pub fn udp(server: SocketAddr, q: &Message) -> Message {
+    let resp = raw_udp(server, &q.to_vec().unwrap(), Duration::from_secs(2))
+        .expect("UDP answer within 2 s");
+    let m = Message::from_vec(&resp).expect("response decodes");
+    assert_eq!(m.metadata.id, q.metadata.id, "response ID matches query");
+    m
+}
+
+/// Query over TCP and decode the answer.
+pub fn tcp(server: SocketAddr, q: &Message) -> Message {
+    let resp = raw_tcp(server, &q.to_vec().unwrap(), Duration::from_secs(2))
+        .expect("TCP answer within 2 s");
+    let m = Message::from_vec(&resp).expect("response decodes");
+    assert_eq!(m.metadata.id, q.metadata.id, "response ID matches query");
+    m
+}
+
+/// Run `dig` against the server; its stdout.
+pub fn dig(server: SocketAddr, args: &[&str]) -> String {
+    let out = Command::new("dig")
+        .arg(format!("@{}", server.ip()))
+        .arg("-p")
+        .arg(server.port().to_string())
+        .args(["+time=2", "+tries=1"])
+        .args(args)
+        .output()
+        .expect("dig is installed (.ci/run installs bind9-dnsutils)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Demo config with extra TOML appended (zones/targets/services tables).
+pub fn demo_plus(extra: &str) -> String {
+    format!("{DEMO}\n{extra}")
+}
