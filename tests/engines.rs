@@ -30,7 +30,12 @@ fn summary(m: &Message) -> String {
 #[test]
 fn fast_and_hickory_udp_engines_agree() {
     let big: String = (0..20)
-        .map(|i| format!("[[zones.records]]\nname = \"big\"\ntype = \"TXT\"\ndata = \"{i:02}{}\"\n", "x".repeat(100)))
+        .map(|i| {
+            format!(
+                "[[zones.records]]\nname = \"big\"\ntype = \"TXT\"\ndata = \"{i:02}{}\"\n",
+                "x".repeat(100)
+            )
+        })
         .collect();
     let cfg = demo_plus(&big);
     let fast = TestServer::start(&cfg);

@@ -160,7 +160,17 @@ fn answer_node<'t>(
             return;
         }
         match table.nodes.get(&tkey) {
-            Some(next) => answer_node(table, next, qtype, choice, reply, depth + 1),
+            Some(next) => {
+                let (answers, authority) = (reply.answers.len(), reply.authority.len());
+                answer_node(table, next, qtype, choice, reply, depth + 1);
+                if reply.answers.len() == answers && reply.authority.len() == authority {
+                    // The chain ends at a name without this type: NODATA, SOA in authority
+                    // (RFC 2308 §2.2).
+                    reply
+                        .authority
+                        .push(&table.zones[node.zone as usize].negative_soa);
+                }
+            }
             None if !table.empty_non_terminals.contains(&tkey) => {
                 // RFC 6604: the rcode describes the last name in the chain.
                 reply.rcode = ResponseCode::NXDomain;

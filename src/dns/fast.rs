@@ -225,6 +225,7 @@ pub fn try_answer(
 
     // Optional OPT record (RFC 6891): root owner, type 41, version 0, well-formed options.
     let mut edns_limit = None;
+    let mut do_bit = 0u8;
     if be(10) == 1 {
         let o = qend;
         if q.len() < o + 11 || q[o] != 0 || be(o + 1) != 41 {
@@ -251,6 +252,7 @@ pub fn try_answer(
             return FastOutcome::Slow;
         }
         edns_limit = Some(udp.clamp(512, table.settings.max_udp_payload) as usize);
+        do_bit = q[o + 7] & 0x80;
     } else if q.len() != qend {
         return FastOutcome::Slow;
     }
@@ -289,7 +291,8 @@ pub fn try_answer(
     w += tpl.body.len();
     if opt_len != 0 {
         let size = table.settings.max_udp_payload.to_be_bytes();
-        out[w..w + 11].copy_from_slice(&[0, 0, 41, size[0], size[1], 0, 0, 0, 0, 0, 0]);
+        // Version 0, extended RCODE 0, the query's DO bit copied (RFC 3225 §3), no options.
+        out[w..w + 11].copy_from_slice(&[0, 0, 41, size[0], size[1], 0, 0, do_bit, 0, 0, 0]);
         w += 11;
     }
     FastOutcome::Answered(w)

@@ -61,10 +61,12 @@ fn prepare<'t>(table: &'t RoutingTable, request: &Request) -> Prepared<'t> {
 
 /// The OPT record of our responses: version 0, our maximum UDP payload, no DO bit.
 fn response_edns(request: &Request, table: &RoutingTable) -> Option<Edns> {
-    request.edns.as_ref().map(|_| {
+    request.edns.as_ref().map(|q| {
         let mut e = Edns::new();
         e.set_max_payload(table.settings.max_udp_payload);
         e.set_version(0);
+        // RFC 3225 §3: the DO bit of the query is copied into the response.
+        e.set_dnssec_ok(q.flags().dnssec_ok);
         e
     })
 }
@@ -156,9 +158,9 @@ pub fn formerr_from_header(raw: &[u8]) -> Option<Vec<u8>> {
     }
     let mut out = vec![0u8; 12];
     out[0..2].copy_from_slice(&raw[0..2]);
-    // QR=1, opcode copied, RD copied; RCODE=1 (FORMERR).
+    // QR=1, opcode, RD and CD copied; RCODE=1 (FORMERR).
     out[2] = 0x80 | (raw[2] & 0x79);
-    out[3] = 0x01;
+    out[3] = 0x01 | (raw[3] & 0x10);
     Some(out)
 }
 

@@ -1,0 +1,729 @@
+//! Malformed input over real sockets: random packets, mutated queries, short headers, broken
+//! names, compression loops, bad counts and broken OPT records. The server must answer FORMERR
+//! (same ID, QR=1) or stay silent, never answer a response (reflection), and keep serving.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::{DEMO, TestServer, query, raw_tcp, raw_udp, tcp, udp};
+use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::rr::{RData, RecordType};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const WAIT: Duration = Duration::from_secs(2);
+/// How long we wait before concluding that a packet was dropped.
+const SILENCE: Duration = Duration::from_millis(300);
+
+const QR: u8 = 0x80;
+const RD: u8 = 0x01;
+const FORMERR: u8 = 1;
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+fn be16(b: &[u8], i: usize) -> u16 {
+    u16::from_be_bytes([b[i], b[i + 1]])
+}
+
+fn wire(name: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for label in name
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+    {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+    out
+}
+
+/// A header: ID, flags byte 2 and 3, then QD/AN/NS/AR counts.
+fn hdr(id: u16, b2: u8, b3: u8, qd: u16, an: u16, ns: u16, ar: u16) -> Vec<u8> {
+    let mut h = id.to_be_bytes().to_vec();
+    h.extend_from_slice(&[b2, b3]);
+    for c in [qd, an, ns, ar] {
+        h.extend_from_slice(&c.to_be_bytes());
+    }
+    h
+}
+
+/// type A, class IN
+const A_IN: [u8; 4] = [0, 1, 0, 1];
+
+fn opt(size: u16, rdlen: u16, rdata: &[u8]) -> Vec<u8> {
+    let mut r = vec![0, 0, 41];
+    r.extend_from_slice(&size.to_be_bytes());
+    r.extend_from_slice(&[0, 0, 0, 0]);
+    r.extend_from_slice(&rdlen.to_be_bytes());
+    r.extend_from_slice(rdata);
+    r
+}
+
+/// A well-formed query for static.example.com A, as raw bytes, with this ID (RD=0, no EDNS).
+fn good_query(id: u16) -> Vec<u8> {
+    let mut q = hdr(id, 0, 0, 1, 0, 0, 0);
+    q.extend(wire("static.example.com"));
+    q.extend_from_slice(&A_IN);
+    q
+}
+
+/// Check a raw answer to `good_query`: NOERROR, AA, the two static A records.
+fn check_good_answer(raw: &[u8], id: u16, what: &str) {
+    let m = Message::from_vec(raw).unwrap_or_else(|e| panic!("{what}: answer decodes: {e}"));
+    assert_eq!(m.metadata.id, id, "{what}: ID");
+    assert_eq!(m.metadata.message_type, MessageType::Response, "{what}: QR");
+    assert_eq!(
+        m.metadata.response_code,
+        ResponseCode::NoError,
+        "{what}: rcode"
+    );
+    assert!(m.metadata.authoritative, "{what}: AA");
+    let mut addrs: Vec<String> = m
+        .answers
+        .iter()
+        .map(|r| match &r.data {
+            RData::A(a) => a.0.to_string(),
+            other => panic!("{what}: expected A, got {other:?}"),
+        })
+        .collect();
+    addrs.sort();
+    assert_eq!(addrs, ["192.0.2.10", "192.0.2.11"], "{what}: answer");
+}
+
+/// The server still answers a normal query correctly over UDP and over TCP.
+fn assert_still_serving(srv: &TestServer) {
+    for edns in [None, Some(1232)] {
+        for (via, m) in [
+            (
+                "UDP",
+                udp(srv.udp, &query("static.example.com.", RecordType::A, edns)),
+            ),
+            (
+                "TCP",
+                tcp(srv.tcp, &query("static.example.com.", RecordType::A, edns)),
+            ),
+        ] {
+            let raw = m.to_vec().unwrap();
+            check_good_answer(&raw, m.metadata.id, &format!("still serving over {via}"));
+        }
+        let m = udp(srv.udp, &query("www.example.com.", RecordType::A, edns));
+        assert_eq!(m.answers.len(), 1);
+        assert!(matches!(m.answers[0].data, RData::CNAME(_)));
+        let m = tcp(srv.tcp, &query("nosuch.example.com.", RecordType::A, edns));
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    }
+}
+
+/// Expect a bare FORMERR answer to `q`: same ID, QR=1, opcode and RD copied, rcode 1, no records.
+fn assert_formerr(r: &[u8], q: &[u8], what: &str) {
+    assert!(
+        r.len() >= 12,
+        "{what}: response shorter than a header: {r:02x?}"
+    );
+    assert_eq!(&r[0..2], &q[0..2], "{what}: same ID");
+    assert_eq!(r[2] & QR, QR, "{what}: QR=1");
+    assert_eq!(r[2] & 0x78, q[2] & 0x78, "{what}: opcode copied");
+    assert_eq!(r[2] & RD, q[2] & RD, "{what}: RD copied");
+    assert_eq!(r[2] & 0x04, 0, "{what}: no AA on FORMERR");
+    assert_eq!(
+        r[3] & 0x0f,
+        FORMERR,
+        "{what}: rcode FORMERR, got header {:02x?}",
+        &r[..12]
+    );
+    assert_eq!(be16(r, 6), 0, "{what}: ANCOUNT");
+    assert_eq!(be16(r, 8), 0, "{what}: NSCOUNT");
+}
+
+/// Receive one datagram from `sock` within `timeout`.
+fn recv(sock: &UdpSocket, timeout: Duration) -> Option<Vec<u8>> {
+    sock.set_read_timeout(Some(timeout)).unwrap();
+    let mut buf = [0u8; 65535];
+    match sock.recv_from(&mut buf) {
+        Ok((n, _)) => Some(buf[..n].to_vec()),
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => None,
+        Err(e) => panic!("UDP receive: {e}"),
+    }
+}
+
+/// The malformed queries every server must answer with FORMERR. RD=1 so its copy is checked.
+fn malformed_cases() -> Vec<(&'static str, Vec<u8>)> {
+    let mut cases = Vec::new();
+
+    // Label length 5 with only 2 bytes left in the packet.
+    let mut p = hdr(0x1001, RD, 0, 1, 0, 0, 0);
+    p.extend_from_slice(&[5, b'a', b'b']);
+    cases.push(("label length past the end", p));
+
+    // Label with a 0x40 length prefix (64: not a valid length, reserved label type).
+    let mut p = hdr(0x1002, RD, 0, 1, 0, 0, 0);
+    p.push(0x40);
+    p.extend(std::iter::repeat_n(b'a', 64));
+    p.push(0);
+    p.extend_from_slice(&A_IN);
+    cases.push(("label longer than 63", p));
+
+    // Name longer than 255 bytes: five 63-byte labels.
+    let mut p = hdr(0x1003, RD, 0, 1, 0, 0, 0);
+    for _ in 0..5 {
+        p.push(63);
+        p.extend(std::iter::repeat_n(b'b', 63));
+    }
+    p.push(0);
+    p.extend_from_slice(&A_IN);
+    cases.push(("name longer than 255", p));
+
+    // Compression pointer at offset 12 pointing to itself.
+    let mut p = hdr(0x1004, RD, 0, 1, 0, 0, 0);
+    p.extend_from_slice(&[0xc0, 12]);
+    p.extend_from_slice(&A_IN);
+    cases.push(("pointer to itself", p));
+
+    // Two pointers pointing at each other: 12 -> 14 -> 12.
+    let mut p = hdr(0x1005, RD, 0, 1, 0, 0, 0);
+    p.extend_from_slice(&[0xc0, 14, 0xc0, 12]);
+    p.extend_from_slice(&A_IN);
+    cases.push(("two-pointer loop", p));
+
+    // A label, then a pointer back into the same name (loop through a label).
+    let mut p = hdr(0x1006, RD, 0, 1, 0, 0, 0);
+    p.extend_from_slice(&[1, b'x', 0xc0, 12]);
+    p.extend_from_slice(&A_IN);
+    cases.push(("label + pointer loop", p));
+
+    // Pointer past the end of the packet.
+    let mut p = hdr(0x1007, RD, 0, 1, 0, 0, 0);
+    p.extend_from_slice(&[0xc0, 0xff]);
+    p.extend_from_slice(&A_IN);
+    cases.push(("pointer past the end", p));
+
+    // QDCOUNT 3 with a single question present.
+    let mut p = hdr(0x1008, RD, 0, 3, 0, 0, 0);
+    p.extend(wire("static.example.com"));
+    p.extend_from_slice(&A_IN);
+    cases.push(("QDCOUNT larger than the questions", p));
+
+    // Name complete but QTYPE/QCLASS missing.
+    let mut p = hdr(0x1009, RD, 0, 1, 0, 0, 0);
+    p.extend(wire("static.example.com"));
+    cases.push(("question without type and class", p));
+
+    // OPT whose RDLENGTH runs past the end of the packet.
+    let mut p = hdr(0x100a, RD, 0, 1, 0, 0, 1);
+    p.extend(wire("static.example.com"));
+    p.extend_from_slice(&A_IN);
+    p.extend(opt(1232, 32, &[0xfd, 0xe9, 0, 0]));
+    cases.push(("OPT rdlen past the end", p));
+
+    // Two OPT records (RFC 6891 §6.1.1: FORMERR).
+    let mut p = hdr(0x100b, RD, 0, 1, 0, 0, 2);
+    p.extend(wire("static.example.com"));
+    p.extend_from_slice(&A_IN);
+    p.extend(opt(1232, 0, &[]));
+    p.extend(opt(1232, 0, &[]));
+    cases.push(("two OPT records", p));
+
+    // ARCOUNT claims a record that is not there.
+    let mut p = hdr(0x100c, RD, 0, 1, 0, 0, 1);
+    p.extend(wire("static.example.com"));
+    p.extend_from_slice(&A_IN);
+    cases.push(("ARCOUNT larger than the records", p));
+
+    cases
+}
+
+// ---------------------------------------------------------------------------------------------
+// Specific malformed packets
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn malformed_queries_get_formerr_over_udp() {
+    let srv = TestServer::start(DEMO);
+    let mut failures = Vec::new();
+    for (what, p) in malformed_cases() {
+        match raw_udp(srv.udp, &p, WAIT) {
+            None => failures.push(format!("{what}: no UDP answer (want FORMERR)")),
+            Some(r) => {
+                if let Err(e) = std::panic::catch_unwind(|| assert_formerr(&r, &p, what)) {
+                    let msg = e
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    failures.push(format!("{what}: {msg}: response {r:02x?}"));
+                }
+            }
+        }
+    }
+    assert_still_serving(&srv);
+    assert!(
+        failures.is_empty(),
+        "UDP malformed cases failing:\n{}",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn malformed_queries_get_formerr_over_tcp_and_the_connection_stays_sane() {
+    let srv = TestServer::start(DEMO);
+    let wanted = [
+        "label length past the end",
+        "label longer than 63",
+        "pointer to itself",
+        "two-pointer loop",
+        "QDCOUNT larger than the questions",
+        "OPT rdlen past the end",
+        "two OPT records",
+    ];
+    let mut failures = Vec::new();
+    for (what, p) in malformed_cases()
+        .into_iter()
+        .filter(|(w, _)| wanted.contains(w))
+    {
+        let mut s = TcpStream::connect_timeout(&srv.tcp, WAIT).expect("TCP connect");
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.write_all(&framed(&p)).unwrap();
+        match read_framed(&mut s) {
+            Framed::Message(r) => {
+                if let Err(e) = std::panic::catch_unwind(|| assert_formerr(&r, &p, what)) {
+                    let msg = e.downcast_ref::<String>().cloned().unwrap_or_default();
+                    failures.push(format!("{what} (TCP): {msg}: response {r:02x?}"));
+                }
+            }
+            other => failures.push(format!("{what} (TCP): want FORMERR, got {other:?}")),
+        }
+        // The same connection either still answers, or was closed cleanly.
+        let id = 0x7000 | (p[1] as u16);
+        if s.write_all(&framed(&good_query(id))).is_ok() {
+            match read_framed(&mut s) {
+                Framed::Message(r) => check_good_answer(&r, id, &format!("{what}: same conn")),
+                Framed::Closed => {}
+                other => failures.push(format!("{what} (TCP): after FORMERR: {other:?}")),
+            }
+        }
+        // New connections are served.
+        let r = raw_tcp(srv.tcp, &good_query(0x7777), WAIT).expect("new TCP connection answers");
+        check_good_answer(&r, 0x7777, &format!("{what}: new conn"));
+    }
+    assert_still_serving(&srv);
+    assert!(
+        failures.is_empty(),
+        "TCP malformed cases failing:\n{}",
+        failures.join("\n")
+    );
+}
+
+fn framed(p: &[u8]) -> Vec<u8> {
+    let mut f = (p.len() as u16).to_be_bytes().to_vec();
+    f.extend_from_slice(p);
+    f
+}
+
+#[derive(Debug)]
+#[allow(dead_code)] // fields are shown in failure messages
+enum Framed {
+    Message(Vec<u8>),
+    /// EOF or reset before a length prefix: the server closed the connection.
+    Closed,
+    /// Nothing within the read timeout.
+    Silent,
+    /// A length prefix then EOF: a broken frame.
+    Partial(usize),
+}
+
+fn read_framed(s: &mut TcpStream) -> Framed {
+    let mut len = [0u8; 2];
+    match s.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+            return Framed::Silent;
+        }
+        Err(_) => return Framed::Closed,
+    }
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    match s.read_exact(&mut buf) {
+        Ok(()) => Framed::Message(buf),
+        Err(_) => Framed::Partial(buf.len()),
+    }
+}
+
+#[test]
+fn short_headers_are_dropped() {
+    let srv = TestServer::start(DEMO);
+    // UDP: every length below a header, including the empty datagram.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for len in 0..12 {
+        let p: Vec<u8> = (0..len as u8).map(|i| i.wrapping_mul(37)).collect();
+        sock.send_to(&p, srv.udp).unwrap();
+    }
+    // A 12-byte header with QR=0 after them would be answered; the short ones must not be.
+    if let Some(r) = recv(&sock, SILENCE) {
+        panic!("answer to a packet shorter than a header: {r:02x?}");
+    }
+    sock.send_to(&good_query(0x0c0c), srv.udp).unwrap();
+    let r = recv(&sock, WAIT).expect("answer after the short packets");
+    check_good_answer(&r, 0x0c0c, "UDP after short packets");
+
+    // TCP: a frame shorter than a header gets no DNS answer (silence or close).
+    for len in [0usize, 5, 11] {
+        let mut s = TcpStream::connect_timeout(&srv.tcp, WAIT).unwrap();
+        s.set_read_timeout(Some(SILENCE)).unwrap();
+        s.write_all(&framed(&vec![0x42; len])).unwrap();
+        match read_framed(&mut s) {
+            Framed::Silent | Framed::Closed => {}
+            other => panic!("TCP frame of {len} bytes: want no answer, got {other:?}"),
+        }
+    }
+    assert_still_serving(&srv);
+}
+
+#[test]
+fn responses_are_never_answered_over_udp() {
+    let srv = TestServer::start(DEMO);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut resp = good_query(0x5151);
+    resp[2] |= QR;
+    let mut resp_aa = good_query(0x5152);
+    resp_aa[2] |= QR | 0x04;
+    let mut resp_notify = good_query(0x5153);
+    resp_notify[2] |= QR | (4 << 3);
+    let mut resp_bad = hdr(0x5154, QR, 0, 1, 0, 0, 0);
+    resp_bad.extend_from_slice(&[0xc0, 12]);
+    let mut resp_edns = hdr(0x5155, QR, 0, 1, 0, 0, 1);
+    resp_edns.extend(wire("static.example.com"));
+    resp_edns.extend_from_slice(&A_IN);
+    resp_edns.extend(opt(1232, 0, &[]));
+    let mut resp_any = hdr(0x5156, QR, 0, 1, 0, 0, 0);
+    resp_any.extend(wire("example.com"));
+    resp_any.extend_from_slice(&[0, 255, 0, 1]);
+    for p in [
+        &resp,
+        &resp_aa,
+        &resp_notify,
+        &resp_bad,
+        &resp_edns,
+        &resp_any,
+    ] {
+        sock.send_to(p, srv.udp).unwrap();
+    }
+    if let Some(r) = recv(&sock, SILENCE) {
+        panic!("a packet with QR=1 was answered: {r:02x?}");
+    }
+    assert_still_serving(&srv);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Random and mutated packets
+// ---------------------------------------------------------------------------------------------
+
+/// What the server may answer to a packet, judged from how hickory parses it.
+fn allowed_rcodes(p: &[u8]) -> (&'static str, Vec<u16>) {
+    let opcode = (p[2] >> 3) & 0x0f;
+    match Message::from_vec(p) {
+        Err(_) if opcode != 0 => ("unparsable, opcode != 0", vec![1, 4]),
+        Err(_) => ("unparsable", vec![1]),
+        Ok(_) if opcode != 0 => ("parsable, opcode != 0", vec![4]),
+        Ok(m) if m.queries.len() != 1 => ("parsable, QDCOUNT != 1", vec![1]),
+        Ok(m) if m.edns.as_ref().is_some_and(|e| e.version() > 0) => {
+            ("parsable, EDNS version > 0", vec![16])
+        }
+        Ok(_) => ("parsable query", vec![0, 2, 3, 5]),
+    }
+}
+
+/// Judge the server's reaction `r` to the packet `p`; an error message if it is wrong.
+fn judge(p: &[u8], r: Option<&[u8]>) -> Result<&'static str, String> {
+    let Some(r) = r else {
+        if p.len() >= 12
+            && p[2] & QR == 0
+            && (p[2] >> 3) & 0x0f == 0
+            && Message::from_vec(p).is_ok_and(|m| m.queries.len() == 1)
+        {
+            return Err("no answer to a query hickory can parse".into());
+        }
+        return Ok("dropped");
+    };
+    if p.len() < 12 {
+        return Err(format!("answered a {}-byte packet: {r:02x?}", p.len()));
+    }
+    if p[2] & QR != 0 {
+        return Err(format!("answered a packet with QR=1: {r:02x?}"));
+    }
+    if r.len() < 12 {
+        return Err(format!("response shorter than a header: {r:02x?}"));
+    }
+    if r[0..2] != p[0..2] {
+        return Err(format!(
+            "response ID {:02x?} != query ID {:02x?}",
+            &r[0..2],
+            &p[0..2]
+        ));
+    }
+    if r[2] & QR == 0 {
+        return Err(format!("response without QR: {:02x?}", &r[..12]));
+    }
+    if r[2] & 0x78 != p[2] & 0x78 {
+        return Err(format!(
+            "opcode not copied: query {:02x} response {:02x}",
+            p[2], r[2]
+        ));
+    }
+    let (kind, allowed) = allowed_rcodes(p);
+    let rcode = match Message::from_vec(r) {
+        Ok(m) => u16::from(m.metadata.response_code),
+        Err(_) if allowed == [1] || allowed == [1, 4] => (r[3] & 0x0f) as u16,
+        Err(e) => return Err(format!("{kind}: response does not decode: {e}: {r:02x?}")),
+    };
+    if !allowed.contains(&rcode) {
+        return Err(format!(
+            "{kind}: rcode {rcode} not in {allowed:?}; header {:02x?}",
+            &r[..12]
+        ));
+    }
+    Ok(kind)
+}
+
+/// Valid queries interleaved with the noise, and what they must get.
+fn probe(i: usize) -> (Vec<u8>, u16, &'static str, RecordType) {
+    let names = [
+        ("static.example.com", RecordType::A),
+        ("www.example.com", RecordType::A),
+        ("example.com", RecordType::MX),
+        ("nosuch.example.com", RecordType::A),
+        ("lab.example.com", RecordType::A),
+        ("example.org", RecordType::A),
+    ];
+    let (name, t) = names[i % names.len()];
+    let id = 0xa000 + i as u16;
+    let mut q = hdr(id, 0, 0, 1, 0, 0, 0);
+    q.extend(wire(name));
+    q.extend_from_slice(&u16::from(t).to_be_bytes());
+    q.extend_from_slice(&[0, 1]);
+    (q, id, name, t)
+}
+
+fn check_probe(raw: &[u8], id: u16, name: &str, t: RecordType) {
+    let m = Message::from_vec(raw).unwrap_or_else(|e| panic!("probe {name}: decodes: {e}"));
+    assert_eq!(m.metadata.id, id, "probe {name}: ID");
+    assert_eq!(m.metadata.message_type, MessageType::Response);
+    let (rcode, aa, an) = match name {
+        "static.example.com" => (ResponseCode::NoError, true, 2),
+        "www.example.com" => (ResponseCode::NoError, true, 1),
+        "example.com" => (ResponseCode::NoError, true, 1),
+        "nosuch.example.com" => (ResponseCode::NXDomain, true, 0),
+        "lab.example.com" => (ResponseCode::NoError, false, 0),
+        "example.org" => (ResponseCode::Refused, false, 0),
+        _ => unreachable!(),
+    };
+    assert_eq!(m.metadata.response_code, rcode, "probe {name} {t}: rcode");
+    assert_eq!(m.metadata.authoritative, aa, "probe {name} {t}: AA");
+    assert_eq!(m.answers.len(), an, "probe {name} {t}: answers");
+    if name == "lab.example.com" {
+        assert_eq!(m.authorities.len(), 1, "referral NS");
+    }
+}
+
+/// Send `p` then a sentinel query from the same socket; everything that arrives before the
+/// sentinel's answer is the server's reaction to `p`. The fast UDP engine handles one source
+/// address on one worker in order, so a late answer to `p` would show up as a foreign packet in
+/// a later round and fail the test there.
+fn exchange(sock: &UdpSocket, server: SocketAddr, p: &[u8], sentinel_id: u16) -> Option<Vec<u8>> {
+    sock.send_to(p, server).unwrap();
+    sock.send_to(&good_query(sentinel_id), server).unwrap();
+    let mut reaction: Option<Vec<u8>> = None;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let r = recv(sock, left.max(Duration::from_millis(1))).unwrap_or_else(|| {
+            panic!("server stopped answering: no answer to the sentinel after {p:02x?}")
+        });
+        if r.len() >= 2 && be16(&r, 0) == sentinel_id && r.len() > 12 && be16(&r, 4) == 1 {
+            check_good_answer(&r, sentinel_id, "sentinel");
+            return reaction;
+        }
+        assert!(
+            reaction.is_none(),
+            "two responses to one packet {p:02x?}: {reaction:02x?} and {r:02x?}"
+        );
+        reaction = Some(r);
+    }
+}
+
+fn seed() -> u64 {
+    std::env::var("STEERD_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed_2026)
+}
+
+#[test]
+fn random_packets_get_formerr_or_silence_and_valid_queries_still_work() {
+    let srv = TestServer::start(DEMO);
+    let seed = seed();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut stats = std::collections::BTreeMap::<&str, usize>::new();
+    let mut failures = Vec::new();
+    for i in 0..2000usize {
+        if i % 100 == 0 {
+            let (q, id, name, t) = probe(i / 100);
+            let r = raw_udp(srv.udp, &q, WAIT).expect("probe answered");
+            check_probe(&r, id, name, t);
+        }
+        let len = rng.gen_range(0..600);
+        let mut p = vec![0u8; len];
+        rng.fill(&mut p[..]);
+        let sentinel = if p.len() >= 2 && be16(&p, 0) == 0xee00 + (i % 256) as u16 {
+            0xef00 + (i % 256) as u16
+        } else {
+            0xee00 + (i % 256) as u16
+        };
+        let r = exchange(&sock, srv.udp, &p, sentinel);
+        match judge(&p, r.as_deref()) {
+            Ok(kind) => {
+                *stats
+                    .entry(if r.is_some() { kind } else { "dropped" })
+                    .or_default() += 1
+            }
+            Err(e) => failures.push(format!("packet {i} (seed {seed}) {p:02x?}: {e}")),
+        }
+    }
+    eprintln!("random packets (seed {seed}): {stats:?}");
+    assert_still_serving(&srv);
+    assert!(
+        failures.is_empty(),
+        "{} of 2000 random packets got a wrong reaction; first ones:\n{}",
+        failures.len(),
+        failures
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// Valid queries (with and without OPT) with a few bytes flipped, cut or appended: deep parser
+/// paths that random bytes rarely reach.
+#[test]
+fn mutated_queries_get_sane_answers() {
+    let srv = TestServer::start(DEMO);
+    let seed = seed() ^ 0xabcd;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let bases: Vec<Vec<u8>> = [
+        ("static.example.com.", RecordType::A, None),
+        ("www.example.com.", RecordType::AAAA, Some(1232)),
+        ("example.com.", RecordType::MX, Some(4096)),
+        ("docs.example.com.", RecordType::A, None),
+        ("x.lab.example.com.", RecordType::A, Some(512)),
+    ]
+    .iter()
+    .map(|(n, t, e)| query(n, *t, *e).to_vec().unwrap())
+    .collect();
+    let mut stats = std::collections::BTreeMap::<&str, usize>::new();
+    let mut failures = Vec::new();
+    for i in 0..1500usize {
+        let mut p = bases[i % bases.len()].clone();
+        for _ in 0..rng.gen_range(1..4) {
+            if p.len() < 4 {
+                p.push(rng.r#gen());
+            }
+            match rng.gen_range(0..10) {
+                0..=5 => {
+                    // Replace one byte after the ID (keep the ID for the sentinel logic).
+                    let at = rng.gen_range(2..p.len());
+                    p[at] = rng.r#gen();
+                }
+                6 => {
+                    let at = rng.gen_range(2..p.len());
+                    p[at] ^= 1 << rng.gen_range(0..8);
+                }
+                7 => {
+                    let keep = rng.gen_range(2..p.len());
+                    p.truncate(keep);
+                }
+                8 => {
+                    let n = rng.gen_range(1..8);
+                    p.extend((0..n).map(|_| rng.r#gen::<u8>()));
+                }
+                _ => {
+                    // Interesting values in the counts and the length/pointer bytes.
+                    let at = rng.gen_range(2..p.len());
+                    p[at] = [0x00, 0x01, 0x02, 0x3f, 0x40, 0x80, 0xc0, 0xff][rng.gen_range(0..8)];
+                }
+            }
+        }
+        let sentinel = if be16(&p, 0) == 0xee00 {
+            0xef00
+        } else {
+            0xee00
+        };
+        let r = exchange(&sock, srv.udp, &p, sentinel);
+        match judge(&p, r.as_deref()) {
+            Ok(kind) => {
+                *stats
+                    .entry(if r.is_some() { kind } else { "dropped" })
+                    .or_default() += 1
+            }
+            Err(e) => failures.push(format!("mutant {i} (seed {seed}) {p:02x?}: {e}")),
+        }
+    }
+    eprintln!("mutated queries (seed {seed}): {stats:?}");
+    assert_still_serving(&srv);
+    assert!(
+        failures.is_empty(),
+        "{} of 1500 mutated queries got a wrong reaction; first ones:\n{}",
+        failures.len(),
+        failures
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// The whole battery against one server, then a normal query on both transports.
+#[test]
+fn server_keeps_serving_after_everything() {
+    let srv = TestServer::start(DEMO);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut rng = StdRng::seed_from_u64(seed() ^ 0x77);
+    for _ in 0..3 {
+        for (_, p) in malformed_cases() {
+            sock.send_to(&p, srv.udp).unwrap();
+            let _ = raw_tcp(srv.tcp, &p, Duration::from_millis(500));
+        }
+        for len in 0..12 {
+            sock.send_to(&vec![0xff; len], srv.udp).unwrap();
+        }
+        for _ in 0..200 {
+            let mut p = vec![0u8; rng.gen_range(0..600)];
+            rng.fill(&mut p[..]);
+            sock.send_to(&p, srv.udp).unwrap();
+        }
+        // Half-open TCP: a length prefix promising more than is sent, then close.
+        let mut s = TcpStream::connect_timeout(&srv.tcp, WAIT).unwrap();
+        s.write_all(&[0x01, 0x00, 0xde, 0xad]).unwrap();
+        drop(s);
+        // A TCP connection sending garbage frames back to back.
+        let mut s = TcpStream::connect_timeout(&srv.tcp, WAIT).unwrap();
+        let mut garbage = Vec::new();
+        for _ in 0..20 {
+            let mut p = vec![0u8; rng.gen_range(0..100)];
+            rng.fill(&mut p[..]);
+            garbage.extend(framed(&p));
+        }
+        let _ = s.write_all(&garbage);
+        drop(s);
+        assert_still_serving(&srv);
+    }
+}
