@@ -124,6 +124,10 @@ wait_ready() {
 
 # CPU ticks (user+system, all threads) used so far by a process.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# CPU ticks of this script's reaped children: dnsperf's, once waited for.
+child_ticks() { awk '{print $16 + $17}' "/proc/$$/stat"; }
+# "steal total" ticks of the whole machine: time the hypervisor gave elsewhere.
+steal_ticks() { awk '/^cpu / {t = 0; for (i = 2; i <= 9; i++) t += $i; print $9, t; exit}' /proc/stat; }
 CLK_TCK=$(getconf CLK_TCK)
 
 # Warn when something else is eating the CPUs: the numbers would be noise.
@@ -160,7 +164,7 @@ dnsperf_args() { # dnsperf_args PORT CASE SECONDS
 }
 
 DNSPERF_VERSION=unknown GDNSD_VERSION=
-RESULTS=()  # "case|server|qps|lost|lost%|lat_us|noerror%|cpu%|cpu_us_per_q"
+RESULTS=()  # "case|server|qps|lost|lost%|lat_us|noerror%|cpu%|cpu_us_per_q|gen_cpu%|steal%"
 
 # bench_server NAME PORT PID: run every case against a started server.
 bench_server() {
@@ -179,14 +183,15 @@ bench_server() {
     mapfile -t args < <(dnsperf_args "$port" "$name" "$DURATION")
     raw="$TMP/$server.$name.dnsperf"
     log "$server $name: dnsperf ${args[*]//$TMP\//} (${DURATION}s)"
-    c0=$(cpu_ticks "$pid")
+    c0=$(cpu_ticks "$pid") g0=$(child_ticks) s0=$(steal_ticks)
     "${GEN_PIN[@]}" dnsperf "${args[@]}" >"$raw" 2>&1 &
     LOADGEN_PID=$!
     wait "$LOADGEN_PID" || { cat "$raw" >&2; die "dnsperf failed"; }
     LOADGEN_PID=
-    c1=$(cpu_ticks "$pid")
+    c1=$(cpu_ticks "$pid") g1=$(child_ticks) s1=$(steal_ticks)
     DNSPERF_VERSION=$(sed -n 's/^Version //p' "$raw" | head -n1)
-    RESULTS+=("$(awk -v case="$name" -v server="$server" -v ticks=$((c1 - c0)) -v hz="$CLK_TCK" '
+    RESULTS+=("$(awk -v case="$name" -v server="$server" -v ticks=$((c1 - c0)) -v gticks=$((g1 - g0)) -v hz="$CLK_TCK" \
+      -v steal=$(( ${s1% *} - ${s0% *} )) -v total=$(( ${s1#* } - ${s0#* } )) '
       /Queries completed:/   { completed = $3 }
       /Queries lost:/        { lost = $3; lostpct = $4; gsub(/[()%]/, "", lostpct) }
       /Response codes:/      { for (i = 3; i <= NF; i++) if ($i == "NOERROR") { noerr = $(i + 1) } }
@@ -195,10 +200,11 @@ bench_server() {
       /Average Latency \(s\):/ { lat = $4 }
       END {
         if (qps == "") { print "parse-error"; exit }
-        cpu = ticks / hz
-        printf "%s|%s|%.0f|%d|%.2f|%.0f|%.2f|%.0f|%.2f\n", case, server, qps, lost, lostpct,
+        cpu = ticks / hz; gcpu = gticks / hz
+        printf "%s|%s|%.0f|%d|%.2f|%.0f|%.2f|%.0f|%.2f|%.0f|%.0f\n", case, server, qps, lost, lostpct,
           lat * 1e6, completed ? 100 * noerr / completed : 0,
-          runtime ? 100 * cpu / runtime : 0, completed ? cpu * 1e6 / completed : 0
+          runtime ? 100 * cpu / runtime : 0, completed ? cpu * 1e6 / completed : 0,
+          runtime ? 100 * gcpu / runtime : 0, total ? 100 * steal / total : 0
       }' "$raw")")
     [[ ${RESULTS[-1]} != parse-error ]] || { cat "$raw" >&2; die "could not parse dnsperf output"; }
     log "$server $name: $(cut -d'|' -f3 <<<"${RESULTS[-1]}") qps"
@@ -252,15 +258,16 @@ report() {
   echo "# steerd DNS benchmark ($(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
   echo "# $(nproc) CPUs, Linux $(uname -r), dnsperf $DNSPERF_VERSION${GDNSD_VERSION:+, gdnsd $GDNSD_VERSION}"
   echo "# dnsperf UDP over loopback: -l $DURATION -c $CLIENTS -T $THREADS -q $OUTSTANDING -t $TIMEOUT${QPS:+ -Q $QPS}, warmup ${WARMUP}s; $pinning"
-  echo "# lat = dnsperf average latency; cpu = server CPU (user+sys) over the run; us/q = server CPU time per answered query"
+  echo "# avg_lat_us = dnsperf average latency; srv_cpu% = server CPU (user+sys, % of one core) during the run; cpu_us/q = server CPU time per answered query"
+  echo "# gen_cpu% = dnsperf's CPU (% of one core); steal% = CPU time the hypervisor took from this VM (both cores), high = noisy numbers"
   echo
   {
-    echo "case|server|qps|lost|lost%|avg_lat_us|noerror%|srv_cpu%|cpu_us/q"
+    echo "case|server|qps|lost|lost%|avg_lat_us|noerror%|srv_cpu%|cpu_us/q|gen_cpu%|steal%"
     local name row
     for name in "${CASE_NAMES[@]}"; do
       for row in "${RESULTS[@]}"; do [[ $row == "$name|"* ]] && echo "$row"; done
     done
-  } | column -t -s'|' -R 3,4,5,6,7,8,9
+  } | column -t -s'|' -R 3,4,5,6,7,8,9,10,11
 }
 if (( ${#RESULTS[@]} > 0 )); then
   table=$(report)

@@ -51,11 +51,21 @@ impl Server {
         &self.config
     }
 
-    /// Compile `config` and swap the new table in. Listener settings cannot change while running;
-    /// a difference is logged and needs a restart.
+    /// Compile `config` and swap the new table in. Listener settings (addresses, socket count,
+    /// engine, TCP timeout) cannot change while running; a difference is logged and needs a
+    /// restart. Everything else, `max_udp_payload` and the hash prefixes included, applies now.
     pub fn apply(&mut self, config: ValidConfig) -> Arc<RoutingTable> {
-        if config.server != self.config.server {
-            warn!("[server] settings changed: they take effect after a restart");
+        let (old, new) = (&self.config.server, &config.server);
+        if old.dns_listen != new.dns_listen
+            || old.udp_sockets != new.udp_sockets
+            || old.udp_engine != new.udp_engine
+            || old.tcp_idle_timeout != new.tcp_idle_timeout
+            || old.admin_listen != new.admin_listen
+        {
+            warn!(
+                "listener settings in [server] changed: they take effect after a restart \
+                 (the rest of the configuration is applied now)"
+            );
         }
         let compiled = Arc::new(policy::compile(&config));
         info!(
