@@ -727,3 +727,28 @@ fn server_keeps_serving_after_everything() {
         assert_still_serving(&srv);
     }
 }
+
+#[test]
+fn oversized_udp_datagram_gets_formerr_and_batching_neighbours_are_answered() {
+    let srv = TestServer::start(DEMO);
+    // A valid query followed by 6,000 bytes of junk: larger than a worker's receive buffer.
+    let mut big = good_query(0x5151);
+    big.extend(std::iter::repeat_n(0xab, 6000));
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.send_to(&big, srv.udp).unwrap();
+    let r = recv(&sock, Duration::from_secs(2)).expect("an answer to the oversized datagram");
+    assert_eq!(be16(&r, 0), 0x5151);
+    assert_eq!(r[2] & 0x80, 0x80, "QR");
+    assert_eq!(r[3] & 0x0f, 1, "FORMERR");
+    // Many queries sent back to back (so a worker receives them in one batch) all get answers.
+    for id in 0..200u16 {
+        sock.send_to(&good_query(id), srv.udp).unwrap();
+    }
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < 200 {
+        let r = recv(&sock, Duration::from_secs(2)).expect("every batched query answered");
+        check_good_answer(&r, be16(&r, 0), "batched");
+        seen.insert(be16(&r, 0));
+    }
+    assert_still_serving(&srv);
+}

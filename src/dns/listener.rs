@@ -159,46 +159,169 @@ impl DnsListeners {
     }
 }
 
-/// One UDP worker: blocking receive, answer, send; one table `load()` per query.
+/// Queries received (and answers sent) per system call.
+const BATCH: usize = 32;
+/// Receive buffer per datagram; a larger query is answered with FORMERR.
+const RECV_BUF: usize = 4096;
+
+/// Per-worker buffers for `recvmmsg`/`sendmmsg`.
+struct Batch {
+    rbufs: Vec<[u8; RECV_BUF]>,
+    obufs: Vec<[u8; fast::MAX_FAST_RESPONSE]>,
+    addrs: Vec<libc::sockaddr_storage>,
+    riov: Vec<libc::iovec>,
+    rhdr: Vec<libc::mmsghdr>,
+    siov: Vec<libc::iovec>,
+    shdr: Vec<libc::mmsghdr>,
+    /// Answers from the general path, kept alive until sent.
+    slow: Vec<Vec<u8>>,
+}
+
+impl Batch {
+    fn new() -> Box<Self> {
+        // SAFETY: all-zero is a valid value for these plain C structs.
+        let zeroed_hdr = || unsafe { std::mem::zeroed::<libc::mmsghdr>() };
+        let zeroed_iov = libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        };
+        Box::new(Self {
+            rbufs: vec![[0u8; RECV_BUF]; BATCH],
+            obufs: vec![[0u8; fast::MAX_FAST_RESPONSE]; BATCH],
+            // SAFETY: as above.
+            addrs: vec![unsafe { std::mem::zeroed() }; BATCH],
+            riov: vec![zeroed_iov; BATCH],
+            rhdr: (0..BATCH).map(|_| zeroed_hdr()).collect(),
+            siov: vec![zeroed_iov; BATCH],
+            shdr: (0..BATCH).map(|_| zeroed_hdr()).collect(),
+            slow: Vec::with_capacity(BATCH),
+        })
+    }
+}
+
+/// One UDP worker: receive a batch (`recvmmsg`), answer each query (one table `load()` per
+/// query, fast path first), send the batch of answers (`sendmmsg`).
 fn udp_worker(sock: UdpSocket, table: TableHandle, stop: Arc<AtomicBool>) {
+    use std::os::fd::AsRawFd;
     // The timeout only bounds how long shutdown waits.
     let _ = sock.set_read_timeout(Some(Duration::from_millis(200)));
-    let mut buf = [0u8; 65535];
-    let mut out = Box::new([0u8; fast::MAX_FAST_RESPONSE]);
+    let fd = sock.as_raw_fd();
+    let mut b = Batch::new();
+    let mut sends: Vec<(usize, usize, bool)> = Vec::with_capacity(BATCH);
     while !stop.load(Ordering::Relaxed) {
-        let (n, src) = match sock.recv_from(&mut buf) {
-            Ok(x) => x,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue;
-            }
-            Err(e) => {
+        for i in 0..BATCH {
+            b.riov[i] = libc::iovec {
+                iov_base: b.rbufs[i].as_mut_ptr().cast(),
+                iov_len: RECV_BUF,
+            };
+            let h = &mut b.rhdr[i].msg_hdr;
+            h.msg_name = (&mut b.addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_iov = &mut b.riov[i];
+            h.msg_iovlen = 1;
+            h.msg_control = std::ptr::null_mut();
+            h.msg_controllen = 0;
+            h.msg_flags = 0;
+            b.rhdr[i].msg_len = 0;
+        }
+        // SAFETY: every header points into buffers owned by `b`, which outlives the call.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                b.rhdr.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if !matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+            ) {
                 // ICMP errors from earlier sends surface here (ECONNREFUSED); keep serving.
                 debug!(error = %e, "UDP receive error");
-                continue;
             }
-        };
-        if src.port() == 0 {
             continue;
         }
-        let packet = &buf[..n];
-        let t = table.load();
-        let result = match fast::try_answer(&t, packet, src.ip(), &mut out) {
-            FastOutcome::Answered(len) => sock.send_to(&out[..len], src),
-            FastOutcome::Drop => continue,
-            FastOutcome::Slow => match handler::answer_udp_slow(&t, packet, src) {
-                Some(resp) => sock.send_to(&resp, src),
-                None => continue,
-            },
-        };
-        if let Err(e) = result {
-            debug!(%src, error = %e, "UDP send failed");
+        sends.clear();
+        b.slow.clear();
+        for i in 0..n as usize {
+            let len = b.rhdr[i].msg_len as usize;
+            let truncated = b.rhdr[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            // SAFETY: the kernel filled `addrs[i]` with `msg_namelen` bytes of a socket address.
+            let src = unsafe {
+                socket2::SockAddr::new(b.addrs[i], b.rhdr[i].msg_hdr.msg_namelen)
+            }
+            .as_socket();
+            let Some(src) = src else { continue };
+            if src.port() == 0 {
+                continue;
+            }
+            let packet = &b.rbufs[i][..len];
+            if truncated {
+                if let Some(resp) = handler::formerr_from_header(packet) {
+                    b.slow.push(resp);
+                    sends.push((i, b.slow.len() - 1, true));
+                }
+                continue;
+            }
+            let t = table.load();
+            match fast::try_answer(&t, packet, src.ip(), &mut b.obufs[i]) {
+                FastOutcome::Answered(olen) => sends.push((i, olen, false)),
+                FastOutcome::Drop => {}
+                FastOutcome::Slow => {
+                    if let Some(resp) = handler::answer_udp_slow(&t, packet, src) {
+                        b.slow.push(resp);
+                        sends.push((i, b.slow.len() - 1, true));
+                    }
+                }
+            }
+        }
+        for (k, &(i, x, slow)) in sends.iter().enumerate() {
+            b.siov[k] = if slow {
+                libc::iovec {
+                    iov_base: b.slow[x].as_mut_ptr().cast(),
+                    iov_len: b.slow[x].len(),
+                }
+            } else {
+                libc::iovec {
+                    iov_base: b.obufs[i].as_mut_ptr().cast(),
+                    iov_len: x,
+                }
+            };
+            let h = &mut b.shdr[k].msg_hdr;
+            h.msg_name = (&mut b.addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = b.rhdr[i].msg_hdr.msg_namelen;
+            h.msg_iov = &mut b.siov[k];
+            h.msg_iovlen = 1;
+            h.msg_control = std::ptr::null_mut();
+            h.msg_controllen = 0;
+            h.msg_flags = 0;
+        }
+        let mut sent = 0;
+        while sent < sends.len() {
+            // SAFETY: headers `sent..` point into buffers owned by `b` and `sends`' targets.
+            let r = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    b.shdr[sent..].as_mut_ptr(),
+                    (sends.len() - sent) as libc::c_uint,
+                    0,
+                )
+            };
+            if r <= 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                // Skip the datagram that failed (e.g. an unreachable source) and go on.
+                debug!(error = %e, "UDP send failed");
+                sent += 1;
+            } else {
+                sent += r as usize;
+            }
         }
     }
 }
