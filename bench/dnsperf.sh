@@ -17,6 +17,7 @@
 #   LOADGEN_CPUS=1       share both cores between them)
 #   STEERD_PORT=, GDNSD_PORT=   fixed ports instead of free random ones
 #   STEERD_LOG=warn    RUST_LOG for steerd (per-query logging would skew it)
+#   STEERD_CONFIG=config/steerd.toml   steerd configuration (relative to the repo root)
 #   OUT=               also write the results table to this file
 #   KEEP_TMP=1         keep the temp dir (query files, server logs, raw output)
 set -euo pipefail
@@ -42,6 +43,7 @@ PIN=${PIN:-1}
 SERVER_CPUS=${SERVER_CPUS:-0}
 LOADGEN_CPUS=${LOADGEN_CPUS:-1}
 STEERD_LOG=${STEERD_LOG:-warn}
+STEERD_CONFIG=${STEERD_CONFIG:-config/steerd.toml}
 OUT=${OUT:-}
 KEEP_TMP=${KEEP_TMP:-0}
 
@@ -224,7 +226,7 @@ check_idle
 if [[ $RUN_STEERD == 1 ]]; then
   port=${STEERD_PORT:-$(free_port)}
   log "starting steerd on 127.0.0.1:$port"
-  RUST_LOG=$STEERD_LOG "${SRV_PIN[@]}" target/release/steerd serve --config config/steerd.toml \
+  RUST_LOG=$STEERD_LOG "${SRV_PIN[@]}" target/release/steerd serve --config "$STEERD_CONFIG" \
     --dns-listen "127.0.0.1:$port" >"$TMP/steerd.log" 2>&1 &
   pid=$!
   SERVER_PIDS+=("$pid")
