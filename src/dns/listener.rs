@@ -251,10 +251,8 @@ fn udp_worker(sock: UdpSocket, table: TableHandle, stop: Arc<AtomicBool>) {
             let len = b.rhdr[i].msg_len as usize;
             let truncated = b.rhdr[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
             // SAFETY: the kernel filled `addrs[i]` with `msg_namelen` bytes of a socket address.
-            let src = unsafe {
-                socket2::SockAddr::new(b.addrs[i], b.rhdr[i].msg_hdr.msg_namelen)
-            }
-            .as_socket();
+            let src = unsafe { socket2::SockAddr::new(b.addrs[i], b.rhdr[i].msg_hdr.msg_namelen) }
+                .as_socket();
             let Some(src) = src else { continue };
             if src.port() == 0 {
                 continue;
