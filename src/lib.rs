@@ -5,7 +5,9 @@
 //! of the current table.
 
 pub mod config;
+pub mod control;
 pub mod dns;
+pub mod geo;
 pub mod policy;
 pub mod server;
 pub mod table;

@@ -161,7 +161,11 @@ async fn run_until_signal(server: &mut steerd::Server, args: &ServeArgs) -> std:
             _ = int.recv() => { info!("SIGINT: shutting down"); return Ok(()); }
             _ = hup.recv() => {
                 match load_for_serve(args) {
-                    Ok(cfg) => { server.apply(cfg); }
+                    Ok(cfg) => {
+                        if let Err(e) = server.apply(cfg) {
+                            error!("reload rejected, keeping the running configuration:\n{e}");
+                        }
+                    }
                     Err(e) => error!("reload rejected, keeping the running configuration:\n{e}"),
                 }
             }

@@ -6,30 +6,40 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 use crate::config::ValidConfig;
+use crate::control::Control;
 use crate::dns::listener::DnsListeners;
-use crate::policy;
-use crate::table::{self, RoutingTable, TableHandle};
+use crate::table::{RoutingTable, TableHandle};
 
 /// A running server.
 pub struct Server {
-    table: TableHandle,
+    control: Control,
     listeners: DnsListeners,
-    config: ValidConfig,
+    watcher: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
     /// Compile the first table from `config`, bind every listener and start answering.
     /// Must be called inside a tokio runtime.
     pub async fn start(config: ValidConfig) -> anyhow::Result<Self> {
-        let compiled = policy::compile(&config);
-        info!(generation = compiled.generation, "{}", config.summary());
-        let table = table::handle(compiled);
-        let listeners = DnsListeners::start(&config.server, table.clone())?;
+        let summary = config.summary();
+        let settings = config.server.clone();
+        let (control, compiled) = tokio::task::spawn_blocking(move || Control::new(config))
+            .await?
+            .map_err(anyhow::Error::msg)?;
+        info!(generation = compiled.generation, "{summary}");
+        control.table().store(std::sync::Arc::new(compiled));
+        let listeners = DnsListeners::start(&settings, control.table().clone())?;
+        let watcher = control.spawn_geo_watcher();
         Ok(Self {
-            table,
+            control,
             listeners,
-            config,
+            watcher,
         })
+    }
+
+    /// The control plane (config, geo data, compile and swap).
+    pub fn control(&self) -> &Control {
+        &self.control
     }
 
     /// Actual UDP addresses (with the port picked when port 0 was asked for).
@@ -43,19 +53,20 @@ impl Server {
 
     /// The table handle the DNS path reads from.
     pub fn table(&self) -> &TableHandle {
-        &self.table
+        self.control.table()
     }
 
     /// The configuration in force.
-    pub fn config(&self) -> &ValidConfig {
-        &self.config
+    pub fn config(&self) -> ValidConfig {
+        self.control.config()
     }
 
     /// Compile `config` and swap the new table in. Listener settings (addresses, socket count,
     /// engine, TCP timeout) cannot change while running; a difference is logged and needs a
     /// restart. Everything else, `max_udp_payload` and the hash prefixes included, applies now.
-    pub fn apply(&mut self, config: ValidConfig) -> Arc<RoutingTable> {
-        let (old, new) = (&self.config.server, &config.server);
+    pub fn apply(&mut self, config: ValidConfig) -> Result<Arc<RoutingTable>, String> {
+        let current = self.control.config();
+        let (old, new) = (&current.server, &config.server);
         if old.dns_listen != new.dns_listen
             || old.udp_sockets != new.udp_sockets
             || old.udp_engine != new.udp_engine
@@ -67,19 +78,18 @@ impl Server {
                  (the rest of the configuration is applied now)"
             );
         }
-        let compiled = Arc::new(policy::compile(&config));
+        let summary = config.summary();
+        let compiled = self.control.apply(config)?;
         info!(
             generation = compiled.generation,
-            "applied configuration: {}",
-            config.summary()
+            "applied configuration: {summary}"
         );
-        self.table.store(compiled.clone());
-        self.config = config;
-        compiled
+        Ok(compiled)
     }
 
     /// Stop listening and wait for in-flight work.
     pub async fn shutdown(self) {
+        self.watcher.abort();
         self.listeners.shutdown().await;
         info!("DNS listeners stopped");
     }

@@ -84,6 +84,18 @@ pub enum Selector {
     Fixed(usize),
     /// Weighted rendezvous hashing over the client's subnet.
     Weighted(Vec<WeightedMember>),
+    /// Location-dependent: merged address blocks → a choice, each fixed or weighted.
+    Geo {
+        blocks: Arc<crate::geo::Blocks>,
+        choices: Vec<Choice>,
+    },
+}
+
+/// A region's pick: one answer, or a weighted split.
+#[derive(Debug, Clone)]
+pub enum Choice {
+    Fixed(usize),
+    Weighted(Vec<WeightedMember>),
 }
 
 #[derive(Debug, Clone)]
@@ -93,6 +105,23 @@ pub struct WeightedMember {
     pub weight: f64,
     /// Index into [`CompiledService::answers`].
     pub answer: usize,
+}
+
+/// Who is asking: the address that locates the query (the ECS subnet when the query carries
+/// one with a source prefix > 0, else the resolver) and whether it came from ECS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr {
+    pub ip: IpAddr,
+    pub from_ecs: bool,
+}
+
+impl ClientAddr {
+    pub fn resolver(ip: IpAddr) -> Self {
+        Self {
+            ip,
+            from_ecs: false,
+        }
+    }
 }
 
 /// What a target answers, as ready records with the service's TTL and owner name.
@@ -113,30 +142,64 @@ pub struct CompiledService {
 }
 
 impl CompiledService {
-    /// Index of the answer this client gets. Pure and cheap: a few hashes for weighted services.
+    /// Index of the answer this client gets, and the ECS scope prefix of that answer (0 when
+    /// it does not depend on the client). Pure and cheap: a binary search and a few hashes.
     #[inline]
-    pub fn select(&self, client: IpAddr, prefix_v4: u8, prefix_v6: u8) -> usize {
+    pub fn select(&self, client: ClientAddr, prefix_v4: u8, prefix_v6: u8) -> (usize, u8) {
+        let hash_prefix = if client.ip.is_ipv4() {
+            prefix_v4
+        } else {
+            prefix_v6
+        };
         match &self.selector {
-            Selector::Fixed(i) => *i,
-            Selector::Weighted(members) => {
-                let key = client_key(client, prefix_v4, prefix_v6);
-                let mut best = 0;
-                let mut best_score = f64::NEG_INFINITY;
-                for m in members {
-                    let h = xxhash_rust::xxh3::xxh3_64_with_seed(&key, m.seed);
-                    // Uniform in (0, 1]; ln(u)/w is largest for the winner, with probability
-                    // proportional to w (weighted rendezvous hashing).
-                    let u = ((h >> 11) as f64 + 1.0) / ((1u64 << 53) as f64);
-                    let score = u.ln() / m.weight;
-                    if score > best_score {
-                        best_score = score;
-                        best = m.answer;
-                    }
+            Selector::Fixed(i) => (*i, 0),
+            Selector::Weighted(members) => (
+                weighted_pick(members, client.ip, prefix_v4, prefix_v6),
+                hash_prefix,
+            ),
+            Selector::Geo { blocks, choices } => {
+                let (c, scope) = blocks.lookup(client.ip);
+                match choices.get(c as usize) {
+                    Some(Choice::Fixed(i)) => (*i, scope),
+                    Some(Choice::Weighted(members)) => (
+                        weighted_pick(members, client.ip, prefix_v4, prefix_v6),
+                        scope.max(hash_prefix),
+                    ),
+                    None => (0, scope),
                 }
-                best
             }
         }
     }
+
+    /// Does the answer depend on where the client is?
+    pub fn is_location_dependent(&self) -> bool {
+        !matches!(self.selector, Selector::Fixed(_))
+    }
+}
+
+/// Weighted rendezvous hashing: the member with the largest ln(u)/w wins, u uniform in (0, 1]
+/// from a hash of the client's subnet and the member's seed, so each member wins with
+/// probability proportional to its weight.
+#[inline]
+pub fn weighted_pick(
+    members: &[WeightedMember],
+    ip: IpAddr,
+    prefix_v4: u8,
+    prefix_v6: u8,
+) -> usize {
+    let key = client_key(ip, prefix_v4, prefix_v6);
+    let mut best = 0;
+    let mut best_score = f64::NEG_INFINITY;
+    for m in members {
+        let h = xxhash_rust::xxh3::xxh3_64_with_seed(&key, m.seed);
+        let u = ((h >> 11) as f64 + 1.0) / ((1u64 << 53) as f64);
+        let score = u.ln() / m.weight;
+        if score > best_score {
+            best_score = score;
+            best = m.answer;
+        }
+    }
+    best
 }
 
 /// The bytes that identify a client for stable picks: its address masked to the hash prefix.

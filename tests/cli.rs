@@ -31,18 +31,23 @@ fn assets_answer(addr: SocketAddr) -> Option<String> {
     }
 }
 
-fn wait_for(addr: SocketAddr, want: &str, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(15);
+/// Wait until `addr` answers `want`; Err if steerd exited first.
+fn try_wait_for(addr: SocketAddr, want: &str, child: &mut Child) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         if let Some(status) = child.try_wait().unwrap() {
-            panic!("steerd exited early: {status}");
+            return Err(format!("steerd exited early: {status}"));
         }
         if assets_answer(addr).as_deref() == Some(want) {
-            return;
+            return Ok(());
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("steerd did not answer {want} within 15 s");
+    panic!("steerd did not answer {want} within 20 s");
+}
+
+fn wait_for(addr: SocketAddr, want: &str, child: &mut Child) {
+    try_wait_for(addr, want, child).unwrap()
 }
 
 fn signal(child: &Child, sig: &str) {
@@ -74,7 +79,7 @@ fn check_config_accepts_the_demo_and_names_file_line_and_field_on_errors() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     assert!(
-        stdout.contains("OK") && stdout.contains("2 service(s)"),
+        stdout.contains("OK") && stdout.contains("3 service(s)"),
         "{stdout}"
     );
 
@@ -94,7 +99,7 @@ fn check_config_accepts_the_demo_and_names_file_line_and_field_on_errors() {
         + 1;
     assert!(
         err.contains(&format!(
-            "bad.toml:{line}: services[0].targets[1].weight: weight must be greater than 0 (got -2)"
+            "bad.toml:{line}: services[0].geo.default[1].weight: weight must be greater than 0 (got -2)"
         )),
         "{err}"
     );
@@ -112,17 +117,27 @@ fn serve_reloads_on_sighup_keeps_last_good_config_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("steerd.toml");
     std::fs::write(&cfg, DEMO).unwrap();
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut child = Command::new(BIN)
-        .args(["--log-format", "json", "serve", "--config"])
-        .arg(&cfg)
-        .args(["--dns-listen", &addr.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for(addr, "example.global.cdn-a.net.", &mut child);
+    // The free UDP port may be taken for TCP by another socket: try a few ports.
+    let mut attempt = 0;
+    let (mut child, addr) = loop {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut child = Command::new(BIN)
+            .args(["--log-format", "json", "serve", "--config"])
+            .arg(&cfg)
+            .args(["--dns-listen", &addr.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        match try_wait_for(addr, "example.global.cdn-a.net.", &mut child) {
+            Ok(()) => break (child, addr),
+            Err(e) if attempt < 4 => {
+                attempt += 1;
+                eprintln!("{e}; retrying on another port");
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
 
     // A changed file is applied on SIGHUP.
     std::fs::write(

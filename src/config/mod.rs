@@ -12,7 +12,8 @@ use std::path::Path;
 
 pub use schema::{Config, PolicyKind, UdpEngine};
 pub use validate::{
-    Member, ServerSettings, Service, StaticZone, Target, TargetAnswer, ValidConfig, validate,
+    GeoSettings, Member, NetOverride, RegionChoice, RegionKey, ServerSettings, Service, StaticZone,
+    Target, TargetAnswer, ValidConfig, validate, validate_nets,
 };
 
 /// One problem found in a configuration.

@@ -15,6 +15,71 @@ pub struct Config {
     pub targets: Vec<TargetConfig>,
     #[serde(default)]
     pub services: Vec<ServiceConfig>,
+    #[serde(default)]
+    pub geo: GeoConfig,
+}
+
+/// Geography: the GeoIP database, the country table and network overrides.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoConfig {
+    /// MaxMind DB file (GeoIP2/GeoLite2 or the flat `country_code` schema); "" = no database.
+    #[serde(default = "default_geo_database")]
+    pub database: String,
+    /// Country table: ISO code → continent and a representative point.
+    #[serde(default = "default_geo_countries")]
+    pub countries: String,
+    /// Optional TOML file holding more `[[nets]]` entries; watched and reloaded like the database.
+    #[serde(default)]
+    pub nets_file: Option<String>,
+    /// Seconds between checks of the database and nets file for changes; 0 = never reload.
+    #[serde(default = "default_geo_reload")]
+    pub reload_interval: u64,
+    /// Network overrides: CIDR → country or continent; they win over the database, longest
+    /// prefix first.
+    #[serde(default)]
+    pub nets: Vec<NetConfig>,
+}
+
+impl Default for GeoConfig {
+    fn default() -> Self {
+        Self {
+            database: default_geo_database(),
+            countries: default_geo_countries(),
+            nets_file: None,
+            reload_interval: default_geo_reload(),
+            nets: Vec::new(),
+        }
+    }
+}
+
+fn default_geo_database() -> String {
+    "geodb/geo-whois-asn-country.mmdb".to_string()
+}
+fn default_geo_countries() -> String {
+    "geodb/countries.csv".to_string()
+}
+fn default_geo_reload() -> u64 {
+    2
+}
+
+/// One network override.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetConfig {
+    pub cidr: String,
+    /// ISO 3166-1 alpha-2 country code (implies the continent).
+    pub country: Option<String>,
+    /// Continent code (AF, AN, AS, EU, NA, OC, SA), when no country is given.
+    pub continent: Option<String>,
+}
+
+/// The contents of a `nets_file`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetsFile {
+    #[serde(default)]
+    pub nets: Vec<NetConfig>,
 }
 
 /// Which engine answers UDP queries.
@@ -176,6 +241,9 @@ pub struct TargetConfig {
     pub a: Vec<String>,
     #[serde(default)]
     pub aaaa: Vec<String>,
+    /// Where the target serves from, for `policy = "proximity"` (degrees).
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -183,6 +251,10 @@ pub struct TargetConfig {
 pub enum PolicyKind {
     Failover,
     Weighted,
+    /// Region map (continent, continent/country, default) → targets; most specific wins.
+    Geo,
+    /// Targets ordered by great-circle distance from the client.
+    Proximity,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -193,7 +265,31 @@ pub struct ServiceConfig {
     #[serde(default = "default_service_ttl")]
     pub ttl: u32,
     pub policy: PolicyKind,
+    #[serde(default)]
     pub targets: Vec<ServiceTargetConfig>,
+    /// For `policy = "geo"`: region → targets. Keys: a continent code (`"EU"`), a country within
+    /// its continent (`"EU/DE"`) or `"default"`. Values: target names in failover order, or
+    /// `{ target, weight }` tables for a weighted split within the region.
+    #[serde(default)]
+    pub geo: std::collections::BTreeMap<String, Vec<RegionTarget>>,
+    /// Client networks sent straight to a target list, whatever their location.
+    #[serde(default)]
+    pub nets: Vec<ServiceNetConfig>,
+}
+
+/// A target in a region list: a name, or a name with a weight.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RegionTarget {
+    Name(String),
+    Weighted(ServiceTargetConfig),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceNetConfig {
+    pub cidr: String,
+    pub targets: Vec<String>,
 }
 
 fn default_service_ttl() -> u32 {

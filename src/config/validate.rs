@@ -8,8 +8,11 @@ use std::time::Duration;
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
+use ipnet::IpNet;
+
 use super::ConfigIssue;
-use super::schema::{Config, PolicyKind, RecordConfig, UdpEngine};
+use super::schema::{Config, NetConfig, PolicyKind, RecordConfig, RegionTarget, UdpEngine};
+use crate::geo::{CONTINENTS, CountryTable};
 
 /// Largest TTL RFC 2181 allows.
 const MAX_TTL: u32 = 0x7fff_ffff;
@@ -50,17 +53,54 @@ pub enum TargetAnswer {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     pub name: String,
     pub answer: TargetAnswer,
+    /// (latitude, longitude) in degrees, for proximity steering.
+    pub coords: Option<(f64, f64)>,
+}
+
+/// A region key of a geo map, most specific first when matching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RegionKey {
+    Country([u8; 2], [u8; 2]),
+    Continent([u8; 2]),
+    Default,
+}
+
+/// The targets a region (or a network override) answers with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionChoice {
+    /// Indices into the service's `members`, in failover order.
+    pub members: Vec<usize>,
+    /// Weighted split among `members` (weights from the region entry) instead of failover order.
+    pub weights: Option<Vec<u32>>,
+}
+
+/// Network override: a CIDR placed in a country or continent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetOverride {
+    pub net: IpNet,
+    pub country: Option<[u8; 2]>,
+    pub continent: [u8; 2],
+}
+
+/// Geography settings, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeoSettings {
+    pub database: Option<std::path::PathBuf>,
+    pub countries: std::path::PathBuf,
+    pub nets_file: Option<std::path::PathBuf>,
+    pub reload_interval: Duration,
+    pub nets: Vec<NetOverride>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Member {
     /// Index into [`ValidConfig::targets`].
     pub target: usize,
-    /// Weight for `weighted` (1 for other policies).
+    /// Weight for `weighted` (1 for other policies; 0 for targets that a geo map or nets adds).
     pub weight: u32,
 }
 
@@ -71,13 +111,22 @@ pub struct Service {
     pub zone: usize,
     pub ttl: u32,
     pub policy: PolicyKind,
+    /// Every target the service can answer with (its `targets`, then any other target named
+    /// by its geo map or nets).
     pub members: Vec<Member>,
+    /// `policy = "geo"`: region → choice.
+    pub regions: Vec<(RegionKey, RegionChoice)>,
+    /// Client networks sent to a fixed choice, whatever their location.
+    pub nets: Vec<(IpNet, RegionChoice)>,
 }
 
 /// A configuration that passed every check.
 #[derive(Debug, Clone)]
 pub struct ValidConfig {
     pub server: ServerSettings,
+    pub geo: GeoSettings,
+    /// The country table named by `geo.countries`.
+    pub countries: std::sync::Arc<CountryTable>,
     pub zones: Vec<StaticZone>,
     pub targets: Vec<Target>,
     pub services: Vec<Service>,
@@ -275,12 +324,38 @@ pub fn validate(cfg: &Config) -> Result<ValidConfig, Vec<ConfigIssue>> {
                     Some(TargetAnswer::Addrs { a, aaaa })
                 }
             };
+        let coords = match (t.latitude, t.longitude) {
+            (None, None) => None,
+            (Some(lat), Some(lon)) => {
+                if !(-90.0..=90.0).contains(&lat) {
+                    issues.push(
+                        format!("{f}.latitude"),
+                        format!("must be between -90 and 90 (got {lat})"),
+                    );
+                }
+                if !(-180.0..=180.0).contains(&lon) {
+                    issues.push(
+                        format!("{f}.longitude"),
+                        format!("must be between -180 and 180 (got {lon})"),
+                    );
+                }
+                Some((lat, lon))
+            }
+            _ => {
+                issues.push(f.clone(), "set both `latitude` and `longitude`, or neither");
+                None
+            }
+        };
         target_idx.entry(t.name.as_str()).or_insert(i);
         targets.push(answer.map(|answer| Target {
             name: t.name.clone(),
             answer,
+            coords,
         }));
     }
+
+    // Geography.
+    let (geo, countries) = validate_geo(cfg, &mut issues);
 
     // Services.
     let mut services = Vec::new();
@@ -334,10 +409,17 @@ pub fn validate(cfg: &Config) -> Result<ValidConfig, Vec<ConfigIssue>> {
             }
         }
         let ttl = parse_ttl(s.ttl, format!("{f}.ttl"), &mut issues);
-        if s.targets.is_empty() {
+        let has_map = s.policy == PolicyKind::Geo && !s.geo.is_empty();
+        if s.targets.is_empty() && !has_map {
             issues.push(
                 format!("{f}.targets"),
                 "a service needs at least one target",
+            );
+        }
+        if s.policy != PolicyKind::Geo && !s.geo.is_empty() {
+            issues.push(
+                format!("{f}.geo"),
+                "a region map only applies to policy = \"geo\"",
             );
         }
         let mut members = Vec::new();
@@ -394,6 +476,132 @@ pub fn validate(cfg: &Config) -> Result<ValidConfig, Vec<ConfigIssue>> {
             };
             members.push(Member { target: ti, weight });
         }
+        if s.policy == PolicyKind::Proximity {
+            for (k, m) in members.iter().enumerate() {
+                if targets[m.target]
+                    .as_ref()
+                    .is_some_and(|t| t.coords.is_none())
+                {
+                    issues.push(
+                        format!("{f}.targets[{k}].target"),
+                        format!(
+                            "target \"{}\" has no latitude/longitude, which proximity steering needs",
+                            cfg.targets[m.target].name
+                        ),
+                    );
+                }
+            }
+        }
+        // A member index for a target name, adding the target to the service if new.
+        let mut member_of = |name: &str, field: String, issues: &mut Issues| -> Option<usize> {
+            let Some(&ti) = target_idx.get(name) else {
+                issues.push(
+                    field,
+                    format!("unknown target \"{name}\" (not defined in [[targets]])"),
+                );
+                return None;
+            };
+            Some(match members.iter().position(|m| m.target == ti) {
+                Some(p) => p,
+                None => {
+                    // Weight 0: reachable through the map or nets, not part of a weighted split.
+                    members.push(Member {
+                        target: ti,
+                        weight: 0,
+                    });
+                    members.len() - 1
+                }
+            })
+        };
+        let mut regions = Vec::new();
+        for (key, list) in &s.geo {
+            let kf = format!("{f}.geo.{key}");
+            let Some(rk) = parse_region_key(key, countries.as_deref(), &kf, &mut issues) else {
+                continue;
+            };
+            if list.is_empty() {
+                issues.push(kf.clone(), "a region needs at least one target");
+                continue;
+            }
+            let weighted = list
+                .iter()
+                .any(|e| matches!(e, RegionTarget::Weighted(w) if w.weight.is_some()));
+            let mut choice = RegionChoice {
+                members: Vec::new(),
+                weights: weighted.then(Vec::new),
+            };
+            for (k, e) in list.iter().enumerate() {
+                let ef = format!("{kf}[{k}]");
+                let (name, weight) = match e {
+                    RegionTarget::Name(n) => (n.as_str(), None),
+                    RegionTarget::Weighted(w) => (w.target.as_str(), w.weight),
+                };
+                let Some(mi) = member_of(name, ef.clone(), &mut issues) else {
+                    continue;
+                };
+                if choice.members.contains(&mi) {
+                    issues.push(ef, format!("target \"{name}\" is listed twice"));
+                    continue;
+                }
+                if let Some(ws) = &mut choice.weights {
+                    match weight {
+                        Some(w) if (1..=MAX_WEIGHT).contains(&w) => ws.push(w as u32),
+                        Some(w) => {
+                            let why = if w <= 0 {
+                                format!("weight must be greater than 0 (got {w})")
+                            } else {
+                                format!("weight must be at most {MAX_WEIGHT} (got {w})")
+                            };
+                            issues.push(format!("{ef}.weight"), why);
+                            ws.push(1);
+                        }
+                        None => {
+                            issues.push(format!("{ef}.weight"), "missing weight: in a weighted region every target needs `weight` > 0");
+                            ws.push(1);
+                        }
+                    }
+                }
+                choice.members.push(mi);
+            }
+            regions.push((rk, choice));
+        }
+        regions.sort_by_key(|(k, _)| *k);
+        if s.policy == PolicyKind::Geo
+            && s.targets.is_empty()
+            && !regions.iter().any(|(k, _)| *k == RegionKey::Default)
+        {
+            issues.push(
+                format!("{f}.geo"),
+                "add a \"default\" region (or a `targets` list) for clients that match no region",
+            );
+        }
+        let mut nets = Vec::new();
+        for (k, n) in s.nets.iter().enumerate() {
+            let nf = format!("{f}.nets[{k}]");
+            let Some(net) = parse_cidr(&n.cidr, &format!("{nf}.cidr"), &mut issues) else {
+                continue;
+            };
+            if nets.iter().any(|(x, _): &(IpNet, RegionChoice)| *x == net) {
+                issues.push(format!("{nf}.cidr"), format!("duplicate network {net}"));
+                continue;
+            }
+            if n.targets.is_empty() {
+                issues.push(format!("{nf}.targets"), "at least one target is needed");
+                continue;
+            }
+            let mut choice = RegionChoice {
+                members: Vec::new(),
+                weights: None,
+            };
+            for (j, t) in n.targets.iter().enumerate() {
+                if let Some(mi) = member_of(t, format!("{nf}.targets[{j}]"), &mut issues)
+                    && !choice.members.contains(&mi)
+                {
+                    choice.members.push(mi);
+                }
+            }
+            nets.push((net, choice));
+        }
         if let Some(zone) = zone {
             services.push(Service {
                 name,
@@ -401,6 +609,8 @@ pub fn validate(cfg: &Config) -> Result<ValidConfig, Vec<ConfigIssue>> {
                 ttl,
                 policy: s.policy,
                 members,
+                regions,
+                nets,
             });
         }
     }
@@ -412,10 +622,205 @@ pub fn validate(cfg: &Config) -> Result<ValidConfig, Vec<ConfigIssue>> {
     let zones: Vec<StaticZone> = zones.into_iter().map(|(_, z)| z).collect();
     Ok(ValidConfig {
         server: server.expect("server settings valid when no issue"),
+        geo: geo.expect("geo settings valid when no issue"),
+        countries: countries.expect("country table loaded when no issue"),
         zones,
         targets: targets.into_iter().map(|t| t.expect("valid")).collect(),
         services,
     })
+}
+
+/// Parse a CIDR; host bits must be zero.
+fn parse_cidr(s: &str, field: &str, issues: &mut Issues) -> Option<IpNet> {
+    match s.trim().parse::<IpNet>() {
+        Ok(n) if n.trunc() != n => {
+            issues.push(
+                field,
+                format!("\"{s}\" has host bits set (did you mean {}?)", n.trunc()),
+            );
+            None
+        }
+        Ok(n) => Some(n),
+        Err(_) => {
+            issues.push(
+                field,
+                format!("\"{s}\" is not a valid CIDR (e.g. 192.0.2.0/24, 2001:db8::/32)"),
+            );
+            None
+        }
+    }
+}
+
+fn parse_continent(s: &str) -> Option<[u8; 2]> {
+    let b = s.as_bytes();
+    (b.len() == 2 && CONTINENTS.iter().any(|c| c.as_bytes() == b)).then(|| [b[0], b[1]])
+}
+
+/// `"EU"`, `"EU/DE"` or `"default"`, checked against the country table.
+fn parse_region_key(
+    key: &str,
+    countries: Option<&CountryTable>,
+    field: &str,
+    issues: &mut Issues,
+) -> Option<RegionKey> {
+    if key == "default" {
+        return Some(RegionKey::Default);
+    }
+    let (cont, country) = match key.split_once('/') {
+        Some((a, b)) => (a, Some(b)),
+        None => (key, None),
+    };
+    let Some(c) = parse_continent(cont) else {
+        issues.push(
+            field,
+            format!("\"{cont}\" is not a continent code ({}); keys are CONTINENT, CONTINENT/COUNTRY or default", CONTINENTS.join(", ")),
+        );
+        return None;
+    };
+    let Some(country) = country else {
+        return Some(RegionKey::Continent(c));
+    };
+    let cc = country.as_bytes();
+    if cc.len() != 2 || !cc.iter().all(u8::is_ascii_uppercase) {
+        issues.push(
+            field,
+            format!("\"{country}\" is not an ISO 3166-1 alpha-2 country code (e.g. DE)"),
+        );
+        return None;
+    }
+    let cc = [cc[0], cc[1]];
+    if let Some(table) = countries {
+        match table.get(cc) {
+            None => {
+                issues.push(
+                    field,
+                    format!("unknown country \"{country}\" (not in the country table)"),
+                );
+                return None;
+            }
+            Some(info) if info.continent != c => {
+                issues.push(
+                    field,
+                    format!(
+                        "{country} is in {}, not {cont}: write \"{}/{country}\"",
+                        String::from_utf8_lossy(&info.continent),
+                        String::from_utf8_lossy(&info.continent)
+                    ),
+                );
+                return None;
+            }
+            Some(_) => {}
+        }
+    }
+    Some(RegionKey::Country(c, cc))
+}
+
+/// Parse network overrides (from the config or a nets file).
+pub fn validate_nets(
+    nets: &[NetConfig],
+    prefix: &str,
+    countries: &CountryTable,
+) -> Result<Vec<NetOverride>, Vec<ConfigIssue>> {
+    let mut issues = Issues(Vec::new());
+    let mut out: Vec<NetOverride> = Vec::new();
+    for (i, n) in nets.iter().enumerate() {
+        let f = format!("{prefix}[{i}]");
+        let Some(net) = parse_cidr(&n.cidr, &format!("{f}.cidr"), &mut issues) else {
+            continue;
+        };
+        if out.iter().any(|o| o.net == net) {
+            issues.push(format!("{f}.cidr"), format!("duplicate network {net}"));
+            continue;
+        }
+        let entry = match (&n.country, &n.continent) {
+            (Some(c), None) => {
+                let b = c.as_bytes();
+                match (b.len() == 2)
+                    .then(|| [b[0], b[1]])
+                    .and_then(|cc| countries.get(cc).map(|i| (cc, i)))
+                {
+                    Some((cc, info)) => Some(NetOverride {
+                        net,
+                        country: Some(cc),
+                        continent: info.continent,
+                    }),
+                    None => {
+                        issues.push(
+                            format!("{f}.country"),
+                            format!("unknown country \"{c}\" (not in the country table)"),
+                        );
+                        None
+                    }
+                }
+            }
+            (None, Some(c)) => match parse_continent(c) {
+                Some(cont) => Some(NetOverride {
+                    net,
+                    country: None,
+                    continent: cont,
+                }),
+                None => {
+                    issues.push(
+                        format!("{f}.continent"),
+                        format!(
+                            "\"{c}\" is not a continent code ({})",
+                            CONTINENTS.join(", ")
+                        ),
+                    );
+                    None
+                }
+            },
+            _ => {
+                issues.push(f.clone(), "set exactly one of `country` or `continent`");
+                None
+            }
+        };
+        out.extend(entry);
+    }
+    if issues.0.is_empty() {
+        Ok(out)
+    } else {
+        Err(issues.0)
+    }
+}
+
+fn validate_geo(
+    cfg: &Config,
+    issues: &mut Issues,
+) -> (Option<GeoSettings>, Option<std::sync::Arc<CountryTable>>) {
+    let g = &cfg.geo;
+    let countries = match CountryTable::load(std::path::Path::new(&g.countries)) {
+        Ok(t) => Some(std::sync::Arc::new(t)),
+        Err(e) => {
+            issues.push("geo.countries", e);
+            None
+        }
+    };
+    let nets = match &countries {
+        Some(t) => match validate_nets(&g.nets, "geo.nets", t) {
+            Ok(n) => n,
+            Err(mut e) => {
+                issues.0.append(&mut e);
+                Vec::new()
+            }
+        },
+        None => Vec::new(),
+    };
+    if g.reload_interval > 86400 {
+        issues.push(
+            "geo.reload_interval",
+            format!("must be at most 86400 seconds (got {})", g.reload_interval),
+        );
+    }
+    let settings = GeoSettings {
+        database: (!g.database.trim().is_empty())
+            .then(|| std::path::PathBuf::from(g.database.trim())),
+        countries: std::path::PathBuf::from(&g.countries),
+        nets_file: g.nets_file.as_ref().map(std::path::PathBuf::from),
+        reload_interval: Duration::from_secs(g.reload_interval),
+        nets,
+    };
+    (Some(settings), countries)
 }
 
 fn validate_server(cfg: &Config, issues: &mut Issues) -> Option<ServerSettings> {

@@ -4,18 +4,16 @@
 //! glue). It returns references into the routing table; encoding is done by the callers (the
 //! hickory `RequestHandler`, and `fast::precompute` which runs it once per name and type).
 
-use std::net::IpAddr;
-
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
-use crate::table::{Node, RoutingTable, suffixes, wire_key};
+use crate::table::{ClientAddr, Node, RoutingTable, suffixes, wire_key};
 
 /// How to choose a steered answer.
 #[derive(Debug, Clone, Copy)]
-pub enum Choice {
+pub enum Pick {
     /// Ask the service's selector for this client.
-    Client(IpAddr),
+    Client(ClientAddr),
     /// Force this answer index (used to precompute every variant).
     Variant(usize),
 }
@@ -30,6 +28,8 @@ pub struct Reply<'t> {
     pub additional: Vec<&'t Record>,
     /// The steered service whose answer this is, if any (for the fast-path templates).
     pub service: Option<u32>,
+    /// ECS scope prefix: how much of the client's address the answer depends on (0 = none).
+    pub scope: u8,
 }
 
 impl<'t> Reply<'t> {
@@ -49,7 +49,7 @@ pub fn answer<'t>(
     qname: &Name,
     qtype: RecordType,
     qclass: DNSClass,
-    choice: Choice,
+    pick: Pick,
 ) -> Reply<'t> {
     if qclass != DNSClass::IN && qclass != DNSClass::ANY {
         return Reply::refused();
@@ -92,7 +92,7 @@ pub fn answer<'t>(
         return reply;
     };
 
-    answer_node(table, node, qtype, choice, &mut reply, 0);
+    answer_node(table, node, qtype, pick, &mut reply, 0);
     if reply.answers.is_empty() && reply.authority.is_empty() {
         reply.authority.push(&zone.negative_soa);
     }
@@ -103,19 +103,23 @@ fn answer_node<'t>(
     table: &'t RoutingTable,
     node: &'t Node,
     qtype: RecordType,
-    choice: Choice,
+    pick: Pick,
     reply: &mut Reply<'t>,
     depth: usize,
 ) {
     if let Some(si) = node.service {
         let svc = &table.services[si as usize];
-        let idx = match choice {
-            Choice::Client(ip) => svc.select(
-                ip,
-                table.settings.hash_prefix_v4,
-                table.settings.hash_prefix_v6,
-            ),
-            Choice::Variant(i) => i,
+        let idx = match pick {
+            Pick::Client(client) => {
+                let (i, scope) = svc.select(
+                    client,
+                    table.settings.hash_prefix_v4,
+                    table.settings.hash_prefix_v6,
+                );
+                reply.scope = reply.scope.max(scope);
+                i
+            }
+            Pick::Variant(i) => i,
         };
         let ans = &svc.answers[idx];
         if reply.service.is_none() {
@@ -162,7 +166,7 @@ fn answer_node<'t>(
         match table.nodes.get(&tkey) {
             Some(next) => {
                 let (answers, authority) = (reply.answers.len(), reply.authority.len());
-                answer_node(table, next, qtype, choice, reply, depth + 1);
+                answer_node(table, next, qtype, pick, reply, depth + 1);
                 if reply.answers.len() == answers && reply.authority.len() == authority {
                     // The chain ends at a name without this type: NODATA, SOA in authority
                     // (RFC 2308 §2.2).

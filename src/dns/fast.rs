@@ -15,7 +15,9 @@ use std::net::IpAddr;
 use hickory_proto::op::{Message, MessageType, Metadata, OpCode, Query};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 
-use crate::dns::answer::{self, Choice, Reply};
+use crate::dns::answer::{self, Pick, Reply};
+use crate::dns::ecs::{self, Ecs};
+use crate::table::ClientAddr;
 use crate::table::{RoutingTable, WireKey};
 
 /// Types answered from templates. Others take the general path.
@@ -108,20 +110,15 @@ pub fn precompute(table: &RoutingTable) -> rustc_hash::FxHashMap<WireKey, FastNo
         };
         let mut node = FastNode::default();
         for qtype in FAST_TYPES {
-            let reply = answer::answer(table, &name, qtype, DNSClass::IN, Choice::Variant(0));
+            let reply = answer::answer(table, &name, qtype, DNSClass::IN, Pick::Variant(0));
             let entry = match reply.service {
                 None => encode_template(&name, qtype, &reply).map(FastEntry::Static),
                 Some(si) => {
                     let n = table.services[si as usize].answers.len();
                     let variants: Option<Vec<Template>> = (0..n)
                         .map(|v| {
-                            let r = answer::answer(
-                                table,
-                                &name,
-                                qtype,
-                                DNSClass::IN,
-                                Choice::Variant(v),
-                            );
+                            let r =
+                                answer::answer(table, &name, qtype, DNSClass::IN, Pick::Variant(v));
                             encode_template(&name, qtype, &r)
                         })
                         .collect();
@@ -223,33 +220,28 @@ pub fn try_answer(
     }
     let qend = pos + 4;
 
-    // Optional OPT record (RFC 6891): root owner, type 41, version 0, well-formed options.
+    // Optional OPT record (RFC 6891): root owner, type 41, version 0, well-formed options, at
+    // most one valid ECS option (anything else goes to the general path, which answers FORMERR
+    // or BADVERS).
     let mut edns_limit = None;
     let mut do_bit = 0u8;
+    let mut ecs: Option<Ecs> = None;
     if be(10) == 1 {
         let o = qend;
         if q.len() < o + 11 || q[o] != 0 || be(o + 1) != 41 {
             return FastOutcome::Slow;
         }
         let udp = be(o + 3);
-        let version = q[o + 6];
-        if version != 0 {
+        if q[o + 6] != 0 {
             return FastOutcome::Slow;
         }
         let rdlen = be(o + 9) as usize;
-        let mut p = o + 11;
-        if q.len() != p + rdlen {
+        if q.len() != o + 11 + rdlen {
             return FastOutcome::Slow;
         }
-        while p < q.len() {
-            if p + 4 > q.len() {
-                return FastOutcome::Slow;
-            }
-            let olen = be(p + 2) as usize;
-            p += 4 + olen;
-        }
-        if p != q.len() {
-            return FastOutcome::Slow;
+        match ecs::from_options(&q[o + 11..]) {
+            Ok(e) => ecs = e,
+            Err(_) => return FastOutcome::Slow,
         }
         edns_limit = Some(udp.clamp(512, table.settings.max_udp_payload) as usize);
         do_bit = q[o + 7] & 0x80;
@@ -260,21 +252,34 @@ pub fn try_answer(
     let Some(node) = table.fast.get(&key[..klen]) else {
         return FastOutcome::Slow;
     };
+    let mut scope = 0u8;
     let tpl = match node.get(qtype) {
         None => return FastOutcome::Slow,
         Some(FastEntry::Static(t)) => t,
         Some(FastEntry::Steered { service, variants }) => {
             let s = &table.services[*service as usize];
-            let i = s.select(
+            let client = match ecs.and_then(|e| e.location_addr()) {
+                Some(ip) => ClientAddr { ip, from_ecs: true },
+                None => ClientAddr::resolver(client),
+            };
+            let (i, sc) = s.select(
                 client,
                 table.settings.hash_prefix_v4,
                 table.settings.hash_prefix_v6,
             );
+            if client.from_ecs {
+                scope = sc;
+            }
             &variants[i]
         }
     };
 
-    let opt_len = if edns_limit.is_some() { 11 } else { 0 };
+    let ecs_len = ecs.map_or(0, |e| 4 + e.data_len());
+    let opt_len = if edns_limit.is_some() {
+        11 + ecs_len
+    } else {
+        0
+    };
     let total = qend + tpl.body.len() + opt_len;
     if total > edns_limit.unwrap_or(512) {
         return FastOutcome::Slow;
@@ -291,9 +296,16 @@ pub fn try_answer(
     w += tpl.body.len();
     if opt_len != 0 {
         let size = table.settings.max_udp_payload.to_be_bytes();
-        // Version 0, extended RCODE 0, the query's DO bit copied (RFC 3225 §3), no options.
-        out[w..w + 11].copy_from_slice(&[0, 0, 41, size[0], size[1], 0, 0, do_bit, 0, 0, 0]);
+        let rdlen = (ecs_len as u16).to_be_bytes();
+        // Version 0, extended RCODE 0, the query's DO bit copied (RFC 3225 §3).
+        out[w..w + 11].copy_from_slice(&[
+            0, 0, 41, size[0], size[1], 0, 0, do_bit, 0, rdlen[0], rdlen[1],
+        ]);
         w += 11;
+        if let Some(e) = ecs {
+            // RFC 7871 §7.2.1: family, source prefix and address echoed, our scope.
+            w += e.write_into(scope, &mut out[w..]);
+        }
     }
     FastOutcome::Answered(w)
 }

@@ -9,12 +9,15 @@ use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::proto::op::{Edns, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_server::proto::rr::Record;
+use hickory_server::proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_server::proto::serialize::binary::BinEncoder;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
 use tracing::debug;
 
-use crate::dns::answer::{self, Choice, Reply};
+use crate::dns::answer::{self, Pick, Reply};
+use crate::dns::ecs::{self, Ecs};
+use crate::table::ClientAddr;
 use crate::table::{RoutingTable, TableHandle};
 
 /// The request handler registered with hickory-server.
@@ -36,37 +39,74 @@ enum Prepared<'t> {
     Reply(Reply<'t>),
 }
 
-fn prepare<'t>(table: &'t RoutingTable, request: &Request) -> Prepared<'t> {
+/// The request's answer, and its valid ECS option (echoed in the response) if any.
+fn prepare<'t>(table: &'t RoutingTable, request: &Request) -> (Prepared<'t>, Option<Ecs>) {
     if request.metadata.op_code != OpCode::Query {
-        return Prepared::Error(ResponseCode::NotImp);
+        return (Prepared::Error(ResponseCode::NotImp), None);
     }
     if let Some(edns) = &request.edns
         && edns.version() > 0
     {
-        return Prepared::Error(ResponseCode::BADVERS);
+        return (Prepared::Error(ResponseCode::BADVERS), None);
     }
     let queries = request.queries.queries();
     if queries.len() != 1 {
-        return Prepared::Error(ResponseCode::FormErr);
+        return (Prepared::Error(ResponseCode::FormErr), None);
     }
+    // RFC 7871 §7.1.1: a malformed ECS option is a FORMERR.
+    let ecs = match request.edns {
+        Some(_) => match ecs::from_message(request.as_slice()) {
+            Ok(e) => e,
+            Err(reason) => {
+                debug!(src = %request.src(), reason, "malformed ECS option");
+                return (Prepared::Error(ResponseCode::FormErr), None);
+            }
+        },
+        None => None,
+    };
+    let client = match ecs.and_then(|e| e.location_addr()) {
+        Some(ip) => ClientAddr { ip, from_ecs: true },
+        None => ClientAddr::resolver(request.src().ip()),
+    };
     let q = queries[0].original();
-    Prepared::Reply(answer::answer(
+    let mut reply = answer::answer(
         table,
         q.name(),
         q.query_type(),
         q.query_class(),
-        Choice::Client(request.src().ip()),
-    ))
+        Pick::Client(client),
+    );
+    if !client.from_ecs {
+        reply.scope = 0;
+    }
+    (Prepared::Reply(reply), ecs)
 }
 
-/// The OPT record of our responses: version 0, our maximum UDP payload, no DO bit.
-fn response_edns(request: &Request, table: &RoutingTable) -> Option<Edns> {
+/// The OPT record of our responses: version 0, our maximum UDP payload, the query's DO bit,
+/// and the ECS option with our scope when the query had one.
+fn response_edns(
+    request: &Request,
+    table: &RoutingTable,
+    prepared: &Prepared<'_>,
+    ecs: Option<Ecs>,
+) -> Option<Edns> {
     request.edns.as_ref().map(|q| {
         let mut e = Edns::new();
         e.set_max_payload(table.settings.max_udp_payload);
         e.set_version(0);
         // RFC 3225 §3: the DO bit of the query is copied into the response.
         e.set_dnssec_ok(q.flags().dnssec_ok);
+        if let Some(ecs) = ecs {
+            let scope = match prepared {
+                Prepared::Reply(r) => r.scope,
+                Prepared::Error(_) => 0,
+            };
+            e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
+                ecs.addr,
+                ecs.source_prefix,
+                scope,
+            )));
+        }
         e
     })
 }
@@ -140,8 +180,8 @@ fn encode(response: Response<'_, '_>, max: u16) -> Option<(Vec<u8>, bool)> {
 /// Encode the answer to a UDP request within the client's size limit: if the full answer does
 /// not fit, an empty answer with TC=1.
 fn encode_udp(request: &Request, table: &RoutingTable) -> Option<Vec<u8>> {
-    let prepared = prepare(table, request);
-    let edns = response_edns(request, table);
+    let (prepared, ecs) = prepare(table, request);
+    let edns = response_edns(request, table, &prepared, ecs);
     let limit = udp_limit(request, table);
     let (bytes, tc) = encode(build(request, &prepared, edns.as_ref(), false), limit)?;
     if !tc {
@@ -188,8 +228,8 @@ impl RequestHandler for DnsHandler {
         mut response_handle: R,
     ) -> ResponseInfo {
         let table = self.table.load();
-        let prepared = prepare(&table, request);
-        let edns = response_edns(request, &table);
+        let (prepared, ecs) = prepare(&table, request);
+        let edns = response_edns(request, &table, &prepared, ecs);
         // hickory truncates UDP answers record by record; we prefer an empty TC=1 answer so the
         // client retries over TCP, so check the size first.
         let truncated = request.protocol() == Protocol::Udp && {

@@ -9,11 +9,15 @@ use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{RData, Record, RecordType};
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::config::{PolicyKind, TargetAnswer, ValidConfig};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::{PolicyKind, RegionChoice, RegionKey, Service, TargetAnswer, ValidConfig};
 use crate::dns::fast;
+use crate::geo::{Blocks, GeoData, build_blocks, distance_km};
 use crate::table::{
-    CompiledService, Node, RoutingTable, Selector, ServiceAnswer, TableSettings, WeightedMember,
-    ZoneEntry, suffixes, wire_key,
+    Choice, CompiledService, Node, RoutingTable, Selector, ServiceAnswer, TableSettings,
+    WeightedMember, ZoneEntry, suffixes, wire_key,
 };
 
 static GENERATION: AtomicU64 = AtomicU64::new(1);
@@ -27,8 +31,9 @@ pub fn settings(cfg: &ValidConfig) -> TableSettings {
     }
 }
 
-/// Compile a routing table from a validated configuration.
-pub fn compile(cfg: &ValidConfig) -> RoutingTable {
+/// Compile a routing table from a validated configuration and the geo data.
+pub fn compile(cfg: &ValidConfig, geo: &GeoData) -> RoutingTable {
+    let mut block_cache: BlockCache = HashMap::new();
     let mut table = RoutingTable::empty(settings(cfg));
     table.generation = GENERATION.fetch_add(1, Ordering::Relaxed);
 
@@ -88,6 +93,7 @@ pub fn compile(cfg: &ValidConfig) -> RoutingTable {
                 svc.members
                     .iter()
                     .enumerate()
+                    .filter(|(_, m)| m.weight > 0)
                     .map(|(i, m)| WeightedMember {
                         seed: target_seed(&cfg.targets[m.target].name),
                         weight: m.weight as f64,
@@ -95,6 +101,25 @@ pub fn compile(cfg: &ValidConfig) -> RoutingTable {
                     })
                     .collect(),
             ),
+            PolicyKind::Geo => geo_selector(cfg, svc, geo, &mut block_cache),
+            PolicyKind::Proximity => proximity_selector(cfg, svc, geo, &mut block_cache),
+        };
+        // Network overrides on a failover/weighted service: the base pick everywhere else.
+        let selector = match selector {
+            Selector::Fixed(_) | Selector::Weighted(_) if !svc.nets.is_empty() => {
+                let base = match selector {
+                    Selector::Weighted(m) => Choice::Weighted(m),
+                    _ => Choice::Fixed(0),
+                };
+                let mut choices = vec![base];
+                let nets = service_nets(cfg, svc, &mut choices);
+                let per_loc = vec![0u16; geo.partition.locations.len()];
+                Selector::Geo {
+                    blocks: blocks_for(geo, per_loc, nets, &mut block_cache),
+                    choices,
+                }
+            }
+            other => other,
         };
         let idx = table.services.len() as u32;
         table.services.push(CompiledService {
@@ -111,6 +136,141 @@ pub fn compile(cfg: &ValidConfig) -> RoutingTable {
     table.empty_non_terminals = empty_non_terminals(&table.nodes, &table.zone_index);
     table.fast = fast::precompute(&table);
     table
+}
+
+/// Blocks already built in this compile, by (choice per location, service nets): services with
+/// the same map share one block table.
+type BlockCache = HashMap<(Vec<u16>, Vec<(ipnet::IpNet, u16)>), Arc<Blocks>>;
+
+fn region_choice(cfg: &ValidConfig, svc: &Service, c: &RegionChoice) -> Choice {
+    match &c.weights {
+        Some(w) => Choice::Weighted(
+            c.members
+                .iter()
+                .zip(w)
+                .map(|(&m, &w)| WeightedMember {
+                    seed: target_seed(&cfg.targets[svc.members[m].target].name),
+                    weight: w as f64,
+                    answer: m,
+                })
+                .collect(),
+        ),
+        None => Choice::Fixed(c.members[0]),
+    }
+}
+
+fn blocks_for(
+    geo: &GeoData,
+    per_loc: Vec<u16>,
+    nets: Vec<(ipnet::IpNet, u16)>,
+    cache: &mut BlockCache,
+) -> Arc<Blocks> {
+    let key = (per_loc, nets);
+    if let Some(b) = cache.get(&key) {
+        return b.clone();
+    }
+    let b = Arc::new(build_blocks(
+        &geo.partition,
+        &|loc| key.0.get(loc as usize).copied().unwrap_or(0),
+        &key.1,
+    ));
+    cache.insert(key, b.clone());
+    b
+}
+
+/// gdnsd-style map: the most specific region that matches the client's location wins
+/// (continent/country, then continent, then `default`, then the service's `targets` order).
+fn geo_selector(
+    cfg: &ValidConfig,
+    svc: &Service,
+    geo: &GeoData,
+    cache: &mut BlockCache,
+) -> Selector {
+    let mut choices: Vec<Choice> = svc
+        .regions
+        .iter()
+        .map(|(_, c)| region_choice(cfg, svc, c))
+        .collect();
+    let fallback = match svc
+        .regions
+        .iter()
+        .position(|(k, _)| *k == RegionKey::Default)
+    {
+        Some(i) => i as u16,
+        None => {
+            choices.push(Choice::Fixed(0));
+            choices.len() as u16 - 1
+        }
+    };
+    let per_loc: Vec<u16> = geo
+        .partition
+        .locations
+        .iter()
+        .map(|loc| {
+            let country = svc.regions.iter().position(
+                |(k, _)| matches!(k, RegionKey::Country(_, cc) if Some(*cc) == loc.country),
+            );
+            let continent = || {
+                svc.regions.iter().position(
+                    |(k, _)| matches!(k, RegionKey::Continent(c) if Some(*c) == loc.continent),
+                )
+            };
+            country.or_else(continent).map_or(fallback, |i| i as u16)
+        })
+        .collect();
+    let nets = service_nets(cfg, svc, &mut choices);
+    Selector::Geo {
+        blocks: blocks_for(geo, per_loc, nets, cache),
+        choices,
+    }
+}
+
+/// Nearest target by great-circle distance (gdnsd's auto_dc_coords); clients without
+/// coordinates get the configured order.
+fn proximity_selector(
+    cfg: &ValidConfig,
+    svc: &Service,
+    geo: &GeoData,
+    cache: &mut BlockCache,
+) -> Selector {
+    let mut choices: Vec<Choice> = (0..svc.members.len()).map(Choice::Fixed).collect();
+    let per_loc: Vec<u16> = geo
+        .partition
+        .locations
+        .iter()
+        .map(|loc| {
+            let Some(here) = loc.coords else { return 0 };
+            svc.members
+                .iter()
+                .enumerate()
+                .filter_map(|(i, m)| {
+                    cfg.targets[m.target]
+                        .coords
+                        .map(|c| (i, distance_km(here, c)))
+                })
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .map_or(0, |(i, _)| i as u16)
+        })
+        .collect();
+    let nets = service_nets(cfg, svc, &mut choices);
+    Selector::Geo {
+        blocks: blocks_for(geo, per_loc, nets, cache),
+        choices,
+    }
+}
+
+fn service_nets(
+    cfg: &ValidConfig,
+    svc: &Service,
+    choices: &mut Vec<Choice>,
+) -> Vec<(ipnet::IpNet, u16)> {
+    svc.nets
+        .iter()
+        .map(|(net, c)| {
+            choices.push(region_choice(cfg, svc, c));
+            (*net, choices.len() as u16 - 1)
+        })
+        .collect()
 }
 
 /// Hash seed of a target: derived from its name only, so every steerd node and every restart
@@ -140,6 +300,7 @@ fn empty_non_terminals(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::table::ClientAddr;
     use std::net::{IpAddr, Ipv4Addr};
 
     fn weighted(weights: &[(&str, f64)]) -> CompiledService {
@@ -171,7 +332,7 @@ mod tests {
         let svc = weighted(&[("cdn-a", 60.0), ("cdn-b", 40.0)]);
         let n = 10_000;
         let a = (0..n)
-            .filter(|i| svc.select(client(*i), 24, 56) == 0)
+            .filter(|i| svc.select(ClientAddr::resolver(client(*i)), 24, 56).0 == 0)
             .count();
         let share = a as f64 / n as f64;
         assert!((share - 0.60).abs() <= 0.03, "cdn-a share {share}");
@@ -183,8 +344,8 @@ mod tests {
         let two = weighted(&[("cdn-a", 50.0), ("cdn-b", 30.0)]);
         let mut moved_from_c = 0;
         for i in 0..10_000 {
-            let before = three.select(client(i), 24, 56);
-            let after = two.select(client(i), 24, 56);
+            let before = three.select(ClientAddr::resolver(client(i)), 24, 56).0;
+            let after = two.select(ClientAddr::resolver(client(i)), 24, 56).0;
             if before == 2 {
                 moved_from_c += 1;
             } else {
@@ -199,14 +360,14 @@ mod tests {
         let svc = weighted(&[("cdn-a", 60.0), ("cdn-b", 40.0)]);
         for i in 0..1000 {
             let c = client(i);
-            let first = svc.select(c, 24, 56);
+            let first = svc.select(ClientAddr::resolver(c), 24, 56).0;
             for _ in 0..3 {
-                assert_eq!(svc.select(c, 24, 56), first);
+                assert_eq!(svc.select(ClientAddr::resolver(c), 24, 56).0, first);
             }
             // Another host in the same /24 gets the same answer.
             let IpAddr::V4(v4) = c else { unreachable!() };
             let sibling = IpAddr::V4(Ipv4Addr::from(u32::from(v4) | 0x7f));
-            assert_eq!(svc.select(sibling, 24, 56), first);
+            assert_eq!(svc.select(ClientAddr::resolver(sibling), 24, 56).0, first);
         }
     }
 }

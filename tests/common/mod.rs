@@ -35,6 +35,9 @@ impl TestServer {
         cfg.server.dns_listen = vec!["127.0.0.1:0".parse().unwrap()];
         cfg.server.udp_sockets = 2;
         cfg.server.udp_engine = UdpEngine::Fast;
+        // Loading the full shipped GeoIP database takes seconds in debug builds; tests that
+        // need geography set `cfg.geo.database` themselves.
+        cfg.geo.database = None;
         adjust(&mut cfg);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -103,9 +106,7 @@ pub fn raw_udp_from(
 pub fn raw_tcp(server: SocketAddr, bytes: &[u8], timeout: Duration) -> Option<Vec<u8>> {
     let mut s = TcpStream::connect_timeout(&server, timeout).ok()?;
     s.set_read_timeout(Some(timeout)).unwrap();
-    let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
-    framed.extend_from_slice(bytes);
-    s.write_all(&framed).ok()?;
+    s.write_all(&framed(bytes)).ok()?;
     let mut len = [0u8; 2];
     s.read_exact(&mut len).ok()?;
     let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
@@ -147,4 +148,110 @@ pub fn dig(server: SocketAddr, args: &[&str]) -> String {
 /// Demo config with extra TOML appended (zones/targets/services tables).
 pub fn demo_plus(extra: &str) -> String {
     format!("{DEMO}\n{extra}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw wire format: hand-built packets and byte-level checks
+// ---------------------------------------------------------------------------------------------
+
+/// The big-endian u16 at byte `i` of `b`.
+pub fn be16(b: &[u8], i: usize) -> u16 {
+    u16::from_be_bytes([b[i], b[i + 1]])
+}
+
+/// Wire-format name from dotted text (case kept).
+pub fn wire(name: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for label in name
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+    {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+    out
+}
+
+/// A header: ID, flags byte 2 and 3, then QD/AN/NS/AR counts (which need not match the body).
+pub fn hdr(id: u16, b2: u8, b3: u8, qd: u16, an: u16, ns: u16, ar: u16) -> Vec<u8> {
+    let mut h = id.to_be_bytes().to_vec();
+    h.extend_from_slice(&[b2, b3]);
+    for c in [qd, an, ns, ar] {
+        h.extend_from_slice(&c.to_be_bytes());
+    }
+    h
+}
+
+/// A question entry: name, type, class IN.
+pub fn question(name: &str, qtype: u16) -> Vec<u8> {
+    let mut q = wire(name);
+    q.extend_from_slice(&qtype.to_be_bytes());
+    q.extend_from_slice(&1u16.to_be_bytes());
+    q
+}
+
+/// An OPT record: root owner, payload size, extended rcode 0, `version`, DO bit, options.
+pub fn opt_rr(size: u16, version: u8, dnssec_ok: bool, options: &[(u16, &[u8])]) -> Vec<u8> {
+    let mut rdata = Vec::new();
+    for (code, data) in options {
+        rdata.extend_from_slice(&code.to_be_bytes());
+        rdata.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        rdata.extend_from_slice(data);
+    }
+    let mut r = vec![0u8];
+    r.extend_from_slice(&41u16.to_be_bytes());
+    r.extend_from_slice(&size.to_be_bytes());
+    r.push(0);
+    r.push(version);
+    r.extend_from_slice(&(if dnssec_ok { 0x8000u16 } else { 0 }).to_be_bytes());
+    r.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    r.extend_from_slice(&rdata);
+    r
+}
+
+/// A raw message: header with `id`, `flags`, the given questions (QDCOUNT = their number) and
+/// additional records (ARCOUNT = their number).
+pub fn raw_msg(id: u16, flags: u16, questions: &[Vec<u8>], additional: &[Vec<u8>]) -> Vec<u8> {
+    let [b2, b3] = flags.to_be_bytes();
+    let mut m = hdr(
+        id,
+        b2,
+        b3,
+        questions.len() as u16,
+        0,
+        0,
+        additional.len() as u16,
+    );
+    for part in questions.iter().chain(additional) {
+        m.extend_from_slice(part);
+    }
+    m
+}
+
+/// A DNS message framed for TCP: 2-byte length prefix, then the message.
+pub fn framed(p: &[u8]) -> Vec<u8> {
+    let mut f = (p.len() as u16).to_be_bytes().to_vec();
+    f.extend_from_slice(p);
+    f
+}
+
+/// Raw checks of an error response with no records: at least a header, ID `id`, QR=1, low four
+/// rcode bits `rcode`, ANCOUNT 0 and NSCOUNT 0. `what` names the case in failure messages.
+pub fn assert_bare_error(r: &[u8], id: u16, rcode: u8, what: &str) {
+    assert!(
+        r.len() >= 12,
+        "{what}: response shorter than a header: {r:02x?}"
+    );
+    assert_eq!(be16(r, 0), id, "{what}: ID");
+    assert_eq!(r[2] & 0x80, 0x80, "{what}: QR");
+    assert_eq!(
+        r[3] & 0x0f,
+        rcode,
+        "{what}: rcode, got header {:02x?}",
+        &r[..12]
+    );
+    assert_eq!(be16(r, 6), 0, "{what}: ANCOUNT");
+    assert_eq!(be16(r, 8), 0, "{what}: NSCOUNT");
 }
