@@ -79,7 +79,7 @@ fn check_config_accepts_the_demo_and_names_file_line_and_field_on_errors() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     assert!(
-        stdout.contains("OK") && stdout.contains("3 service(s)"),
+        stdout.contains("OK") && stdout.contains("4 service(s)"),
         "{stdout}"
     );
 

@@ -56,7 +56,7 @@ fn base_config_is_valid() {
 #[test]
 fn demo_config_is_valid() {
     let cfg = config::load(std::path::Path::new("config/steerd.toml")).expect("demo config valid");
-    assert_eq!(cfg.services.len(), 3);
+    assert_eq!(cfg.services.len(), 4);
 }
 
 #[test]
