@@ -9,6 +9,7 @@ pub mod control;
 pub mod dns;
 pub mod geo;
 pub mod policy;
+pub mod resolve;
 pub mod server;
 pub mod table;
 

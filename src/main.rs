@@ -40,6 +40,21 @@ enum Command {
         /// Configuration file to check.
         file: PathBuf,
     },
+    /// Show what steerd answers a client, where it places the client and the ECS scope,
+    /// without starting a server.
+    Resolve {
+        /// Configuration file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The client: a resolver address (ADDR) or an ECS subnet (ADDR/PREFIX).
+        #[arg(long)]
+        client: steerd::resolve::ClientSpec,
+        /// Name to resolve.
+        name: String,
+        /// Query type (default A).
+        #[arg(default_value = "A")]
+        qtype: String,
+    },
 }
 
 #[derive(clap::Args, Default)]
@@ -73,6 +88,12 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::CheckConfig { file }) => check_config(&file),
         Some(Command::Serve(args)) => serve(args),
+        Some(Command::Resolve {
+            config,
+            client,
+            name,
+            qtype,
+        }) => resolve(config, client, &name, &qtype),
         None => serve(ServeArgs {
             config: PathBuf::from(DEFAULT_CONFIG),
             ..ServeArgs::default()
@@ -91,6 +112,53 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn resolve(
+    config: PathBuf,
+    client: steerd::resolve::ClientSpec,
+    name: &str,
+    qtype: &str,
+) -> ExitCode {
+    use std::str::FromStr;
+    let args = ServeArgs {
+        config,
+        ..ServeArgs::default()
+    };
+    let cfg = match load_for_serve(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let qtype = match hickory_proto::rr::RecordType::from_str(&qtype.to_ascii_uppercase()) {
+        Ok(t) => t,
+        Err(_) => {
+            eprintln!("\"{qtype}\" is not a DNS record type");
+            return ExitCode::FAILURE;
+        }
+    };
+    let name = match hickory_proto::rr::Name::from_ascii(name) {
+        Ok(mut n) => {
+            n.set_fqdn(true);
+            n
+        }
+        Err(e) => {
+            eprintln!("\"{name}\" is not a domain name: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (control, table) = match steerd::control::Control::new(cfg) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let r = steerd::resolve::resolve(&table, &control.geo(), client, &name, qtype);
+    print!("{r}");
+    ExitCode::SUCCESS
 }
 
 fn load_for_serve(args: &ServeArgs) -> Result<steerd::config::ValidConfig, String> {

@@ -188,3 +188,92 @@ fn serve_reloads_on_sighup_keeps_last_good_config_and_stops_on_sigterm() {
     assert!(stderr.contains("reload rejected"), "{stderr}");
     assert!(stderr.contains("SIGTERM"), "{stderr}");
 }
+
+fn resolve(client: &str, name: &str) -> String {
+    let out = Command::new(BIN)
+        .args([
+            "resolve",
+            "--config",
+            "config/steerd.toml",
+            "--client",
+            client,
+            name,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn scope_of(out: &str) -> u8 {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("ecs scope: /"))
+        .expect(out);
+    line["ecs scope: /".len()..].parse().unwrap()
+}
+
+#[test]
+fn resolve_shows_answer_location_and_scope_with_the_shipped_database() {
+    let eu = resolve("81.2.69.160/24", "www.example.com");
+    assert!(
+        eu.contains("country GB, continent EU (located by ECS, source: database)"),
+        "{eu}"
+    );
+    assert!(eu.contains("CNAME example.b-cdn.example.net."), "{eu}");
+    assert!(eu.contains("→ target cdn-b"), "{eu}");
+    assert!(scope_of(&eu) < 24, "merged block wider than the /24: {eu}");
+
+    let na = resolve("8.8.8.0/24", "www.example.com");
+    assert!(na.contains("continent NA (located by ECS"), "{na}");
+    assert!(na.contains("CNAME example.global.cdn-a.net."), "{na}");
+
+    let resolver = resolve("8.8.8.8", "www.example.com");
+    assert!(resolver.contains("located by resolver"), "{resolver}");
+    assert!(resolver.contains("ecs scope: - (no ECS"), "{resolver}");
+
+    // Static data does not depend on the client: scope 0.
+    let st = resolve("81.2.69.0/24", "static.example.com");
+    assert_eq!(scope_of(&st), 0, "{st}");
+
+    let bad = Command::new(BIN)
+        .args(["resolve", "--client", "300.1.1.1", "www.example.com"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not an IP address"));
+}
+
+/// The geography issue's acceptance check: dig +subnet against the default configuration.
+#[test]
+fn dig_subnet_against_the_default_config_gets_european_and_american_answers() {
+    let srv = common::TestServer::start_with(DEMO, |c| {
+        c.geo.database = Some("geodb/geo-whois-asn-country.mmdb".into());
+    });
+    let eu = common::dig(srv.udp, &["www.example.com", "+subnet=81.2.69.0/24"]);
+    assert!(eu.contains("CNAME\texample.b-cdn.example.net."), "{eu}");
+    let scope_line = eu
+        .lines()
+        .find(|l| l.contains("CLIENT-SUBNET: 81.2.69.0/24/"))
+        .unwrap_or_else(|| panic!("ECS echoed: {eu}"));
+    let scope: u8 = scope_line
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(scope < 24 && scope > 0, "scope /{scope} wider than /24");
+    let na = common::dig(srv.udp, &["www.example.com", "+subnet=8.8.8.0/24"]);
+    assert!(na.contains("CNAME\texample.global.cdn-a.net."), "{na}");
+    // Same over TCP (the hickory path).
+    let eu_tcp = common::dig(
+        srv.tcp,
+        &["+tcp", "www.example.com", "+subnet=81.2.69.0/24"],
+    );
+    assert!(eu_tcp.contains(scope_line.trim()), "{eu_tcp}");
+}
