@@ -59,9 +59,10 @@ enum Command {
 
 #[derive(clap::Args, Default)]
 struct ServeArgs {
-    /// Configuration file.
-    #[arg(long, short, default_value = DEFAULT_CONFIG)]
-    config: PathBuf,
+    /// Configuration file [default: config/steerd.toml, or the compiled-in demo when that file
+    /// does not exist].
+    #[arg(long, short)]
+    config: Option<PathBuf>,
     /// DNS listen address (UDP and TCP); repeat for several. Overrides `server.dns_listen`.
     #[arg(long = "dns-listen", value_name = "ADDR")]
     dns_listen: Vec<SocketAddr>,
@@ -94,10 +95,7 @@ fn main() -> ExitCode {
             name,
             qtype,
         }) => resolve(config, client, &name, &qtype),
-        None => serve(ServeArgs {
-            config: PathBuf::from(DEFAULT_CONFIG),
-            ..ServeArgs::default()
-        }),
+        None => serve(ServeArgs::default()),
     }
 }
 
@@ -122,7 +120,7 @@ fn resolve(
 ) -> ExitCode {
     use std::str::FromStr;
     let args = ServeArgs {
-        config,
+        config: Some(config),
         ..ServeArgs::default()
     };
     let cfg = match load_for_serve(&args) {
@@ -162,11 +160,13 @@ fn resolve(
 }
 
 fn load_for_serve(args: &ServeArgs) -> Result<steerd::config::ValidConfig, String> {
-    let mut cfg = if args.config == std::path::Path::new(DEFAULT_CONFIG) && !args.config.exists() {
-        info!("{DEFAULT_CONFIG} not found: serving the embedded demo configuration");
-        steerd::config::parse(EMBEDDED_CONFIG, "<embedded config/steerd.toml>")
-    } else {
-        steerd::config::load(&args.config)
+    let mut cfg = match &args.config {
+        Some(path) => steerd::config::load(path),
+        None if !std::path::Path::new(DEFAULT_CONFIG).exists() => {
+            info!("{DEFAULT_CONFIG} not found: serving the embedded demo configuration");
+            steerd::config::parse(EMBEDDED_CONFIG, "<embedded config/steerd.toml>")
+        }
+        None => steerd::config::load(std::path::Path::new(DEFAULT_CONFIG)),
     }
     .map_err(|e| e.to_string())?;
     if !args.dns_listen.is_empty() {

@@ -1114,3 +1114,28 @@ fn ipv6_listener_answers_over_udp_and_tcp() {
         "same pick for ::1 over UDP and TCP"
     );
 }
+
+#[test]
+fn zone_transfers_are_refused() {
+    let srv = TestServer::start(DEMO);
+    for t in [RecordType::AXFR, RecordType::IXFR] {
+        let m = tcp(srv.tcp, &query("example.com.", t, None));
+        assert_eq!(m.metadata.response_code, ResponseCode::Refused, "{t}");
+        assert!(!m.metadata.authoritative, "{t}");
+        assert!(m.answers.is_empty());
+    }
+}
+
+#[test]
+fn a_service_target_pointing_back_at_its_own_name_does_not_loop() {
+    let cfg = demo_plus(
+        "[[targets]]\nname = \"selfref\"\ncname = \"loop.example.com\"\n[[services]]\nname = \"loop.example.com\"\npolicy = \"failover\"\ntargets = [{ target = \"selfref\" }]\n",
+    );
+    let srv = TestServer::start(&cfg);
+    for m in [
+        udp(srv.udp, &query("loop.example.com.", RecordType::A, None)),
+        tcp(srv.tcp, &query("loop.example.com.", RecordType::A, None)),
+    ] {
+        assert_eq!(m.answers.len(), 1, "{:?}", m.answers);
+    }
+}

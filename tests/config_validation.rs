@@ -281,3 +281,56 @@ fn server_settings_are_checked() {
         "at most 32",
     );
 }
+
+#[test]
+fn wildcards_are_rejected_with_a_clear_message() {
+    one_issue(
+        "[[zones.records]]\nname = \"*\"\ntype = \"A\"\ndata = \"192.0.2.1\"\n",
+        "zones[0].records[0].name",
+        "wildcard records are not supported",
+    );
+}
+
+#[test]
+fn cname_loops_are_rejected() {
+    let i = one_issue(
+        "[[zones.records]]\nname = \"a\"\ntype = \"CNAME\"\ndata = \"b.example.com\"\n[[zones.records]]\nname = \"b\"\ntype = \"CNAME\"\ndata = \"a.example.com\"\n",
+        "zones[0].records[0].data",
+        "CNAME loop: a.example.com. → b.example.com. → a.example.com.",
+    );
+    assert!(i.line.is_some());
+    one_issue(
+        "[[zones.records]]\nname = \"self\"\ntype = \"CNAME\"\ndata = \"self.example.com\"\n",
+        "zones[0].records[0].data",
+        "CNAME loop",
+    );
+}
+
+#[test]
+fn rrsets_larger_than_a_dns_message_are_rejected() {
+    let values: Vec<String> = (0..20)
+        .map(|i| format!("\"{i}{}\"", "x".repeat(3900)))
+        .collect();
+    one_issue(
+        &format!(
+            "[[zones.records]]\nname = \"huge\"\ntype = \"TXT\"\ndata = [{}]\n",
+            values.join(", ")
+        ),
+        "zones[0].records[0].data",
+        "must fit in one 64 KiB DNS message",
+    );
+}
+
+#[test]
+fn zone_below_a_delegation_is_rejected_and_bad_names_too() {
+    one_issue(
+        "[[zones.records]]\nname = \"lab\"\ntype = \"NS\"\ndata = \"ns.elsewhere.net\"\n[[zones]]\nname = \"x.lab.example.com\"\nns = [\"ns1.example.com\"]\n[zones.soa]\nmname = \"ns1.example.com\"\nrname = \"h.example.com\"\n",
+        "zones[1].name",
+        "is below the delegation \"lab.example.com.\"",
+    );
+    one_issue(
+        "[[targets]]\nname = \"c\"\ncname = \"cdn.example.net..\"\n",
+        "targets[2].cname",
+        "empty label",
+    );
+}

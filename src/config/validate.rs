@@ -188,7 +188,10 @@ pub(crate) fn parse_name(s: &str) -> Result<Name, String> {
             "\"{s}\" is not a valid domain name: contains whitespace"
         ));
     }
-    let mut name = Name::from_ascii(t.trim_end_matches('.'))
+    if t.ends_with("..") {
+        return Err(format!("\"{s}\" is not a valid domain name: empty label"));
+    }
+    let mut name = Name::from_ascii(t.strip_suffix('.').unwrap_or(t))
         .map_err(|e| format!("\"{s}\" is not a valid domain name: {e}"))?;
     if name.iter().any(|l| l.is_empty()) {
         return Err(format!("\"{s}\" is not a valid domain name: empty label"));
@@ -257,6 +260,25 @@ pub fn validate(cfg: &Config) -> Result<ValidConfig, Vec<ConfigIssue>> {
         };
         if let Some(zone) = validate_zone(i, z, apex, &zone_for, &mut issues) {
             zones.push((i, zone));
+        }
+    }
+
+    // A zone cannot start below a delegation of a less specific zone we also serve.
+    for (i, z) in &zones {
+        for (j, other) in &zones {
+            if let Some(cut) = other
+                .cuts
+                .iter()
+                .find(|c| **c != z.apex && c.zone_of(&z.apex))
+            {
+                issues.push(
+                    format!("zones[{i}].name"),
+                    format!(
+                        "\"{}\" is below the delegation \"{cut}\" of zones[{j}]: serve it from the delegated servers, or remove the delegation",
+                        z.apex
+                    ),
+                );
+            }
         }
     }
 
@@ -1097,6 +1119,64 @@ fn validate_zone(
         }
     }
 
+    // An RRset must fit in one DNS message (64 KiB, even over TCP).
+    for (owner, types) in &rrsets {
+        for (t, recs) in types {
+            let size: usize = recs
+                .iter()
+                .map(|r| {
+                    let rdata = match &r.data {
+                        RData::TXT(txt) => txt.txt_data.iter().map(|s| s.len() + 1).sum(),
+                        RData::CAA(_) => 512,
+                        _ => 256,
+                    };
+                    owner.len() + 10 + rdata
+                })
+                .sum();
+            if size > 60_000 {
+                let field = &first_field[&(owner.clone(), *t)];
+                issues.push(
+                    format!("{field}.data"),
+                    format!(
+                        "the {t} set at \"{owner}\" is about {size} bytes: an answer must fit in one 64 KiB DNS message"
+                    ),
+                );
+            }
+        }
+    }
+    // CNAME chains inside the zone must end.
+    for (owner, types) in &rrsets {
+        if !types.contains_key(&RecordType::CNAME) {
+            continue;
+        }
+        let mut seen = vec![owner.clone()];
+        let mut cur = owner.clone();
+        while let Some(RData::CNAME(next)) = rrsets
+            .get(&cur)
+            .and_then(|t| t.get(&RecordType::CNAME))
+            .and_then(|v| v.first())
+            .map(|r| &r.data)
+        {
+            if seen.contains(&next.0) {
+                let field = &first_field[&(owner.clone(), RecordType::CNAME)];
+                issues.push(
+                    format!("{field}.data"),
+                    format!(
+                        "CNAME loop: {}",
+                        seen.iter()
+                            .chain(std::iter::once(&next.0))
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(" → ")
+                    ),
+                );
+                break;
+            }
+            seen.push(next.0.clone());
+            cur = next.0.clone();
+        }
+    }
+
     if issues.0.len() != before {
         return None;
     }
@@ -1111,6 +1191,13 @@ fn validate_zone(
 
 fn owner_name(s: &str, apex: &Name, field: &str, issues: &mut Issues) -> Option<Name> {
     let t = s.trim();
+    if t.split('.').any(|l| l == "*") {
+        issues.push(
+            field,
+            format!("\"{s}\": wildcard records are not supported; list each name explicitly"),
+        );
+        return None;
+    }
     if t == "@" {
         return Some(apex.clone());
     }

@@ -54,6 +54,10 @@ pub fn answer<'t>(
     if qclass != DNSClass::IN && qclass != DNSClass::ANY {
         return Reply::refused();
     }
+    // No zone transfers from this server (RFC 5936 §4.2 allows refusing them).
+    if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
+        return Reply::refused();
+    }
     let key = wire_key(qname);
     let Some(zi) = table.find_zone(&key) else {
         return Reply::refused();
@@ -154,6 +158,10 @@ fn answer_node<'t>(
         };
         let tkey = wire_key(&target.0);
         if table.find_zone(&tkey) != Some(node.zone) {
+            return;
+        }
+        // A service whose target points back into a chain: never repeat a record.
+        if reply.answers.iter().any(|r| r.name == target.0) {
             return;
         }
         let apex_len = wire_key(&table.zones[node.zone as usize].apex).len();
