@@ -72,6 +72,12 @@ impl Blocks {
                     .map_or((0, 0), |b| (b.choice, b.prefix))
             }
             IpAddr::V6(a) => {
+                // An IPv4-mapped address (::ffff:a.b.c.d) is located as its IPv4 address; the
+                // scope stays in IPv6 bits.
+                if let Some(v4) = a.to_ipv4_mapped() {
+                    let (c, p) = self.lookup(IpAddr::V4(v4));
+                    return (c, p + 96);
+                }
                 let x = u128::from(a);
                 let i = self.v6.partition_point(|b| b.start <= x);
                 self.v6
@@ -270,6 +276,7 @@ mod tests {
         }
         assert_eq!(next, 1u64 << 32);
         assert_eq!(at(&b, "::1"), (0, 0));
+        assert_eq!(at(&b, "::ffff:10.0.2.1"), (1, 23 + 96));
     }
 
     #[test]

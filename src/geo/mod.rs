@@ -75,7 +75,10 @@ impl Partition {
     pub fn loc_id(&self, ip: IpAddr) -> u32 {
         let (ranges, x) = match ip {
             IpAddr::V4(v4) => (&self.v4, u32::from(v4) as u128),
-            IpAddr::V6(v6) => (&self.v6, u128::from(v6)),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => (&self.v4, u32::from(v4) as u128),
+                None => (&self.v6, u128::from(v6)),
+            },
         };
         let i = ranges.partition_point(|r| r.start <= x);
         if i == 0 {
