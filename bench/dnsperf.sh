@@ -18,18 +18,30 @@
 #   STEERD_PORT=, GDNSD_PORT=   fixed ports instead of free random ones
 #   STEERD_LOG=warn    RUST_LOG for steerd (per-query logging would skew it)
 #   STEERD_CONFIG=config/steerd.toml   steerd configuration (relative to the repo root)
+#   GEO_MMDB=          MaxMind-schema mmdb for gdnsd's geoip plugin (www). Empty:
+#                      convert geodb/geo-whois-asn-country.mmdb with
+#                      examples/mmdb_to_maxmind.rs, cached in bench/results/
+#   ONLY=              run only these cases (space-separated names), e.g. to
+#                      rerun rows that had a high steal%
 #   OUT=               also write the results table to this file
 #   KEEP_TMP=1         keep the temp dir (query files, server logs, raw output)
 set -euo pipefail
 
 # --- benchmark cases: the one place to add more -----------------------------
-# "name|qname|qtype|extra dnsperf flags"
+# "name|qname|qtype|extra dnsperf flags|dig flags for the answer check"
+# (the dig flags should ask what the dnsperf flags ask, e.g. the same ECS).
 CASES=(
-  "static|static.example.com|A|"
-  "www-weighted|www.example.com|A|"
-  # Geo steering with EDNS client-subnet (option 8: family 1, source /24,
-  # scope 0, address 198.51.100.0), once steerd has a geo policy:
-  # "www-geo-ecs|www.example.com|A|-E 8:00011800c63364"
+  # Static RRset: two A records.
+  "static|static.example.com|A||"
+  # Plain weighted 60/40 CNAME: the steered baseline without geography.
+  "split-weighted|split.example.com|A||"
+  # Geo policy, client located by EDNS Client Subnet (option 8: family 1,
+  # source prefix 24, scope 0, address 81.2.69 = 81.2.69.0/24, GB) ->
+  # Europe -> cdn-b, with an ECS scope in the answer.
+  "www-geo-ecs|www.example.com|A|-E 8:00011800510245|+subnet=81.2.69.0/24"
+  # Geo policy, no ECS: located by the resolver address 127.0.0.1, which is
+  # in no country -> the default region (60/40 split).
+  "www-geo-resolver|www.example.com|A||"
 )
 
 DURATION=${DURATION:-15}
@@ -44,6 +56,8 @@ SERVER_CPUS=${SERVER_CPUS:-0}
 LOADGEN_CPUS=${LOADGEN_CPUS:-1}
 STEERD_LOG=${STEERD_LOG:-warn}
 STEERD_CONFIG=${STEERD_CONFIG:-config/steerd.toml}
+GEO_MMDB=${GEO_MMDB:-}
+ONLY=${ONLY:-}
 OUT=${OUT:-}
 KEEP_TMP=${KEEP_TMP:-0}
 
@@ -60,8 +74,9 @@ for arg in "$@"; do
   esac
 done
 
-# OUT is relative to the caller's cwd; everything else to the repo root.
+# OUT and GEO_MMDB are relative to the caller's cwd; everything else to the repo root.
 if [[ -n $OUT && $OUT != /* ]]; then OUT="$PWD/$OUT"; fi
+if [[ -n $GEO_MMDB && $GEO_MMDB != /* ]]; then GEO_MMDB="$PWD/$GEO_MMDB"; fi
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -115,7 +130,8 @@ wait_ready() {
   local name=$1 port=$2 pid=$3 logf=$4
   for _ in $(seq 100); do
     kill -0 "$pid" 2>/dev/null || { tail -n 20 "$logf" >&2; die "$name exited during startup"; }
-    if [[ -n $(dig @127.0.0.1 -p "$port" static.example.com A +short +time=1 +tries=1 2>/dev/null) ]]; then
+    # dig prints its errors (";; ... connection refused") on stdout even with +short.
+    if [[ -n $(dig @127.0.0.1 -p "$port" static.example.com A +short +time=1 +tries=1 2>/dev/null | grep -v '^;') ]]; then
       return
     fi
     sleep 0.1
@@ -148,13 +164,28 @@ check_idle() {
 
 # Query files, one per case.
 declare -a CASE_NAMES=()
-declare -A CASE_QNAME=() CASE_QTYPE=() CASE_FLAGS=()
+declare -A CASE_QNAME=() CASE_QTYPE=() CASE_FLAGS=() CASE_DIG=()
 for spec in "${CASES[@]}"; do
-  IFS='|' read -r name qname qtype flags <<<"$spec"
+  IFS='|' read -r name qname qtype flags digflags <<<"$spec"
+  if [[ -n $ONLY && " $ONLY " != *" $name "* ]]; then continue; fi
   CASE_NAMES+=("$name")
-  CASE_QNAME[$name]=$qname CASE_QTYPE[$name]=$qtype CASE_FLAGS[$name]=$flags
+  CASE_QNAME[$name]=$qname CASE_QTYPE[$name]=$qtype CASE_FLAGS[$name]=$flags CASE_DIG[$name]=$digflags
   printf '%s %s\n' "$qname" "$qtype" >"$TMP/$name.queries"
 done
+(( ${#CASE_NAMES[@]} > 0 )) || die "no case left to run (ONLY=$ONLY)"
+
+# check_answer SERVER PORT CASE: one query like dnsperf's, printed as
+# "TYPE rdata; ... [ECS addr/source/scope]". Dies when there is no answer.
+check_answer() {
+  local server=$1 port=$2 name=$3 out rrs ecs
+  # shellcheck disable=SC2086 # dig flags are deliberately word-split
+  out=$(dig @127.0.0.1 -p "$port" "${CASE_QNAME[$name]}" "${CASE_QTYPE[$name]}" ${CASE_DIG[$name]} \
+    +noall +answer +comments +time=1 +tries=1 2>&1) || true
+  rrs=$(awk '!/^;/ && NF >= 5 { printf "%s%s", sep, $4; for (i = 5; i <= NF; i++) printf " %s", $i; sep = "; " }' <<<"$out")
+  ecs=$(sed -n 's/^; CLIENT-SUBNET: //p' <<<"$out")
+  [[ -n $rrs ]] || { echo "$out" >&2; die "$server gave no answer for ${CASE_QNAME[$name]} ${CASE_QTYPE[$name]} ${CASE_DIG[$name]}"; }
+  log "$server $name: ${CASE_QNAME[$name]} ${CASE_QTYPE[$name]}${CASE_DIG[$name]:+ ${CASE_DIG[$name]}} -> $rrs${ecs:+ [ECS $ecs]}"
+}
 
 dnsperf_args() { # dnsperf_args PORT CASE SECONDS
   local args=(-s 127.0.0.1 -p "$1" -d "$TMP/$2.queries" -l "$3"
@@ -170,11 +201,9 @@ RESULTS=()  # "case|server|qps|lost|lost%|lat_us|noerror%|cpu%|cpu_us_per_q|gen_
 
 # bench_server NAME PORT PID: run every case against a started server.
 bench_server() {
-  local server=$1 port=$2 pid=$3 name args answer raw c0 c1
+  local server=$1 port=$2 pid=$3 name args raw c0 c1 g0 g1 s0 s1
   for name in "${CASE_NAMES[@]}"; do
-    answer=$(dig @127.0.0.1 -p "$port" "${CASE_QNAME[$name]}" "${CASE_QTYPE[$name]}" +short +time=1 +tries=1 | tr '\n' ' ')
-    [[ -n $answer ]] || die "$server gave no answer for ${CASE_QNAME[$name]} ${CASE_QTYPE[$name]}"
-    log "$server $name: ${CASE_QNAME[$name]} ${CASE_QTYPE[$name]} -> $answer"
+    check_answer "$server" "$port" "$name"
     if (( WARMUP > 0 )); then
       mapfile -t args < <(dnsperf_args "$port" "$name" "$WARMUP")
       "${GEN_PIN[@]}" dnsperf "${args[@]}" >/dev/null 2>&1 &
@@ -221,6 +250,27 @@ if [[ $RUN_STEERD == 1 ]]; then
   [[ -x target/release/steerd ]] || die "target/release/steerd not found (build it, or drop --no-build)"
 fi
 
+# gdnsd's geoip plugin (www) reads only the MaxMind schema: give it a converted
+# copy of the shipped flat-schema database (same networks, continents from the
+# country table), rebuilt only when an input or the converter changes.
+if [[ $RUN_GDNSD == 1 && -z $GEO_MMDB ]]; then
+  geo_src=geodb/geo-whois-asn-country.mmdb geo_csv=geodb/countries.csv
+  GEO_MMDB=$PWD/bench/results/geo-maxmind.mmdb
+  if [[ -f $GEO_MMDB && $GEO_MMDB -nt $geo_src && $GEO_MMDB -nt $geo_csv &&
+        $GEO_MMDB -nt examples/mmdb_to_maxmind.rs ]]; then
+    log "gdnsd geoip database: $GEO_MMDB (cached)"
+  else
+    command -v cargo >/dev/null || die "cargo not found: needed to convert $geo_src for gdnsd (or set GEO_MMDB)"
+    log "converting $geo_src to the MaxMind schema for gdnsd: $GEO_MMDB"
+    cargo build --release --example mmdb_to_maxmind >&2
+    mkdir -p "$(dirname "$GEO_MMDB")"
+    target/release/examples/mmdb_to_maxmind "$geo_src" "$geo_csv" "$GEO_MMDB.tmp" >&2 ||
+      { rm -f "$GEO_MMDB.tmp"; die "mmdb_to_maxmind failed"; }
+    mv "$GEO_MMDB.tmp" "$GEO_MMDB"
+  fi
+fi
+if [[ $RUN_GDNSD == 1 ]]; then [[ -f $GEO_MMDB ]] || die "GEO_MMDB=$GEO_MMDB not found"; fi
+
 check_idle
 
 if [[ $RUN_STEERD == 1 ]]; then
@@ -240,9 +290,10 @@ if [[ $RUN_GDNSD == 1 ]]; then
   cp -r bench/gdnsd "$TMP/gdnsd"
   sed -i -e "s|^\(  listen => \).*# bench: listen|\1[ 127.0.0.1:$port ]|" \
     -e "s|^\(  run_dir => \).*# bench: run_dir|\1\"$TMP/gdnsd-run\"|" \
-    -e "s|^\(  state_dir => \).*# bench: state_dir|\1\"$TMP/gdnsd-state\"|" "$TMP/gdnsd/config"
-  [[ $(grep -c "$TMP/gdnsd-\|127.0.0.1:$port" "$TMP/gdnsd/config") == 3 ]] ||
-    die "could not rewrite listen/run_dir/state_dir in bench/gdnsd/config"
+    -e "s|^\(  state_dir => \).*# bench: state_dir|\1\"$TMP/gdnsd-state\"|" \
+    -e "s|^\([[:space:]]*geoip2_db => \).*# bench: geoip2_db|\1\"$GEO_MMDB\"|" "$TMP/gdnsd/config"
+  [[ $(grep -cF -e "$TMP/gdnsd-" -e "127.0.0.1:$port" -e "\"$GEO_MMDB\"" "$TMP/gdnsd/config") == 4 ]] ||
+    die "could not rewrite listen/run_dir/state_dir/geoip2_db in bench/gdnsd/config"
   GDNSD_VERSION=$( (gdnsd -h 2>&1 || true) | sed -n 's/^gdnsd version //p' | head -n1)
   log "starting gdnsd $GDNSD_VERSION on 127.0.0.1:$port"
   "${SRV_PIN[@]}" gdnsd -c "$TMP/gdnsd" start >"$TMP/gdnsd.log" 2>&1 &
@@ -258,7 +309,7 @@ report() {
   local pinning="unpinned"
   [[ $PIN == 1 ]] && pinning="server on CPU $SERVER_CPUS, dnsperf on CPU $LOADGEN_CPUS"
   echo "# steerd DNS benchmark ($(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
-  echo "# $(nproc) CPUs, Linux $(uname -r), dnsperf $DNSPERF_VERSION${GDNSD_VERSION:+, gdnsd $GDNSD_VERSION}"
+  echo "# $(nproc) CPUs, Linux $(uname -r), dnsperf $DNSPERF_VERSION${GDNSD_VERSION:+, gdnsd $GDNSD_VERSION (geoip db ${GEO_MMDB#"$PWD/"})}"
   echo "# dnsperf UDP over loopback: -l $DURATION -c $CLIENTS -T $THREADS -q $OUTSTANDING -t $TIMEOUT${QPS:+ -Q $QPS}, warmup ${WARMUP}s; $pinning"
   echo "# avg_lat_us = dnsperf average latency; srv_cpu% = server CPU (user+sys, % of one core) during the run; cpu_us/q = server CPU time per answered query"
   echo "# gen_cpu% = dnsperf's CPU (% of one core); steal% = CPU time the hypervisor took from this VM (both cores), high = noisy numbers"

@@ -27,5 +27,6 @@ lab            NS   ns1.lab.example.com.
 ns1.lab        A    192.0.2.53
 
 ; steered names. "30/30" pins the TTL at 30 (a DYNC TTL is MAX[/MIN]).
-www      30/30 DYNC weighted!www_cdn
+www      30/30 DYNC geoip!www
+split    30/30 DYNC weighted!split_cdn
 assets   30/30 DYNC metafo!assets
