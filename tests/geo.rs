@@ -12,7 +12,6 @@ mod common;
 mod mmdb;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,9 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{
-    TestServer, assert_bare_error, be16, framed, opt_rr, question, raw_msg, raw_udp_from,
-};
+use common::{TestServer, assert_bare_error, be16, opt_rr, question, raw_msg, raw_udp_from};
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::RData;
 use mmdb::{MmdbBuilder, Record, Value, replace_atomically};
@@ -340,12 +337,7 @@ fn tcp_from(from: IpAddr, server: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
     s.connect_timeout(&SockAddr::from(server), WAIT).ok()?;
     let mut s: TcpStream = s.into();
     s.set_read_timeout(Some(WAIT)).unwrap();
-    s.write_all(&framed(bytes)).ok()?;
-    let mut len = [0u8; 2];
-    s.read_exact(&mut len).ok()?;
-    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
-    s.read_exact(&mut buf).ok()?;
-    Some(buf)
+    common::tcp_exchange(&mut s, bytes)
 }
 
 /// A decoded response with its raw bytes (the EDNS options are read from the bytes, so two

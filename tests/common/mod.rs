@@ -106,6 +106,11 @@ pub fn raw_udp_from(
 pub fn raw_tcp(server: SocketAddr, bytes: &[u8], timeout: Duration) -> Option<Vec<u8>> {
     let mut s = TcpStream::connect_timeout(&server, timeout).ok()?;
     s.set_read_timeout(Some(timeout)).unwrap();
+    tcp_exchange(&mut s, bytes)
+}
+
+/// One framed query and its framed response on an open TCP connection.
+pub fn tcp_exchange(s: &mut TcpStream, bytes: &[u8]) -> Option<Vec<u8>> {
     s.write_all(&framed(bytes)).ok()?;
     let mut len = [0u8; 2];
     s.read_exact(&mut len).ok()?;
