@@ -138,16 +138,15 @@ impl Control {
     /// On error nothing changes.
     pub fn apply(&self, config: ValidConfig) -> Result<Arc<RoutingTable>, String> {
         let mut st = self.state.lock().unwrap();
-        let geo =
-            if config.geo != st.config.geo || config.countries.len() != st.config.countries.len() {
-                let (db, nets) = stamps(&config);
-                let g = Arc::new(load_geo(&config)?);
-                st.db_stamp = db;
-                st.nets_stamp = nets;
-                g
-            } else {
-                st.geo.clone()
-            };
+        let geo = if config.geo != st.config.geo || *config.countries != *st.config.countries {
+            let (db, nets) = stamps(&config);
+            let g = Arc::new(load_geo(&config)?);
+            st.db_stamp = db;
+            st.nets_stamp = nets;
+            g
+        } else {
+            st.geo.clone()
+        };
         let table = Arc::new(policy::compile(&config, &geo));
         self.table.store(table.clone());
         st.config = config;

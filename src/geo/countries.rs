@@ -15,7 +15,7 @@ pub struct CountryInfo {
     pub name: String,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CountryTable {
     map: HashMap<[u8; 2], CountryInfo>,
 }
