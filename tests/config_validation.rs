@@ -72,6 +72,23 @@ fn unknown_keys_are_errors_with_a_line() {
 }
 
 #[test]
+fn type_errors_name_the_field_and_the_line() {
+    let e = config::parse(
+        &format!("{BASE}\n[[services]]\nname = \"w.example.com\"\npolicy = \"failover\"\nttl = -5\ntargets = [{{ target = \"cdn-a\" }}]\n"),
+        "t.toml",
+    )
+    .unwrap_err();
+    assert_eq!(e.issues[0].field, "services[0].ttl", "{e}");
+    assert!(e.issues[0].line.is_some(), "{e}");
+    let e = config::parse(
+        &format!("{BASE}\n[server]\nmax_udp_payload = \"big\"\n"),
+        "t.toml",
+    )
+    .unwrap_err();
+    assert_eq!(e.issues[0].field, "server.max_udp_payload", "{e}");
+}
+
+#[test]
 fn syntax_errors_name_the_line() {
     let e = config::parse("[server]\ndns_listen = [\"127.0.0.1:53\"\n", "broken.toml").unwrap_err();
     let s = e.to_string();

@@ -70,14 +70,18 @@ pub fn load(path: &Path) -> Result<ValidConfig, ConfigError> {
 
 /// Parse and validate configuration text; `source` names it in errors.
 pub fn parse(text: &str, source: &str) -> Result<ValidConfig, ConfigError> {
-    let config: Config = toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| line_of(text, s.start));
+    let de = toml::Deserializer::new(text);
+    let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+        // The path of the value that failed (e.g. `services[0].ttl`), when serde knows it.
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let line = inner.span().map(|s| line_of(text, s.start));
         ConfigError {
             source: source.to_string(),
             issues: vec![ConfigIssue {
-                field: String::new(),
+                field: if path == "." { String::new() } else { path },
                 line,
-                message: e.message().trim().to_string(),
+                message: inner.message().trim().to_string(),
             }],
         }
     })?;
