@@ -253,6 +253,10 @@ pub struct RoutingTable {
     pub services: Vec<CompiledService>,
     /// Precomputed wire-format answers for (name, type) pairs.
     pub fast: FxHashMap<WireKey, FastNode>,
+    /// Delegation points (wire keys), so the fast path can tell a referral from an NXDOMAIN.
+    pub cuts: FxHashSet<WireKey>,
+    /// Per zone: the NXDOMAIN answer (negative SOA in authority) for names not in the table.
+    pub fast_nx: Vec<Option<crate::dns::fast::Template>>,
 }
 
 impl RoutingTable {
@@ -272,6 +276,8 @@ impl RoutingTable {
             empty_non_terminals: FxHashSet::default(),
             services: Vec::new(),
             fast: FxHashMap::default(),
+            cuts: FxHashSet::default(),
+            fast_nx: Vec::new(),
         }
     }
 }

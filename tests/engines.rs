@@ -73,3 +73,50 @@ fn fast_and_hickory_udp_engines_agree() {
     let m = udp(hick.udp, &query("big.example.com.", RecordType::TXT, None));
     assert!(m.metadata.truncation && m.answers.is_empty());
 }
+
+#[test]
+fn fast_nxdomain_agrees_with_the_general_path() {
+    use common::tcp;
+    use hickory_proto::op::ResponseCode;
+    let srv = TestServer::start(&demo_plus(""));
+    let cases = [
+        (
+            "missing.example.com.",
+            RecordType::A,
+            ResponseCode::NXDomain,
+        ),
+        (
+            "A.Deep.MISSING.example.com.",
+            RecordType::AAAA,
+            ResponseCode::NXDomain,
+        ),
+        (
+            "missing.example.com.",
+            RecordType::DS,
+            ResponseCode::NXDomain,
+        ),
+        (
+            "x.static.example.com.",
+            RecordType::TXT,
+            ResponseCode::NXDomain,
+        ),
+        // Below the delegation: a referral, not NXDOMAIN.
+        ("a.b.lab.example.com.", RecordType::A, ResponseCode::NoError),
+        // Outside our zones, and zone transfers: REFUSED.
+        ("missing.example.org.", RecordType::A, ResponseCode::Refused),
+        (
+            "missing.example.com.",
+            RecordType::AXFR,
+            ResponseCode::Refused,
+        ),
+    ];
+    for (name, t, rcode) in cases {
+        for edns in [None, Some(1232)] {
+            let q = query(name, t, edns);
+            let a = udp(srv.udp, &q);
+            let b = tcp(srv.tcp, &q);
+            assert_eq!(a.metadata.response_code, rcode, "{name} {t}");
+            assert_eq!(summary(&a), summary(&b), "{name} {t} edns={edns:?}");
+        }
+    }
+}

@@ -100,6 +100,30 @@ fn encode_template(name: &Name, qtype: RecordType, reply: &Reply<'_>) -> Option<
     })
 }
 
+/// Per zone, the NXDOMAIN answer for names the table does not hold: the negative SOA in
+/// authority, encoded without compression so it does not depend on where the question ends.
+pub fn precompute_nxdomain(table: &RoutingTable) -> Vec<Option<Template>> {
+    use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
+    table
+        .zones
+        .iter()
+        .map(|z| {
+            let mut body = Vec::new();
+            let mut enc = BinEncoder::new(&mut body);
+            enc.set_name_encoding(NameEncoding::Uncompressed);
+            z.negative_soa.emit(&mut enc).ok()?;
+            Some(Template {
+                // QR, AA, RCODE 3 (NXDOMAIN).
+                flags: QR | AA | u16::from(hickory_proto::op::ResponseCode::NXDomain.low()),
+                an: 0,
+                ns: 1,
+                ar: 0,
+                body: body.into_boxed_slice(),
+            })
+        })
+        .collect()
+}
+
 /// Build the fast-path map for every name of the table.
 pub fn precompute(table: &RoutingTable) -> rustc_hash::FxHashMap<WireKey, FastNode> {
     let mut out = rustc_hash::FxHashMap::default();
@@ -150,6 +174,31 @@ fn name_from_key(key: &[u8]) -> Option<Name> {
     Some(n)
 }
 
+/// The NXDOMAIN template for a name that is not in the table, if the answer is NXDOMAIN.
+#[inline]
+fn nxdomain<'t>(table: &'t RoutingTable, key: &[u8], qtype: u16) -> Option<&'t Template> {
+    if qtype == u16::from(RecordType::AXFR) || qtype == u16::from(RecordType::IXFR) {
+        return None;
+    }
+    let mut zone = None;
+    let mut apex_len = 0;
+    for s in crate::table::suffixes(key) {
+        if let Some(z) = table.zone_index.get(s) {
+            zone = Some(*z);
+            apex_len = s.len();
+            break;
+        }
+    }
+    let zone = zone?;
+    if crate::table::suffixes(key)
+        .take_while(|s| s.len() > apex_len)
+        .any(|s| table.cuts.contains(s))
+    {
+        return None;
+    }
+    table.fast_nx.get(zone as usize)?.as_ref()
+}
+
 /// What the fast path did with a packet.
 #[derive(Debug, PartialEq, Eq)]
 pub enum FastOutcome {
@@ -164,6 +213,7 @@ pub enum FastOutcome {
 const QR: u16 = 0x8000;
 const OPCODE_MASK: u16 = 0x7800;
 const RD: u16 = 0x0100;
+const AA: u16 = 0x0400;
 const CD: u16 = 0x0010;
 
 /// Try to answer a UDP query from the precomputed templates.
@@ -249,14 +299,17 @@ pub fn try_answer(
         return FastOutcome::Slow;
     }
 
-    let Some(node) = table.fast.get(&key[..klen]) else {
-        return FastOutcome::Slow;
-    };
     let mut scope = 0u8;
-    let tpl = match node.get(qtype) {
-        None => return FastOutcome::Slow,
-        Some(FastEntry::Static(t)) => t,
-        Some(FastEntry::Steered { service, variants }) => {
+    let tpl = match table.fast.get(&key[..klen]).map(|node| node.get(qtype)) {
+        Some(None) => return FastOutcome::Slow,
+        // Not a name of the table: NXDOMAIN, unless it is outside our zones, at or below a
+        // delegation, or a zone transfer (the general path answers those).
+        None => match nxdomain(table, &key[..klen], qtype) {
+            Some(t) => t,
+            None => return FastOutcome::Slow,
+        },
+        Some(Some(FastEntry::Static(t))) => t,
+        Some(Some(FastEntry::Steered { service, variants })) => {
             let s = &table.services[*service as usize];
             let client = match ecs.and_then(|e| e.location_addr()) {
                 Some(ip) => ClientAddr { ip, from_ecs: true },

@@ -134,7 +134,14 @@ pub fn compile(cfg: &ValidConfig, geo: &GeoData) -> RoutingTable {
     }
 
     table.empty_non_terminals = empty_non_terminals(&table.nodes, &table.zone_index);
+    table.cuts = table
+        .nodes
+        .iter()
+        .filter(|(_, n)| n.cut)
+        .map(|(k, _)| k.clone())
+        .collect();
     table.fast = fast::precompute(&table);
+    table.fast_nx = fast::precompute_nxdomain(&table);
     table
 }
 
