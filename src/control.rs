@@ -100,24 +100,20 @@ fn stamps(cfg: &ValidConfig) -> (Option<FileStamp>, Option<FileStamp>) {
 }
 
 impl Control {
-    /// Load geo data for `config` and compile the first table.
-    pub fn new(config: ValidConfig) -> Result<(Self, RoutingTable), String> {
+    /// Load geo data for `config` and compile the first table into a new handle.
+    pub fn new(config: ValidConfig) -> Result<Self, String> {
         let (db_stamp, nets_stamp) = stamps(&config);
         let geo = Arc::new(load_geo(&config)?);
-        let table = policy::compile(&config, &geo);
-        let handle = crate::table::handle(RoutingTable::empty(table.settings));
-        Ok((
-            Self {
-                table: handle,
-                state: Arc::new(Mutex::new(State {
-                    config,
-                    geo,
-                    db_stamp,
-                    nets_stamp,
-                })),
-            },
+        let table = crate::table::handle(policy::compile(&config, &geo));
+        Ok(Self {
             table,
-        ))
+            state: Arc::new(Mutex::new(State {
+                config,
+                geo,
+                db_stamp,
+                nets_stamp,
+            })),
+        })
     }
 
     pub fn table(&self) -> &TableHandle {

@@ -147,13 +147,14 @@ fn resolve(
             return ExitCode::FAILURE;
         }
     };
-    let (control, table) = match steerd::control::Control::new(cfg) {
-        Ok(x) => x,
+    let control = match steerd::control::Control::new(cfg) {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;
         }
     };
+    let table = control.table().load();
     let r = steerd::resolve::resolve(&table, &control.geo(), client, &name, qtype);
     print!("{r}");
     ExitCode::SUCCESS

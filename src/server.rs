@@ -23,11 +23,10 @@ impl Server {
     pub async fn start(config: ValidConfig) -> anyhow::Result<Self> {
         let summary = config.summary();
         let settings = config.server.clone();
-        let (control, compiled) = tokio::task::spawn_blocking(move || Control::new(config))
+        let control = tokio::task::spawn_blocking(move || Control::new(config))
             .await?
             .map_err(anyhow::Error::msg)?;
-        info!(generation = compiled.generation, "{summary}");
-        control.table().store(std::sync::Arc::new(compiled));
+        info!(generation = control.table().load().generation, "{summary}");
         let listeners = DnsListeners::start(&settings, control.table().clone())?;
         let watcher = control.spawn_geo_watcher();
         Ok(Self {

@@ -27,13 +27,6 @@ impl Ecs {
         4 + self.addr_len()
     }
 
-    /// Append the option (code, length, data) with `scope` to `out`.
-    pub fn write(&self, scope: u8, out: &mut Vec<u8>) {
-        out.extend_from_slice(&OPTION_CODE.to_be_bytes());
-        out.extend_from_slice(&(self.data_len() as u16).to_be_bytes());
-        self.write_data(scope, out);
-    }
-
     /// Write the option (code, length, data) into `out`; the bytes written. `out` must hold
     /// `4 + data_len()` bytes.
     pub fn write_into(&self, scope: u8, out: &mut [u8]) -> usize {
@@ -48,18 +41,6 @@ impl Ecs {
             IpAddr::V6(a) => out[8..8 + n].copy_from_slice(&a.octets()[..n]),
         }
         8 + n
-    }
-
-    /// Append the option data only.
-    pub fn write_data(&self, scope: u8, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.family.to_be_bytes());
-        out.push(self.source_prefix);
-        out.push(scope);
-        let n = self.addr_len();
-        match self.addr {
-            IpAddr::V4(a) => out.extend_from_slice(&a.octets()[..n]),
-            IpAddr::V6(a) => out.extend_from_slice(&a.octets()[..n]),
-        }
     }
 
     /// The address whose location steers the answer: the ECS address when its source prefix is
@@ -190,12 +171,9 @@ mod tests {
         let e = parse(&[0, 1, 24, 0, 81, 2, 69]).unwrap();
         assert_eq!(e.addr, "81.2.69.0".parse::<IpAddr>().unwrap());
         assert_eq!(e.source_prefix, 24);
-        let mut out = Vec::new();
-        e.write(16, &mut out);
-        assert_eq!(out, [0, 8, 0, 7, 0, 1, 24, 16, 81, 2, 69]);
         let mut buf = [0u8; 16];
         assert_eq!(e.write_into(16, &mut buf), 11);
-        assert_eq!(&buf[..11], &out[..]);
+        assert_eq!(&buf[..11], &[0, 8, 0, 7, 0, 1, 24, 16, 81, 2, 69]);
         let e = parse(&[0, 2, 56, 0, 0x20, 1, 0xd, 0xb8, 0, 0, 0x10]).unwrap();
         assert_eq!(e.addr, "2001:db8:0:1000::".parse::<IpAddr>().unwrap());
         let zero = parse(&[0, 1, 0, 0]).unwrap();
