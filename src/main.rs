@@ -55,6 +55,19 @@ enum Command {
         #[arg(default_value = "A")]
         qtype: String,
     },
+    /// Run the health checks of every target and print a table per target and level.
+    Probe {
+        /// Configuration file [default: config/steerd.toml, or the compiled-in demo].
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Run each check once, print the table and exit (status 1 when a check failed).
+        /// Without it, checks run on their intervals and each result is printed as it comes.
+        #[arg(long)]
+        once: bool,
+        /// Only these targets (repeatable).
+        #[arg(long = "target", value_name = "NAME")]
+        targets: Vec<String>,
+    },
 }
 
 #[derive(clap::Args, Default)]
@@ -95,6 +108,11 @@ fn main() -> ExitCode {
             name,
             qtype,
         }) => resolve(config, client, &name, &qtype),
+        Some(Command::Probe {
+            config,
+            once,
+            targets,
+        }) => probe(config, once, &targets),
         None => serve(ServeArgs::default()),
     }
 }
@@ -158,6 +176,90 @@ fn resolve(
     let r = steerd::resolve::resolve(&table, &control.geo(), client, &name, qtype);
     print!("{r}");
     ExitCode::SUCCESS
+}
+
+fn probe(config: Option<PathBuf>, once: bool, only: &[String]) -> ExitCode {
+    let args = ServeArgs {
+        config,
+        ..ServeArgs::default()
+    };
+    let cfg = match load_for_serve(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut plan = steerd::probe::ProbePlan::from_config(&cfg);
+    for name in only {
+        if !cfg.targets.iter().any(|t| &t.name == name) {
+            eprintln!("no target named \"{name}\" in the configuration");
+            return ExitCode::FAILURE;
+        }
+    }
+    if !only.is_empty() {
+        plan.jobs
+            .retain(|(n, _)| only.iter().any(|o| o.as_str() == &**n));
+    }
+    let unchecked: Vec<&str> = cfg
+        .targets
+        .iter()
+        .filter(|t| t.check.is_none() && (only.is_empty() || only.contains(&t.name)))
+        .map(|t| t.name.as_str())
+        .collect();
+    if !unchecked.is_empty() {
+        println!("not probed (no [targets.check]): {}", unchecked.join(", "));
+    }
+    if plan.jobs.is_empty() {
+        eprintln!("no target has a health check");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        if once {
+            let runs = steerd::probe::run_once(&plan).await;
+            print!("{}", steerd::probe::format_table(&runs));
+            return if runs.iter().all(|r| r.ok()) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+        let prober = match steerd::probe::Prober::start(plan, tx) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("cannot start the prober: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        loop {
+            tokio::select! {
+                r = rx.recv() => {
+                    let Some(report) = r else { break };
+                    let when = match report.kind {
+                        steerd::probe::RunKind::Scheduled => "scheduled".to_string(),
+                        steerd::probe::RunKind::Confirm { n, of } => format!("confirmation {n}/{of}"),
+                    };
+                    let confirmed = if report.confirmed_down { " — CONFIRMED DOWN" } else { "" };
+                    println!("# {} ({when}){confirmed}", report.run.target);
+                    print!("{}", steerd::probe::format_table(std::slice::from_ref(&report.run)));
+                }
+                _ = tokio::signal::ctrl_c() => break,
+            }
+        }
+        prober.stop();
+        ExitCode::SUCCESS
+    })
 }
 
 fn load_for_serve(args: &ServeArgs) -> Result<steerd::config::ValidConfig, String> {

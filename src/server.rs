@@ -1,13 +1,15 @@
 //! A running steerd: the routing table handle, the DNS listeners, and config application.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tracing::{info, warn};
 
 use crate::config::ValidConfig;
 use crate::control::Control;
 use crate::dns::listener::DnsListeners;
+use crate::health::window::{HealthStore, WindowConfig};
+use crate::probe::{ProbePlan, ProbeReport, Prober};
 use crate::table::{RoutingTable, TableHandle};
 
 /// A running server.
@@ -15,6 +17,32 @@ pub struct Server {
     control: Control,
     listeners: DnsListeners,
     watcher: tokio::task::JoinHandle<()>,
+    prober: Option<Prober>,
+    health: Arc<Mutex<HealthStore>>,
+    consumer: tokio::task::JoinHandle<()>,
+}
+
+/// Records every probe report in the health store; logs confirmed failures and recoveries.
+async fn consume_reports(
+    mut rx: tokio::sync::mpsc::Receiver<ProbeReport>,
+    health: Arc<Mutex<HealthStore>>,
+) {
+    let mut down: rustc_hash::FxHashSet<Arc<str>> = Default::default();
+    while let Some(report) = rx.recv().await {
+        let observations = report.run.observations(&report.vantage);
+        {
+            let mut store = health.lock().expect("health store");
+            for o in &observations {
+                store.record(o);
+            }
+        }
+        let target = &report.run.target;
+        if report.confirmed_down {
+            down.insert(target.clone());
+        } else if report.run.ok() && down.remove(target) {
+            info!(target_name = %target, "check passes again: {}", report.run.summary());
+        }
+    }
 }
 
 impl Server {
@@ -29,10 +57,22 @@ impl Server {
         info!(generation = control.table().load().generation, "{summary}");
         let listeners = DnsListeners::start(&settings, control.table().clone())?;
         let watcher = control.spawn_geo_watcher();
+        let health = Arc::new(Mutex::new(HealthStore::new(WindowConfig::default())));
+        let (tx, rx) = tokio::sync::mpsc::channel(4096);
+        let plan = ProbePlan::from_config(&control.config());
+        let probed = plan.jobs.len();
+        let prober = Prober::start(plan, tx)?;
+        if probed > 0 {
+            info!("probing {probed} target(s)");
+        }
+        let consumer = tokio::spawn(consume_reports(rx, health.clone()));
         Ok(Self {
             control,
             listeners,
             watcher,
+            prober: Some(prober),
+            health,
+            consumer,
         })
     }
 
@@ -53,6 +93,19 @@ impl Server {
     /// The table handle the DNS path reads from.
     pub fn table(&self) -> &TableHandle {
         self.control.table()
+    }
+
+    /// Health windows of every probed target.
+    pub fn health(&self) -> &Arc<Mutex<HealthStore>> {
+        &self.health
+    }
+
+    /// Targets whose health checks are running.
+    pub fn probing(&self) -> Vec<String> {
+        self.prober
+            .as_ref()
+            .map(Prober::running)
+            .unwrap_or_default()
     }
 
     /// The configuration in force.
@@ -78,7 +131,18 @@ impl Server {
             );
         }
         let summary = config.summary();
+        let plan = ProbePlan::from_config(&config);
         let compiled = self.control.apply(config)?;
+        {
+            let keep: Vec<Arc<str>> = plan.jobs.iter().map(|(n, _)| n.clone()).collect();
+            self.health
+                .lock()
+                .expect("health store")
+                .retain_targets(|t| keep.iter().any(|k| &**k == t));
+        }
+        if let Some(p) = &self.prober {
+            p.apply(plan);
+        }
         info!(
             generation = compiled.generation,
             "applied configuration: {summary}"
@@ -87,8 +151,12 @@ impl Server {
     }
 
     /// Stop listening and wait for in-flight work.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         self.watcher.abort();
+        if let Some(p) = self.prober.take() {
+            let _ = tokio::task::spawn_blocking(move || p.stop()).await;
+        }
+        self.consumer.abort();
         self.listeners.shutdown().await;
         info!("DNS listeners stopped");
     }

@@ -4,6 +4,7 @@
 //! hickory `Record`, every reference resolved. Errors name the file, the line when it can be found,
 //! the field path (`services[1].targets[0].weight`) and the reason; all of them are reported at once.
 
+pub mod check;
 pub mod schema;
 mod validate;
 

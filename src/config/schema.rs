@@ -17,6 +17,104 @@ pub struct Config {
     pub services: Vec<ServiceConfig>,
     #[serde(default)]
     pub geo: GeoConfig,
+    #[serde(default)]
+    pub probe: ProbeConfig,
+}
+
+/// The prober's global settings; every per-check setting here is a default that a target's
+/// `[targets.check]` can override.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeConfig {
+    /// Name of this node as a vantage point (observations are tagged with it). Default "local".
+    pub vantage: Option<String>,
+    /// Checks in flight at once, all targets together. Default 64.
+    pub concurrency: Option<u64>,
+    /// Seconds between two checks of a target (at least 1). Default 10.
+    pub interval: Option<f64>,
+    /// Seconds a whole check run may take (less than the interval). Default 2.
+    pub timeout: Option<f64>,
+    /// Random jitter, as a fraction of the interval (0 to 0.5). Default 0.1.
+    pub jitter: Option<f64>,
+    /// Re-checks run straight after a first failure to confirm it (0 = none). Default 3.
+    pub confirm: Option<u32>,
+    /// Seconds between two confirmation re-checks. Default 0.1.
+    pub confirm_gap: Option<f64>,
+    /// Resolvers ("ip" or "ip:port") the dns level asks; empty = the system's (/etc/resolv.conf).
+    pub resolvers: Option<Vec<String>>,
+    /// A TLS certificate expiring in fewer days than this is reported as a warning. Default 14.
+    pub cert_warning_days: Option<u32>,
+    /// PEM file of extra trust anchors, added to the Mozilla roots.
+    pub ca_file: Option<String>,
+}
+
+/// Health check of one target: which levels run and how. Every key is optional; see
+/// docs/config.md for the defaults.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CheckConfig {
+    /// Levels to run, among dns, tcp, tls, http, content, cache. Default: every level the other
+    /// settings make possible.
+    pub levels: Option<Vec<String>>,
+    /// Host name the dns level resolves. Default: the target's `cname`.
+    pub host: Option<String>,
+    /// Connect here ("ip:port") instead of the address the dns level found (or the target's
+    /// a/aaaa addresses).
+    pub address: Option<String>,
+    /// Port to connect to. Default: from `url` (443 for https, 80 for http).
+    pub port: Option<u16>,
+    /// URL requested through the target: its scheme decides TLS, its host is sent as SNI and
+    /// Host header (the service's name, the way users reach the CDN).
+    pub url: Option<String>,
+    /// "GET" or "HEAD". Default "GET".
+    pub method: Option<String>,
+    /// Accepted status codes: numbers (200) or classes ("2xx"). Default ["2xx"].
+    pub expect_status: Option<Vec<StatusSpec>>,
+    /// Extra request headers.
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
+    /// TLS server name, when it differs from the URL's host.
+    pub sni: Option<String>,
+    pub interval: Option<f64>,
+    pub timeout: Option<f64>,
+    pub jitter: Option<f64>,
+    pub confirm: Option<u32>,
+    pub confirm_gap: Option<f64>,
+    pub resolvers: Option<Vec<String>>,
+    pub cert_warning_days: Option<u32>,
+    pub ca_file: Option<String>,
+    pub content: Option<ContentCheckConfig>,
+    pub cache: Option<CacheCheckConfig>,
+}
+
+/// One accepted status: a number or a class such as "2xx".
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum StatusSpec {
+    Code(i64),
+    Text(String),
+}
+
+/// Content integrity: exactly one of `sha256`, `contains`, `regex`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ContentCheckConfig {
+    /// Hex SHA-256 of the whole body.
+    pub sha256: Option<String>,
+    /// A substring the body must contain.
+    pub contains: Option<String>,
+    /// A regular expression the body must match.
+    pub regex: Option<String>,
+    /// Largest body read; a longer body fails the level. Default 1 MiB.
+    pub max_bytes: Option<u64>,
+}
+
+/// Cache status of a canary object, read from the CDN's cache headers.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CacheCheckConfig {
+    /// Path of the canary object, fetched on the same connection after the http level.
+    /// Default: read the headers of the http level's response.
+    pub path: Option<String>,
 }
 
 /// Geography: the GeoIP database, the country table and network overrides.
@@ -244,6 +342,8 @@ pub struct TargetConfig {
     /// Where the target serves from, for `policy = "proximity"` (degrees).
     pub latitude: Option<f64>,
     pub longitude: Option<f64>,
+    /// Health check; a target without one is not probed.
+    pub check: Option<CheckConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -11,6 +11,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use ipnet::IpNet;
 
 use super::ConfigIssue;
+use super::check::{CheckSpec, ProbeSettings, validate_check, validate_probe};
 use super::schema::{Config, NetConfig, PolicyKind, RecordConfig, RegionTarget, UdpEngine};
 use crate::geo::{CONTINENTS, CountryTable};
 
@@ -59,6 +60,8 @@ pub struct Target {
     pub answer: TargetAnswer,
     /// (latitude, longitude) in degrees, for proximity steering.
     pub coords: Option<(f64, f64)>,
+    /// Health check; None = not probed.
+    pub check: Option<std::sync::Arc<CheckSpec>>,
 }
 
 /// A region key of a geo map, most specific first when matching.
@@ -130,6 +133,7 @@ pub struct ValidConfig {
     pub zones: Vec<StaticZone>,
     pub targets: Vec<Target>,
     pub services: Vec<Service>,
+    pub probe: ProbeSettings,
 }
 
 impl ValidConfig {
@@ -162,10 +166,10 @@ impl ValidConfig {
     }
 }
 
-struct Issues(Vec<ConfigIssue>);
+pub(super) struct Issues(pub(super) Vec<ConfigIssue>);
 
 impl Issues {
-    fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.0.push(ConfigIssue {
             field: field.into(),
             line: None,
@@ -282,6 +286,8 @@ pub fn validate(cfg: &Config) -> Result<ValidConfig, Vec<ConfigIssue>> {
         }
     }
 
+    let probe = validate_probe(&cfg.probe, &mut issues);
+
     // Targets.
     let mut targets = Vec::new();
     let mut target_idx: HashMap<&str, usize> = HashMap::new();
@@ -368,11 +374,24 @@ pub fn validate(cfg: &Config) -> Result<ValidConfig, Vec<ConfigIssue>> {
                 None
             }
         };
+        let check = t.check.as_ref().and_then(|c| {
+            let addrs: Vec<IpAddr> = match &answer {
+                Some(TargetAnswer::Addrs { a, aaaa }) => a
+                    .iter()
+                    .map(|x| IpAddr::V4(*x))
+                    .chain(aaaa.iter().map(|x| IpAddr::V6(*x)))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            validate_check(t, c, &format!("{f}.check"), &probe, &addrs, &mut issues)
+                .map(std::sync::Arc::new)
+        });
         target_idx.entry(t.name.as_str()).or_insert(i);
         targets.push(answer.map(|answer| Target {
             name: t.name.clone(),
             answer,
             coords,
+            check,
         }));
     }
 
@@ -649,6 +668,7 @@ pub fn validate(cfg: &Config) -> Result<ValidConfig, Vec<ConfigIssue>> {
         zones,
         targets: targets.into_iter().map(|t| t.expect("valid")).collect(),
         services,
+        probe,
     })
 }
 

@@ -2,6 +2,8 @@
 //! over real UDP and TCP sockets (hickory-proto messages), or with `dig`.
 #![allow(dead_code)]
 
+pub mod fakecdn;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::process::Command;

@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""A stand-in CDN edge for benchmarks and the README walk-through.
+
+Serves every path with 200 "ok <name>\n" and CDN-style cache headers (X-Cache: HIT,
+Age, X-Served-By), over HTTP or, with --cert/--key, HTTPS. Threaded; standard library only.
+
+  python3 bench/fakecdn.py --port 8081 --name cdn-a
+  python3 bench/fakecdn.py --port 8443 --cert leaf.pem --key leaf.key
+"""
+import argparse
+import http.server
+import ssl
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bind", default="127.0.0.1")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--name", default="edge")
+    ap.add_argument("--cert")
+    ap.add_argument("--key")
+    ap.add_argument("--status", type=int, default=200)
+    args = ap.parse_args()
+    body = f"ok {args.name}\n".encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _head(self):
+            self.send_response(args.status)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("X-Cache", "HIT")
+            self.send_header("Age", "60")
+            self.send_header("X-Served-By", f"cache-{args.name}")
+            self.end_headers()
+
+        def do_HEAD(self):
+            self._head()
+
+        def do_GET(self):
+            self._head()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer((args.bind, args.port), Handler)
+    srv.daemon_threads = True
+    if args.cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.cert, args.key)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    print(f"fakecdn {args.name} on {args.bind}:{args.port}", flush=True)
+    srv.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
