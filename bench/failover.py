@@ -113,6 +113,7 @@ dns_listen = ["127.0.0.1:{dns}"]
 database = ""
 [probe]
 interval = {INTERVAL}
+timeout = {min(2.0, INTERVAL / 2)}
 confirm = {CONFIRM}
 confirm_gap = {CONFIRM_GAP}
 {EXTRA}

@@ -201,6 +201,26 @@ async fn url_port_goes_into_the_host_header() {
     assert_eq!(cdn.last_host().as_deref(), Some("www.example.com:8080"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_address_tcp_uses_the_targets_own_addresses() {
+    let cdn = http_cdn(CdnOptions::default()).await;
+    // Target "t" has a = ["127.0.0.1"]; no `address`, no dns level: connect there on `port`.
+    let check = format!(
+        "url = \"http://www.example.com/health\"\nport = {}\n",
+        cdn.port()
+    );
+    assert_eq!(spec(&check).levels, [Level::Tcp, Level::Http]);
+    let r = run(&check).await;
+    assert!(r.ok(), "{r:#?}");
+    assert!(
+        level(&r, Level::Tcp)
+            .detail
+            .contains(&format!("127.0.0.1:{}", cdn.port())),
+        "{r:#?}"
+    );
+    assert_eq!(cdn.hits(), 1);
+}
+
 // ---------------------------------------------------------------------------------------------
 // tls
 // ---------------------------------------------------------------------------------------------
@@ -772,12 +792,8 @@ async fn confirmation_burst_confirms_a_dead_target_fast() {
     assert_eq!(plan.jobs.len(), 1);
     let (tx, mut rx) = mpsc::channel(64);
     let prober = Prober::start(plan, tx).unwrap();
-    // `start` hands the plan to the prober's thread without waiting for it.
-    assert!(
-        eventually(Duration::from_secs(1), || prober.running() == ["burst"]).await,
-        "running: {:?}",
-        prober.running()
-    );
+    // The checks are running when `start` returns.
+    assert_eq!(prober.running(), ["burst"]);
 
     // The first check runs within one interval.
     let first = next_report(&mut rx, Duration::from_secs(3)).await;
@@ -932,6 +948,7 @@ async fn hot_config_starts_stops_and_retargets_checks() {
     let mut server = steerd::Server::start(server_config(Some(&server_check(a.addr(), "/health"))))
         .await
         .expect("server starts");
+    assert_eq!(server.probing(), ["cdn-a"]);
     assert!(
         eventually(Duration::from_secs(1), || server.probing() == ["cdn-a"]).await,
         "probing: {:?}",

@@ -29,6 +29,8 @@ pub struct ProbeSettings {
     pub resolvers: Vec<SocketAddr>,
     pub cert_warning_days: u32,
     pub ca_file: Option<PathBuf>,
+    /// `probe.timeout` was set (else the default timeout shrinks to half a short interval).
+    pub explicit_timeout: bool,
 }
 
 impl Default for ProbeSettings {
@@ -40,6 +42,7 @@ impl Default for ProbeSettings {
             resolvers: Vec::new(),
             cert_warning_days: DEFAULT_CERT_WARNING_DAYS,
             ca_file: None,
+            explicit_timeout: false,
         }
     }
 }
@@ -282,7 +285,11 @@ pub(super) fn validate_probe(p: &ProbeConfig, issues: &mut Issues) -> ProbeSetti
         "probe",
         issues,
     );
-    if s.defaults.timeout >= s.defaults.interval && p.interval.is_some() | p.timeout.is_some() {
+    s.explicit_timeout = p.timeout.is_some();
+    if s.defaults.timeout >= s.defaults.interval && !s.explicit_timeout {
+        // The default timeout (2 s) gives way to a short interval.
+        s.defaults.timeout = s.defaults.interval / 2;
+    } else if s.defaults.timeout >= s.defaults.interval {
         issues.push(
             "probe.timeout",
             format!(
@@ -462,7 +469,9 @@ pub(super) fn validate_check(
         f,
         issues,
     );
-    if timing.timeout >= timing.interval {
+    if timing.timeout >= timing.interval && c.timeout.is_none() && !probe.explicit_timeout {
+        timing.timeout = timing.interval / 2;
+    } else if timing.timeout >= timing.interval {
         let field = if c.timeout.is_some() {
             format!("{f}.timeout")
         } else {

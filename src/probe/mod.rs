@@ -84,7 +84,8 @@ pub struct Prober {
 }
 
 impl Prober {
-    /// Start probing `plan` on a new thread; reports go to `reports`.
+    /// Start probing `plan` on a new thread; reports go to `reports`. The checks are running
+    /// when this returns.
     pub fn start(plan: ProbePlan, reports: mpsc::Sender<ProbeReport>) -> std::io::Result<Self> {
         let (cmd, mut rx) = mpsc::unbounded_channel();
         let running = Arc::new(Mutex::new(BTreeMap::new()));
@@ -98,7 +99,6 @@ impl Prober {
             .spawn(move || {
                 rt.block_on(async move {
                     let mut sched = Scheduler::new(reports, running2);
-                    sched.apply(plan);
                     while let Some(c) = rx.recv().await {
                         match c {
                             Cmd::Apply(p, ack) => {
@@ -111,11 +111,13 @@ impl Prober {
                     sched.stop_all();
                 });
             })?;
-        Ok(Self {
+        let prober = Self {
             cmd,
             running,
             thread: Some(thread),
-        })
+        };
+        prober.apply(plan);
+        Ok(prober)
     }
 
     /// Switch to a new plan. Checks of removed targets, and checks whose settings changed, are
