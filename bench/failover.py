@@ -62,8 +62,9 @@ def dig(port):
         ["dig", "@127.0.0.1", "-p", str(port), "+short", "+tries=1", "+time=1", "www.example.com", "A"],
         capture_output=True,
         text=True,
-    ).stdout.split()
-    return out[0] if out else ""
+    ).stdout.split("\n")
+    answers = [line for line in out if line and not line.startswith(";")]
+    return answers[0] if answers else ""
 
 
 def log_events(path):

@@ -235,6 +235,7 @@ fn probe(config: Option<PathBuf>, once: bool, only: &[String]) -> ExitCode {
             };
         }
         let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+        let mut store = steerd::health::HealthStore::new(Default::default());
         let prober = match steerd::probe::Prober::start(plan, tx) {
             Ok(p) => p,
             Err(e) => {
@@ -253,6 +254,16 @@ fn probe(config: Option<PathBuf>, once: bool, only: &[String]) -> ExitCode {
                     let confirmed = if report.confirmed_down { " — CONFIRMED DOWN" } else { "" };
                     println!("# {} ({when}){confirmed}", report.run.target);
                     print!("{}", steerd::probe::format_table(std::slice::from_ref(&report.run)));
+                    for o in report.run.observations(&report.vantage) {
+                        store.record(&o);
+                    }
+                    if let Some(t) = store.target(&report.run.target) {
+                        let now = steerd::probe::check::now_ms();
+                        for w in steerd::health::WINDOWS {
+                            let s = t.stats(steerd::health::Level::Check, now, w);
+                            println!("  {w:>3}: {}", s.summary());
+                        }
+                    }
                 }
                 _ = tokio::signal::ctrl_c() => break,
             }

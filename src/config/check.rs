@@ -171,6 +171,11 @@ impl CheckSpec {
     }
 }
 
+/// The timeout when none is set: 2 s, or half the interval when that is shorter.
+fn default_timeout(interval: Duration) -> Duration {
+    Duration::from_secs_f64(DEFAULT_TIMEOUT).min(interval / 2)
+}
+
 fn seconds(v: f64, field: &str, min: f64, issues: &mut Issues) -> Option<Duration> {
     if !v.is_finite() || v < min || v > 86_400.0 {
         issues.push(
@@ -286,9 +291,9 @@ pub(super) fn validate_probe(p: &ProbeConfig, issues: &mut Issues) -> ProbeSetti
         issues,
     );
     s.explicit_timeout = p.timeout.is_some();
-    if s.defaults.timeout >= s.defaults.interval && !s.explicit_timeout {
+    if !s.explicit_timeout {
         // The default timeout (2 s) gives way to a short interval.
-        s.defaults.timeout = s.defaults.interval / 2;
+        s.defaults.timeout = default_timeout(s.defaults.interval);
     } else if s.defaults.timeout >= s.defaults.interval {
         issues.push(
             "probe.timeout",
@@ -469,22 +474,25 @@ pub(super) fn validate_check(
         f,
         issues,
     );
-    if timing.timeout >= timing.interval && c.timeout.is_none() && !probe.explicit_timeout {
-        timing.timeout = timing.interval / 2;
+    if c.timeout.is_none() && !probe.explicit_timeout {
+        timing.timeout = default_timeout(timing.interval);
     } else if timing.timeout >= timing.interval {
-        let field = if c.timeout.is_some() {
-            format!("{f}.timeout")
-        } else {
-            format!("{f}.interval")
-        };
-        issues.push(
-            field,
-            format!(
-                "the timeout must be shorter than the interval ({} s >= {} s)",
-                timing.timeout.as_secs_f64(),
-                timing.interval.as_secs_f64()
-            ),
-        );
+        // Both values inherited from [probe]: already reported there.
+        if c.timeout.is_some() || c.interval.is_some() {
+            let field = if c.timeout.is_some() {
+                format!("{f}.timeout")
+            } else {
+                format!("{f}.interval")
+            };
+            issues.push(
+                field,
+                format!(
+                    "the timeout must be shorter than the interval ({} s >= {} s)",
+                    timing.timeout.as_secs_f64(),
+                    timing.interval.as_secs_f64()
+                ),
+            );
+        }
         timing.timeout = timing.interval / 2;
     }
 
@@ -577,7 +585,10 @@ pub(super) fn validate_check(
                     issues.push(format!("{f}.url"), format!("\"{u}\" has no host"));
                 }
             }
-            Err(e) => issues.push(format!("{f}.url"), format!("\"{u}\" is not a URL: {e}")),
+            Err(e) => issues.push(
+                format!("{f}.url"),
+                format!("\"{u}\" is not a URL ({e}): it must start with http:// or https://"),
+            ),
         }
     }
     let content = c
@@ -589,6 +600,23 @@ pub(super) fn validate_check(
             format!("{f}.method"),
             "HEAD responses have no body for the content check: use GET",
         );
+    }
+
+    if c.url.is_none() {
+        let url_only = [
+            (c.method.is_some(), "method"),
+            (c.expect_status.is_some(), "expect_status"),
+            (c.headers.is_some(), "headers"),
+            (c.sni.is_some(), "sni"),
+            (c.content.is_some(), "content"),
+            (c.cache.is_some(), "cache"),
+        ];
+        for (_, key) in url_only.iter().filter(|(set, _)| *set) {
+            issues.push(
+                format!("{f}.{key}"),
+                "needs a `url`: it belongs to the http request",
+            );
+        }
     }
 
     // DNS.
@@ -609,7 +637,7 @@ pub(super) fn validate_check(
         Some(list) => {
             let mut out = Vec::new();
             for (i, l) in list.iter().enumerate() {
-                match Level::parse(l.trim()) {
+                match Level::parse(&l.trim().to_ascii_lowercase()) {
                     Some(Level::Check) | None => issues.push(
                         format!("{f}.levels[{i}]"),
                         format!(
@@ -679,12 +707,14 @@ pub(super) fn validate_check(
     if (has(Level::Http) || has(Level::Content) || has(Level::Cache)) && http.is_none() {
         need(Level::Http, "a `url`", issues);
     }
-    if (has(Level::Content) || has(Level::Cache)) && !has(Level::Http) {
-        need(
-            Level::Http,
-            "the \"http\" level (content and cache read its response)",
-            issues,
-        );
+    for l in [Level::Content, Level::Cache] {
+        if has(l) && !has(Level::Http) {
+            need(
+                l,
+                "the \"http\" level (it reads the http level's response)",
+                issues,
+            );
+        }
     }
     if has(Level::Content) && content.is_none() && c.content.is_none() {
         need(
@@ -723,7 +753,8 @@ pub(super) fn validate_check(
                     None
                 }
                 Some(0) => {
-                    issues.push(format!("{f}.port"), "port 0 cannot be connected to");
+                    let field = if c.port.is_some() { "port" } else { "url" };
+                    issues.push(format!("{f}.{field}"), "port 0 cannot be connected to");
                     None
                 }
                 Some(p) if has(Level::Dns) => Some(Connect::Resolved(p)),

@@ -140,6 +140,31 @@ pub struct WindowStats {
     pub cache_hit_ratio: Option<f64>,
 }
 
+impl WindowStats {
+    /// One line: "12 obs, error rate 8.3 %, availability 91.7 %, p50/p95/p99 2.1/3.0/3.0 ms,
+    /// cache hits 100 %".
+    pub fn summary(&self) -> String {
+        fn pct(v: Option<f64>) -> String {
+            v.map(|x| format!("{:.1} %", x * 100.0))
+                .unwrap_or_else(|| "-".into())
+        }
+        fn ms(v: Option<Duration>) -> String {
+            v.map(|d| format!("{:.1}", d.as_secs_f64() * 1000.0))
+                .unwrap_or_else(|| "-".into())
+        }
+        format!(
+            "{} obs, error rate {}, availability {}, p50/p95/p99 {}/{}/{} ms, cache hits {}",
+            self.count,
+            pct(self.error_rate),
+            pct(self.availability),
+            ms(self.p50),
+            ms(self.p95),
+            ms(self.p99),
+            pct(self.cache_hit_ratio)
+        )
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Latency histogram
 
