@@ -96,9 +96,25 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// Raise the soft open-files limit to the hard one: the prober keeps a connection per target.
+fn raise_nofile_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain getrlimit/setrlimit on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    raise_nofile_limit();
     match cli.command {
         Some(Command::CheckConfig { file }) => check_config(&file),
         Some(Command::Serve(args)) => serve(args),

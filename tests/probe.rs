@@ -777,9 +777,10 @@ fn dns_level_against_a_real_authoritative_server() {
 // The scheduler: confirmation bursts in real time
 // ---------------------------------------------------------------------------------------------
 
+/// Interval-driven detection (the kept-connection watch is off; see the watch tests).
 fn scheduled_check(addr: SocketAddr, confirm_gap: f64) -> String {
     format!(
-        "{}interval = 1\ntimeout = 0.5\njitter = 0\nconfirm = 3\nconfirm_gap = {confirm_gap}\n",
+        "{}interval = 1\ntimeout = 0.5\njitter = 0\nconfirm = 3\nconfirm_gap = {confirm_gap}\nwatch = false\n",
         http_check(addr, "/health")
     )
 }
@@ -1024,4 +1025,93 @@ async fn hot_config_starts_stops_and_retargets_checks() {
     assert_eq!(a.hits(), a_hits);
 
     server.shutdown().await;
+}
+
+/// A long interval: only the kept connection's closing can trigger a check soon.
+fn watched_check(addr: SocketAddr, watch: bool) -> String {
+    format!(
+        "{}interval = 30\ntimeout = 0.5\njitter = 0\nconfirm = 3\nconfirm_gap = 0.1\nwatch = {watch}\n",
+        http_check(addr, "/health")
+    )
+}
+
+/// Start a prober on one target and wait for its first (passing) check: a lone new target is
+/// first checked within about a second, whatever its interval.
+async fn first_ok(check: &str) -> (Prober, mpsc::Receiver<ProbeReport>) {
+    let cfg = config(&target("w", check));
+    let (tx, mut rx) = mpsc::channel(64);
+    let prober = Prober::start(ProbePlan::from_config(&cfg), tx).unwrap();
+    let r = next_report(&mut rx, Duration::from_secs(2)).await;
+    assert!(r.run.ok(), "{:#?}", r.run);
+    assert_eq!(r.kind, RunKind::Scheduled);
+    (prober, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_connection_closing_triggers_a_check_at_once() {
+    let cdn = http_cdn(CdnOptions::default()).await;
+    let (prober, mut rx) = first_ok(&watched_check(cdn.addr(), true)).await;
+    // The watch ignores connections that close within 1 s (edges that close idle connections
+    // at once): let it age.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let killed = Instant::now();
+    cdn.kill().await;
+    let mut reports = Vec::new();
+    loop {
+        let r = next_report(&mut rx, Duration::from_secs(3)).await;
+        let done = r.confirmed_down;
+        reports.push((killed.elapsed(), r.kind, r.run.ok()));
+        if done || reports.len() > 6 {
+            break;
+        }
+    }
+    tokio::task::block_in_place(|| prober.stop());
+    let kinds: Vec<_> = reports.iter().map(|(_, k, ok)| (*k, *ok)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (RunKind::Scheduled, false),
+            (RunKind::Confirm { n: 1, of: 3 }, false),
+            (RunKind::Confirm { n: 2, of: 3 }, false),
+            (RunKind::Confirm { n: 3, of: 3 }, false),
+        ]
+    );
+    let (first, confirmed) = (reports[0].0, reports[3].0);
+    eprintln!("watched: kill → first failure {first:?}, kill → confirmed {confirmed:?}");
+    // The interval is 30 s: only the watch can explain a check this soon.
+    assert!(
+        first < Duration::from_millis(500),
+        "kill → first failure {first:?}"
+    );
+    assert!(
+        confirmed < Duration::from_secs(1),
+        "kill → confirmed {confirmed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_watch_a_kill_waits_for_the_interval() {
+    let cdn = http_cdn(CdnOptions::default()).await;
+    let (prober, mut rx) = first_ok(&watched_check(cdn.addr(), false)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    cdn.kill().await;
+    let r = tokio::time::timeout(Duration::from_millis(1500), rx.recv()).await;
+    tokio::task::block_in_place(|| prober.stop());
+    assert!(
+        r.is_err(),
+        "a check ran although nothing asked for one: {r:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_closing_connections_does_not_cause_a_check_storm() {
+    // Every response says "Connection: close": the prober must not watch such a connection
+    // (nor re-check each time an edge drops an idle connection within 1 s).
+    let cdn = http_cdn(CdnOptions::default().header("Connection", "close")).await;
+    let (prober, mut rx) = first_ok(&watched_check(cdn.addr(), true)).await;
+    let hits = cdn.hits();
+    let r = tokio::time::timeout(Duration::from_millis(2500), rx.recv()).await;
+    tokio::task::block_in_place(|| prober.stop());
+    assert!(r.is_err(), "extra check: {r:?}");
+    assert_eq!(cdn.hits(), hits);
 }

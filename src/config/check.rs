@@ -57,6 +57,8 @@ pub struct Timing {
     /// Re-checks straight after a first failure.
     pub confirm: u32,
     pub confirm_gap: Duration,
+    /// Keep the connection open between checks; its closing triggers a check at once.
+    pub watch: bool,
 }
 
 impl Default for Timing {
@@ -67,6 +69,7 @@ impl Default for Timing {
             jitter: DEFAULT_JITTER,
             confirm: DEFAULT_CONFIRM,
             confirm_gap: Duration::from_secs_f64(DEFAULT_CONFIRM_GAP),
+            watch: true,
         }
     }
 }
@@ -215,6 +218,7 @@ fn timing(
     jitter: Option<f64>,
     confirm: Option<u32>,
     confirm_gap: Option<f64>,
+    watch: Option<bool>,
     f: &str,
     issues: &mut Issues,
 ) -> Timing {
@@ -254,6 +258,9 @@ fn timing(
     {
         t.confirm_gap = d;
     }
+    if let Some(w) = watch {
+        t.watch = w;
+    }
     t
 }
 
@@ -287,6 +294,7 @@ pub(super) fn validate_probe(p: &ProbeConfig, issues: &mut Issues) -> ProbeSetti
         p.jitter,
         p.confirm,
         p.confirm_gap,
+        p.watch,
         "probe",
         issues,
     );
@@ -471,6 +479,7 @@ pub(super) fn validate_check(
         c.jitter,
         c.confirm,
         c.confirm_gap,
+        c.watch,
         f,
         issues,
     );

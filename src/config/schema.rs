@@ -40,6 +40,10 @@ pub struct ProbeConfig {
     pub confirm: Option<u32>,
     /// Seconds between two confirmation re-checks. Default 0.1.
     pub confirm_gap: Option<f64>,
+    /// Keep each check's connection open until the next check and re-check at once when the
+    /// target closes or resets it (a crashed edge is then seen in well under a second, not at
+    /// the next interval). Default true.
+    pub watch: Option<bool>,
     /// Resolvers ("ip" or "ip:port") the dns level asks; empty = the system's (/etc/resolv.conf).
     pub resolvers: Option<Vec<String>>,
     /// A TLS certificate expiring in fewer days than this is reported as a warning. Default 14.
@@ -79,6 +83,7 @@ pub struct CheckConfig {
     pub jitter: Option<f64>,
     pub confirm: Option<u32>,
     pub confirm_gap: Option<f64>,
+    pub watch: Option<bool>,
     pub resolvers: Option<Vec<String>>,
     pub cert_warning_days: Option<u32>,
     pub ca_file: Option<String>,

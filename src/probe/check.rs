@@ -238,6 +238,16 @@ impl Checker {
 
     /// Run every level of `spec` against `target` within the spec's timeout.
     pub async fn run(&self, target: &Arc<str>, spec: &CheckSpec) -> RunResult {
+        self.run_watch(target, spec).await.0
+    }
+
+    /// Like [`Checker::run`], and when every level passed, the connection kept open as a
+    /// [`Watch`] that reports the target closing or resetting it.
+    pub async fn run_watch(
+        &self,
+        target: &Arc<str>,
+        spec: &CheckSpec,
+    ) -> (RunResult, Option<Watch>) {
         let started_ms = now_ms();
         let t0 = Instant::now();
         let budget = spec.timing.timeout;
@@ -246,13 +256,15 @@ impl Checker {
             spec,
             levels: Vec::with_capacity(spec.levels.len()),
         };
-        self.run_levels(&mut run, deadline, budget).await;
-        RunResult {
+        let watch = self.run_levels(&mut run, deadline, budget).await;
+        let result = RunResult {
             target: target.clone(),
             started_ms,
             total: t0.elapsed(),
             levels: run.levels,
-        }
+        };
+        let watch = watch.filter(|_| result.ok());
+        (result, watch)
     }
 
     async fn run_levels(
@@ -260,7 +272,7 @@ impl Checker {
         run: &mut Run<'_>,
         deadline: tokio::time::Instant,
         budget: Duration,
-    ) {
+    ) -> Option<Watch> {
         let spec = run.spec;
         // dns
         let mut resolved: Vec<IpAddr> = Vec::new();
@@ -296,18 +308,18 @@ impl Checker {
                 }
                 Ok(_) => {
                     run.fail(Level::Dns, t.elapsed(), format!("{host}: no addresses"));
-                    return;
+                    return None;
                 }
                 Err(e) => {
                     run.fail(Level::Dns, t.elapsed(), e);
-                    return;
+                    return None;
                 }
             }
         }
 
         // tcp
         if !spec.has(Level::Tcp) {
-            return;
+            return None;
         }
         let addr = match spec
             .connect
@@ -336,11 +348,11 @@ impl Checker {
                     t.elapsed(),
                     format!("{addr}: {}", io_reason(&e)),
                 );
-                return;
+                return None;
             }
             Err(e) => {
                 run.fail(Level::Tcp, t.elapsed(), format!("{addr}: {e}"));
-                return;
+                return None;
             }
         };
 
@@ -352,7 +364,7 @@ impl Checker {
                 Ok(c) => c,
                 Err(e) => {
                     run.fail(Level::Tls, t.elapsed(), e);
-                    return;
+                    return None;
                 }
             };
             let name = rustls::pki_types::ServerName::try_from(http.sni.clone())
@@ -365,11 +377,11 @@ impl Checker {
                 }
                 Ok(Err(e)) => {
                     run.fail(Level::Tls, t.elapsed(), super::tls::error_reason(&e));
-                    return;
+                    return None;
                 }
                 Err(e) => {
                     run.fail(Level::Tls, t.elapsed(), e);
-                    return;
+                    return None;
                 }
             }
         } else {
@@ -378,7 +390,9 @@ impl Checker {
 
         if spec.has(Level::Http) {
             let http = spec.http.as_ref().expect("validated: http has a url");
-            self.http_levels(run, http, stream, deadline, budget).await;
+            self.http_levels(run, http, stream, deadline, budget).await
+        } else {
+            Some(Watch::new(WatchInner::Stream(stream)))
         }
     }
 
@@ -389,7 +403,7 @@ impl Checker {
         stream: Box<dyn StreamBox>,
         deadline: tokio::time::Instant,
         budget: Duration,
-    ) {
+    ) -> Option<Watch> {
         let spec = run.spec;
         let t = Instant::now();
         let (mut sender, conn) = match until(
@@ -402,17 +416,16 @@ impl Checker {
             Ok(Ok(x)) => x,
             Ok(Err(e)) => {
                 run.fail(Level::Http, t.elapsed(), format!("HTTP/1.1 setup: {e}"));
-                return;
+                return None;
             }
             Err(e) => {
                 run.fail(Level::Http, t.elapsed(), e);
-                return;
+                return None;
             }
         };
         // The connection task ends when the check is over and `sender` is dropped; abort it
         // anyway so nothing outlives the run.
-        let conn = tokio::spawn(conn);
-        let _guard = AbortOnDrop(conn);
+        let conn = AbortOnDrop(Some(tokio::spawn(conn)));
 
         let limit = spec
             .content
@@ -432,11 +445,16 @@ impl Checker {
         let resp = match main {
             Err(e) => {
                 run.fail(Level::Http, t.elapsed(), e);
-                return;
+                return None;
             }
             Ok(r) => r,
         };
         let total = t.elapsed();
+        let resp_close = resp
+            .headers
+            .get(http::header::CONNECTION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().contains("close"));
         let status_ok = http.expect.iter().any(|m| m.matches(resp.status));
         let body_note = match (&resp.body, resp.truncated) {
             (_, true) => format!("more than {limit} bytes"),
@@ -456,7 +474,7 @@ impl Checker {
                 total,
                 format!("{detail} (expected {})", expected.join(", ")),
             );
-            return;
+            return None;
         }
         run.push(Level::Http, Outcome::Ok, total, detail);
 
@@ -476,7 +494,7 @@ impl Checker {
                 Ok(d) => run.push(Level::Content, Outcome::Ok, latency, d),
                 Err(e) => {
                     run.fail(Level::Content, latency, e);
-                    return;
+                    return None;
                 }
             }
         }
@@ -496,11 +514,11 @@ impl Checker {
                                 tc.elapsed(),
                                 format!("canary {path}: status {} {}", r.status, r.reason),
                             );
-                            return;
+                            return None;
                         }
                         Err(e) => {
                             run.fail(Level::Cache, tc.elapsed(), format!("canary {path}: {e}"));
-                            return;
+                            return None;
                         }
                     }
                 }
@@ -514,16 +532,90 @@ impl Checker {
                 cache: obs,
             });
         }
+        // Keep the connection unless the server said it will close it.
+        let closing = resp_close;
+        let mut conn = conn;
+        match conn.0.take() {
+            Some(handle) if !closing => Some(Watch::new(WatchInner::Http {
+                _sender: sender,
+                conn: handle,
+            })),
+            Some(handle) => {
+                handle.abort();
+                None
+            }
+            None => None,
+        }
     }
 }
 
 trait StreamBox: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: Stream> StreamBox for T {}
 
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+struct AbortOnDrop<T>(Option<tokio::task::JoinHandle<T>>);
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Some(h) = &self.0 {
+            h.abort();
+        }
+    }
+}
+
+enum WatchInner {
+    Http {
+        /// Dropping the sender would close the connection.
+        _sender: http1::SendRequest<Empty<Bytes>>,
+        conn: tokio::task::JoinHandle<Result<(), hyper::Error>>,
+    },
+    Stream(Box<dyn StreamBox>),
+}
+
+/// A passing check's connection, kept open until the next check. [`Watch::closed`] completes
+/// when the target closes or resets it — an edge that crashed or was killed — so the prober
+/// re-checks at once instead of at the next interval. Dropping it closes the connection.
+pub struct Watch {
+    inner: WatchInner,
+    since: Instant,
+}
+
+impl Watch {
+    fn new(inner: WatchInner) -> Self {
+        Self {
+            inner,
+            since: Instant::now(),
+        }
+    }
+
+    /// How long the connection has been watched.
+    pub fn age(&self) -> Duration {
+        self.since.elapsed()
+    }
+
+    /// Completes when the peer closes or resets the connection.
+    pub async fn closed(&mut self) {
+        match &mut self.inner {
+            WatchInner::Http { conn, .. } => {
+                let _ = conn.await;
+            }
+            WatchInner::Stream(s) => {
+                use tokio::io::AsyncReadExt;
+                let mut buf = [0u8; 256];
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let WatchInner::Http { conn, .. } = &self.inner {
+            conn.abort();
+        }
     }
 }
 

@@ -210,6 +210,13 @@ impl Scheduler {
                 debug!(target_name = %name, "check stopped");
             }
         }
+        // New checks start at random within a spread that grows with their number: a few
+        // targets are checked within a second, a thousand spread over their interval.
+        let new_jobs = wanted
+            .keys()
+            .filter(|k| !self.jobs.contains_key(*k))
+            .count();
+        let spread = Duration::from_millis(1000 + 10 * new_jobs as u64);
         for (name, spec) in wanted {
             if self.jobs.contains_key(&name) {
                 continue;
@@ -217,6 +224,7 @@ impl Scheduler {
             let task = tokio::spawn(target_loop(
                 name.clone(),
                 spec.clone(),
+                spread,
                 self.vantage.clone(),
                 self.checker.clone(),
                 self.sem.clone(),
@@ -240,6 +248,9 @@ impl Scheduler {
     }
 }
 
+/// A kept connection must have lived this long for its closing to trigger a check.
+const MIN_WATCH_AGE: Duration = Duration::from_secs(1);
+
 /// interval × (1 ± jitter), at random.
 fn jittered(interval: Duration, jitter: f64) -> Duration {
     if jitter <= 0.0 {
@@ -252,15 +263,17 @@ fn jittered(interval: Duration, jitter: f64) -> Duration {
 async fn target_loop(
     target: Arc<str>,
     spec: Arc<CheckSpec>,
+    spread: Duration,
     vantage: Arc<str>,
     checker: Arc<Checker>,
     sem: Arc<Semaphore>,
     reports: mpsc::Sender<ProbeReport>,
 ) {
     let timing = spec.timing;
-    // Spread the first checks over one interval so a thousand targets do not start together.
+    // Spread the first checks so a thousand targets do not start together.
     let offset = timing
         .interval
+        .min(spread)
         .mul_f64(rand::thread_rng().gen_range(0.0..1.0));
     let mut next = tokio::time::Instant::now() + offset;
     let mut failing = false;
@@ -269,7 +282,7 @@ async fn target_loop(
         let spec = spec.clone();
         async move {
             let _permit = sem.acquire_owned().await.ok();
-            checker.run(&target, &spec).await
+            checker.run_watch(&target, &spec).await
         }
     };
     let send = |run: RunResult, kind: RunKind, confirmed_down: bool| {
@@ -282,9 +295,32 @@ async fn target_loop(
         let reports = reports.clone();
         async move { reports.send(report).await.is_ok() }
     };
+    let mut watch: Option<check::Watch> = None;
     loop {
-        tokio::time::sleep_until(next).await;
-        let result = run(checker.clone(), sem.clone()).await;
+        // Wait for the next check, or for the kept connection to close: an edge that died.
+        let early = match watch.as_mut() {
+            None => {
+                tokio::time::sleep_until(next).await;
+                false
+            }
+            Some(w) => tokio::select! {
+                _ = tokio::time::sleep_until(next) => false,
+                _ = w.closed() => {
+                    // A connection closed right away (an edge that closes idle connections
+                    // at once) is no signal: wait for the interval instead.
+                    let young = w.age() < MIN_WATCH_AGE;
+                    if young {
+                        tokio::time::sleep_until(next).await;
+                    }
+                    !young
+                }
+            },
+        };
+        watch = None;
+        if early {
+            debug!(target_name = %target, "connection closed by the target: checking now");
+        }
+        let (result, w) = run(checker.clone(), sem.clone()).await;
         let ok = result.ok();
         let first_failure = !ok && !failing;
         if first_failure {
@@ -305,11 +341,14 @@ async fn target_loop(
             return;
         }
         failing = !ok;
+        if timing.watch {
+            watch = w;
+        }
         if first_failure && timing.confirm > 0 {
             // Confirmation burst: re-check now; one success ends it (a transient failure).
             for n in 1..=timing.confirm {
                 tokio::time::sleep(timing.confirm_gap).await;
-                let r = run(checker.clone(), sem.clone()).await;
+                let (r, w) = run(checker.clone(), sem.clone()).await;
                 let rok = r.ok();
                 let confirmed = !rok && n == timing.confirm;
                 if confirmed {
@@ -334,14 +373,22 @@ async fn target_loop(
                 }
                 if rok {
                     failing = false;
+                    if timing.watch {
+                        watch = w;
+                    }
                     break;
                 }
             }
         }
-        next += jittered(timing.interval, timing.jitter);
         let now = tokio::time::Instant::now();
-        if next < now {
+        if early {
+            // An extra check: the schedule starts again from now.
             next = now + jittered(timing.interval, timing.jitter);
+        } else {
+            next += jittered(timing.interval, timing.jitter);
+            if next < now {
+                next = now + jittered(timing.interval, timing.jitter);
+            }
         }
     }
 }
