@@ -1507,7 +1507,7 @@ fn per_target_overrides_of_probe_defaults() {
         addr_target(
             "overrides",
             &format!(
-                "port = 80\ninterval = 60\ntimeout = 10\njitter = 0\nconfirm = 0\nconfirm_gap = 2\nresolvers = [\"192.0.2.54:5353\"]\ncert_warning_days = 7\nca_file = \"{}\"",
+                "port = 80\ninterval = 60\ntimeout = 10\njitter = 0\nconfirm = 0\nconfirm_gap = 2\nwatch = false\nresolvers = [\"192.0.2.54:5353\"]\ncert_warning_days = 7\nca_file = \"{}\"",
                 other.display()
             ),
         ),
@@ -1521,6 +1521,7 @@ fn per_target_overrides_of_probe_defaults() {
         jitter: 0.2,
         confirm: 5,
         confirm_gap: secs(0.5),
+        watch: true,
     };
     assert_eq!(p.defaults, probe_timing);
     assert_eq!(p.cert_warning_days, 30);
@@ -1540,6 +1541,7 @@ fn per_target_overrides_of_probe_defaults() {
             jitter: 0.0,
             confirm: 0,
             confirm_gap: secs(2.0),
+            watch: false,
         }
     );
     assert_eq!(c.resolvers, vec![sa("192.0.2.54:5353")]);
