@@ -1051,8 +1051,8 @@ async fn first_ok(check: &str) -> (Prober, mpsc::Receiver<ProbeReport>) {
 async fn kept_connection_closing_triggers_a_check_at_once() {
     let cdn = http_cdn(CdnOptions::default()).await;
     let (prober, mut rx) = first_ok(&watched_check(cdn.addr(), true)).await;
-    // The watch ignores connections that close within 1 s (edges that close idle connections
-    // at once): let it age.
+    // A connection closing within 1 s of its check triggers a check 1 s after it (edges that
+    // drop idle connections at once must not cause a storm): let it age.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let killed = Instant::now();
     cdn.kill().await;
@@ -1114,4 +1114,21 @@ async fn edge_closing_connections_does_not_cause_a_check_storm() {
     tokio::task::block_in_place(|| prober.stop());
     assert!(r.is_err(), "extra check: {r:?}");
     assert_eq!(cdn.hits(), hits);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_right_after_a_check_is_seen_within_a_second() {
+    let cdn = http_cdn(CdnOptions::default()).await;
+    let (prober, mut rx) = first_ok(&watched_check(cdn.addr(), true)).await;
+    let killed = Instant::now();
+    cdn.kill().await;
+    let r = next_report(&mut rx, Duration::from_secs(3)).await;
+    let first = killed.elapsed();
+    tokio::task::block_in_place(|| prober.stop());
+    assert!(!r.run.ok());
+    eprintln!("young watch: kill → first failure {first:?}");
+    assert!(
+        first < Duration::from_millis(1500),
+        "kill → first failure {first:?}"
+    );
 }

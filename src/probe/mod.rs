@@ -248,7 +248,8 @@ impl Scheduler {
     }
 }
 
-/// A kept connection must have lived this long for its closing to trigger a check.
+/// A kept connection closing sooner than this after its check triggers a check only this long
+/// after it, and not at all twice in a row.
 const MIN_WATCH_AGE: Duration = Duration::from_secs(1);
 
 /// interval × (1 ± jitter), at random.
@@ -296,6 +297,7 @@ async fn target_loop(
         async move { reports.send(report).await.is_ok() }
     };
     let mut watch: Option<check::Watch> = None;
+    let mut young_closes = 0u32;
     loop {
         // Wait for the next check, or for the kept connection to close: an edge that died.
         let early = match watch.as_mut() {
@@ -304,15 +306,26 @@ async fn target_loop(
                 false
             }
             Some(w) => tokio::select! {
-                _ = tokio::time::sleep_until(next) => false,
+                _ = tokio::time::sleep_until(next) => {
+                    young_closes = 0;
+                    false
+                }
                 _ = w.closed() => {
-                    // A connection closed right away (an edge that closes idle connections
-                    // at once) is no signal: wait for the interval instead.
-                    let young = w.age() < MIN_WATCH_AGE;
-                    if young {
+                    let age = w.age();
+                    if age >= MIN_WATCH_AGE {
+                        young_closes = 0;
+                        true
+                    } else if young_closes == 0 {
+                        // Closed soon after the check: check again one second after it.
+                        young_closes += 1;
+                        tokio::time::sleep(MIN_WATCH_AGE - age).await;
+                        true
+                    } else {
+                        // Twice in a row: an edge that drops idle connections at once is no
+                        // signal; rely on the interval.
                         tokio::time::sleep_until(next).await;
+                        false
                     }
-                    !young
                 }
             },
         };
