@@ -127,10 +127,13 @@ impl ClientAddr {
 /// What a target answers, as ready records with the service's TTL and owner name.
 #[derive(Debug, Clone)]
 pub struct ServiceAnswer {
+    /// The target(s) answered, for logs and `resolve`.
     pub target: String,
     pub cname: Option<Record>,
     pub a: Vec<Record>,
     pub aaaa: Vec<Record>,
+    /// Every target is down and the service fails closed without a fallback: SERVFAIL.
+    pub servfail: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -244,6 +247,9 @@ pub struct TableSettings {
 pub struct RoutingTable {
     /// Increases with every compiled table; shown in logs and the admin API.
     pub generation: u64,
+    /// Hash of every service's choices: two tables with the same fingerprint (and the same
+    /// configuration) answer alike, so the control loop swaps only when it changes.
+    pub fingerprint: u64,
     pub settings: TableSettings,
     pub zones: Vec<ZoneEntry>,
     pub zone_index: FxHashMap<WireKey, u32>,
@@ -269,6 +275,7 @@ impl RoutingTable {
     pub fn empty(settings: TableSettings) -> Self {
         Self {
             generation: 0,
+            fingerprint: 0,
             settings,
             zones: Vec::new(),
             zone_index: FxHashMap::default(),

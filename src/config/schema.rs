@@ -360,6 +360,35 @@ pub enum PolicyKind {
     Geo,
     /// Targets ordered by great-circle distance from the client.
     Proximity,
+    /// Lowest recent p95 latency first (per region when measurements carry one), with a
+    /// stabilize band so near-equal targets do not swap back and forth.
+    Latency,
+    /// Highest `proximity_weight × proximity + cache_weight × cache_score` first.
+    CacheAware,
+}
+
+/// What a service answers when every candidate is down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AllDownMode {
+    /// Answer with the least-bad candidates anyway (Route 53's behaviour).
+    #[default]
+    Open,
+    /// SERVFAIL, or the `fallback` CNAME when one is set.
+    Closed,
+}
+
+/// What the cost step does with a target whose projected monthly spend exceeds its cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CostModeConfig {
+    /// Move it after the others.
+    #[default]
+    Demote,
+    /// Remove it (unless every candidate is over its cap).
+    Drop,
+    /// Ignore costs for this service.
+    Off,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -380,6 +409,28 @@ pub struct ServiceConfig {
     /// Client networks sent straight to a target list, whatever their location.
     #[serde(default)]
     pub nets: Vec<ServiceNetConfig>,
+    /// Answer with the first N targets of the chain (N > 1 only for A/AAAA targets, whose
+    /// addresses are merged). Default 1.
+    pub select: Option<u32>,
+    /// "open" (default): when every candidate is down, answer the least-bad one anyway.
+    /// "closed": SERVFAIL, or `fallback`.
+    pub all_down: Option<AllDownMode>,
+    /// Last-resort CNAME answered when every candidate is down and `all_down = "closed"`.
+    pub fallback: Option<String>,
+    /// TTL while the answer depends on a target that is recovering or changed state recently
+    /// (at most `ttl`). Default 5.
+    pub unstable_ttl: Option<u32>,
+    /// `policy = "latency"`: a challenger takes over only when it beats the incumbent by this
+    /// many percent or `stabilize_ms`. Defaults 10 and 50.
+    pub stabilize_pct: Option<f64>,
+    pub stabilize_ms: Option<u32>,
+    /// `policy = "cache_aware"`: score weights. Defaults 0.4 and 0.6.
+    pub proximity_weight: Option<f64>,
+    pub cache_weight: Option<f64>,
+    /// Cost step: "demote" (default), "drop" or "off".
+    pub cost: Option<CostModeConfig>,
+    /// Move targets whose projected spend is below their commit to the front.
+    pub prefer_commit: Option<bool>,
 }
 
 /// A target in a region list: a name, or a name with a weight.

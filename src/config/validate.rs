@@ -12,7 +12,9 @@ use ipnet::IpNet;
 
 use super::ConfigIssue;
 use super::check::{CheckSpec, ProbeSettings, validate_check, validate_probe};
-use super::schema::{Config, NetConfig, PolicyKind, RecordConfig, RegionTarget, UdpEngine};
+use super::schema::{
+    AllDownMode, Config, NetConfig, PolicyKind, RecordConfig, RegionTarget, UdpEngine,
+};
 use crate::geo::{CONTINENTS, CountryTable};
 
 /// Largest TTL RFC 2181 allows.
@@ -107,7 +109,7 @@ pub struct Member {
     pub weight: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Service {
     pub name: Name,
     /// Index into [`ValidConfig::zones`].
@@ -121,6 +123,12 @@ pub struct Service {
     pub regions: Vec<(RegionKey, RegionChoice)>,
     /// Client networks sent to a fixed choice, whatever their location.
     pub nets: Vec<(IpNet, RegionChoice)>,
+    /// How the policy chain runs for this service.
+    pub chain: crate::policy::chain::ChainSettings,
+    /// Last-resort CNAME for `all_down = "closed"`.
+    pub fallback: Option<Name>,
+    /// TTL while the answer depends on an unstable target.
+    pub unstable_ttl: u32,
 }
 
 /// A configuration that passed every check.
@@ -517,7 +525,7 @@ pub fn validate(cfg: &Config) -> Result<ValidConfig, Vec<ConfigIssue>> {
             };
             members.push(Member { target: ti, weight });
         }
-        if s.policy == PolicyKind::Proximity {
+        if matches!(s.policy, PolicyKind::Proximity | PolicyKind::CacheAware) {
             for (k, m) in members.iter().enumerate() {
                 if targets[m.target]
                     .as_ref()
@@ -526,7 +534,7 @@ pub fn validate(cfg: &Config) -> Result<ValidConfig, Vec<ConfigIssue>> {
                     issues.push(
                         format!("{f}.targets[{k}].target"),
                         format!(
-                            "target \"{}\" has no latitude/longitude, which proximity steering needs",
+                            "target \"{}\" has no latitude/longitude, which proximity (and cache-aware) steering needs",
                             cfg.targets[m.target].name
                         ),
                     );
@@ -643,6 +651,108 @@ pub fn validate(cfg: &Config) -> Result<ValidConfig, Vec<ConfigIssue>> {
             }
             nets.push((net, choice));
         }
+        // Chain settings.
+        let mut chain = crate::policy::chain::ChainSettings::default();
+        if let Some(n) = s.select {
+            if n == 0 || n > 64 {
+                issues.push(
+                    format!("{f}.select"),
+                    format!("must be between 1 and 64 (got {n})"),
+                );
+            } else {
+                chain.select = n as usize;
+                if n > 1 {
+                    if matches!(s.policy, PolicyKind::Weighted) {
+                        issues.push(
+                            format!("{f}.select"),
+                            "a weighted service answers one target per client: select must be 1",
+                        );
+                    }
+                    if let Some(m) = members.iter().find(|m| {
+                        targets[m.target]
+                            .as_ref()
+                            .is_some_and(|t| matches!(t.answer, TargetAnswer::Cname(_)))
+                    }) {
+                        issues.push(
+                            format!("{f}.select"),
+                            format!(
+                                "select > 1 merges A/AAAA addresses, but target \"{}\" answers with a CNAME (a name holds one CNAME)",
+                                cfg.targets[m.target].name
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        chain.all_down = s.all_down.unwrap_or_default();
+        let fallback = match &s.fallback {
+            Some(fb) => match parse_name(fb) {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    issues.push(format!("{f}.fallback"), e);
+                    None
+                }
+            },
+            None => None,
+        };
+        if fallback.is_some() && chain.all_down != AllDownMode::Closed {
+            issues.push(
+                format!("{f}.fallback"),
+                "the fallback answer is used only with all_down = \"closed\"",
+            );
+        }
+        chain.has_fallback = fallback.is_some();
+        let unstable_ttl = s.unstable_ttl.unwrap_or(5).min(ttl);
+        if let Some(p) = s.stabilize_pct {
+            if !(0.0..=1000.0).contains(&p) {
+                issues.push(
+                    format!("{f}.stabilize_pct"),
+                    format!("must be between 0 and 1000 (got {p})"),
+                );
+            } else {
+                chain.stabilize_pct = p;
+            }
+        }
+        if let Some(ms) = s.stabilize_ms {
+            chain.stabilize_ms = ms;
+        }
+        for (v, key, slot) in [
+            (
+                s.proximity_weight,
+                "proximity_weight",
+                &mut chain.proximity_weight,
+            ),
+            (s.cache_weight, "cache_weight", &mut chain.cache_weight),
+        ] {
+            if let Some(w) = v {
+                if !(0.0..=1.0).contains(&w) {
+                    issues.push(
+                        format!("{f}.{key}"),
+                        format!("must be between 0 and 1 (got {w})"),
+                    );
+                } else {
+                    *slot = w;
+                }
+            }
+        }
+        if (s.stabilize_pct.is_some() || s.stabilize_ms.is_some())
+            && s.policy != PolicyKind::Latency
+        {
+            issues.push(
+                format!("{f}.stabilize_pct"),
+                "the stabilize band only applies to policy = \"latency\"",
+            );
+        }
+        if (s.proximity_weight.is_some() || s.cache_weight.is_some())
+            && s.policy != PolicyKind::CacheAware
+        {
+            issues.push(
+                format!("{f}.cache_weight"),
+                "score weights only apply to policy = \"cache_aware\"",
+            );
+        }
+        chain.cost = s.cost.unwrap_or_default();
+        chain.prefer_commit = s.prefer_commit.unwrap_or(false);
         if let Some(zone) = zone {
             services.push(Service {
                 name,
@@ -652,6 +762,9 @@ pub fn validate(cfg: &Config) -> Result<ValidConfig, Vec<ConfigIssue>> {
                 members,
                 regions,
                 nets,
+                chain,
+                fallback,
+                unstable_ttl,
             });
         }
     }

@@ -97,7 +97,10 @@ pub fn answer<'t>(
     };
 
     answer_node(table, node, qtype, pick, &mut reply, 0);
-    if reply.answers.is_empty() && reply.authority.is_empty() {
+    if reply.answers.is_empty()
+        && reply.authority.is_empty()
+        && reply.rcode != ResponseCode::ServFail
+    {
         reply.authority.push(&zone.negative_soa);
     }
     reply
@@ -128,6 +131,11 @@ fn answer_node<'t>(
         let ans = &svc.answers[idx];
         if reply.service.is_none() {
             reply.service = Some(si);
+        }
+        if ans.servfail {
+            reply.rcode = ResponseCode::ServFail;
+            reply.authoritative = false;
+            return;
         }
         if let Some(cname) = &ans.cname {
             // The CDN host name is out of our zones: the CNAME alone, the resolver chases it.

@@ -52,10 +52,12 @@ pub struct Template {
 #[derive(Debug, Clone)]
 pub enum FastEntry {
     Static(Template),
-    /// A steered answer: one template per answer variant of the service.
+    /// A steered answer: one template per answer of the service, encoded by the first query
+    /// that needs it (a table holds only the answers its chain results can give, but a big
+    /// configuration has many names: encoding them all would slow every compile).
     Steered {
         service: u32,
-        variants: Box<[Template]>,
+        variants: Box<[std::sync::OnceLock<Option<Template>>]>,
     },
 }
 
@@ -127,36 +129,51 @@ pub fn precompute_nxdomain(table: &RoutingTable) -> Vec<Option<Template>> {
 /// Build the fast-path map for every name of the table.
 pub fn precompute(table: &RoutingTable) -> rustc_hash::FxHashMap<WireKey, FastNode> {
     let mut out = rustc_hash::FxHashMap::default();
-    let names = table.nodes.keys().chain(table.empty_non_terminals.iter());
-    for key in names {
+    let lazy = |si: u32| -> FastEntry {
+        let n = table.services[si as usize].answers.len();
+        FastEntry::Steered {
+            service: si,
+            variants: (0..n).map(|_| std::sync::OnceLock::new()).collect(),
+        }
+    };
+    for (key, node) in &table.nodes {
+        let mut fnode = FastNode::default();
+        if let Some(si) = node.service {
+            fnode.entries = FAST_TYPES
+                .iter()
+                .map(|t| (u16::from(*t), lazy(si)))
+                .collect();
+            out.insert(key.clone(), fnode);
+            continue;
+        }
         let Some(name) = name_from_key(key) else {
             continue;
         };
-        let mut node = FastNode::default();
         for qtype in FAST_TYPES {
             let reply = answer::answer(table, &name, qtype, DNSClass::IN, Pick::Variant(0));
             let entry = match reply.service {
                 None => encode_template(&name, qtype, &reply).map(FastEntry::Static),
-                Some(si) => {
-                    let n = table.services[si as usize].answers.len();
-                    let variants: Option<Vec<Template>> = (0..n)
-                        .map(|v| {
-                            let r =
-                                answer::answer(table, &name, qtype, DNSClass::IN, Pick::Variant(v));
-                            encode_template(&name, qtype, &r)
-                        })
-                        .collect();
-                    variants.map(|v| FastEntry::Steered {
-                        service: si,
-                        variants: v.into_boxed_slice(),
-                    })
-                }
+                // A static alias of a steered name.
+                Some(si) => Some(lazy(si)),
             };
             if let Some(e) = entry {
-                node.entries.push((u16::from(qtype), e));
+                fnode.entries.push((u16::from(qtype), e));
             }
         }
-        out.insert(key.clone(), node);
+        out.insert(key.clone(), fnode);
+    }
+    for key in &table.empty_non_terminals {
+        let Some(name) = name_from_key(key) else {
+            continue;
+        };
+        let mut fnode = FastNode::default();
+        for qtype in FAST_TYPES {
+            let reply = answer::answer(table, &name, qtype, DNSClass::IN, Pick::Variant(0));
+            if let Some(t) = encode_template(&name, qtype, &reply) {
+                fnode.entries.push((u16::from(qtype), FastEntry::Static(t)));
+            }
+        }
+        out.insert(key.clone(), fnode);
     }
     out
 }
@@ -323,7 +340,19 @@ pub fn try_answer(
             if client.from_ecs {
                 scope = sc;
             }
-            &variants[i]
+            let Some(slot) = variants.get(i) else {
+                return FastOutcome::Slow;
+            };
+            let tpl = slot.get_or_init(|| {
+                let name = name_from_key(&key[..klen])?;
+                let qt = RecordType::from(qtype);
+                let r = answer::answer(table, &name, qt, DNSClass::IN, Pick::Variant(i));
+                encode_template(&name, qt, &r)
+            });
+            match tpl {
+                Some(t) => t,
+                None => return FastOutcome::Slow,
+            }
         }
     };
 

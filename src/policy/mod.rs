@@ -1,24 +1,32 @@
-//! The policy engine's compile step: (validated config, …) → immutable [`RoutingTable`].
+//! The policy engine's compile step: (validated config, geo data, health/cost/latency/cache
+//! inputs, previous latency incumbents) → immutable [`RoutingTable`], pure and synchronous.
 //!
-//! Compiling is kept apart from answering: the DNS path only reads what this produces. Later
-//! inputs (geo, health, cost) feed the same function.
+//! Each service's clients are split into *cells* (every client; the regions of a geo map; the
+//! locations of a proximity, latency or cache-aware map; network overrides); the policy chain
+//! ([`chain`]) runs once per cell and its result becomes the cell's precomputed choice. The
+//! DNS path then only maps a client to its cell (one binary search over merged CIDR blocks)
+//! and, for a weighted cell, hashes the client's subnet.
 
+pub mod chain;
+pub mod cost;
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{RData, Record, RecordType};
-use rustc_hash::{FxHashMap, FxHashSet};
-
-use std::collections::HashMap;
-use std::sync::Arc;
+use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 
 use crate::config::{PolicyKind, RegionChoice, RegionKey, Service, TargetAnswer, ValidConfig};
 use crate::dns::fast;
-use crate::geo::{Blocks, GeoData, build_blocks, distance_km};
+use crate::geo::{Blocks, GeoData, Location, build_blocks, distance_km};
 use crate::table::{
     Choice, CompiledService, Node, RoutingTable, Selector, ServiceAnswer, TableSettings,
     WeightedMember, ZoneEntry, suffixes, wire_key,
 };
+use chain::{Cell, Memory, Order, Outcome, Pick, TargetInput};
 
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 
@@ -31,11 +39,39 @@ pub fn settings(cfg: &ValidConfig) -> TableSettings {
     }
 }
 
-/// Compile a routing table from a validated configuration and the geo data.
+/// What the chain knows of every target at compile time (indexed like `cfg.targets`).
+#[derive(Debug, Clone)]
+pub struct PolicyInputs {
+    pub now_ms: u64,
+    pub targets: Vec<TargetInput>,
+}
+
+impl PolicyInputs {
+    /// Every target healthy, unmeasured and unmetered.
+    pub fn unknown(cfg: &ValidConfig) -> Self {
+        Self {
+            now_ms: 0,
+            targets: cfg.targets.iter().map(|_| TargetInput::unknown()).collect(),
+        }
+    }
+}
+
+/// Compile with every target healthy (no health data yet).
 pub fn compile(cfg: &ValidConfig, geo: &GeoData) -> RoutingTable {
+    compile_with(cfg, geo, &PolicyInputs::unknown(cfg), &Memory::default()).0
+}
+
+/// Compile a routing table; also returns the latency incumbents for the next compile.
+pub fn compile_with(
+    cfg: &ValidConfig,
+    geo: &GeoData,
+    inputs: &PolicyInputs,
+    prev: &Memory,
+) -> (RoutingTable, Memory) {
     let mut block_cache: BlockCache = HashMap::new();
     let mut table = RoutingTable::empty(settings(cfg));
     table.generation = GENERATION.fetch_add(1, Ordering::Relaxed);
+    let mut fp = FxHasher::default();
 
     for (zi, z) in cfg.zones.iter().enumerate() {
         let zi = zi as u32;
@@ -64,70 +100,20 @@ pub fn compile(cfg: &ValidConfig, geo: &GeoData) -> RoutingTable {
         }
     }
 
+    let names: Vec<String> = cfg.targets.iter().map(|t| t.name.clone()).collect();
+    let costs: Vec<cost::CostStatus> = inputs.targets.iter().map(|t| t.cost.clone()).collect();
+    let ctx = chain::Ctx {
+        names: &names,
+        targets: &inputs.targets,
+        costs: &costs,
+        prev,
+        trace: false,
+    };
+    let mut memory = Memory::default();
     for svc in &cfg.services {
-        let answers: Vec<ServiceAnswer> = svc
-            .members
-            .iter()
-            .map(|m| {
-                let t = &cfg.targets[m.target];
-                let rec = |rd: RData| Record::from_rdata(svc.name.clone(), svc.ttl, rd);
-                match &t.answer {
-                    TargetAnswer::Cname(c) => ServiceAnswer {
-                        target: t.name.clone(),
-                        cname: Some(rec(RData::CNAME(CNAME(c.clone())))),
-                        a: Vec::new(),
-                        aaaa: Vec::new(),
-                    },
-                    TargetAnswer::Addrs { a, aaaa } => ServiceAnswer {
-                        target: t.name.clone(),
-                        cname: None,
-                        a: a.iter().map(|ip| rec(RData::A(A(*ip)))).collect(),
-                        aaaa: aaaa.iter().map(|ip| rec(RData::AAAA(AAAA(*ip)))).collect(),
-                    },
-                }
-            })
-            .collect();
-        let selector = match svc.policy {
-            PolicyKind::Failover => Selector::Fixed(0),
-            PolicyKind::Weighted => Selector::Weighted(
-                svc.members
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, m)| m.weight > 0)
-                    .map(|(i, m)| WeightedMember {
-                        seed: target_seed(&cfg.targets[m.target].name),
-                        weight: m.weight as f64,
-                        answer: i,
-                    })
-                    .collect(),
-            ),
-            PolicyKind::Geo => geo_selector(cfg, svc, geo, &mut block_cache),
-            PolicyKind::Proximity => proximity_selector(cfg, svc, geo, &mut block_cache),
-        };
-        // Network overrides on a failover/weighted service: the base pick everywhere else.
-        let selector = match selector {
-            Selector::Fixed(_) | Selector::Weighted(_) if !svc.nets.is_empty() => {
-                let base = match selector {
-                    Selector::Weighted(m) => Choice::Weighted(m),
-                    _ => Choice::Fixed(0),
-                };
-                let mut choices = vec![base];
-                let nets = service_nets(cfg, svc, &mut choices);
-                let per_loc = vec![0u16; geo.partition.locations.len()];
-                Selector::Geo {
-                    blocks: blocks_for(geo, per_loc, nets, &mut block_cache),
-                    choices,
-                }
-            }
-            other => other,
-        };
+        let compiled = compile_service(cfg, svc, geo, &ctx, &mut memory, &mut block_cache, &mut fp);
         let idx = table.services.len() as u32;
-        table.services.push(CompiledService {
-            name: svc.name.clone(),
-            ttl: svc.ttl,
-            selector,
-            answers,
-        });
+        table.services.push(compiled);
         let node = table.nodes.entry(wire_key(&svc.name)).or_default();
         node.zone = svc.zone as u32;
         node.service = Some(idx);
@@ -142,29 +128,371 @@ pub fn compile(cfg: &ValidConfig, geo: &GeoData) -> RoutingTable {
         .collect();
     table.fast = fast::precompute(&table);
     table.fast_nx = fast::precompute_nxdomain(&table);
-    table
+    table.fingerprint = fp.finish();
+    (table, memory)
 }
 
-/// Blocks already built in this compile, by (choice per location, service nets): services with
-/// the same map share one block table.
-type BlockCache = HashMap<(Vec<u16>, Vec<(ipnet::IpNet, u16)>), Arc<Blocks>>;
+/// How a service's clients map to cells.
+enum CellMap {
+    /// One cell for everyone.
+    Single,
+    /// A cell per location of the geo partition, plus network overrides.
+    Located {
+        per_loc: Vec<u16>,
+        nets: Vec<(ipnet::IpNet, u16)>,
+    },
+}
 
-fn region_choice(cfg: &ValidConfig, svc: &Service, c: &RegionChoice) -> Choice {
-    match &c.weights {
-        Some(w) => Choice::Weighted(
-            c.members
-                .iter()
-                .zip(w)
-                .map(|(&m, &w)| WeightedMember {
-                    seed: target_seed(&cfg.targets[svc.members[m].target].name),
-                    weight: w as f64,
-                    answer: m,
-                })
-                .collect(),
-        ),
-        None => Choice::Fixed(c.members[0]),
+fn order_of(svc: &Service, cell: &Cell) -> Order {
+    match svc.policy {
+        PolicyKind::Latency => Order::Latency,
+        PolicyKind::CacheAware => Order::CacheAware,
+        PolicyKind::Weighted if cell.weights.is_some() => Order::Weighted,
+        _ if cell.weights.is_some() => Order::Weighted,
+        _ => Order::Failover,
     }
 }
+
+fn region_cell(cfg: &ValidConfig, svc: &Service, c: &RegionChoice, label: String) -> Cell {
+    let _ = cfg;
+    Cell {
+        label,
+        candidates: c.members.iter().map(|&m| svc.members[m].target).collect(),
+        weights: c.weights.clone(),
+        region: None,
+        distances: None,
+    }
+}
+
+fn all_cell(svc: &Service) -> Cell {
+    let weighted = svc.policy == PolicyKind::Weighted;
+    let members: Vec<_> = svc
+        .members
+        .iter()
+        .filter(|m| !weighted || m.weight > 0)
+        .collect();
+    Cell {
+        label: "all clients".into(),
+        candidates: members.iter().map(|m| m.target).collect(),
+        weights: weighted.then(|| members.iter().map(|m| m.weight).collect()),
+        region: None,
+        distances: None,
+    }
+}
+
+fn continent_str(c: Option<[u8; 2]>) -> Option<String> {
+    c.and_then(|c| std::str::from_utf8(&c).ok().map(str::to_string))
+}
+
+/// The cell of clients at `loc`, for policies whose cells depend on the location.
+fn location_cell(cfg: &ValidConfig, svc: &Service, loc: &Location) -> Cell {
+    match svc.policy {
+        PolicyKind::Geo => {
+            let i = geo_region(svc, loc);
+            match i {
+                Some(i) => {
+                    let (k, c) = &svc.regions[i];
+                    region_cell(cfg, svc, c, format!("region {}", region_label(k)))
+                }
+                None => Cell {
+                    label: "clients in no region (the service's targets)".into(),
+                    candidates: svc.members.iter().map(|m| m.target).collect(),
+                    weights: None,
+                    region: None,
+                    distances: None,
+                },
+            }
+        }
+        PolicyKind::Proximity | PolicyKind::CacheAware => {
+            let mut c: Vec<(usize, Option<f64>)> = svc
+                .members
+                .iter()
+                .map(|m| {
+                    let d = match (loc.coords, cfg.targets[m.target].coords) {
+                        (Some(a), Some(b)) => Some(distance_km(a, b)),
+                        _ => None,
+                    };
+                    (m.target, d)
+                })
+                .collect();
+            if svc.policy == PolicyKind::Proximity {
+                c.sort_by(|a, b| match (a.1, b.1) {
+                    (Some(x), Some(y)) => x.total_cmp(&y),
+                    (Some(_), None) => std::cmp::Ordering::Less,
+                    (None, Some(_)) => std::cmp::Ordering::Greater,
+                    (None, None) => std::cmp::Ordering::Equal,
+                });
+            }
+            Cell {
+                label: match loc.country {
+                    Some(_) => format!("clients located in {}", loc.country_str()),
+                    None => "clients without a location".into(),
+                },
+                candidates: c.iter().map(|x| x.0).collect(),
+                weights: None,
+                region: continent_str(loc.continent),
+                distances: Some(c.iter().map(|x| x.1).collect()),
+            }
+        }
+        PolicyKind::Latency => Cell {
+            label: match continent_str(loc.continent) {
+                Some(c) => format!("region {c}"),
+                None => "clients without a region".into(),
+            },
+            candidates: svc.members.iter().map(|m| m.target).collect(),
+            weights: None,
+            region: continent_str(loc.continent),
+            distances: None,
+        },
+        PolicyKind::Failover | PolicyKind::Weighted => all_cell(svc),
+    }
+}
+
+fn region_label(k: &RegionKey) -> String {
+    let s = |c: &[u8; 2]| String::from_utf8_lossy(c).into_owned();
+    match k {
+        RegionKey::Country(ct, cc) => format!("{}/{}", s(ct), s(cc)),
+        RegionKey::Continent(c) => s(c),
+        RegionKey::Default => "default".into(),
+    }
+}
+
+/// The geo map's most specific region for `loc`: country, continent, default.
+fn geo_region(svc: &Service, loc: &Location) -> Option<usize> {
+    let country = svc
+        .regions
+        .iter()
+        .position(|(k, _)| matches!(k, RegionKey::Country(_, cc) if Some(*cc) == loc.country));
+    let continent = || {
+        svc.regions
+            .iter()
+            .position(|(k, _)| matches!(k, RegionKey::Continent(c) if Some(*c) == loc.continent))
+    };
+    let default = || {
+        svc.regions
+            .iter()
+            .position(|(k, _)| *k == RegionKey::Default)
+    };
+    country.or_else(continent).or_else(default)
+}
+
+/// The service's network overrides that contain `ip`, longest prefix first.
+fn net_for(svc: &Service, ip: std::net::IpAddr) -> Option<usize> {
+    svc.nets
+        .iter()
+        .enumerate()
+        .filter(|(_, (n, _))| n.contains(&ip))
+        .max_by_key(|(_, (n, _))| n.prefix_len())
+        .map(|(i, _)| i)
+}
+
+/// What makes two cells run the same chain: candidates, weights, region or distances.
+type CellKey = (Vec<usize>, Option<Vec<u32>>, Option<String>);
+
+/// Every cell of a service and how clients map to them.
+fn service_cells(cfg: &ValidConfig, svc: &Service, geo: &GeoData) -> (Vec<Cell>, CellMap) {
+    let located = !matches!(svc.policy, PolicyKind::Failover | PolicyKind::Weighted);
+    if !located && svc.nets.is_empty() {
+        return (vec![all_cell(svc)], CellMap::Single);
+    }
+    let mut cells: Vec<Cell> = Vec::new();
+    let mut index: FxHashMap<CellKey, u16> = FxHashMap::default();
+    let mut per_loc = Vec::with_capacity(geo.partition.locations.len());
+    for loc in &geo.partition.locations {
+        let cell = location_cell(cfg, svc, loc);
+        // Cells that run the same chain are one cell (cache-aware cells differ by distances,
+        // so they are keyed by their order of proximity scores).
+        let key = (
+            cell.candidates.clone(),
+            cell.weights.clone(),
+            if svc.policy == PolicyKind::CacheAware {
+                cell.distances.as_ref().map(|d| {
+                    d.iter()
+                        .map(|x| format!("{:.0}", x.unwrap_or(-1.0)))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+            } else {
+                cell.region.clone()
+            },
+        );
+        let i = *index.entry(key).or_insert_with(|| {
+            cells.push(cell);
+            cells.len() as u16 - 1
+        });
+        per_loc.push(i);
+    }
+    let nets = svc
+        .nets
+        .iter()
+        .map(|(net, c)| {
+            cells.push(region_cell(cfg, svc, c, format!("net {net}")));
+            (*net, cells.len() as u16 - 1)
+        })
+        .collect();
+    (cells, CellMap::Located { per_loc, nets })
+}
+
+/// An answer of a service, before it becomes records.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum AnswerKey {
+    Targets(Vec<usize>, u32),
+    Fallback(u32),
+    ServFail,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn compile_service(
+    cfg: &ValidConfig,
+    svc: &Service,
+    geo: &GeoData,
+    ctx: &chain::Ctx<'_>,
+    memory: &mut Memory,
+    block_cache: &mut BlockCache,
+    fp: &mut FxHasher,
+) -> CompiledService {
+    let (cells, map) = service_cells(cfg, svc, geo);
+    let mut keys: Vec<AnswerKey> = Vec::new();
+    let mut intern = |k: AnswerKey| -> usize {
+        match keys.iter().position(|x| *x == k) {
+            Some(i) => i,
+            None => {
+                keys.push(k);
+                keys.len() - 1
+            }
+        }
+    };
+    let names = ctx.names;
+    let mut choices: Vec<Choice> = Vec::with_capacity(cells.len());
+    for cell in &cells {
+        let order = order_of(svc, cell);
+        let key = || format!("{}|{}", svc.name, cell.label);
+        let outcome = chain::run(cell, order, &svc.chain, ctx, &key, memory);
+        let ttl = if outcome.unstable {
+            svc.ttl.min(svc.unstable_ttl)
+        } else {
+            svc.ttl
+        };
+        let choice = match outcome.pick {
+            Pick::Fixed(t) => Choice::Fixed(intern(AnswerKey::Targets(t, ttl))),
+            Pick::Weighted(ws) => Choice::Weighted(
+                ws.into_iter()
+                    .map(|(t, w)| WeightedMember {
+                        seed: target_seed(&names[t]),
+                        weight: w as f64,
+                        answer: intern(AnswerKey::Targets(vec![t], ttl)),
+                    })
+                    .collect(),
+            ),
+            Pick::Fallback => Choice::Fixed(intern(AnswerKey::Fallback(ttl))),
+            Pick::ServFail => Choice::Fixed(intern(AnswerKey::ServFail)),
+        };
+        choices.push(choice);
+    }
+    let selector = match map {
+        CellMap::Single => match choices.pop() {
+            Some(Choice::Fixed(i)) => Selector::Fixed(i),
+            Some(Choice::Weighted(m)) => Selector::Weighted(m),
+            None => Selector::Fixed(0),
+        },
+        CellMap::Located { per_loc, nets } => {
+            let blocks = blocks_for(geo, per_loc, nets, block_cache);
+            Arc::as_ptr(&blocks).hash(fp);
+            Selector::Geo { blocks, choices }
+        }
+    };
+    keys.hash(fp);
+    selector_shape(&selector).hash(fp);
+    let answers = keys
+        .iter()
+        .map(|k| service_answer(cfg, svc, k, names))
+        .collect();
+    CompiledService {
+        name: svc.name.clone(),
+        ttl: svc.ttl,
+        selector,
+        answers,
+    }
+}
+
+/// The parts of a selector that decide answers (for the table fingerprint).
+type ChoiceShape = (usize, Vec<(u64, u64, usize)>);
+
+fn selector_shape(s: &Selector) -> Vec<ChoiceShape> {
+    let choice = |c: &Choice| match c {
+        Choice::Fixed(i) => (*i, Vec::new()),
+        Choice::Weighted(m) => (
+            usize::MAX,
+            m.iter()
+                .map(|w| (w.seed, w.weight.to_bits(), w.answer))
+                .collect(),
+        ),
+    };
+    match s {
+        Selector::Fixed(i) => vec![(*i, Vec::new())],
+        Selector::Weighted(m) => vec![choice(&Choice::Weighted(m.clone()))],
+        Selector::Geo { choices, .. } => choices.iter().map(choice).collect(),
+    }
+}
+
+fn service_answer(
+    cfg: &ValidConfig,
+    svc: &Service,
+    k: &AnswerKey,
+    names: &[String],
+) -> ServiceAnswer {
+    let rec = |rd: RData, ttl: u32| Record::from_rdata(svc.name.clone(), ttl, rd);
+    match k {
+        AnswerKey::ServFail => ServiceAnswer {
+            target: "SERVFAIL (every target down, fail-closed)".into(),
+            cname: None,
+            a: Vec::new(),
+            aaaa: Vec::new(),
+            servfail: true,
+        },
+        AnswerKey::Fallback(ttl) => ServiceAnswer {
+            target: "fallback (every target down, fail-closed)".into(),
+            cname: svc
+                .fallback
+                .clone()
+                .map(|n| rec(RData::CNAME(CNAME(n)), *ttl)),
+            a: Vec::new(),
+            aaaa: Vec::new(),
+            servfail: false,
+        },
+        AnswerKey::Targets(ts, ttl) => {
+            let mut out = ServiceAnswer {
+                target: ts
+                    .iter()
+                    .map(|&t| names[t].as_str())
+                    .collect::<Vec<_>>()
+                    .join("+"),
+                cname: None,
+                a: Vec::new(),
+                aaaa: Vec::new(),
+                servfail: false,
+            };
+            for &t in ts {
+                match &cfg.targets[t].answer {
+                    TargetAnswer::Cname(c) => {
+                        out.cname = Some(rec(RData::CNAME(CNAME(c.clone())), *ttl));
+                        break;
+                    }
+                    TargetAnswer::Addrs { a, aaaa } => {
+                        out.a.extend(a.iter().map(|ip| rec(RData::A(A(*ip)), *ttl)));
+                        out.aaaa
+                            .extend(aaaa.iter().map(|ip| rec(RData::AAAA(AAAA(*ip)), *ttl)));
+                    }
+                }
+            }
+            out
+        }
+    }
+}
+
+/// Blocks already built in this compile, by (cell per location, service nets): services with
+/// the same map share one block table.
+type BlockCache = HashMap<(Vec<u16>, Vec<(ipnet::IpNet, u16)>), Arc<Blocks>>;
 
 fn blocks_for(
     geo: &GeoData,
@@ -185,99 +513,90 @@ fn blocks_for(
     b
 }
 
-/// gdnsd-style map: the most specific region that matches the client's location wins
-/// (continent/country, then continent, then `default`, then the service's `targets` order).
-fn geo_selector(
+/// The chain's trace for one client of one service.
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    pub service: String,
+    pub policy: PolicyKind,
+    pub cell: String,
+    pub outcome: Outcome,
+    pub ttl: u32,
+}
+
+impl std::fmt::Display for Explanation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "policy chain of {} (policy {:?}), {}:",
+            self.service, self.policy, self.cell
+        )?;
+        write!(f, "{}", chain::format_trace(&self.outcome.trace))?;
+        let answer = match &self.outcome.pick {
+            Pick::Fixed(_) | Pick::Weighted(_) => "see the answer above".to_string(),
+            Pick::ServFail => "SERVFAIL".into(),
+            Pick::Fallback => "the fallback CNAME".into(),
+        };
+        writeln!(
+            f,
+            "  result: {answer}, TTL {}{}",
+            self.ttl,
+            if self.outcome.all_down {
+                " (every candidate down)"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+/// Run the chain for the cell `client` falls in, with tracing, without compiling a table.
+pub fn explain(
     cfg: &ValidConfig,
-    svc: &Service,
     geo: &GeoData,
-    cache: &mut BlockCache,
-) -> Selector {
-    let mut choices: Vec<Choice> = svc
-        .regions
-        .iter()
-        .map(|(_, c)| region_choice(cfg, svc, c))
-        .collect();
-    let fallback = match svc
-        .regions
-        .iter()
-        .position(|(k, _)| *k == RegionKey::Default)
-    {
-        Some(i) => i as u16,
+    inputs: &PolicyInputs,
+    prev: &Memory,
+    service: &hickory_proto::rr::Name,
+    client: std::net::IpAddr,
+) -> Option<Explanation> {
+    let svc = cfg.services.iter().find(|s| s.name == *service)?;
+    let names: Vec<String> = cfg.targets.iter().map(|t| t.name.clone()).collect();
+    let cell = match net_for(svc, client) {
+        Some(i) => region_cell(cfg, svc, &svc.nets[i].1, format!("net {}", svc.nets[i].0)),
         None => {
-            choices.push(Choice::Fixed(0));
-            choices.len() as u16 - 1
+            let (loc, _) = geo.locate(client);
+            location_cell(cfg, svc, &loc)
         }
     };
-    let per_loc: Vec<u16> = geo
-        .partition
-        .locations
-        .iter()
-        .map(|loc| {
-            let country = svc.regions.iter().position(
-                |(k, _)| matches!(k, RegionKey::Country(_, cc) if Some(*cc) == loc.country),
-            );
-            let continent = || {
-                svc.regions.iter().position(
-                    |(k, _)| matches!(k, RegionKey::Continent(c) if Some(*c) == loc.continent),
-                )
-            };
-            country.or_else(continent).map_or(fallback, |i| i as u16)
-        })
-        .collect();
-    let nets = service_nets(cfg, svc, &mut choices);
-    Selector::Geo {
-        blocks: blocks_for(geo, per_loc, nets, cache),
-        choices,
-    }
-}
-
-/// Nearest target by great-circle distance (gdnsd's auto_dc_coords); clients without
-/// coordinates get the configured order.
-fn proximity_selector(
-    cfg: &ValidConfig,
-    svc: &Service,
-    geo: &GeoData,
-    cache: &mut BlockCache,
-) -> Selector {
-    let mut choices: Vec<Choice> = (0..svc.members.len()).map(Choice::Fixed).collect();
-    let per_loc: Vec<u16> = geo
-        .partition
-        .locations
-        .iter()
-        .map(|loc| {
-            let Some(here) = loc.coords else { return 0 };
-            svc.members
-                .iter()
-                .enumerate()
-                .filter_map(|(i, m)| {
-                    cfg.targets[m.target]
-                        .coords
-                        .map(|c| (i, distance_km(here, c)))
-                })
-                .min_by(|a, b| a.1.total_cmp(&b.1))
-                .map_or(0, |(i, _)| i as u16)
-        })
-        .collect();
-    let nets = service_nets(cfg, svc, &mut choices);
-    Selector::Geo {
-        blocks: blocks_for(geo, per_loc, nets, cache),
-        choices,
-    }
-}
-
-fn service_nets(
-    cfg: &ValidConfig,
-    svc: &Service,
-    choices: &mut Vec<Choice>,
-) -> Vec<(ipnet::IpNet, u16)> {
-    svc.nets
-        .iter()
-        .map(|(net, c)| {
-            choices.push(region_choice(cfg, svc, c));
-            (*net, choices.len() as u16 - 1)
-        })
-        .collect()
+    let mut scratch = Memory::default();
+    let costs: Vec<cost::CostStatus> = inputs.targets.iter().map(|t| t.cost.clone()).collect();
+    let ctx = chain::Ctx {
+        names: &names,
+        targets: &inputs.targets,
+        costs: &costs,
+        prev,
+        trace: true,
+    };
+    let key = || format!("{}|{}", svc.name, cell.label);
+    let outcome = chain::run(
+        &cell,
+        order_of(svc, &cell),
+        &svc.chain,
+        &ctx,
+        &key,
+        &mut scratch,
+    );
+    let ttl = if outcome.unstable {
+        svc.ttl.min(svc.unstable_ttl)
+    } else {
+        svc.ttl
+    };
+    Some(Explanation {
+        service: svc.name.to_string(),
+        policy: svc.policy,
+        cell: cell.label,
+        outcome,
+        ttl,
+    })
 }
 
 /// Hash seed of a target: derived from its name only, so every steerd node and every restart
