@@ -14,7 +14,7 @@ answer to return. Reports per round and medians:
 
 Run through bench/failover.sh (which builds steerd first). Environment: ROUNDS (3),
 INTERVAL (check interval, s; default 10 = steerd's default), CONFIRM (3), CONFIRM_GAP (0.1),
-MOVE_WAIT (s to wait for the answer to move after the confirmation; 5), RETURN_WAIT (s; 30),
+MOVE_WAIT (s to wait for the answer to move after the confirmation; 5), RETURN_WAIT (s; 30), HEALTH ([health] keys),
 STEERD (binary; target/release/steerd), KEEP_TMP=1.
 """
 import datetime
@@ -37,6 +37,9 @@ MOVE_WAIT = float(os.environ.get("MOVE_WAIT", "5"))
 RETURN_WAIT = float(os.environ.get("RETURN_WAIT", "30"))
 STEERD = os.environ.get("STEERD", os.path.join(ROOT, "target/release/steerd"))
 EXTRA = os.environ.get("EXTRA_CONFIG", "")
+# [health] keys, e.g. "recover_for = 20\navailability_recover_for = 20\nmin_dwell = 5" to measure
+# the return within a short run (the defaults hold a recovered CDN back for 10 minutes).
+HEALTH = os.environ.get("HEALTH", "")
 
 
 def free_port(kind=socket.SOCK_STREAM):
@@ -118,6 +121,8 @@ timeout = {min(2.0, INTERVAL / 2)}
 confirm = {CONFIRM}
 confirm_gap = {CONFIRM_GAP}
 {EXTRA}
+[health]
+{HEALTH}
 [[zones]]
 name = "example.com"
 ns = ["ns1.example.com"]

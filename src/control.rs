@@ -11,6 +11,11 @@ use tracing::{error, info, warn};
 use crate::config::{self, ValidConfig, schema::NetsFile};
 use crate::geo::GeoData;
 use crate::policy;
+use crate::health::state::{Signals, TargetMachine, Transition};
+use crate::health::window::{HealthStore, Win};
+use crate::health::{Level, Observation};
+use crate::policy::PolicyInputs;
+use crate::policy::chain::TargetInput;
 use crate::table::{RoutingTable, TableHandle};
 
 /// What identifies a version of a file on disk.
@@ -78,7 +83,30 @@ fn load_nets_file(path: &Path, cfg: &ValidConfig) -> Result<Vec<config::NetOverr
     })
 }
 
+/// Health state of the targets, kept across compiles.
+#[derive(Default)]
+pub struct Live {
+    pub machines: std::collections::BTreeMap<Arc<str>, TargetMachine>,
+    /// Latest failure confirmed by the prober's burst, per target.
+    pub confirmed: rustc_hash::FxHashMap<Arc<str>, u64>,
+    /// Latency incumbents of the last compile.
+    pub memory: policy::chain::Memory,
+    /// Transitions, newest last (bounded).
+    pub events: std::collections::VecDeque<Transition>,
+}
+
+/// Events kept in memory.
+const MAX_EVENTS: usize = 10_000;
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 struct State {
+    live: Live,
     config: ValidConfig,
     geo: Arc<GeoData>,
     db_stamp: Option<FileStamp>,
@@ -90,6 +118,7 @@ struct State {
 pub struct Control {
     table: TableHandle,
     state: Arc<Mutex<State>>,
+    health: Arc<Mutex<HealthStore>>,
 }
 
 fn stamps(cfg: &ValidConfig) -> (Option<FileStamp>, Option<FileStamp>) {
@@ -108,12 +137,136 @@ impl Control {
         Ok(Self {
             table,
             state: Arc::new(Mutex::new(State {
+                live: Live::default(),
                 config,
                 geo,
                 db_stamp,
                 nets_stamp,
             })),
+            health: Arc::new(Mutex::new(HealthStore::new(Default::default()))),
         })
+    }
+
+    /// Health windows of every probed target.
+    pub fn health(&self) -> &Arc<Mutex<HealthStore>> {
+        &self.health
+    }
+
+    /// Record a probe report's observations. Returns true when it confirms a failure (the
+    /// caller should recompile at once rather than at the next tick).
+    pub fn record(&self, observations: &[Observation], confirmed_down: Option<(&Arc<str>, u64)>) -> bool {
+        {
+            let mut store = self.health.lock().unwrap();
+            for o in observations {
+                store.record(o);
+            }
+        }
+        match confirmed_down {
+            Some((t, at)) => {
+                self.state.lock().unwrap().live.confirmed.insert(t.clone(), at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Step every target's health state machine to `now_ms`, compile with the result and
+    /// swap the new table in when its answers differ from the table in force. Returns the
+    /// new table when one was swapped in.
+    pub fn tick(&self, now_ms: u64) -> Option<Arc<RoutingTable>> {
+        let mut st = self.state.lock().unwrap();
+        self.compile_locked(&mut st, now_ms, false)
+    }
+
+    /// The policy inputs as of `now_ms` (health states, latencies), without stepping.
+    pub fn inputs(&self, now_ms: u64) -> PolicyInputs {
+        let mut st = self.state.lock().unwrap();
+        let st = &mut *st;
+        self.build_inputs(&st.config, &mut st.live, now_ms, false)
+    }
+
+    /// The latency incumbents of the last compile.
+    pub fn memory(&self) -> policy::chain::Memory {
+        self.state.lock().unwrap().live.memory.clone()
+    }
+
+    /// Health transitions so far, oldest first.
+    pub fn events(&self) -> Vec<Transition> {
+        self.state.lock().unwrap().live.events.iter().cloned().collect()
+    }
+
+    fn build_inputs(
+        &self,
+        cfg: &ValidConfig,
+        live: &mut Live,
+        now_ms: u64,
+        step: bool,
+    ) -> PolicyInputs {
+        let mut store = self.health.lock().unwrap();
+        let mut targets = Vec::with_capacity(cfg.targets.len());
+        for t in &cfg.targets {
+            if t.check.is_none() {
+                targets.push(TargetInput::unknown());
+                continue;
+            }
+            let name: Arc<str> = Arc::from(t.name.as_str());
+            let machine = live
+                .machines
+                .entry(name.clone())
+                .or_insert_with(|| TargetMachine::new(name.clone(), now_ms));
+            let confirmed = live.confirmed.get(&name).copied();
+            let th = store.target(&t.name);
+            let (signals, latency) = match th {
+                Some(th) => {
+                    let lat = th.stats(Level::Check, now_ms, Win::M5).p95;
+                    (Signals::from_target(th, now_ms, confirmed), lat)
+                }
+                None => (Signals::empty(), None),
+            };
+            if step {
+                for tr in machine.step(&signals, &cfg.health, now_ms) {
+                    warn!(target_name = %tr.target, from = tr.from.as_str(), to = tr.to.as_str(), "health: {}", tr.reason);
+                    live.events.push_back(tr);
+                    if live.events.len() > MAX_EVENTS {
+                        live.events.pop_front();
+                    }
+                }
+            }
+            let mut input = TargetInput::unknown();
+            input.state = machine.effective();
+            input.unstable = machine.unstable(now_ms);
+            input.reason = machine.reason().to_string();
+            input.latency = latency;
+            targets.push(input);
+        }
+        PolicyInputs { now_ms, targets }
+    }
+
+    fn compile_locked(
+        &self,
+        st: &mut State,
+        now_ms: u64,
+        force: bool,
+    ) -> Option<Arc<RoutingTable>> {
+        let st = &mut *st;
+        // Forget targets that left the configuration.
+        st.live
+            .machines
+            .retain(|k, _| st.config.targets.iter().any(|t| *t.name == **k));
+        let inputs = self.build_inputs(&st.config, &mut st.live, now_ms, true);
+        let (table, memory) =
+            policy::compile_with(&st.config, &st.geo, &inputs, &st.live.memory);
+        st.live.memory = memory;
+        let current = self.table.load();
+        if !force && table.fingerprint == current.fingerprint {
+            return None;
+        }
+        let table = Arc::new(table);
+        self.table.store(table.clone());
+        if !force {
+            info!(generation = table.generation, "health changed the answers: new routing table");
+        }
+        Some(table)
     }
 
     pub fn table(&self) -> &TableHandle {
@@ -143,10 +296,11 @@ impl Control {
         } else {
             st.geo.clone()
         };
-        let table = Arc::new(policy::compile(&config, &geo));
-        self.table.store(table.clone());
-        st.config = config;
-        st.geo = geo;
+        let old = (std::mem::replace(&mut st.config, config), std::mem::replace(&mut st.geo, geo));
+        let _ = old;
+        let table = self
+            .compile_locked(&mut st, now_ms(), true)
+            .expect("a forced compile always swaps");
         Ok(table)
     }
 
@@ -163,10 +317,10 @@ impl Control {
         st.nets_stamp = nets;
         match load_geo(&st.config) {
             Ok(geo) => {
-                let geo = Arc::new(geo);
-                let table = Arc::new(policy::compile(&st.config, &geo));
-                self.table.store(table.clone());
-                st.geo = geo;
+                st.geo = Arc::new(geo);
+                let table = self
+                    .compile_locked(&mut st, now_ms(), true)
+                    .expect("a forced compile always swaps");
                 info!(
                     generation = table.generation,
                     "geo data changed on disk: new routing table"

@@ -54,6 +54,12 @@ enum Command {
         /// Query type (default A).
         #[arg(default_value = "A")]
         qtype: String,
+        /// Also print the policy chain's trace: each step's input, output and reasons.
+        #[arg(long)]
+        explain: bool,
+        /// Simulate: treat this target as down (repeatable), e.g. to see where clients go.
+        #[arg(long = "down", value_name = "TARGET")]
+        down: Vec<String>,
     },
     /// Run the health checks of every target and print a table per target and level.
     Probe {
@@ -123,7 +129,9 @@ fn main() -> ExitCode {
             client,
             name,
             qtype,
-        }) => resolve(config, client, &name, &qtype),
+            explain,
+            down,
+        }) => resolve(config, client, &name, &qtype, explain, &down),
         Some(Command::Probe {
             config,
             once,
@@ -151,6 +159,8 @@ fn resolve(
     client: steerd::resolve::ClientSpec,
     name: &str,
     qtype: &str,
+    explain: bool,
+    down: &[String],
 ) -> ExitCode {
     use std::str::FromStr;
     let args = ServeArgs {
@@ -181,16 +191,33 @@ fn resolve(
             return ExitCode::FAILURE;
         }
     };
-    let control = match steerd::control::Control::new(cfg) {
-        Ok(c) => c,
+    let mut inputs = steerd::policy::PolicyInputs::unknown(&cfg);
+    for d in down {
+        let Some(i) = cfg.targets.iter().position(|t| &t.name == d) else {
+            eprintln!("no target named \"{d}\" in the configuration");
+            return ExitCode::FAILURE;
+        };
+        inputs.targets[i].state = steerd::health::state::EffectiveState::Down;
+        inputs.targets[i].reason = "assumed down (--down)".into();
+    }
+    let geo = match steerd::control::load_geo(&cfg) {
+        Ok(g) => g,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;
         }
     };
-    let table = control.table().load();
-    let r = steerd::resolve::resolve(&table, &control.geo(), client, &name, qtype);
+    let memory = steerd::policy::chain::Memory::default();
+    let (table, _) = steerd::policy::compile_with(&cfg, &geo, &inputs, &memory);
+    let r = steerd::resolve::resolve(&table, &geo, client, &name, qtype);
     print!("{r}");
+    if explain {
+        let ip = client.addr;
+        match steerd::policy::explain(&cfg, &geo, &inputs, &memory, &name, ip) {
+            Some(e) => print!("{e}"),
+            None => println!("{name} is not a steered name: no policy chain"),
+        }
+    }
     ExitCode::SUCCESS
 }
 

@@ -8,7 +8,7 @@ use tracing::{info, warn};
 use crate::config::ValidConfig;
 use crate::control::Control;
 use crate::dns::listener::DnsListeners;
-use crate::health::window::{HealthStore, WindowConfig};
+use crate::health::window::HealthStore;
 use crate::probe::{ProbePlan, ProbeReport, Prober};
 use crate::table::{RoutingTable, TableHandle};
 
@@ -18,30 +18,37 @@ pub struct Server {
     listeners: DnsListeners,
     watcher: tokio::task::JoinHandle<()>,
     prober: Option<Prober>,
-    health: Arc<Mutex<HealthStore>>,
     consumer: tokio::task::JoinHandle<()>,
+    ticker: tokio::task::JoinHandle<()>,
 }
 
-/// Records every probe report in the health store; logs confirmed failures and recoveries.
-async fn consume_reports(
-    mut rx: tokio::sync::mpsc::Receiver<ProbeReport>,
-    health: Arc<Mutex<HealthStore>>,
-) {
+/// Records every probe report in the health windows; a confirmed failure recompiles at once.
+async fn consume_reports(mut rx: tokio::sync::mpsc::Receiver<ProbeReport>, control: Control) {
     let mut down: rustc_hash::FxHashSet<Arc<str>> = Default::default();
     while let Some(report) = rx.recv().await {
         let observations = report.run.observations(&report.vantage);
-        {
-            let mut store = health.lock().expect("health store");
-            for o in &observations {
-                store.record(o);
-            }
-        }
-        let target = &report.run.target;
-        if report.confirmed_down {
+        let target = report.run.target.clone();
+        let confirmed = report
+            .confirmed_down
+            .then_some((&target, report.run.started_ms));
+        if control.record(&observations, confirmed) {
             down.insert(target.clone());
-        } else if report.run.ok() && down.remove(target) {
+            let c = control.clone();
+            let _ = tokio::task::spawn_blocking(move || c.tick(crate::control::now_ms())).await;
+        } else if report.run.ok() && down.remove(&target) {
             info!(target_name = %target, "check passes again: {}", report.run.summary());
         }
+    }
+}
+
+/// Step the health machines and recompile every second (swapping only on change).
+async fn tick_loop(control: Control) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let c = control.clone();
+        let _ = tokio::task::spawn_blocking(move || c.tick(crate::control::now_ms())).await;
     }
 }
 
@@ -57,7 +64,6 @@ impl Server {
         info!(generation = control.table().load().generation, "{summary}");
         let listeners = DnsListeners::start(&settings, control.table().clone())?;
         let watcher = control.spawn_geo_watcher();
-        let health = Arc::new(Mutex::new(HealthStore::new(WindowConfig::default())));
         let (tx, rx) = tokio::sync::mpsc::channel(4096);
         let plan = ProbePlan::from_config(&control.config());
         let probed = plan.jobs.len();
@@ -65,14 +71,15 @@ impl Server {
         if probed > 0 {
             info!("probing {probed} target(s)");
         }
-        let consumer = tokio::spawn(consume_reports(rx, health.clone()));
+        let consumer = tokio::spawn(consume_reports(rx, control.clone()));
+        let ticker = tokio::spawn(tick_loop(control.clone()));
         Ok(Self {
             control,
             listeners,
             watcher,
             prober: Some(prober),
-            health,
             consumer,
+            ticker,
         })
     }
 
@@ -97,7 +104,7 @@ impl Server {
 
     /// Health windows of every probed target.
     pub fn health(&self) -> &Arc<Mutex<HealthStore>> {
-        &self.health
+        self.control.health()
     }
 
     /// Targets whose health checks are running.
@@ -135,7 +142,8 @@ impl Server {
         let compiled = self.control.apply(config)?;
         {
             let keep: Vec<Arc<str>> = plan.jobs.iter().map(|(n, _)| n.clone()).collect();
-            self.health
+            self.control
+                .health()
                 .lock()
                 .expect("health store")
                 .retain_targets(|t| keep.iter().any(|k| &**k == t));
@@ -157,6 +165,7 @@ impl Server {
             let _ = tokio::task::spawn_blocking(move || p.stop()).await;
         }
         self.consumer.abort();
+        self.ticker.abort();
         self.listeners.shutdown().await;
         info!("DNS listeners stopped");
     }

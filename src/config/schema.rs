@@ -19,6 +19,40 @@ pub struct Config {
     pub geo: GeoConfig,
     #[serde(default)]
     pub probe: ProbeConfig,
+    #[serde(default)]
+    pub health: HealthConfig,
+}
+
+/// Health thresholds (DESIGN §5); every key optional, defaults = the seed policy.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Error rate (0..1) over 1 min above which a target goes down (with statistical
+    /// confidence: the Wilson lower bound must exceed it). Default 0.05.
+    pub error_rate: Option<f64>,
+    /// ... and below which it counts as recovered. Default 0.01.
+    pub error_rate_recover: Option<f64>,
+    /// Checks needed in the window before the error-rate rule applies. Default 10.
+    pub min_samples: Option<u64>,
+    /// z of the Wilson bound. Default 1.96.
+    pub confidence_z: Option<f64>,
+    /// p95 latency (seconds) over 1 min above which a target goes down. Default 2.
+    pub p95: Option<f64>,
+    /// ... and below which it counts as recovered. Default 0.5.
+    pub p95_recover: Option<f64>,
+    /// Availability (0..1) over 5 min below which a target goes down. Default 0.99.
+    pub availability: Option<f64>,
+    /// ... and above which (over 1 min) it counts as recovered. Default 0.999.
+    pub availability_recover: Option<f64>,
+    /// Seconds the error-rate and p95 recovery conditions must hold. Default 300.
+    pub recover_for: Option<f64>,
+    /// Seconds the availability recovery condition must hold. Default 600.
+    pub availability_recover_for: Option<f64>,
+    /// Seconds between two transitions of a target (hard failures excepted). Default 30.
+    pub min_dwell: Option<f64>,
+    /// Seconds after a change during which answers depending on the target get the short
+    /// `unstable_ttl`. Default 600.
+    pub unstable_for: Option<f64>,
 }
 
 /// The prober's global settings; every per-check setting here is a default that a target's

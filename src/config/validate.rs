@@ -142,6 +142,7 @@ pub struct ValidConfig {
     pub targets: Vec<Target>,
     pub services: Vec<Service>,
     pub probe: ProbeSettings,
+    pub health: crate::health::state::Thresholds,
 }
 
 impl ValidConfig {
@@ -295,6 +296,7 @@ pub fn validate(cfg: &Config) -> Result<ValidConfig, Vec<ConfigIssue>> {
     }
 
     let probe = validate_probe(&cfg.probe, &mut issues);
+    let health = super::check::validate_health(&cfg.health, &mut issues);
 
     // Targets.
     let mut targets = Vec::new();
@@ -782,6 +784,7 @@ pub fn validate(cfg: &Config) -> Result<ValidConfig, Vec<ConfigIssue>> {
         targets: targets.into_iter().map(|t| t.expect("valid")).collect(),
         services,
         probe,
+        health,
     })
 }
 

@@ -317,7 +317,11 @@ pub fn run(
         input: list(&cands),
         output: list(&cands),
         notes: if tracing {
-            vec![format!("clients of {}", cell.label)]
+            vec![if cell.label == "all clients" {
+                "no region restriction: every client has these candidates".to_string()
+            } else {
+                format!("candidates of {}", cell.label)
+            }]
         } else {
             Vec::new()
         },

@@ -527,12 +527,20 @@ impl std::fmt::Display for Explanation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "policy chain of {} (policy {:?}), {}:",
-            self.service, self.policy, self.cell
+            "policy chain of {} (policy {}), {}:",
+            self.service,
+            format!("{:?}", self.policy).to_lowercase(),
+            self.cell
         )?;
         write!(f, "{}", chain::format_trace(&self.outcome.trace))?;
         let answer = match &self.outcome.pick {
-            Pick::Fixed(_) | Pick::Weighted(_) => "see the answer above".to_string(),
+            Pick::Fixed(_) => self
+                .outcome
+                .trace
+                .last()
+                .map(|s| s.output.join(" + "))
+                .unwrap_or_default(),
+            Pick::Weighted(_) => "a weighted pick per client subnet (see the answer)".into(),
             Pick::ServFail => "SERVFAIL".into(),
             Pick::Fallback => "the fallback CNAME".into(),
         };

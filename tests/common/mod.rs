@@ -31,9 +31,25 @@ impl TestServer {
         Self::start_with(config, |_| {})
     }
 
+    /// Like [`TestServer::start`], keeping the targets' health checks: the prober and the
+    /// health state machine steer the answers. (`start` removes the checks, so the demo's
+    /// targets — checked on ports nothing listens on — stay healthy.)
+    pub fn start_probing(config: &str) -> Self {
+        Self::start_inner(config, true, |_| {})
+    }
+
     /// Start, letting the caller adjust the validated configuration first.
     pub fn start_with(config: &str, adjust: impl FnOnce(&mut ValidConfig)) -> Self {
+        Self::start_inner(config, false, adjust)
+    }
+
+    fn start_inner(config: &str, probing: bool, adjust: impl FnOnce(&mut ValidConfig)) -> Self {
         let mut cfg = steerd::config::parse(config, "test").expect("test config is valid");
+        if !probing {
+            for t in &mut cfg.targets {
+                t.check = None;
+            }
+        }
         cfg.server.dns_listen = vec!["127.0.0.1:0".parse().unwrap()];
         cfg.server.udp_sockets = 2;
         cfg.server.udp_engine = UdpEngine::Fast;

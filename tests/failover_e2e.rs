@@ -1,0 +1,166 @@
+//! End to end over real sockets: two local HTTP CDNs, the prober, the health state machine and
+//! the policy chain steering a failover service; kill the primary, the DNS answer moves to the
+//! secondary; bring it back, the answer returns only after the recovery window.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::fakecdn::{CdnOptions, http_cdn, http_cdn_on};
+use common::{TestServer, query, udp};
+use hickory_proto::rr::{RData, RecordType};
+
+fn config(a: SocketAddr, b: SocketAddr, health: &str) -> String {
+    format!(
+        r#"
+[geo]
+database = ""
+[probe]
+interval = 1
+timeout = 0.5
+jitter = 0
+confirm = 3
+confirm_gap = 0.1
+[health]
+{health}
+[[zones]]
+name = "example.com"
+ns = ["ns1.example.com"]
+[zones.soa]
+mname = "ns1.example.com"
+rname = "hostmaster.example.com"
+[[zones.records]]
+name = "ns1"
+type = "A"
+data = "127.0.0.1"
+[[targets]]
+name = "cdn-a"
+cname = "edge.cdn-a.example.net"
+[targets.check]
+url = "http://www.example.com/health"
+address = "{a}"
+levels = ["tcp", "http"]
+[[targets]]
+name = "cdn-b"
+cname = "edge.cdn-b.example.net"
+[targets.check]
+url = "http://www.example.com/health"
+address = "{b}"
+levels = ["tcp", "http"]
+[[services]]
+name = "www.example.com"
+ttl = 30
+unstable_ttl = 5
+policy = "failover"
+targets = [{{ target = "cdn-a" }}, {{ target = "cdn-b" }}]
+[[services]]
+name = "closed.example.com"
+policy = "failover"
+all_down = "closed"
+targets = [{{ target = "cdn-a" }}]
+[[services]]
+name = "last.example.com"
+policy = "failover"
+all_down = "closed"
+fallback = "origin.example.net"
+targets = [{{ target = "cdn-a" }}]
+"#
+    )
+}
+
+/// (CNAME target, TTL) of the answer for `name`, or the rcode when there is no answer.
+fn answer(server: &TestServer, name: &str) -> Result<(String, u32), String> {
+    let m = udp(server.udp, &query(name, RecordType::A, None));
+    match m.answers.first() {
+        Some(r) => match &r.data {
+            RData::CNAME(c) => Ok((c.0.to_string(), r.ttl)),
+            other => Err(format!("{other:?}")),
+        },
+        None => Err(format!("{:?}", m.metadata.response_code)),
+    }
+}
+
+/// Poll every 20 ms until `want` holds; the time it took, or None after `within`.
+fn wait_for(within: Duration, mut want: impl FnMut() -> bool) -> Option<Duration> {
+    let t = Instant::now();
+    while t.elapsed() < within {
+        if want() {
+            return Some(t.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn killing_the_primary_moves_the_answer_and_it_returns_after_the_recovery_window() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let a = rt.block_on(http_cdn(CdnOptions::default()));
+    let b = rt.block_on(http_cdn(CdnOptions::default()));
+    let a_addr = a.addr();
+    // Short recovery windows so the test sees the return (the defaults are 5 and 10 minutes).
+    let health = "recover_for = 3\navailability_recover_for = 3\nmin_dwell = 1\nunstable_for = 60";
+    let server = TestServer::start_probing(&config(a_addr, b.addr(), health));
+
+    // Both healthy: the primary, with the normal TTL once checks have run.
+    wait_for(Duration::from_secs(5), || a.hits() > 0 && b.hits() > 0).expect("both checked");
+    assert_eq!(
+        answer(&server, "www.example.com").unwrap(),
+        ("edge.cdn-a.example.net.".to_string(), 30)
+    );
+
+    // Kill the primary: the answer moves to the secondary.
+    std::thread::sleep(Duration::from_millis(1100)); // let the kept connection age (watch)
+    let killed = Instant::now();
+    rt.block_on(a.kill());
+    let moved = wait_for(Duration::from_secs(5), || {
+        answer(&server, "www.example.com").is_ok_and(|(t, _)| t == "edge.cdn-b.example.net.")
+    })
+    .expect("the answer moves to cdn-b");
+    eprintln!("kill → answer moved: {moved:?}");
+    assert!(moved < Duration::from_secs(3), "{moved:?}");
+    // While cdn-a is down and recovering, answers that depend on it carry the short TTL.
+    let (_, ttl) = answer(&server, "www.example.com").unwrap();
+    assert_eq!(ttl, 5, "unstable TTL");
+    // Fail-closed services: SERVFAIL, or the fallback CNAME.
+    assert_eq!(answer(&server, "closed.example.com"), Err("ServFail".to_string()));
+    assert_eq!(
+        answer(&server, "last.example.com").unwrap().0,
+        "origin.example.net."
+    );
+    let events = server.server.as_ref().unwrap().control().events();
+    assert!(
+        events
+            .iter()
+            .any(|e| &*e.target == "cdn-a" && e.to.as_str() == "down"),
+        "{events:?}"
+    );
+
+    // Bring it back: checks pass at once, but the answer returns only after the recovery
+    // conditions have held for `recover_for` (3 s here): error rate < 1 % and availability
+    // > 99.9 %, both measured over the last minute, so the failures must first leave that
+    // 1-minute window. About 63 s.
+    let back = Instant::now();
+    let a2 = rt.block_on(http_cdn_on(a_addr, CdnOptions::default()));
+    wait_for(Duration::from_secs(5), || a2.hits() > 0).expect("cdn-a checked again");
+    let first_ok = back.elapsed();
+    let returned = wait_for(Duration::from_secs(90), || {
+        answer(&server, "www.example.com").is_ok_and(|(t, _)| t == "edge.cdn-a.example.net.")
+    })
+    .map(|_| back.elapsed())
+    .expect("the answer returns to cdn-a");
+    eprintln!("back → first passing check {first_ok:?}, back → answer returned {returned:?}");
+    assert!(
+        returned >= first_ok + Duration::from_secs(3) - Duration::from_millis(100),
+        "returned after {returned:?}, first passing check after {first_ok:?}: before the 3 s recovery window"
+    );
+    // The failures stay in the 1-minute windows for a minute after the kill.
+    assert!(
+        killed.elapsed() >= Duration::from_secs(60),
+        "returned {:?} after the kill: before the failures left the 1-minute window",
+        killed.elapsed()
+    );
+    drop(server);
+    drop(b);
+}
