@@ -10,10 +10,10 @@ use tracing::{error, info, warn};
 
 use crate::config::{self, ValidConfig, schema::NetsFile};
 use crate::geo::GeoData;
-use crate::policy;
 use crate::health::state::{Signals, TargetMachine, Transition};
 use crate::health::window::{HealthStore, Win};
 use crate::health::{Level, Observation};
+use crate::policy;
 use crate::policy::PolicyInputs;
 use crate::policy::chain::TargetInput;
 use crate::table::{RoutingTable, TableHandle};
@@ -154,7 +154,11 @@ impl Control {
 
     /// Record a probe report's observations. Returns true when it confirms a failure (the
     /// caller should recompile at once rather than at the next tick).
-    pub fn record(&self, observations: &[Observation], confirmed_down: Option<(&Arc<str>, u64)>) -> bool {
+    pub fn record(
+        &self,
+        observations: &[Observation],
+        confirmed_down: Option<(&Arc<str>, u64)>,
+    ) -> bool {
         {
             let mut store = self.health.lock().unwrap();
             for o in observations {
@@ -163,7 +167,12 @@ impl Control {
         }
         match confirmed_down {
             Some((t, at)) => {
-                self.state.lock().unwrap().live.confirmed.insert(t.clone(), at);
+                self.state
+                    .lock()
+                    .unwrap()
+                    .live
+                    .confirmed
+                    .insert(t.clone(), at);
                 true
             }
             None => false,
@@ -192,7 +201,14 @@ impl Control {
 
     /// Health transitions so far, oldest first.
     pub fn events(&self) -> Vec<Transition> {
-        self.state.lock().unwrap().live.events.iter().cloned().collect()
+        self.state
+            .lock()
+            .unwrap()
+            .live
+            .events
+            .iter()
+            .cloned()
+            .collect()
     }
 
     fn build_inputs(
@@ -254,8 +270,7 @@ impl Control {
             .machines
             .retain(|k, _| st.config.targets.iter().any(|t| *t.name == **k));
         let inputs = self.build_inputs(&st.config, &mut st.live, now_ms, true);
-        let (table, memory) =
-            policy::compile_with(&st.config, &st.geo, &inputs, &st.live.memory);
+        let (table, memory) = policy::compile_with(&st.config, &st.geo, &inputs, &st.live.memory);
         st.live.memory = memory;
         let current = self.table.load();
         if !force && table.fingerprint == current.fingerprint {
@@ -264,7 +279,10 @@ impl Control {
         let table = Arc::new(table);
         self.table.store(table.clone());
         if !force {
-            info!(generation = table.generation, "health changed the answers: new routing table");
+            info!(
+                generation = table.generation,
+                "health changed the answers: new routing table"
+            );
         }
         Some(table)
     }
@@ -296,7 +314,10 @@ impl Control {
         } else {
             st.geo.clone()
         };
-        let old = (std::mem::replace(&mut st.config, config), std::mem::replace(&mut st.geo, geo));
+        let old = (
+            std::mem::replace(&mut st.config, config),
+            std::mem::replace(&mut st.geo, geo),
+        );
         let _ = old;
         let table = self
             .compile_locked(&mut st, now_ms(), true)

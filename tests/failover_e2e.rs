@@ -124,7 +124,10 @@ fn killing_the_primary_moves_the_answer_and_it_returns_after_the_recovery_window
     let (_, ttl) = answer(&server, "www.example.com").unwrap();
     assert_eq!(ttl, 5, "unstable TTL");
     // Fail-closed services: SERVFAIL, or the fallback CNAME.
-    assert_eq!(answer(&server, "closed.example.com"), Err("ServFail".to_string()));
+    assert_eq!(
+        answer(&server, "closed.example.com"),
+        Err("ServFail".to_string())
+    );
     assert_eq!(
         answer(&server, "last.example.com").unwrap().0,
         "origin.example.net."

@@ -26,6 +26,10 @@ fn config_with_first(first: &str) -> steerd::config::ValidConfig {
     cfg.server.udp_sockets = 2;
     // Same geo settings as the test server (no database), so a swap only recompiles.
     cfg.geo.database = None;
+    // And, like the test server, no health checks (the demo's are on ports nothing serves).
+    for t in &mut cfg.targets {
+        t.check = None;
+    }
     cfg
 }
 

@@ -816,13 +816,24 @@ pub(super) fn validate_health(
             if (0.0..=1.0).contains(&x) {
                 *slot = x;
             } else {
-                issues.push(format!("health.{key}"), format!("must be between 0 and 1 (got {x})"));
+                issues.push(
+                    format!("health.{key}"),
+                    format!("must be between 0 and 1 (got {x})"),
+                );
             }
         }
     };
     frac(h.error_rate, "error_rate", &mut t.error_rate.fail_above);
-    frac(h.error_rate_recover, "error_rate_recover", &mut t.error_rate.recover_below);
-    frac(h.availability, "availability", &mut t.availability.fail_below);
+    frac(
+        h.error_rate_recover,
+        "error_rate_recover",
+        &mut t.error_rate.recover_below,
+    );
+    frac(
+        h.availability,
+        "availability",
+        &mut t.availability.fail_below,
+    );
     frac(
         h.availability_recover,
         "availability_recover",
@@ -841,7 +852,12 @@ pub(super) fn validate_health(
         t.error_rate.recover_for = d;
         t.latency.recover_for = d;
     }
-    if let Some(d) = secs(h.availability_recover_for, "availability_recover_for", 0.0, issues) {
+    if let Some(d) = secs(
+        h.availability_recover_for,
+        "availability_recover_for",
+        0.0,
+        issues,
+    ) {
         t.availability.recover_for = d;
     }
     if let Some(d) = secs(h.min_dwell, "min_dwell", 0.0, issues) {
@@ -857,7 +873,10 @@ pub(super) fn validate_health(
         if (0.0..=10.0).contains(&z) {
             t.error_rate.z = z;
         } else {
-            issues.push("health.confidence_z", format!("must be between 0 and 10 (got {z})"));
+            issues.push(
+                "health.confidence_z",
+                format!("must be between 0 and 10 (got {z})"),
+            );
         }
     }
     if t.error_rate.recover_below > t.error_rate.fail_above {

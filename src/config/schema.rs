@@ -386,7 +386,7 @@ pub struct TargetConfig {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum PolicyKind {
     Failover,
     Weighted,

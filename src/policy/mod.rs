@@ -396,8 +396,9 @@ fn compile_service(
             None => Selector::Fixed(0),
         },
         CellMap::Located { per_loc, nets } => {
+            per_loc.hash(fp);
+            nets.hash(fp);
             let blocks = blocks_for(geo, per_loc, nets, block_cache);
-            Arc::as_ptr(&blocks).hash(fp);
             Selector::Geo { blocks, choices }
         }
     };
@@ -529,7 +530,7 @@ impl std::fmt::Display for Explanation {
             f,
             "policy chain of {} (policy {}), {}:",
             self.service,
-            format!("{:?}", self.policy).to_lowercase(),
+            policy_name(self.policy),
             self.cell
         )?;
         write!(f, "{}", chain::format_trace(&self.outcome.trace))?;
@@ -554,6 +555,18 @@ impl std::fmt::Display for Explanation {
                 ""
             }
         )
+    }
+}
+
+/// The configuration's name of a policy.
+pub fn policy_name(p: PolicyKind) -> &'static str {
+    match p {
+        PolicyKind::Failover => "failover",
+        PolicyKind::Weighted => "weighted",
+        PolicyKind::Geo => "geo",
+        PolicyKind::Proximity => "proximity",
+        PolicyKind::Latency => "latency",
+        PolicyKind::CacheAware => "cache_aware",
     }
 }
 
