@@ -9,6 +9,7 @@ Age, X-Served-By), over HTTP or, with --cert/--key, HTTPS. Threaded; standard li
 """
 import argparse
 import http.server
+import random
 import ssl
 
 
@@ -20,6 +21,8 @@ def main():
     ap.add_argument("--cert")
     ap.add_argument("--key")
     ap.add_argument("--status", type=int, default=200)
+    ap.add_argument("--error-rate", type=float, default=0.0,
+                    help="answer this fraction of requests (at random) with 503")
     args = ap.parse_args()
     body = f"ok {args.name}\n".encode()
 
@@ -27,7 +30,8 @@ def main():
         protocol_version = "HTTP/1.1"
 
         def _head(self):
-            self.send_response(args.status)
+            fail = args.error_rate > 0 and random.random() < args.error_rate
+            self.send_response(503 if fail else args.status)
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(len(body)))
             self.send_header("X-Cache", "HIT")

@@ -84,7 +84,6 @@ fn load_nets_file(path: &Path, cfg: &ValidConfig) -> Result<Vec<config::NetOverr
 }
 
 /// Health state of the targets, kept across compiles.
-#[derive(Default)]
 pub struct Live {
     pub machines: std::collections::BTreeMap<Arc<str>, TargetMachine>,
     /// Latest failure confirmed by the prober's burst, per target.
@@ -93,6 +92,23 @@ pub struct Live {
     pub memory: policy::chain::Memory,
     /// Transitions, newest last (bounded).
     pub events: std::collections::VecDeque<Transition>,
+    /// Answers per target (shared with every table of the configuration in force).
+    pub counters: Arc<crate::table::AnswerCounters>,
+    /// Answer totals at the start of the current month, and which month that is.
+    pub month_base: (u64, Vec<u64>),
+}
+
+impl Live {
+    fn new(targets: usize) -> Self {
+        Self {
+            machines: Default::default(),
+            confirmed: Default::default(),
+            memory: Default::default(),
+            events: Default::default(),
+            counters: Arc::new(crate::table::AnswerCounters::new(targets)),
+            month_base: (0, vec![0; targets]),
+        }
+    }
 }
 
 /// Events kept in memory.
@@ -133,11 +149,14 @@ impl Control {
     pub fn new(config: ValidConfig) -> Result<Self, String> {
         let (db_stamp, nets_stamp) = stamps(&config);
         let geo = Arc::new(load_geo(&config)?);
-        let table = crate::table::handle(policy::compile(&config, &geo));
+        let live = Live::new(config.targets.len());
+        let mut first = policy::compile(&config, &geo);
+        first.counters = live.counters.clone();
+        let table = crate::table::handle(first);
         Ok(Self {
             table,
             state: Arc::new(Mutex::new(State {
-                live: Live::default(),
+                live,
                 config,
                 geo,
                 db_stamp,
@@ -220,9 +239,32 @@ impl Control {
     ) -> PolicyInputs {
         let mut store = self.health.lock().unwrap();
         let mut targets = Vec::with_capacity(cfg.targets.len());
-        for t in &cfg.targets {
+        // Answers this month, per target.
+        let totals = live.counters.totals();
+        let month = crate::policy::cost::Month::containing(now_ms).start_ms;
+        if live.month_base.0 != month || live.month_base.1.len() != totals.len() {
+            live.month_base = (month, totals.clone());
+        }
+        let this_month: Vec<u64> = totals
+            .iter()
+            .zip(&live.month_base.1)
+            .map(|(t, b)| t.saturating_sub(*b))
+            .collect();
+        for (ti, t) in cfg.targets.iter().enumerate() {
+            let cost = match &t.cost {
+                Some(model) => model.status(
+                    &crate::policy::cost::CostInputs {
+                        reported: None,
+                        answers: vec![("default".into(), this_month[ti])],
+                    },
+                    now_ms,
+                ),
+                None => crate::policy::cost::CostStatus::unmetered(),
+            };
             if t.check.is_none() {
-                targets.push(TargetInput::unknown());
+                let mut input = TargetInput::unknown();
+                input.cost = cost;
+                targets.push(input);
                 continue;
             }
             let name: Arc<str> = Arc::from(t.name.as_str());
@@ -253,6 +295,7 @@ impl Control {
             input.unstable = machine.unstable(now_ms);
             input.reason = machine.reason().to_string();
             input.latency = latency;
+            input.cost = cost;
             targets.push(input);
         }
         PolicyInputs { now_ms, targets }
@@ -270,8 +313,10 @@ impl Control {
             .machines
             .retain(|k, _| st.config.targets.iter().any(|t| *t.name == **k));
         let inputs = self.build_inputs(&st.config, &mut st.live, now_ms, true);
-        let (table, memory) = policy::compile_with(&st.config, &st.geo, &inputs, &st.live.memory);
+        let (mut table, memory) =
+            policy::compile_with(&st.config, &st.geo, &inputs, &st.live.memory);
         st.live.memory = memory;
+        table.counters = st.live.counters.clone();
         let current = self.table.load();
         if !force && table.fingerprint == current.fingerprint {
             return None;

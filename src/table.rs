@@ -134,6 +134,62 @@ pub struct ServiceAnswer {
     pub aaaa: Vec<Record>,
     /// Every target is down and the service fails closed without a fallback: SERVFAIL.
     pub servfail: bool,
+    /// Indices of the configuration's targets this answer sends clients to (counted).
+    pub targets: Vec<usize>,
+}
+
+thread_local! {
+    static SHARD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Make this thread count answers in its own shard (UDP workers call it once).
+pub fn set_counter_shard(i: usize) {
+    SHARD.with(|s| s.set(i));
+}
+
+const SHARDS: usize = 16;
+/// Spacing between shards, in counters: 128 bytes, so two threads never share a cache line.
+const PAD: usize = 16;
+
+/// DNS answers given per target since start, for the cost estimate (and metrics). Sharded per
+/// thread so the UDP workers do not contend on one cache line.
+#[derive(Debug)]
+pub struct AnswerCounters {
+    targets: usize,
+    cells: Box<[std::sync::atomic::AtomicU64]>,
+}
+
+impl AnswerCounters {
+    pub fn new(targets: usize) -> Self {
+        let stride = targets + PAD;
+        Self {
+            targets,
+            cells: (0..stride * SHARDS)
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
+        }
+    }
+
+    #[inline]
+    pub fn add(&self, target: usize, n: u64) {
+        if target < self.targets {
+            let shard = SHARD.with(|s| s.get()) % SHARDS;
+            self.cells[shard * (self.targets + PAD) + target]
+                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Answers per target, all shards summed.
+    pub fn totals(&self) -> Vec<u64> {
+        let stride = self.targets + PAD;
+        (0..self.targets)
+            .map(|t| {
+                (0..SHARDS)
+                    .map(|s| self.cells[s * stride + t].load(std::sync::atomic::Ordering::Relaxed))
+                    .sum()
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -263,6 +319,20 @@ pub struct RoutingTable {
     pub cuts: FxHashSet<WireKey>,
     /// Per zone: the NXDOMAIN answer (negative SOA in authority) for names not in the table.
     pub fast_nx: Vec<Option<crate::dns::fast::Template>>,
+    /// Where answers are counted (shared by the tables of one configuration).
+    pub counters: Arc<AnswerCounters>,
+}
+
+impl RoutingTable {
+    /// Count one answer of service `service`, answer `i`.
+    #[inline]
+    pub fn count_answer(&self, service: usize, i: usize) {
+        if let Some(a) = self.services.get(service).and_then(|s| s.answers.get(i)) {
+            for &t in &a.targets {
+                self.counters.add(t, 1);
+            }
+        }
+    }
 }
 
 impl RoutingTable {
@@ -285,6 +355,7 @@ impl RoutingTable {
             fast: FxHashMap::default(),
             cuts: FxHashSet::default(),
             fast_nx: Vec::new(),
+            counters: Arc::new(AnswerCounters::new(0)),
         }
     }
 }

@@ -167,3 +167,53 @@ fn killing_the_primary_moves_the_answer_and_it_returns_after_the_recovery_window
     drop(server);
     drop(b);
 }
+
+#[test]
+fn answers_are_counted_and_a_cost_cap_demotes_the_target() {
+    // cdn-a costs $1,000 per GB with a $1 monthly cap: each answer is estimated at 1 GB, so its
+    // projected spend passes the cap as soon as it has been answered a few times, and the
+    // failover service moves to cdn-b (the cost step demotes it). No health checks here.
+    let cfg = r#"
+[geo]
+database = ""
+[[zones]]
+name = "example.com"
+ns = ["ns1.example.com"]
+[zones.soa]
+mname = "ns1.example.com"
+rname = "hostmaster.example.com"
+[[targets]]
+name = "cdn-a"
+cname = "edge.cdn-a.example.net"
+[targets.cost]
+price_per_gb = 1000
+monthly_cap = 1
+bytes_per_answer = 1e9
+[[targets]]
+name = "cdn-b"
+cname = "edge.cdn-b.example.net"
+[[services]]
+name = "www.example.com"
+policy = "failover"
+targets = [{ target = "cdn-a" }, { target = "cdn-b" }]
+"#;
+    let server = TestServer::start(cfg);
+    assert_eq!(
+        answer(&server, "www.example.com").unwrap().0,
+        "edge.cdn-a.example.net."
+    );
+    let moved = wait_for(Duration::from_secs(5), || {
+        answer(&server, "www.example.com").is_ok_and(|(t, _)| t == "edge.cdn-b.example.net.")
+    });
+    assert!(moved.is_some(), "the cost cap did not demote cdn-a");
+    let totals = server
+        .server
+        .as_ref()
+        .unwrap()
+        .table()
+        .load()
+        .counters
+        .totals();
+    assert!(totals[0] >= 1, "answers of cdn-a counted: {totals:?}");
+    assert!(totals[1] >= 1, "answers of cdn-b counted: {totals:?}");
+}

@@ -383,6 +383,26 @@ pub struct TargetConfig {
     pub longitude: Option<f64>,
     /// Health check; a target without one is not probed.
     pub check: Option<CheckConfig>,
+    /// What the CDN costs: a target without one is never over a cap.
+    pub cost: Option<CostConfig>,
+}
+
+/// A target's price, cap and commit (USD).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CostConfig {
+    /// USD per GB delivered.
+    pub price_per_gb: f64,
+    /// Region (`"EU"`, `"EU/DE"`) → USD per GB; the most specific wins.
+    #[serde(default)]
+    pub region_prices: std::collections::BTreeMap<String, f64>,
+    /// Monthly cap: above its projected month-end spend the target is demoted (or dropped).
+    pub monthly_cap: Option<f64>,
+    /// Monthly commit (minimum spend already paid for).
+    pub commit: Option<f64>,
+    /// Estimated bytes of CDN traffic one DNS answer leads to (default 2,000,000), used when
+    /// the CDN's billing has not reported usage.
+    pub bytes_per_answer: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

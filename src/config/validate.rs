@@ -64,6 +64,8 @@ pub struct Target {
     pub coords: Option<(f64, f64)>,
     /// Health check; None = not probed.
     pub check: Option<std::sync::Arc<CheckSpec>>,
+    /// Price, cap and commit; None = unmetered.
+    pub cost: Option<crate::policy::cost::CostModel>,
 }
 
 /// A region key of a geo map, most specific first when matching.
@@ -396,12 +398,54 @@ pub fn validate(cfg: &Config) -> Result<ValidConfig, Vec<ConfigIssue>> {
             validate_check(t, c, &format!("{f}.check"), &probe, &addrs, &mut issues)
                 .map(std::sync::Arc::new)
         });
+        let cost = t.cost.as_ref().and_then(|c| {
+            let cf = format!("{f}.cost");
+            let mut ok = true;
+            let mut money = |v: f64, key: &str, issues: &mut Issues| {
+                if !v.is_finite() || v < 0.0 {
+                    issues.push(
+                        format!("{cf}.{key}"),
+                        format!("must be a non-negative amount (got {v})"),
+                    );
+                    ok = false;
+                }
+            };
+            money(c.price_per_gb, "price_per_gb", &mut issues);
+            for (k, v) in &c.region_prices {
+                money(*v, &format!("region_prices.{k}"), &mut issues);
+            }
+            if let Some(v) = c.monthly_cap {
+                money(v, "monthly_cap", &mut issues);
+            }
+            if let Some(v) = c.commit {
+                money(v, "commit", &mut issues);
+            }
+            if let Some(b) = c.bytes_per_answer
+                && (!b.is_finite() || b <= 0.0)
+            {
+                issues.push(
+                    format!("{cf}.bytes_per_answer"),
+                    format!("must be positive (got {b})"),
+                );
+                ok = false;
+            }
+            ok.then(|| crate::policy::cost::CostModel {
+                price_per_gb: c.price_per_gb,
+                region_prices: c.region_prices.clone(),
+                monthly_cap: c.monthly_cap,
+                commit: c.commit,
+                bytes_per_answer: c
+                    .bytes_per_answer
+                    .unwrap_or(crate::policy::cost::DEFAULT_BYTES_PER_ANSWER),
+            })
+        });
         target_idx.entry(t.name.as_str()).or_insert(i);
         targets.push(answer.map(|answer| Target {
             name: t.name.clone(),
             answer,
             coords,
             check,
+            cost,
         }));
     }
 

@@ -343,6 +343,7 @@ pub fn try_answer(
             let Some(slot) = variants.get(i) else {
                 return FastOutcome::Slow;
             };
+            table.count_answer(*service as usize, i);
             let tpl = slot.get_or_init(|| {
                 let name = name_from_key(&key[..klen])?;
                 let qt = RecordType::from(qtype);

@@ -109,10 +109,14 @@ impl DnsListeners {
                     UdpEngine::Fast => {
                         let table = table.clone();
                         let stop = stop.clone();
+                        let shard = 1 + workers.len();
                         workers.push(
                             std::thread::Builder::new()
                                 .name(format!("udp-{local}-{i}"))
-                                .spawn(move || udp_worker(sock, table, stop))
+                                .spawn(move || {
+                                    crate::table::set_counter_shard(shard);
+                                    udp_worker(sock, table, stop)
+                                })
                                 .context("spawning UDP worker")?,
                         );
                     }

@@ -450,6 +450,7 @@ fn service_answer(
             a: Vec::new(),
             aaaa: Vec::new(),
             servfail: true,
+            targets: Vec::new(),
         },
         AnswerKey::Fallback(ttl) => ServiceAnswer {
             target: "fallback (every target down, fail-closed)".into(),
@@ -460,6 +461,7 @@ fn service_answer(
             a: Vec::new(),
             aaaa: Vec::new(),
             servfail: false,
+            targets: Vec::new(),
         },
         AnswerKey::Targets(ts, ttl) => {
             let mut out = ServiceAnswer {
@@ -472,6 +474,7 @@ fn service_answer(
                 a: Vec::new(),
                 aaaa: Vec::new(),
                 servfail: false,
+                targets: ts.clone(),
             };
             for &t in ts {
                 match &cfg.targets[t].answer {
