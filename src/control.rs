@@ -218,6 +218,31 @@ impl Control {
         self.state.lock().unwrap().live.memory.clone()
     }
 
+    /// Force a target up, down or drained (None clears it); takes effect in the returned table.
+    pub fn set_override(
+        &self,
+        target: &str,
+        o: Option<crate::health::state::Override>,
+        now_ms: u64,
+    ) -> Result<Option<Arc<RoutingTable>>, String> {
+        let mut st = self.state.lock().unwrap();
+        if !st.config.targets.iter().any(|t| t.name == target) {
+            return Err(format!("no target named \"{target}\""));
+        }
+        let name: Arc<str> = Arc::from(target);
+        let machine = st
+            .live
+            .machines
+            .entry(name.clone())
+            .or_insert_with(|| TargetMachine::new(name, now_ms));
+        let transitions = machine.set_override(o, now_ms);
+        for tr in transitions {
+            warn!(target_name = %tr.target, from = tr.from.as_str(), to = tr.to.as_str(), "health: {}", tr.reason);
+            st.live.events.push_back(tr);
+        }
+        Ok(self.compile_locked(&mut st, now_ms, false))
+    }
+
     /// Health transitions so far, oldest first.
     pub fn events(&self) -> Vec<Transition> {
         self.state
@@ -264,6 +289,17 @@ impl Control {
             if t.check.is_none() {
                 let mut input = TargetInput::unknown();
                 input.cost = cost;
+                // An operator override still applies to a target nobody probes.
+                if let Some(m) = live.machines.get_mut(t.name.as_str()) {
+                    if step {
+                        for tr in m.step(&Signals::empty(), &cfg.health, now_ms) {
+                            warn!(target_name = %tr.target, from = tr.from.as_str(), to = tr.to.as_str(), "health: {}", tr.reason);
+                            live.events.push_back(tr);
+                        }
+                    }
+                    input.state = m.effective();
+                    input.reason = m.reason().to_string();
+                }
                 targets.push(input);
                 continue;
             }
@@ -318,6 +354,20 @@ impl Control {
         st.live.memory = memory;
         table.counters = st.live.counters.clone();
         let current = self.table.load();
+        for svc in table
+            .all_down
+            .iter()
+            .filter(|s| !current.all_down.contains(s))
+        {
+            warn!(service = %svc, "every candidate is down: answering per all_down (fail-open: the least bad; fail-closed: SERVFAIL or the fallback)");
+        }
+        for svc in current
+            .all_down
+            .iter()
+            .filter(|s| !table.all_down.contains(s))
+        {
+            info!(service = %svc, "candidates are up again");
+        }
         if !force && table.fingerprint == current.fingerprint {
             return None;
         }

@@ -321,6 +321,8 @@ pub struct RoutingTable {
     pub fast_nx: Vec<Option<crate::dns::fast::Template>>,
     /// Where answers are counted (shared by the tables of one configuration).
     pub counters: Arc<AnswerCounters>,
+    /// Services with a cell whose every candidate is down.
+    pub all_down: Vec<String>,
 }
 
 impl RoutingTable {
@@ -356,6 +358,7 @@ impl RoutingTable {
             cuts: FxHashSet::default(),
             fast_nx: Vec::new(),
             counters: Arc::new(AnswerCounters::new(0)),
+            all_down: Vec::new(),
         }
     }
 }

@@ -217,3 +217,55 @@ targets = [{ target = "cdn-a" }, { target = "cdn-b" }]
     assert!(totals[0] >= 1, "answers of cdn-a counted: {totals:?}");
     assert!(totals[1] >= 1, "answers of cdn-b counted: {totals:?}");
 }
+
+#[test]
+fn operator_override_with_expiry_moves_and_restores_the_answer() {
+    use steerd::health::state::{Override, OverrideKind};
+    let cfg = r#"
+[geo]
+database = ""
+[[zones]]
+name = "example.com"
+ns = ["ns1.example.com"]
+[zones.soa]
+mname = "ns1.example.com"
+rname = "hostmaster.example.com"
+[[targets]]
+name = "cdn-a"
+cname = "edge.cdn-a.example.net"
+[[targets]]
+name = "cdn-b"
+cname = "edge.cdn-b.example.net"
+[[services]]
+name = "www.example.com"
+policy = "failover"
+targets = [{ target = "cdn-a" }, { target = "cdn-b" }]
+"#;
+    let server = TestServer::start(cfg);
+    let control = server.server.as_ref().unwrap().control().clone();
+    let now = steerd::control::now_ms();
+    let o = Override {
+        kind: OverrideKind::Drained,
+        until_ms: Some(now + 2_000),
+        reason: "maintenance".into(),
+        set_at_ms: now,
+    };
+    assert!(control.set_override("nope", Some(o.clone()), now).is_err());
+    control.set_override("cdn-a", Some(o), now).unwrap();
+    // Applied at once, in the returned table.
+    assert_eq!(
+        answer(&server, "www.example.com").unwrap().0,
+        "edge.cdn-b.example.net."
+    );
+    let ev = control.events();
+    assert!(
+        ev.iter()
+            .any(|e| &*e.target == "cdn-a" && e.to.as_str() == "drained"),
+        "{ev:?}"
+    );
+    // The override expires after 2 s; the next tick restores cdn-a.
+    let back = wait_for(Duration::from_secs(6), || {
+        answer(&server, "www.example.com").is_ok_and(|(t, _)| t == "edge.cdn-a.example.net.")
+    });
+    assert!(back.is_some(), "the expired override still holds");
+}

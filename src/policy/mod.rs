@@ -111,7 +111,11 @@ pub fn compile_with(
     };
     let mut memory = Memory::default();
     for svc in &cfg.services {
-        let compiled = compile_service(cfg, svc, geo, &ctx, &mut memory, &mut block_cache, &mut fp);
+        let (compiled, all_down) =
+            compile_service(cfg, svc, geo, &ctx, &mut memory, &mut block_cache, &mut fp);
+        if all_down {
+            table.all_down.push(svc.name.to_string());
+        }
         let idx = table.services.len() as u32;
         table.services.push(compiled);
         let node = table.nodes.entry(wire_key(&svc.name)).or_default();
@@ -350,7 +354,7 @@ fn compile_service(
     memory: &mut Memory,
     block_cache: &mut BlockCache,
     fp: &mut FxHasher,
-) -> CompiledService {
+) -> (CompiledService, bool) {
     let (cells, map) = service_cells(cfg, svc, geo);
     let mut keys: Vec<AnswerKey> = Vec::new();
     let mut intern = |k: AnswerKey| -> usize {
@@ -363,11 +367,13 @@ fn compile_service(
         }
     };
     let names = ctx.names;
+    let mut any_down = false;
     let mut choices: Vec<Choice> = Vec::with_capacity(cells.len());
     for cell in &cells {
         let order = order_of(svc, cell);
         let key = || format!("{}|{}", svc.name, cell.label);
         let outcome = chain::run(cell, order, &svc.chain, ctx, &key, memory);
+        any_down |= outcome.all_down;
         let ttl = if outcome.unstable {
             svc.ttl.min(svc.unstable_ttl)
         } else {
@@ -408,12 +414,15 @@ fn compile_service(
         .iter()
         .map(|k| service_answer(cfg, svc, k, names))
         .collect();
-    CompiledService {
-        name: svc.name.clone(),
-        ttl: svc.ttl,
-        selector,
-        answers,
-    }
+    (
+        CompiledService {
+            name: svc.name.clone(),
+            ttl: svc.ttl,
+            selector,
+            answers,
+        },
+        any_down,
+    )
 }
 
 /// The parts of a selector that decide answers (for the table fingerprint).
