@@ -11,6 +11,8 @@ import argparse
 import http.server
 import random
 import ssl
+import sys
+import time
 
 
 def main():
@@ -23,14 +25,28 @@ def main():
     ap.add_argument("--status", type=int, default=200)
     ap.add_argument("--error-rate", type=float, default=0.0,
                     help="answer this fraction of requests (at random) with 503")
+    ap.add_argument("--error-rate-range", type=float, nargs=2, metavar=("LO", "HI"),
+                    help="draw a new error rate between LO and HI every minute (logged to stderr)")
     args = ap.parse_args()
     body = f"ok {args.name}\n".encode()
+    state = {"rate": args.error_rate, "minute": None}
+
+    def error_rate():
+        if not args.error_rate_range:
+            return state["rate"]
+        minute = int(time.time() // 60)
+        if minute != state["minute"]:
+            state["minute"] = minute
+            state["rate"] = random.uniform(*args.error_rate_range)
+            print(f"{time.time():.0f} rate {state['rate']:.4f}", file=sys.stderr, flush=True)
+        return state["rate"]
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def _head(self):
-            fail = args.error_rate > 0 and random.random() < args.error_rate
+            rate = error_rate()
+            fail = rate > 0 and random.random() < rate
             self.send_response(503 if fail else args.status)
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(len(body)))

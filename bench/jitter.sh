@@ -18,14 +18,8 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 pa=$(free_port); pb=$(free_port); dns=$(free_port)
-# cdn-a: restarted every minute with a new error rate in [3 %, 4 %].
-(
-  while true; do
-    rate=$(python3 -c 'import random; print(round(random.uniform(0.03, 0.04), 4))')
-    echo "$(date +%s) rate $rate" >> "$tmp/rates"
-    timeout 60 python3 bench/fakecdn.py --port "$pa" --name cdn-a --error-rate "$rate" >/dev/null 2>&1 || true
-  done
-) & pids+=($!)
+# cdn-a: a new error rate in [3 %, 4 %] every minute.
+python3 bench/fakecdn.py --port "$pa" --name cdn-a --error-rate-range 0.03 0.04 >/dev/null 2>"$tmp/rates" & pids+=($!)
 python3 bench/fakecdn.py --port "$pb" --name cdn-b >/dev/null 2>&1 & pids+=($!)
 cat > "$tmp/jitter.toml" <<TOML
 [server]
@@ -68,8 +62,9 @@ while [[ $(date +%s) -lt $end ]]; do
   sleep 1
 done
 checks_failed=$(grep -c '"check failed' "$tmp/steerd.log" || true)
-transitions=$(grep -c '"health: ' "$tmp/steerd.log" || true)
-echo "jitter run: ${DURATION} s, cdn-a error rate per minute: $(awk '{print $3}' "$tmp/rates" | paste -sd' ')"
+transitions=$(grep -c '"message":"health: ' "$tmp/steerd.log" || true)
+grep '"message":"health: ' "$tmp/steerd.log" | head -5 || true
+echo "jitter run: ${DURATION} s, checks every ${INTERVAL} s, cdn-a error rate per minute: $(awk '{print $3}' "$tmp/rates" | paste -sd' ')"
 echo "failed checks (first failures) logged: $checks_failed"
 echo "health transitions: $transitions"
 echo "answer changes seen by dig (1/s): $changes"

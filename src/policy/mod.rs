@@ -157,8 +157,7 @@ fn order_of(svc: &Service, cell: &Cell) -> Order {
     }
 }
 
-fn region_cell(cfg: &ValidConfig, svc: &Service, c: &RegionChoice, label: String) -> Cell {
-    let _ = cfg;
+fn region_cell(svc: &Service, c: &RegionChoice, label: String) -> Cell {
     Cell {
         label,
         candidates: c.members.iter().map(|&m| svc.members[m].target).collect(),
@@ -196,7 +195,7 @@ fn location_cell(cfg: &ValidConfig, svc: &Service, loc: &Location) -> Cell {
             match i {
                 Some(i) => {
                     let (k, c) = &svc.regions[i];
-                    region_cell(cfg, svc, c, format!("region {}", region_label(k)))
+                    region_cell(svc, c, format!("region {}", region_label(k)))
                 }
                 None => Cell {
                     label: "clients in no region (the service's targets)".into(),
@@ -330,7 +329,7 @@ fn service_cells(cfg: &ValidConfig, svc: &Service, geo: &GeoData) -> (Vec<Cell>,
         .nets
         .iter()
         .map(|(net, c)| {
-            cells.push(region_cell(cfg, svc, c, format!("net {net}")));
+            cells.push(region_cell(svc, c, format!("net {net}")));
             (*net, cells.len() as u16 - 1)
         })
         .collect();
@@ -594,7 +593,7 @@ pub fn explain(
     let svc = cfg.services.iter().find(|s| s.name == *service)?;
     let names: Vec<String> = cfg.targets.iter().map(|t| t.name.clone()).collect();
     let cell = match net_for(svc, client) {
-        Some(i) => region_cell(cfg, svc, &svc.nets[i].1, format!("net {}", svc.nets[i].0)),
+        Some(i) => region_cell(svc, &svc.nets[i].1, format!("net {}", svc.nets[i].0)),
         None => {
             let (loc, _) = geo.locate(client);
             location_cell(cfg, svc, &loc)
