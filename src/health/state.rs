@@ -525,6 +525,7 @@ fn empty_stats(w: Win) -> WindowStats {
         failures: 0,
         error_rate: None,
         availability: None,
+        availability_known: Duration::ZERO,
         p50: None,
         p95: None,
         p99: None,
@@ -930,8 +931,11 @@ impl TargetMachine {
         let a = &th.availability;
         let (active, holds, value) = if a.enabled {
             let s = &sig.stats[a.window.index()];
+            // A target seen for a few seconds says little about its availability over
+            // minutes: the rule needs a fifth of its window known.
             if let Some(av) = s.availability
                 && s.count >= a.min_samples
+                && s.availability_known >= a.window.duration() / 5
                 && av < a.fail_below
             {
                 fails.push(format!(
@@ -2230,6 +2234,31 @@ mod tests {
                 .1
                 .reason
                 .contains("; still degraded: RUM complaint rate")
+        );
+    }
+    #[test]
+    fn availability_needs_a_fifth_of_its_window_known() {
+        // A brand-new target with a transient failure among its first checks: ten seconds of
+        // data at 99 % say nothing about five minutes. Not down; and a real outage of 4 s in
+        // the first 70 s does take it down once a minute is known.
+        let mut sim = Sim::new(Thresholds::default());
+        let log = sim.run(20, |s| if s == 5 { Check::Fail } else { Check::Ok });
+        assert!(
+            log.iter().all(|l| l.events.is_empty()),
+            "down on a few seconds of data"
+        );
+        let log = sim.run(70, |s| {
+            if (60..64).contains(&s) {
+                Check::Fail
+            } else {
+                Check::Ok
+            }
+        });
+        assert!(
+            log.iter()
+                .flat_map(|l| &l.events)
+                .any(|e| e.to == EffectiveState::Down),
+            "4 s down in 70 s (94 %) must fail availability once a minute is known"
         );
     }
 }

@@ -129,6 +129,8 @@ pub struct WindowStats {
     /// Time-weighted share of known time that vantage points saw the target up, over
     /// `[now - window, now]`; None when no vantage point's state is known in that interval.
     pub availability: Option<f64>,
+    /// Time over which the availability was known (up + down), summed over vantage points.
+    pub availability_known: Duration,
     pub p50: Option<Duration>,
     pub p95: Option<Duration>,
     pub p99: Option<Duration>,
@@ -606,6 +608,7 @@ impl Series {
             failures: agg.failures,
             error_rate: ratio(agg.failures, agg.count),
             availability: ratio(up, up + down),
+            availability_known: Duration::from_millis(up + down),
             p50,
             p95,
             p99,
@@ -1305,6 +1308,7 @@ mod tests {
                 failures: 0,
                 error_rate: None,
                 availability: None,
+                availability_known: Duration::ZERO,
                 p50: None,
                 p95: None,
                 p99: None,
