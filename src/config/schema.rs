@@ -34,7 +34,7 @@ pub struct HealthConfig {
     pub error_rate_recover: Option<f64>,
     /// Checks needed in the window before the error-rate rule applies. Default 10.
     pub min_samples: Option<u64>,
-    /// z of the Wilson bound. Default 1.96.
+    /// z of the Wilson bound. Default 3 (about 99.9 % one-sided: noise at 3–4 % stays up).
     pub confidence_z: Option<f64>,
     /// p95 latency (seconds) over 1 min above which a target goes down. Default 2.
     pub p95: Option<f64>,
