@@ -96,7 +96,15 @@ pub struct GeoData {
     pub countries: Arc<CountryTable>,
     pub nets: Vec<NetOverride>,
     pub partition: Partition,
+    /// Merged CIDR blocks already built on this partition, by (choice per location, service
+    /// nets): the control loop recompiles every second, and rebuilding blocks from hundreds of
+    /// thousands of ranges each time would cost more than everything else.
+    pub block_cache: std::sync::Mutex<BlockCacheMap>,
 }
+
+/// See [`GeoData::block_cache`].
+pub type BlockCacheMap =
+    std::collections::HashMap<(Vec<u16>, Vec<(ipnet::IpNet, u16)>), Arc<Blocks>>;
 
 impl GeoData {
     /// Combine a database (optional), the country table and overrides (longest prefix wins,
@@ -133,6 +141,7 @@ impl GeoData {
             }
         }
         Self {
+            block_cache: Default::default(),
             db,
             countries,
             nets,

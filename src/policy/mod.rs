@@ -516,11 +516,24 @@ fn blocks_for(
     if let Some(b) = cache.get(&key) {
         return b.clone();
     }
+    // Blocks built by an earlier compile on the same geo data.
+    let shared = geo.block_cache.lock().unwrap().get(&key).cloned();
+    if let Some(b) = shared {
+        cache.insert(key, b.clone());
+        return b;
+    }
     let b = Arc::new(build_blocks(
         &geo.partition,
         &|loc| key.0.get(loc as usize).copied().unwrap_or(0),
         &key.1,
     ));
+    {
+        let mut shared = geo.block_cache.lock().unwrap();
+        if shared.len() >= 4096 {
+            shared.clear();
+        }
+        shared.insert(key.clone(), b.clone());
+    }
     cache.insert(key, b.clone());
     b
 }
