@@ -334,7 +334,11 @@ impl Control {
             input.cost = cost;
             targets.push(input);
         }
-        PolicyInputs { now_ms, targets }
+        PolicyInputs {
+            now_ms,
+            targets,
+            region_overrides: Vec::new(),
+        }
     }
 
     fn compile_locked(

@@ -4,9 +4,11 @@
 //! swapped atomically under the DNS listeners (`dns`), which answer every query from one `load()`
 //! of the current table.
 
+pub mod alert;
 pub mod config;
 pub mod control;
 pub mod dns;
+pub mod events;
 pub mod geo;
 pub mod health;
 pub mod policy;

@@ -205,6 +205,7 @@ fn cell(candidates: &[usize]) -> Cell {
         weights: None,
         region: None,
         distances: None,
+        overrides: Vec::new(),
     }
 }
 

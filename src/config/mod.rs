@@ -13,8 +13,8 @@ use std::path::Path;
 
 pub use schema::{Config, PolicyKind, UdpEngine};
 pub use validate::{
-    GeoSettings, Member, NetOverride, RegionChoice, RegionKey, ServerSettings, Service, StaticZone,
-    Target, TargetAnswer, ValidConfig, validate, validate_nets,
+    AdminSettings, GeoSettings, Member, OverrideSpec, Scope, Token, NetOverride, RegionChoice, RegionKey, ServerSettings, Service, StaticZone,
+    Target, TargetAnswer, ValidConfig, DEFAULT_MAX_BODY, validate, validate_nets,
 };
 
 /// One problem found in a configuration.

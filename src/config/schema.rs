@@ -7,6 +7,9 @@ use serde::{Deserialize, Deserializer};
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Configuration version, bumped by every admin API write (the API's ETag).
+    #[serde(default)]
+    pub version: u64,
     #[serde(default)]
     pub server: ServerConfig,
     #[serde(default)]
@@ -21,6 +24,55 @@ pub struct Config {
     pub probe: ProbeConfig,
     #[serde(default)]
     pub health: HealthConfig,
+    #[serde(default)]
+    pub alerts: crate::alert::AlertsConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Operator overrides (written by the admin API; expired ones are ignored).
+    #[serde(default)]
+    pub overrides: Vec<OverrideConfig>,
+}
+
+/// `[admin]`: the admin HTTP API's access control.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Bearer tokens. Each is `{ token = "...", scope = "read" | "admin" }` or
+    /// `{ token_env = "VAR", scope = ... }` (the token read from the environment).
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+    /// Largest request body accepted, in bytes (default 1 MiB).
+    pub max_body: Option<usize>,
+    /// Where `POST /v1/reload` and API writes persist (default: the file the config was read
+    /// from; none when serving the embedded demo).
+    pub persist: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub token: Option<String>,
+    pub token_env: Option<String>,
+    pub scope: String,
+    /// A label for logs ("ci", "oncall").
+    pub name: Option<String>,
+}
+
+/// One operator override, as persisted.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideConfig {
+    pub target: String,
+    /// "forced_up", "forced_down" or "drained".
+    pub state: String,
+    /// Region key ("EU", "EU/DE", "default"): only clients of that region; absent = everyone.
+    pub region: Option<String>,
+    /// Expiry, Unix seconds (absent = until cleared).
+    pub until: Option<u64>,
+    #[serde(default)]
+    pub reason: String,
+    /// When it was set, Unix seconds.
+    pub set_at: Option<u64>,
 }
 
 /// Health thresholds (DESIGN §5); every key optional, defaults = the seed policy.
@@ -383,6 +435,8 @@ pub struct TargetConfig {
     pub longitude: Option<f64>,
     /// Health check; a target without one is not probed.
     pub check: Option<CheckConfig>,
+    /// "edge" (a CDN, the default) or "origin": labels metrics and alert rules.
+    pub role: Option<String>,
     /// What the CDN costs: a target without one is never over a cap.
     pub cost: Option<CostConfig>,
 }

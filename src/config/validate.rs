@@ -66,6 +66,48 @@ pub struct Target {
     pub check: Option<std::sync::Arc<CheckSpec>>,
     /// Price, cap and commit; None = unmetered.
     pub cost: Option<crate::policy::cost::CostModel>,
+    /// "edge" or "origin".
+    pub role: &'static str,
+}
+
+/// Scope of an admin API token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    Read,
+    Admin,
+}
+
+/// One admin API bearer token.
+#[derive(Clone, PartialEq)]
+pub struct Token {
+    pub name: String,
+    pub secret: String,
+    pub scope: Scope,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Token({}, {:?}, <secret>)", self.name, self.scope)
+    }
+}
+
+/// `[admin]`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminSettings {
+    pub tokens: Vec<Token>,
+    pub max_body: usize,
+}
+
+/// An operator override in force (or expired: see `until_ms`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OverrideSpec {
+    pub target: String,
+    pub kind: crate::health::state::OverrideKind,
+    /// Only clients of this region (None = everyone).
+    pub region: Option<(RegionKey, String)>,
+    pub until_ms: Option<u64>,
+    pub reason: String,
+    pub set_at_ms: u64,
 }
 
 /// A region key of a geo map, most specific first when matching.
@@ -145,6 +187,11 @@ pub struct ValidConfig {
     pub services: Vec<Service>,
     pub probe: ProbeSettings,
     pub health: crate::health::state::Thresholds,
+    /// Bumped by every admin API write.
+    pub version: u64,
+    pub admin: AdminSettings,
+    pub alerts: crate::alert::AlertSettings,
+    pub overrides: Vec<OverrideSpec>,
 }
 
 impl ValidConfig {
@@ -440,12 +487,24 @@ pub fn validate(cfg: &Config) -> Result<ValidConfig, Vec<ConfigIssue>> {
             })
         });
         target_idx.entry(t.name.as_str()).or_insert(i);
+        let role = match t.role.as_deref() {
+            None | Some("edge") => "edge",
+            Some("origin") => "origin",
+            Some(other) => {
+                issues.push(
+                    format!("{f}.role"),
+                    format!("must be \"edge\" or \"origin\" (got \"{other}\")"),
+                );
+                "edge"
+            }
+        };
         targets.push(answer.map(|answer| Target {
             name: t.name.clone(),
             answer,
             coords,
             check,
             cost,
+            role,
         }));
     }
 
@@ -815,6 +874,16 @@ pub fn validate(cfg: &Config) -> Result<ValidConfig, Vec<ConfigIssue>> {
         }
     }
 
+    let admin = validate_admin(cfg, server.as_ref(), &mut issues);
+    let alerts = match crate::alert::validate(&cfg.alerts) {
+        Ok(a) => a,
+        Err(list) => {
+            issues.0.extend(list);
+            Default::default()
+        }
+    };
+    let overrides = validate_overrides(cfg, countries.as_deref(), &mut issues);
+
     if !issues.0.is_empty() {
         return Err(issues.0);
     }
@@ -829,7 +898,140 @@ pub fn validate(cfg: &Config) -> Result<ValidConfig, Vec<ConfigIssue>> {
         services,
         probe,
         health,
+        version: cfg.version,
+        admin,
+        alerts,
+        overrides,
     })
+}
+
+/// Default largest admin request body.
+pub const DEFAULT_MAX_BODY: usize = 1 << 20;
+
+fn validate_admin(
+    cfg: &Config,
+    server: Option<&ServerSettings>,
+    issues: &mut Issues,
+) -> AdminSettings {
+    let mut tokens = Vec::new();
+    for (i, t) in cfg.admin.tokens.iter().enumerate() {
+        let f = format!("admin.tokens[{i}]");
+        let scope = match t.scope.as_str() {
+            "read" => Some(Scope::Read),
+            "admin" => Some(Scope::Admin),
+            other => {
+                issues.push(
+                    format!("{f}.scope"),
+                    format!("must be \"read\" or \"admin\" (got \"{other}\")"),
+                );
+                None
+            }
+        };
+        let secret = match (&t.token, &t.token_env) {
+            (Some(s), None) => Some(s.clone()),
+            (None, Some(var)) => match std::env::var(var) {
+                Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
+                _ => {
+                    issues.push(
+                        format!("{f}.token_env"),
+                        format!("environment variable {var} is not set (or empty)"),
+                    );
+                    None
+                }
+            },
+            _ => {
+                issues.push(f.clone(), "set exactly one of `token` and `token_env`");
+                None
+            }
+        };
+        if let Some(s) = &secret
+            && s.len() < 16
+        {
+            issues.push(
+                format!("{f}.token"),
+                "must be at least 16 characters (use e.g. `openssl rand -hex 32`)",
+            );
+            continue;
+        }
+        if let (Some(scope), Some(secret)) = (scope, secret) {
+            tokens.push(Token {
+                name: t.name.clone().unwrap_or_else(|| format!("tokens[{i}]")),
+                secret,
+                scope,
+            });
+        }
+    }
+    let max_body = match cfg.admin.max_body {
+        Some(0) => {
+            issues.push("admin.max_body", "must be positive");
+            DEFAULT_MAX_BODY
+        }
+        Some(n) => n,
+        None => DEFAULT_MAX_BODY,
+    };
+    let _ = server;
+    AdminSettings { tokens, max_body }
+}
+
+fn validate_overrides(
+    cfg: &Config,
+    countries: Option<&CountryTable>,
+    issues: &mut Issues,
+) -> Vec<OverrideSpec> {
+    let mut out = Vec::new();
+    for (i, o) in cfg.overrides.iter().enumerate() {
+        let f = format!("overrides[{i}]");
+        let mut ok = true;
+        if !cfg.targets.iter().any(|t| t.name == o.target) {
+            issues.push(
+                format!("{f}.target"),
+                format!("no target named \"{}\"", o.target),
+            );
+            ok = false;
+        }
+        let kind = crate::health::state::OverrideKind::parse(&o.state);
+        if kind.is_none() {
+            issues.push(
+                format!("{f}.state"),
+                format!(
+                    "must be \"forced_up\", \"forced_down\" or \"drained\" (got \"{}\")",
+                    o.state
+                ),
+            );
+            ok = false;
+        }
+        let region = match &o.region {
+            None => None,
+            Some(r) => match parse_region_key(r, countries, &format!("{f}.region"), issues) {
+                Some(k) => Some((k, r.clone())),
+                None => {
+                    ok = false;
+                    None
+                }
+            },
+        };
+        if let Some(j) = cfg.overrides[..i]
+            .iter()
+            .position(|p| p.target == o.target && p.region == o.region)
+        {
+            issues.push(
+                f.clone(),
+                format!("a second override of the same target and region (also overrides[{j}])"),
+            );
+            ok = false;
+        }
+        if ok && let Some(kind) = kind {
+            out.push(OverrideSpec {
+                target: o.target.clone(),
+                kind,
+                region,
+                until_ms: o.until.map(|s| s.saturating_mul(1000)),
+                reason: o.reason.clone(),
+                set_at_ms: o.set_at.unwrap_or(0).saturating_mul(1000),
+            });
+        }
+    }
+    out
 }
 
 /// Parse a CIDR; host bits must be zero.

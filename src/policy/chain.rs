@@ -144,6 +144,9 @@ pub struct Cell {
     pub region: Option<String>,
     /// Distance from the clients to each candidate (km), for cache-aware scoring and traces.
     pub distances: Option<Vec<Option<f64>>>,
+    /// Operator overrides for these clients only (target, state, reason): they replace the
+    /// target's global state in this cell.
+    pub overrides: Vec<(usize, EffectiveState, String)>,
 }
 
 /// The chain's result for a cell.
@@ -216,7 +219,23 @@ pub fn run(
         }
     };
     let unknown = TargetInput::unknown();
-    let input = |t: usize| targets.get(t).unwrap_or(&unknown);
+    let overridden: Vec<(usize, TargetInput)> = cell
+        .overrides
+        .iter()
+        .map(|(t, state, reason)| {
+            let mut i = targets.get(*t).unwrap_or(&unknown).clone();
+            i.state = *state;
+            i.reason = reason.clone();
+            (*t, i)
+        })
+        .collect();
+    let input = |t: usize| {
+        overridden
+            .iter()
+            .find(|(x, _)| *x == t)
+            .map(|(_, i)| i)
+            .unwrap_or_else(|| targets.get(t).unwrap_or(&unknown))
+    };
     let mut trace = Vec::new();
     macro_rules! note {
         ($v:expr, $($arg:tt)*) => {

@@ -44,6 +44,56 @@ pub fn settings(cfg: &ValidConfig) -> TableSettings {
 pub struct PolicyInputs {
     pub now_ms: u64,
     pub targets: Vec<TargetInput>,
+    /// Operator overrides limited to a region's clients.
+    pub region_overrides: Vec<RegionOverride>,
+}
+
+/// A target forced up, down or drained for the clients of one region only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionOverride {
+    pub target: usize,
+    pub region: RegionKey,
+    pub state: crate::health::state::EffectiveState,
+    pub reason: String,
+}
+
+impl RegionOverride {
+    /// How specifically the override matches clients at `loc` (None: it does not).
+    fn matches(&self, loc: &Location) -> Option<u8> {
+        match self.region {
+            RegionKey::Country(_, cc) if loc.country == Some(cc) => Some(3),
+            RegionKey::Continent(c) if loc.continent == Some(c) => Some(2),
+            RegionKey::Default if loc.continent.is_none() => Some(1),
+            _ => None,
+        }
+    }
+}
+
+/// Apply the region overrides matching `loc` to `cell` (the most specific per target).
+fn with_region_overrides(mut cell: Cell, loc: &Location, inputs: &PolicyInputs) -> Cell {
+    for &t in &cell.candidates {
+        let best = inputs
+            .region_overrides
+            .iter()
+            .filter(|o| o.target == t)
+            .filter_map(|o| o.matches(loc).map(|m| (m, o)))
+            .max_by_key(|(m, _)| *m);
+        if let Some((_, o)) = best {
+            cell.overrides.push((t, o.state, o.reason.clone()));
+        }
+    }
+    if !cell.overrides.is_empty() {
+        cell.label = format!("{} in {}", cell.label, loc_label(loc));
+    }
+    cell
+}
+
+fn loc_label(loc: &Location) -> String {
+    match (loc.continent, loc.country) {
+        (Some(_), Some(_)) => format!("{}/{}", loc.continent_str(), loc.country_str()),
+        (Some(_), None) => loc.continent_str().to_string(),
+        _ => "no region".into(),
+    }
 }
 
 impl PolicyInputs {
@@ -52,6 +102,7 @@ impl PolicyInputs {
         Self {
             now_ms: 0,
             targets: cfg.targets.iter().map(|_| TargetInput::unknown()).collect(),
+            region_overrides: Vec::new(),
         }
     }
 }
@@ -112,7 +163,16 @@ pub fn compile_with(
     let mut memory = Memory::default();
     for svc in &cfg.services {
         let (compiled, all_down) =
-            compile_service(cfg, svc, geo, &ctx, &mut memory, &mut block_cache, &mut fp);
+            compile_service(
+            cfg,
+            svc,
+            geo,
+            &ctx,
+            inputs,
+            &mut memory,
+            &mut block_cache,
+            &mut fp,
+        );
         if all_down {
             table.all_down.push(svc.name.to_string());
         }
@@ -164,6 +224,7 @@ fn region_cell(svc: &Service, c: &RegionChoice, label: String) -> Cell {
         weights: c.weights.clone(),
         region: None,
         distances: None,
+        overrides: Vec::new(),
     }
 }
 
@@ -180,6 +241,7 @@ fn all_cell(svc: &Service) -> Cell {
         weights: weighted.then(|| members.iter().map(|m| m.weight).collect()),
         region: None,
         distances: None,
+        overrides: Vec::new(),
     }
 }
 
@@ -203,6 +265,7 @@ fn location_cell(cfg: &ValidConfig, svc: &Service, loc: &Location) -> Cell {
                     weights: None,
                     region: None,
                     distances: None,
+                    overrides: Vec::new(),
                 },
             }
         }
@@ -235,6 +298,7 @@ fn location_cell(cfg: &ValidConfig, svc: &Service, loc: &Location) -> Cell {
                 weights: None,
                 region: continent_str(loc.continent),
                 distances: Some(c.iter().map(|x| x.1).collect()),
+                overrides: Vec::new(),
             }
         }
         PolicyKind::Latency => Cell {
@@ -246,6 +310,7 @@ fn location_cell(cfg: &ValidConfig, svc: &Service, loc: &Location) -> Cell {
             weights: None,
             region: continent_str(loc.continent),
             distances: None,
+        overrides: Vec::new(),
         },
         PolicyKind::Failover | PolicyKind::Weighted => all_cell(svc),
     }
@@ -290,11 +355,20 @@ fn net_for(svc: &Service, ip: std::net::IpAddr) -> Option<usize> {
 }
 
 /// What makes two cells run the same chain: candidates, weights, region or distances.
-type CellKey = (Vec<usize>, Option<Vec<u32>>, Option<String>);
+type CellKey = (Vec<usize>, Option<Vec<u32>>, Option<String>, String);
 
 /// Every cell of a service and how clients map to them.
-fn service_cells(cfg: &ValidConfig, svc: &Service, geo: &GeoData) -> (Vec<Cell>, CellMap) {
-    let located = !matches!(svc.policy, PolicyKind::Failover | PolicyKind::Weighted);
+fn service_cells(
+    cfg: &ValidConfig,
+    svc: &Service,
+    geo: &GeoData,
+    inputs: &PolicyInputs,
+) -> (Vec<Cell>, CellMap) {
+    let overridden = inputs
+        .region_overrides
+        .iter()
+        .any(|o| svc.members.iter().any(|m| m.target == o.target));
+    let located = overridden || !matches!(svc.policy, PolicyKind::Failover | PolicyKind::Weighted);
     if !located && svc.nets.is_empty() {
         return (vec![all_cell(svc)], CellMap::Single);
     }
@@ -303,6 +377,11 @@ fn service_cells(cfg: &ValidConfig, svc: &Service, geo: &GeoData) -> (Vec<Cell>,
     let mut per_loc = Vec::with_capacity(geo.partition.locations.len());
     for loc in &geo.partition.locations {
         let cell = location_cell(cfg, svc, loc);
+        let cell = if overridden {
+            with_region_overrides(cell, loc, inputs)
+        } else {
+            cell
+        };
         // Cells that run the same chain are one cell (cache-aware cells differ by distances,
         // so they are keyed by their order of proximity scores).
         let key = (
@@ -318,6 +397,11 @@ fn service_cells(cfg: &ValidConfig, svc: &Service, geo: &GeoData) -> (Vec<Cell>,
             } else {
                 cell.region.clone()
             },
+            cell.overrides
+                .iter()
+                .map(|(t, s, _)| format!("{t}:{s}"))
+                .collect::<Vec<_>>()
+                .join(","),
         );
         let i = *index.entry(key).or_insert_with(|| {
             cells.push(cell);
@@ -350,11 +434,12 @@ fn compile_service(
     svc: &Service,
     geo: &GeoData,
     ctx: &chain::Ctx<'_>,
+    inputs: &PolicyInputs,
     memory: &mut Memory,
     block_cache: &mut BlockCache,
     fp: &mut FxHasher,
 ) -> (CompiledService, bool) {
-    let (cells, map) = service_cells(cfg, svc, geo);
+    let (cells, map) = service_cells(cfg, svc, geo, inputs);
     let mut keys: Vec<AnswerKey> = Vec::new();
     let mut intern = |k: AnswerKey| -> usize {
         match keys.iter().position(|x| *x == k) {
@@ -609,7 +694,7 @@ pub fn explain(
         Some(i) => region_cell(svc, &svc.nets[i].1, format!("net {}", svc.nets[i].0)),
         None => {
             let (loc, _) = geo.locate(client);
-            location_cell(cfg, svc, &loc)
+            with_region_overrides(location_cell(cfg, svc, &loc), &loc, inputs)
         }
     };
     let mut scratch = Memory::default();
