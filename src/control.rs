@@ -8,14 +8,20 @@ use std::time::{Duration, SystemTime};
 
 use tracing::{error, info, warn};
 
+use crate::alert::Alerter;
 use crate::config::{self, ValidConfig, schema::NetsFile};
+use crate::events::{Event, EventKind, EventLog, Severity};
 use crate::geo::GeoData;
+use crate::health::state::{EffectiveState, Override};
 use crate::health::state::{Signals, TargetMachine, Transition};
 use crate::health::window::{HealthStore, Win};
-use crate::health::{Level, Observation};
+use crate::health::{Level, Observation, WindowStats};
+use crate::metrics::{Gauges, Metrics};
 use crate::policy;
 use crate::policy::PolicyInputs;
+use crate::policy::chain::CacheInputs;
 use crate::policy::chain::TargetInput;
+use crate::policy::cost::{CostInputs, CostStatus, Usage};
 use crate::table::{RoutingTable, TableHandle};
 
 /// What identifies a version of a file on disk.
@@ -91,7 +97,20 @@ pub struct Live {
     /// Latency incumbents of the last compile.
     pub memory: policy::chain::Memory,
     /// Transitions, newest last (bounded).
-    pub events: std::collections::VecDeque<Transition>,
+    pub transitions: std::collections::VecDeque<Transition>,
+    /// Every event (failover, recovery, all-down, cost cap, cert, override, config), bounded.
+    pub log: EventLog,
+    /// Targets over their monthly cap, and with a certificate close to expiry.
+    pub over_cap: std::collections::BTreeSet<String>,
+    pub cert_warn: std::collections::BTreeMap<String, String>,
+    /// Usage reported by the CDNs' billing, per target.
+    pub usage: std::collections::BTreeMap<String, Usage>,
+    /// Cache metrics reported per target.
+    pub cache_reports: std::collections::BTreeMap<String, CacheReport>,
+    /// Overrides limited to a region (from the configuration).
+    pub region_overrides: Vec<config::OverrideSpec>,
+    /// Cost status per target as of the last compile.
+    pub costs: std::collections::BTreeMap<String, CostStatus>,
     /// Answers per target (shared with every table of the configuration in force).
     pub counters: Arc<crate::table::AnswerCounters>,
     /// Answer totals at the start of the current month, and which month that is.
@@ -104,7 +123,14 @@ impl Live {
             machines: Default::default(),
             confirmed: Default::default(),
             memory: Default::default(),
-            events: Default::default(),
+            transitions: Default::default(),
+            log: EventLog::new(MAX_EVENTS),
+            over_cap: Default::default(),
+            cert_warn: Default::default(),
+            usage: Default::default(),
+            cache_reports: Default::default(),
+            region_overrides: Vec::new(),
+            costs: Default::default(),
             counters: Arc::new(crate::table::AnswerCounters::new(targets)),
             month_base: (0, vec![0; targets]),
         }
@@ -113,6 +139,102 @@ impl Live {
 
 /// Events kept in memory.
 const MAX_EVENTS: usize = 10_000;
+
+/// Cache figures a CDN reported (each 0..=1).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CacheReport {
+    pub hit_ratio: Option<f64>,
+    pub popularity: Option<f64>,
+    pub ttl_factor: Option<f64>,
+    pub purge_ratio: Option<f64>,
+    pub at_ms: u64,
+}
+
+impl CacheReport {
+    /// The cache-aware policy's inputs: reported figures over the defaults.
+    pub fn inputs(&self) -> CacheInputs {
+        let d = CacheInputs::default();
+        CacheInputs {
+            popularity: self.popularity.unwrap_or(d.popularity),
+            ttl_factor: self.ttl_factor.unwrap_or(d.ttl_factor),
+            purge_ratio: self.purge_ratio.unwrap_or(d.purge_ratio),
+        }
+    }
+}
+
+/// One real-user beacon.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RumBeacon {
+    pub target: String,
+    /// Continent of the client ("EU"), when it could be located.
+    pub region: Option<String>,
+    pub latency: std::time::Duration,
+    pub ok: bool,
+    pub at_ms: u64,
+}
+
+/// RUM windows: per target, and per target × region (key `target|EU`).
+pub struct RumStore {
+    pub all: HealthStore,
+    pub by_region: HealthStore,
+}
+
+/// How far in the future a pushed observation's time may be (clock skew), and how old.
+pub const MAX_FUTURE_SKEW_MS: u64 = 5_000;
+pub const MAX_AGE_MS: u64 = 600_000;
+
+/// Build an event (its id is given by the log).
+fn event(
+    kind: EventKind,
+    severity: Severity,
+    subject_kind: &'static str,
+    subject: &str,
+    summary: String,
+    at_ms: u64,
+) -> Event {
+    Event {
+        id: 0,
+        at_ms,
+        kind,
+        severity,
+        subject_kind,
+        subject: subject.to_string(),
+        summary,
+        from: None,
+        to: None,
+    }
+}
+
+/// The event a health transition is.
+fn transition_event(tr: &Transition) -> Event {
+    let (kind, severity) = match (tr.from.usable(), tr.to) {
+        (_, EffectiveState::Down) => (EventKind::Failover, Severity::Critical),
+        (_, EffectiveState::ForcedDown | EffectiveState::Drained) => {
+            (EventKind::Failover, Severity::Warning)
+        }
+        (_, EffectiveState::Degraded) => (EventKind::Degraded, Severity::Warning),
+        (_, EffectiveState::Healthy | EffectiveState::ForcedUp) => {
+            (EventKind::Recovery, Severity::Info)
+        }
+    };
+    let mut ev = event(
+        kind,
+        severity,
+        "target",
+        &tr.target,
+        format!(
+            "{}: {} -> {}: {}",
+            tr.target,
+            tr.from.as_str(),
+            tr.to.as_str(),
+            tr.reason
+        ),
+        tr.at_ms,
+    );
+    ev.from = Some(tr.from.as_str().into());
+    ev.to = Some(tr.to.as_str().into());
+    ev
+}
 
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -135,6 +257,43 @@ pub struct Control {
     table: TableHandle,
     state: Arc<Mutex<State>>,
     health: Arc<Mutex<HealthStore>>,
+    rum: Arc<Mutex<RumStore>>,
+    alerter: Arc<Mutex<Option<Alerter>>>,
+    metrics: Arc<Metrics>,
+}
+
+/// Record `ev` everywhere it goes: the log, the metrics, the journal and the alert sinks.
+fn emit(live: &mut Live, metrics: &Metrics, alerter: &Mutex<Option<Alerter>>, ev: Event) {
+    let ev = live.log.push(ev);
+    metrics.events.with_label_values(&[ev.kind.as_str()]).inc();
+    match ev.severity {
+        Severity::Critical | Severity::Warning => {
+            warn!(kind = ev.kind.as_str(), id = ev.id, "event: {}", ev.summary)
+        }
+        Severity::Info => info!(kind = ev.kind.as_str(), id = ev.id, "event: {}", ev.summary),
+    }
+    if let Some(a) = alerter.lock().unwrap().as_ref() {
+        a.send(&ev);
+    }
+}
+
+/// Record a health transition: kept, counted, and an event.
+fn record_transition(
+    live: &mut Live,
+    metrics: &Metrics,
+    alerter: &Mutex<Option<Alerter>>,
+    tr: Transition,
+) {
+    metrics
+        .transitions
+        .with_label_values(&[&*tr.target, tr.from.as_str(), tr.to.as_str()])
+        .inc();
+    let ev = transition_event(&tr);
+    live.transitions.push_back(tr);
+    if live.transitions.len() > MAX_EVENTS {
+        live.transitions.pop_front();
+    }
+    emit(live, metrics, alerter, ev);
 }
 
 fn stamps(cfg: &ValidConfig) -> (Option<FileStamp>, Option<FileStamp>) {
@@ -153,7 +312,7 @@ impl Control {
         let mut first = policy::compile(&config, &geo);
         first.counters = live.counters.clone();
         let table = crate::table::handle(first);
-        Ok(Self {
+        let me = Self {
             table,
             state: Arc::new(Mutex::new(State {
                 live,
@@ -163,7 +322,164 @@ impl Control {
                 nets_stamp,
             })),
             health: Arc::new(Mutex::new(HealthStore::new(Default::default()))),
-        })
+            rum: Arc::new(Mutex::new(RumStore {
+                all: HealthStore::new(Default::default()),
+                by_region: HealthStore::new(Default::default()),
+            })),
+            alerter: Arc::new(Mutex::new(None)),
+            metrics: Arc::new(Metrics::new()),
+        };
+        {
+            let mut st = me.state.lock().unwrap();
+            let now = now_ms();
+            me.sync_overrides(&mut st, now);
+            me.compile_locked(&mut st, now, true);
+        }
+        Ok(me)
+    }
+
+    /// Send every event from now on to these sinks too.
+    pub fn set_alerter(&self, a: Option<Alerter>) {
+        *self.alerter.lock().unwrap() = a;
+    }
+
+    /// The counters and histograms of this control plane.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Make the machines' global overrides and the region overrides match the configuration's
+    /// `[[overrides]]` (expired ones are ignored).
+    fn sync_overrides(&self, st: &mut State, now_ms: u64) {
+        let st = &mut *st;
+        let live_now = |o: &&config::OverrideSpec| o.until_ms.is_none_or(|u| u > now_ms);
+        let global: Vec<config::OverrideSpec> = st
+            .config
+            .overrides
+            .iter()
+            .filter(|o| o.region.is_none())
+            .filter(live_now)
+            .cloned()
+            .collect();
+        for t in &st.config.targets {
+            let want = global
+                .iter()
+                .find(|o| o.target == t.name)
+                .map(|o| Override {
+                    kind: o.kind,
+                    until_ms: o.until_ms,
+                    reason: o.reason.clone(),
+                    set_at_ms: o.set_at_ms,
+                });
+            let name: Arc<str> = Arc::from(t.name.as_str());
+            let has = st
+                .live
+                .machines
+                .get(&name)
+                .and_then(|m| m.current_override().cloned());
+            let same = match (&want, &has) {
+                (None, None) => true,
+                (Some(a), Some(b)) => {
+                    a.kind == b.kind && a.until_ms == b.until_ms && a.reason == b.reason
+                }
+                _ => false,
+            };
+            if same {
+                continue;
+            }
+            let machine = st
+                .live
+                .machines
+                .entry(name.clone())
+                .or_insert_with(|| TargetMachine::new(name, now_ms));
+            let summary = match &want {
+                Some(o) => format!("{}: {}", t.name, o.describe(now_ms)),
+                None => format!("{}: override cleared", t.name),
+            };
+            let transitions = machine.set_override(want, now_ms);
+            emit(
+                &mut st.live,
+                &self.metrics,
+                &self.alerter,
+                event(
+                    EventKind::Override,
+                    Severity::Info,
+                    "target",
+                    &t.name,
+                    summary,
+                    now_ms,
+                ),
+            );
+            for tr in transitions {
+                record_transition(&mut st.live, &self.metrics, &self.alerter, tr);
+            }
+        }
+        let regional: Vec<config::OverrideSpec> = st
+            .config
+            .overrides
+            .iter()
+            .filter(|o| o.region.is_some())
+            .filter(live_now)
+            .cloned()
+            .collect();
+        let key = |o: &config::OverrideSpec| {
+            (
+                o.target.clone(),
+                o.region.as_ref().map(|r| r.1.clone()),
+                o.kind,
+                o.until_ms,
+                o.reason.clone(),
+            )
+        };
+        for o in &regional {
+            if !st.live.region_overrides.iter().any(|p| key(p) == key(o)) {
+                let region = o.region.as_ref().map(|r| r.1.as_str()).unwrap_or("");
+                let mut summary = format!("{}: {} for clients in {region}", o.target, o.kind);
+                if let Some(u) = o.until_ms {
+                    summary += &format!(
+                        " until {}",
+                        humantime::format_rfc3339_seconds(
+                            std::time::UNIX_EPOCH + Duration::from_millis(u)
+                        )
+                    );
+                }
+                if !o.reason.is_empty() {
+                    summary += &format!(": {}", o.reason);
+                }
+                emit(
+                    &mut st.live,
+                    &self.metrics,
+                    &self.alerter,
+                    event(
+                        EventKind::Override,
+                        Severity::Info,
+                        "target",
+                        &o.target,
+                        summary,
+                        now_ms,
+                    ),
+                );
+            }
+        }
+        for o in std::mem::take(&mut st.live.region_overrides) {
+            if !regional.iter().any(|p| key(p) == key(&o)) {
+                let region = o.region.as_ref().map(|r| r.1.as_str()).unwrap_or("");
+                emit(
+                    &mut st.live,
+                    &self.metrics,
+                    &self.alerter,
+                    event(
+                        EventKind::Override,
+                        Severity::Info,
+                        "target",
+                        &o.target,
+                        format!("{}: override for clients in {region} ended", o.target),
+                        now_ms,
+                    ),
+                );
+            }
+        }
+        st.live.region_overrides = regional;
     }
 
     /// Health windows of every probed target.
@@ -182,6 +498,48 @@ impl Control {
             let mut store = self.health.lock().unwrap();
             for o in observations {
                 store.record(o);
+            }
+        }
+        for o in observations {
+            let level = o.level.as_str();
+            self.metrics
+                .probe_checks
+                .with_label_values(&[&*o.target, level, if o.ok { "ok" } else { "fail" }])
+                .inc();
+            self.metrics
+                .probe_duration
+                .with_label_values(&[&*o.target, level])
+                .observe(o.latency.as_secs_f64());
+        }
+        if let Some(o) = observations.iter().find(|o| o.level == Level::Tls && o.ok) {
+            // The TLS level passes with a warning when the certificate is close to expiry.
+            let warn_now = o.detail.contains(crate::probe::tls::EXPIRY_WARNING);
+            let mut st = self.state.lock().unwrap();
+            let live = &mut st.live;
+            let was = live.cert_warn.contains_key(&*o.target);
+            if warn_now && !was {
+                live.cert_warn
+                    .insert(o.target.to_string(), o.detail.clone());
+                let ev = event(
+                    EventKind::CertExpiring,
+                    Severity::Warning,
+                    "target",
+                    &o.target,
+                    format!("{}: {}", o.target, o.detail),
+                    o.at_ms,
+                );
+                emit(live, &self.metrics, &self.alerter, ev);
+            } else if !warn_now && was {
+                live.cert_warn.remove(&*o.target);
+                let ev = event(
+                    EventKind::CertOk,
+                    Severity::Info,
+                    "target",
+                    &o.target,
+                    format!("{}: {}", o.target, o.detail),
+                    o.at_ms,
+                );
+                emit(live, &self.metrics, &self.alerter, ev);
             }
         }
         match confirmed_down {
@@ -235,10 +593,27 @@ impl Control {
             .machines
             .entry(name.clone())
             .or_insert_with(|| TargetMachine::new(name, now_ms));
+        let summary = match &o {
+            Some(o) => format!("{target}: {}", o.describe(now_ms)),
+            None => format!("{target}: override cleared"),
+        };
         let transitions = machine.set_override(o, now_ms);
+        let live = &mut st.live;
+        emit(
+            live,
+            &self.metrics,
+            &self.alerter,
+            event(
+                EventKind::Override,
+                Severity::Info,
+                "target",
+                target,
+                summary,
+                now_ms,
+            ),
+        );
         for tr in transitions {
-            warn!(target_name = %tr.target, from = tr.from.as_str(), to = tr.to.as_str(), "health: {}", tr.reason);
-            st.live.events.push_back(tr);
+            record_transition(live, &self.metrics, &self.alerter, tr);
         }
         Ok(self.compile_locked(&mut st, now_ms, false))
     }
@@ -249,10 +624,400 @@ impl Control {
             .lock()
             .unwrap()
             .live
-            .events
+            .transitions
             .iter()
             .cloned()
             .collect()
+    }
+
+    /// Events with an id above `after`, oldest first (see [`EventLog::page`]), and the newest
+    /// id so far.
+    pub fn event_page(
+        &self,
+        after: u64,
+        limit: usize,
+        kinds: &[EventKind],
+        subject: Option<&str>,
+    ) -> (Vec<Event>, u64, Option<u64>) {
+        let st = self.state.lock().unwrap();
+        (
+            st.live.log.page(after, limit, kinds, subject),
+            st.live.log.last_id(),
+            st.live.log.first_id(),
+        )
+    }
+
+    /// Record a configuration change (API write or reload) as an event.
+    pub fn note_config_change(&self, summary: String) {
+        let mut st = self.state.lock().unwrap();
+        emit(
+            &mut st.live,
+            &self.metrics,
+            &self.alerter,
+            event(
+                EventKind::ConfigChanged,
+                Severity::Info,
+                "config",
+                "",
+                summary,
+                now_ms(),
+            ),
+        );
+    }
+
+    /// Observations pushed by a remote probe agent: each is checked (known target, time not
+    /// more than 5 s ahead nor 10 min old) and recorded like the local prober's. Returns, per
+    /// observation, `Ok` or why it was refused.
+    pub fn record_remote(
+        &self,
+        observations: &[Observation],
+        now_ms: u64,
+    ) -> Vec<Result<(), String>> {
+        let known: Vec<String> = {
+            let st = self.state.lock().unwrap();
+            st.config.targets.iter().map(|t| t.name.clone()).collect()
+        };
+        let mut out = Vec::with_capacity(observations.len());
+        let mut good = Vec::new();
+        for o in observations {
+            let r = if !known.iter().any(|k| **k == *o.target) {
+                Err(format!("no target named \"{}\"", o.target))
+            } else if o.at_ms > now_ms + MAX_FUTURE_SKEW_MS {
+                Err(format!(
+                    "at_ms is {} ms in the future (clock skew over {MAX_FUTURE_SKEW_MS} ms)",
+                    o.at_ms - now_ms
+                ))
+            } else if o.at_ms + MAX_AGE_MS < now_ms {
+                Err(format!(
+                    "at_ms is {} s old (the windows keep 10 minutes)",
+                    (now_ms - o.at_ms) / 1000
+                ))
+            } else {
+                Ok(())
+            };
+            self.metrics
+                .observations
+                .with_label_values(&[&*o.vantage, if r.is_ok() { "accepted" } else { "rejected" }])
+                .inc();
+            if r.is_ok() {
+                good.push(o.clone());
+            }
+            out.push(r);
+        }
+        self.record(&good, None);
+        out
+    }
+
+    /// Real-user beacons (same time rules as [`Control::record_remote`]).
+    pub fn record_rum(&self, beacons: &[RumBeacon], now_ms: u64) -> Vec<Result<(), String>> {
+        let known: Vec<String> = {
+            let st = self.state.lock().unwrap();
+            st.config.targets.iter().map(|t| t.name.clone()).collect()
+        };
+        let mut rum = self.rum.lock().unwrap();
+        beacons
+            .iter()
+            .map(|b| {
+                if !known.contains(&b.target) {
+                    return Err(format!("no target named \"{}\"", b.target));
+                }
+                if b.at_ms > now_ms + MAX_FUTURE_SKEW_MS {
+                    return Err(format!(
+                        "at is {} ms in the future (clock skew over {MAX_FUTURE_SKEW_MS} ms)",
+                        b.at_ms - now_ms
+                    ));
+                }
+                if b.at_ms + MAX_AGE_MS < now_ms {
+                    return Err(format!(
+                        "at is {} s old (the windows keep 10 minutes)",
+                        (now_ms - b.at_ms) / 1000
+                    ));
+                }
+                let region = b.region.clone().unwrap_or_else(|| "unknown".into());
+                let obs = |key: &str| Observation {
+                    target: Arc::from(key),
+                    level: Level::Check,
+                    vantage: Arc::from(region.as_str()),
+                    at_ms: b.at_ms,
+                    ok: b.ok,
+                    latency: b.latency,
+                    detail: String::new(),
+                    cache: None,
+                };
+                rum.all.record(&obs(&b.target));
+                if b.region.is_some() {
+                    rum.by_region
+                        .record(&obs(&format!("{}|{region}", b.target)));
+                }
+                self.metrics
+                    .rum_beacons
+                    .with_label_values(&[b.target.as_str(), if b.ok { "ok" } else { "error" }])
+                    .inc();
+                Ok(())
+            })
+            .collect()
+    }
+
+    /// Usage reported by a target's billing (None clears it). Takes effect at the next tick.
+    pub fn set_usage(&self, target: &str, usage: Option<Usage>) -> Result<(), String> {
+        let mut st = self.state.lock().unwrap();
+        if !st.config.targets.iter().any(|t| t.name == target) {
+            return Err(format!("no target named \"{target}\""));
+        }
+        match usage {
+            Some(u) => st.live.usage.insert(target.to_string(), u),
+            None => st.live.usage.remove(target),
+        };
+        let now = now_ms();
+        self.compile_locked(&mut st, now, false);
+        Ok(())
+    }
+
+    /// Cache metrics reported for a target.
+    pub fn set_cache_report(&self, target: &str, report: CacheReport) -> Result<(), String> {
+        let mut st = self.state.lock().unwrap();
+        if !st.config.targets.iter().any(|t| t.name == target) {
+            return Err(format!("no target named \"{target}\""));
+        }
+        st.live.cache_reports.insert(target.to_string(), report);
+        let now = now_ms();
+        self.compile_locked(&mut st, now, false);
+        Ok(())
+    }
+
+    /// Reported usage and cache metrics of a target.
+    pub fn reports(
+        &self,
+        target: &str,
+    ) -> (Option<Usage>, Option<CacheReport>, Option<CostStatus>) {
+        let st = self.state.lock().unwrap();
+        (
+            st.live.usage.get(target).cloned(),
+            st.live.cache_reports.get(target).cloned(),
+            st.live.costs.get(target).cloned(),
+        )
+    }
+
+    /// A target's machine: effective state, since, reason, override (None when never stepped).
+    pub fn target_state(
+        &self,
+        target: &str,
+    ) -> Option<(EffectiveState, u64, String, Option<Override>)> {
+        let st = self.state.lock().unwrap();
+        st.live.machines.get(target).map(|m| {
+            (
+                m.effective(),
+                m.since_ms(),
+                m.reason().to_string(),
+                m.current_override().cloned(),
+            )
+        })
+    }
+
+    /// RUM statistics of a target: all regions, then per region (5-minute window).
+    pub fn rum_stats(
+        &self,
+        target: &str,
+        now_ms: u64,
+    ) -> (Option<WindowStats>, Vec<(String, WindowStats)>) {
+        let mut rum = self.rum.lock().unwrap();
+        let all = rum
+            .all
+            .target(target)
+            .map(|t| t.stats(Level::Check, now_ms, Win::M5));
+        let prefix = format!("{target}|");
+        let keys: Vec<Arc<str>> = rum
+            .by_region
+            .target_names()
+            .into_iter()
+            .filter(|k| k.starts_with(&prefix))
+            .collect();
+        let mut regions = Vec::new();
+        for k in keys {
+            if let Some(t) = rum.by_region.target(&k) {
+                let s = t.stats(Level::Check, now_ms, Win::M5);
+                if s.count > 0 {
+                    regions.push((k[prefix.len()..].to_string(), s));
+                }
+            }
+        }
+        (all, regions)
+    }
+
+    /// The gauges describing the state now (for `GET /metrics`).
+    pub fn gauges(&self, now_ms: u64) -> Gauges {
+        let mut g = Gauges::new();
+        let up = g.family(
+            "steerd_target_up",
+            "1 when the target may be given to clients (healthy, degraded or forced up).",
+            &["target", "role"],
+        );
+        let state = g.family(
+            "steerd_target_state",
+            "1 for the target's current effective state.",
+            &["target", "state"],
+        );
+        let err = g.family(
+            "steerd_target_error_ratio",
+            "Failed checks / checks over the window (check level).",
+            &["target", "role", "window"],
+        );
+        let avail = g.family(
+            "steerd_target_availability_ratio",
+            "Time-weighted availability over the window.",
+            &["target", "role", "window"],
+        );
+        let p95 = g.family(
+            "steerd_target_latency_p95_seconds",
+            "p95 of the check latency over the window.",
+            &["target", "role", "window"],
+        );
+        let chr = g.family(
+            "steerd_target_cache_hit_ratio",
+            "Cache hits / lookups seen by the probes over the window.",
+            &["target", "role", "window"],
+        );
+        let last = g.family(
+            "steerd_probe_last_run_timestamp_seconds",
+            "Unix time of the target's latest completed check.",
+            &["target"],
+        );
+        let reported_chr = g.family(
+            "steerd_target_reported_cache_hit_ratio",
+            "Cache hit ratio reported by the CDN.",
+            &["target"],
+        );
+        let spend = g.family(
+            "steerd_target_spend_usd",
+            "Spend so far this month (reported or estimated).",
+            &["target"],
+        );
+        let projected = g.family(
+            "steerd_target_projected_spend_usd",
+            "Projected month-end spend.",
+            &["target"],
+        );
+        let cap = g.family("steerd_target_monthly_cap_usd", "Monthly cap.", &["target"]);
+        let rum_p95 = g.family(
+            "steerd_rum_latency_p95_seconds",
+            "p95 of real-user latency over 5 minutes.",
+            &["target", "region"],
+        );
+        let rum_err = g.family(
+            "steerd_rum_error_ratio",
+            "Share of real-user beacons that failed over 5 minutes.",
+            &["target", "region"],
+        );
+        let all_down = g.family(
+            "steerd_service_all_down",
+            "1 when every candidate of some cell of the service is down.",
+            &["service"],
+        );
+        let generation = g.family(
+            "steerd_table_generation",
+            "Generation of the routing table in force.",
+            &[],
+        );
+        let version = g.family(
+            "steerd_config_version",
+            "Version of the configuration in force.",
+            &[],
+        );
+        let table = self.table.load();
+        g.set(generation, &[], table.generation as f64);
+        let (targets, states, costs, reports, cfg_version, services) = {
+            let st = self.state.lock().unwrap();
+            (
+                st.config
+                    .targets
+                    .iter()
+                    .map(|t| {
+                        (
+                            t.name.clone(),
+                            t.role,
+                            t.cost.as_ref().and_then(|c| c.monthly_cap),
+                        )
+                    })
+                    .collect::<Vec<_>>(),
+                st.live
+                    .machines
+                    .iter()
+                    .map(|(k, m)| (k.to_string(), m.effective()))
+                    .collect::<std::collections::BTreeMap<_, _>>(),
+                st.live.costs.clone(),
+                st.live.cache_reports.clone(),
+                st.config.version,
+                st.config
+                    .services
+                    .iter()
+                    .map(|s| s.name.to_string())
+                    .collect::<Vec<_>>(),
+            )
+        };
+        g.set(version, &[], cfg_version as f64);
+        for s in &services {
+            let down = table.all_down.iter().any(|d| d == s);
+            g.set(all_down, &[s], if down { 1.0 } else { 0.0 });
+        }
+        let mut store = self.health.lock().unwrap();
+        for (name, role, monthly_cap) in &targets {
+            let eff = states.get(name).copied().unwrap_or(EffectiveState::Healthy);
+            g.set(up, &[name, role], if eff.usable() { 1.0 } else { 0.0 });
+            for s in EffectiveState::ALL {
+                g.set(state, &[name, s.as_str()], if s == eff { 1.0 } else { 0.0 });
+            }
+            if let Some(th) = store.target(name) {
+                for w in crate::health::WINDOWS {
+                    let s = th.stats(Level::Check, now_ms, w);
+                    let labels = [name.as_str(), role, w.as_str()];
+                    if let Some(v) = s.error_rate {
+                        g.set(err, &labels, v);
+                    }
+                    if let Some(v) = s.availability {
+                        g.set(avail, &labels, v);
+                    }
+                    if let Some(v) = s.p95 {
+                        g.set(p95, &labels, v.as_secs_f64());
+                    }
+                    let c = th.stats(Level::Cache, now_ms, w);
+                    if let Some(v) = c.cache_hit_ratio.or(s.cache_hit_ratio) {
+                        g.set(chr, &labels, v);
+                    }
+                }
+                if let Some(t) = th.last(Level::Check).iter().map(|o| o.at_ms).max() {
+                    g.set(last, &[name], t as f64 / 1000.0);
+                }
+            }
+            if let Some(r) = reports.get(name).and_then(|r| r.hit_ratio) {
+                g.set(reported_chr, &[name], r);
+            }
+            if let Some(c) = costs.get(name)
+                && c.source != crate::policy::cost::Source::Unmetered
+            {
+                g.set(spend, &[name], c.spend_so_far);
+                g.set(projected, &[name], c.projected);
+            }
+            if let Some(c) = monthly_cap {
+                g.set(cap, &[name], *c);
+            }
+        }
+        drop(store);
+        for (name, _, _) in &targets {
+            let (all, regions) = self.rum_stats(name, now_ms);
+            for (region, s) in all
+                .map(|s| ("all".to_string(), s))
+                .into_iter()
+                .chain(regions)
+            {
+                if let Some(v) = s.p95 {
+                    g.set(rum_p95, &[name, &region], v.as_secs_f64());
+                }
+                if let Some(v) = s.error_rate {
+                    g.set(rum_err, &[name, &region], v);
+                }
+            }
+        }
+        g
     }
 
     fn build_inputs(
@@ -275,29 +1040,95 @@ impl Control {
             .zip(&live.month_base.1)
             .map(|(t, b)| t.saturating_sub(*b))
             .collect();
+        let mut rum = self.rum.lock().unwrap();
+        let mut pending: Vec<Transition> = Vec::new();
+        let mut cost_events: Vec<Event> = Vec::new();
         for (ti, t) in cfg.targets.iter().enumerate() {
             let cost = match &t.cost {
                 Some(model) => model.status(
-                    &crate::policy::cost::CostInputs {
-                        reported: None,
+                    &CostInputs {
+                        reported: live.usage.get(&t.name).cloned(),
                         answers: vec![("default".into(), this_month[ti])],
                     },
                     now_ms,
                 ),
-                None => crate::policy::cost::CostStatus::unmetered(),
+                None => CostStatus::unmetered(),
             };
+            if step {
+                let was = live.over_cap.contains(&t.name);
+                if cost.over_cap && !was {
+                    live.over_cap.insert(t.name.clone());
+                    cost_events.push(event(
+                        EventKind::CostCap,
+                        Severity::Warning,
+                        "target",
+                        &t.name,
+                        format!(
+                            "{}: projected month-end spend ${:.2} is over the ${:.2} cap ({})",
+                            t.name,
+                            cost.projected,
+                            cost.cap.unwrap_or(0.0),
+                            cost.source
+                        ),
+                        now_ms,
+                    ));
+                } else if !cost.over_cap && was {
+                    live.over_cap.remove(&t.name);
+                    cost_events.push(event(
+                        EventKind::CostCapCleared,
+                        Severity::Info,
+                        "target",
+                        &t.name,
+                        format!(
+                            "{}: projected month-end spend ${:.2} is under the cap again",
+                            t.name, cost.projected
+                        ),
+                        now_ms,
+                    ));
+                }
+                live.costs.insert(t.name.clone(), cost.clone());
+            }
+            // Real-user measurements: complaints feed the RUM rule, latency per region the
+            // latency policy.
+            let rum_stats = rum
+                .all
+                .target(&t.name)
+                .map(|th| th.series(Level::Check).all_stats(now_ms));
+            let prefix = format!("{}|", t.name);
+            let mut latency_by_region = Vec::new();
+            for k in rum.by_region.target_names() {
+                if let Some(region) = k.strip_prefix(&prefix)
+                    && let Some(th) = rum.by_region.target(&k)
+                    && let Some(p) = th.stats(Level::Check, now_ms, Win::M5).p95
+                {
+                    latency_by_region.push((region.to_string(), p));
+                }
+            }
+            let cache = live
+                .cache_reports
+                .get(&t.name)
+                .map(CacheReport::inputs)
+                .unwrap_or_default();
             if t.check.is_none() {
                 let mut input = TargetInput::unknown();
                 input.cost = cost;
-                // An operator override still applies to a target nobody probes.
+                input.cache = cache;
+                input.latency_by_region = latency_by_region;
+                let mut signals = Signals::empty();
+                let has_rum = rum_stats.is_some();
+                signals.rum = rum_stats;
+                // An operator override (or RUM) still applies to a target nobody probes.
+                if has_rum && !live.machines.contains_key(t.name.as_str()) {
+                    let name: Arc<str> = Arc::from(t.name.as_str());
+                    live.machines
+                        .insert(name.clone(), TargetMachine::new(name, now_ms));
+                }
                 if let Some(m) = live.machines.get_mut(t.name.as_str()) {
                     if step {
-                        for tr in m.step(&Signals::empty(), &cfg.health, now_ms) {
-                            warn!(target_name = %tr.target, from = tr.from.as_str(), to = tr.to.as_str(), "health: {}", tr.reason);
-                            live.events.push_back(tr);
-                        }
+                        pending.extend(m.step(&signals, &cfg.health, now_ms));
                     }
                     input.state = m.effective();
+                    input.unstable = m.unstable(now_ms);
                     input.reason = m.reason().to_string();
                 }
                 targets.push(input);
@@ -310,34 +1141,58 @@ impl Control {
                 .or_insert_with(|| TargetMachine::new(name.clone(), now_ms));
             let confirmed = live.confirmed.get(&name).copied();
             let th = store.target(&t.name);
-            let (signals, latency) = match th {
+            let (mut signals, latency) = match th {
                 Some(th) => {
                     let lat = th.stats(Level::Check, now_ms, Win::M5).p95;
                     (Signals::from_target(th, now_ms, confirmed), lat)
                 }
                 None => (Signals::empty(), None),
             };
+            signals.rum = rum_stats;
             if step {
-                for tr in machine.step(&signals, &cfg.health, now_ms) {
-                    warn!(target_name = %tr.target, from = tr.from.as_str(), to = tr.to.as_str(), "health: {}", tr.reason);
-                    live.events.push_back(tr);
-                    if live.events.len() > MAX_EVENTS {
-                        live.events.pop_front();
-                    }
-                }
+                pending.extend(machine.step(&signals, &cfg.health, now_ms));
             }
             let mut input = TargetInput::unknown();
             input.state = machine.effective();
             input.unstable = machine.unstable(now_ms);
             input.reason = machine.reason().to_string();
             input.latency = latency;
+            input.latency_by_region = latency_by_region;
+            input.cache = cache;
             input.cost = cost;
             targets.push(input);
         }
+        drop(rum);
+        drop(store);
+        for tr in pending {
+            record_transition(live, &self.metrics, &self.alerter, tr);
+        }
+        for ev in cost_events {
+            emit(live, &self.metrics, &self.alerter, ev);
+        }
+        let region_overrides = live
+            .region_overrides
+            .iter()
+            .filter(|o| o.until_ms.is_none_or(|u| u > now_ms))
+            .filter_map(|o| {
+                let target = cfg.targets.iter().position(|t| t.name == o.target)?;
+                let (key, label) = o.region.clone()?;
+                let mut reason = format!("{} by operator for clients in {label}", o.kind);
+                if !o.reason.is_empty() {
+                    reason += &format!(": {}", o.reason);
+                }
+                Some(crate::policy::RegionOverride {
+                    target,
+                    region: key,
+                    state: EffectiveState::from(o.kind),
+                    reason,
+                })
+            })
+            .collect();
         PolicyInputs {
             now_ms,
             targets,
-            region_overrides: Vec::new(),
+            region_overrides,
         }
     }
 
@@ -353,8 +1208,12 @@ impl Control {
             .machines
             .retain(|k, _| st.config.targets.iter().any(|t| *t.name == **k));
         let inputs = self.build_inputs(&st.config, &mut st.live, now_ms, true);
+        let started = std::time::Instant::now();
         let (mut table, memory) =
             policy::compile_with(&st.config, &st.geo, &inputs, &st.live.memory);
+        self.metrics
+            .compile_duration
+            .observe(started.elapsed().as_secs_f64());
         st.live.memory = memory;
         table.counters = st.live.counters.clone();
         let current = self.table.load();
@@ -364,6 +1223,15 @@ impl Control {
             .filter(|s| !current.all_down.contains(s))
         {
             warn!(service = %svc, "every candidate is down: answering per all_down (fail-open: the least bad; fail-closed: SERVFAIL or the fallback)");
+            let ev = event(
+                EventKind::AllDown,
+                Severity::Critical,
+                "service",
+                svc,
+                format!("{svc}: every candidate is down for some clients (answering per all_down)"),
+                now_ms,
+            );
+            emit(&mut st.live, &self.metrics, &self.alerter, ev);
         }
         for svc in current
             .all_down
@@ -371,12 +1239,22 @@ impl Control {
             .filter(|s| !table.all_down.contains(s))
         {
             info!(service = %svc, "candidates are up again");
+            let ev = event(
+                EventKind::AllDownRecovered,
+                Severity::Info,
+                "service",
+                svc,
+                format!("{svc}: a candidate is up again for every client"),
+                now_ms,
+            );
+            emit(&mut st.live, &self.metrics, &self.alerter, ev);
         }
         if !force && table.fingerprint == current.fingerprint {
             return None;
         }
         let table = Arc::new(table);
         self.table.store(table.clone());
+        self.metrics.table_swaps.inc();
         if !force {
             info!(
                 generation = table.generation,
@@ -418,8 +1296,21 @@ impl Control {
             std::mem::replace(&mut st.geo, geo),
         );
         let _ = old;
+        let now = now_ms();
+        {
+            let st = &mut *st;
+            let names: Vec<&str> = st.config.targets.iter().map(|t| t.name.as_str()).collect();
+            st.live.usage.retain(|k, _| names.contains(&k.as_str()));
+            st.live
+                .cache_reports
+                .retain(|k, _| names.contains(&k.as_str()));
+            st.live.over_cap.retain(|k| names.contains(&k.as_str()));
+            st.live.cert_warn.retain(|k, _| names.contains(&k.as_str()));
+            st.live.costs.retain(|k, _| names.contains(&k.as_str()));
+        }
+        self.sync_overrides(&mut st, now);
         let table = self
-            .compile_locked(&mut st, now_ms(), true)
+            .compile_locked(&mut st, now, true)
             .expect("a forced compile always swaps");
         Ok(table)
     }

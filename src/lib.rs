@@ -4,6 +4,7 @@
 //! swapped atomically under the DNS listeners (`dns`), which answer every query from one `load()`
 //! of the current table.
 
+pub mod admin;
 pub mod alert;
 pub mod config;
 pub mod control;
@@ -11,6 +12,7 @@ pub mod dns;
 pub mod events;
 pub mod geo;
 pub mod health;
+pub mod metrics;
 pub mod policy;
 pub mod probe;
 pub mod resolve;

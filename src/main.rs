@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
 const DEFAULT_CONFIG: &str = "config/steerd.toml";
 /// The demo configuration, compiled in: used when the default file is not on disk.
@@ -335,6 +335,48 @@ fn load_for_serve(args: &ServeArgs) -> Result<steerd::config::ValidConfig, Strin
     Ok(cfg)
 }
 
+/// The admin API's address when neither the file nor the command line sets one.
+const DEFAULT_ADMIN: &str = "127.0.0.1:8053";
+
+/// Where the configuration came from, for the admin API's writes and SIGHUP.
+fn config_source(args: &ServeArgs) -> steerd::admin::store::ConfigSource {
+    let path = match &args.config {
+        Some(p) => Some(p.clone()),
+        None if std::path::Path::new(DEFAULT_CONFIG).exists() => {
+            Some(PathBuf::from(DEFAULT_CONFIG))
+        }
+        None => None,
+    };
+    let dns_listen = args.dns_listen.clone();
+    let admin_listen = args.admin_listen;
+    let adjust: steerd::admin::store::Adjust = std::sync::Arc::new(move |cfg| {
+        if !dns_listen.is_empty() {
+            cfg.server.dns_listen = dns_listen.clone();
+        }
+        if admin_listen.is_some() {
+            cfg.server.admin_listen = admin_listen;
+        }
+        if cfg.server.admin_listen.is_none() {
+            cfg.server.admin_listen = DEFAULT_ADMIN.parse().ok();
+        }
+    });
+    match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(&p).ok();
+            steerd::admin::store::ConfigSource {
+                path: Some(p),
+                text,
+                adjust,
+            }
+        }
+        None => steerd::admin::store::ConfigSource {
+            path: None,
+            text: Some(EMBEDDED_CONFIG.to_string()),
+            adjust,
+        },
+    }
+}
+
 fn serve(args: ServeArgs) -> ExitCode {
     let cfg = match load_for_serve(&args) {
         Ok(c) => c,
@@ -353,18 +395,20 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let mut cfg = cfg;
+    if cfg.server.admin_listen.is_none() {
+        cfg.server.admin_listen = Some(DEFAULT_ADMIN.parse().expect("valid default"));
+    }
+    let source = config_source(&args);
     runtime.block_on(async move {
-        if let Some(admin) = cfg.server.admin_listen {
-            warn!(%admin, "the admin HTTP API is not part of this build yet; ignoring admin_listen");
-        }
-        let mut server = match steerd::Server::start(cfg).await {
+        let mut server = match steerd::Server::start_with_source(cfg, source).await {
             Ok(s) => s,
             Err(e) => {
                 error!("cannot start: {e:#}");
                 return ExitCode::FAILURE;
             }
         };
-        if let Err(e) = run_until_signal(&mut server, &args).await {
+        if let Err(e) = run_until_signal(&mut server).await {
             error!("signal handling failed: {e}");
         }
         server.shutdown().await;
@@ -375,7 +419,7 @@ fn serve(args: ServeArgs) -> ExitCode {
 
 /// Wait for SIGTERM/SIGINT; on SIGHUP reload the configuration file (a bad file is logged and
 /// the running configuration keeps serving).
-async fn run_until_signal(server: &mut steerd::Server, args: &ServeArgs) -> std::io::Result<()> {
+async fn run_until_signal(server: &mut steerd::Server) -> std::io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -385,12 +429,9 @@ async fn run_until_signal(server: &mut steerd::Server, args: &ServeArgs) -> std:
             _ = term.recv() => { info!("SIGTERM: shutting down"); return Ok(()); }
             _ = int.recv() => { info!("SIGINT: shutting down"); return Ok(()); }
             _ = hup.recv() => {
-                match load_for_serve(args) {
-                    Ok(cfg) => {
-                        if let Err(e) = server.apply(cfg) {
-                            error!("reload rejected, keeping the running configuration:\n{e}");
-                        }
-                    }
+                let s = &*server;
+                match tokio::task::block_in_place(|| s.reload()) {
+                    Ok(v) => info!(config_version = v, "SIGHUP: configuration reloaded"),
                     Err(e) => error!("reload rejected, keeping the running configuration:\n{e}"),
                 }
             }

@@ -5,6 +5,9 @@ use std::sync::{Arc, Mutex};
 
 use tracing::{info, warn};
 
+use crate::admin::store::{ConfigSource, ConfigStore};
+use crate::admin::{AdminServer, Api, MetricsSource};
+use crate::alert::Alerter;
 use crate::config::ValidConfig;
 use crate::control::Control;
 use crate::dns::listener::DnsListeners;
@@ -17,9 +20,59 @@ pub struct Server {
     control: Control,
     listeners: DnsListeners,
     watcher: tokio::task::JoinHandle<()>,
-    prober: Option<Prober>,
+    applier: Applier,
     consumer: tokio::task::JoinHandle<()>,
     ticker: tokio::task::JoinHandle<()>,
+    store: Arc<ConfigStore>,
+    admin: Option<AdminServer>,
+}
+
+/// Applies a configuration to every running part: control plane (compile + swap), prober,
+/// alert sinks.
+#[derive(Clone)]
+struct Applier {
+    control: Control,
+    prober: Arc<Mutex<Option<Prober>>>,
+    alerter: Alerter,
+}
+
+impl Applier {
+    fn apply(&self, config: ValidConfig) -> Result<Arc<RoutingTable>, String> {
+        let current = self.control.config();
+        let (old, new) = (&current.server, &config.server);
+        if old.dns_listen != new.dns_listen
+            || old.udp_sockets != new.udp_sockets
+            || old.udp_engine != new.udp_engine
+            || old.tcp_idle_timeout != new.tcp_idle_timeout
+            || old.admin_listen != new.admin_listen
+        {
+            warn!(
+                "listener settings in [server] changed: they take effect after a restart \
+                 (the rest of the configuration is applied now)"
+            );
+        }
+        let summary = config.summary();
+        let plan = ProbePlan::from_config(&config);
+        let alerts = config.alerts.clone();
+        let compiled = self.control.apply(config)?;
+        {
+            let keep: Vec<Arc<str>> = plan.jobs.iter().map(|(n, _)| n.clone()).collect();
+            self.control
+                .health()
+                .lock()
+                .expect("health store")
+                .retain_targets(|t| keep.iter().any(|k| &**k == t));
+        }
+        if let Some(p) = self.prober.lock().unwrap().as_ref() {
+            p.apply(plan);
+        }
+        self.alerter.apply(&alerts);
+        info!(
+            generation = compiled.generation,
+            "applied configuration: {summary}"
+        );
+        Ok(compiled)
+    }
 }
 
 /// Records every probe report in the health windows; a confirmed failure recompiles at once.
@@ -41,6 +94,12 @@ async fn consume_reports(mut rx: tokio::sync::mpsc::Receiver<ProbeReport>, contr
     }
 }
 
+/// The metric families besides the control plane's: the DNS path's and the alert sinks'.
+fn metrics_sources(control: &Control, alerter: &Alerter) -> Vec<MetricsSource> {
+    let _ = (control, alerter);
+    Vec::new()
+}
+
 /// Step the health machines and recompile every second (swapping only on change).
 async fn tick_loop(control: Control) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -56,7 +115,19 @@ impl Server {
     /// Compile the first table from `config`, bind every listener and start answering.
     /// Must be called inside a tokio runtime.
     pub async fn start(config: ValidConfig) -> anyhow::Result<Self> {
+        Self::start_with_source(config, ConfigSource::none()).await
+    }
+
+    /// Like [`Server::start`], with the configuration's text and file: the admin API edits
+    /// and persists it, and [`Server::reload`] re-reads the file.
+    pub async fn start_with_source(
+        config: ValidConfig,
+        source: ConfigSource,
+    ) -> anyhow::Result<Self> {
         let summary = config.summary();
+        let admin_listen = config.server.admin_listen;
+        let version = config.version;
+        let alerts = config.alerts.clone();
         let settings = config.server.clone();
         let control = tokio::task::spawn_blocking(move || Control::new(config))
             .await?
@@ -73,14 +144,70 @@ impl Server {
         }
         let consumer = tokio::spawn(consume_reports(rx, control.clone()));
         let ticker = tokio::spawn(tick_loop(control.clone()));
+        let alerter = Alerter::start(&alerts);
+        control.set_alerter(Some(alerter.clone()));
+        let applier = Applier {
+            control: control.clone(),
+            prober: Arc::new(Mutex::new(Some(prober))),
+            alerter: alerter.clone(),
+        };
+        let store = Arc::new(ConfigStore::new(source, version));
+        let admin = match admin_listen {
+            Some(addr) => {
+                let a = applier.clone();
+                let apply: crate::admin::Apply =
+                    Arc::new(move |cfg| a.apply(cfg).map(|t| t.generation));
+                let sources = metrics_sources(&control, &alerter);
+                let api = Api::new(control.clone(), store.clone(), apply, sources);
+                match AdminServer::start(addr, api).await {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        anyhow::bail!("cannot listen on the admin address {addr}: {e}");
+                    }
+                }
+            }
+            None => None,
+        };
         Ok(Self {
             control,
             listeners,
             watcher,
-            prober: Some(prober),
+            applier,
             consumer,
             ticker,
+            store,
+            admin,
         })
+    }
+
+    /// The admin API's address (with the port picked when port 0 was asked for).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|a| a.addr)
+    }
+
+    /// The configuration store (text, version) the admin API edits.
+    pub fn store(&self) -> &Arc<ConfigStore> {
+        &self.store
+    }
+
+    /// Re-read the configuration file and apply it (SIGHUP). A bad file is rejected and the
+    /// running configuration keeps serving.
+    pub fn reload(&self) -> Result<u64, String> {
+        let a = self.applier.clone();
+        let r = self.store.reload(|cfg| a.apply(cfg).map(|t| t.generation));
+        let m = &self.control.metrics().config_reloads;
+        match r {
+            Ok(w) => {
+                m.with_label_values(&["ok"]).inc();
+                self.control
+                    .note_config_change(format!("version {}: reloaded from the file", w.version));
+                Ok(w.version)
+            }
+            Err(e) => {
+                m.with_label_values(&["error"]).inc();
+                Err(e.to_string())
+            }
+        }
     }
 
     /// The control plane (config, geo data, compile and swap).
@@ -109,7 +236,10 @@ impl Server {
 
     /// Targets whose health checks are running.
     pub fn probing(&self) -> Vec<String> {
-        self.prober
+        self.applier
+            .prober
+            .lock()
+            .unwrap()
             .as_ref()
             .map(Prober::running)
             .unwrap_or_default()
@@ -124,44 +254,18 @@ impl Server {
     /// engine, TCP timeout) cannot change while running; a difference is logged and needs a
     /// restart. Everything else, `max_udp_payload` and the hash prefixes included, applies now.
     pub fn apply(&mut self, config: ValidConfig) -> Result<Arc<RoutingTable>, String> {
-        let current = self.control.config();
-        let (old, new) = (&current.server, &config.server);
-        if old.dns_listen != new.dns_listen
-            || old.udp_sockets != new.udp_sockets
-            || old.udp_engine != new.udp_engine
-            || old.tcp_idle_timeout != new.tcp_idle_timeout
-            || old.admin_listen != new.admin_listen
-        {
-            warn!(
-                "listener settings in [server] changed: they take effect after a restart \
-                 (the rest of the configuration is applied now)"
-            );
-        }
-        let summary = config.summary();
-        let plan = ProbePlan::from_config(&config);
-        let compiled = self.control.apply(config)?;
-        {
-            let keep: Vec<Arc<str>> = plan.jobs.iter().map(|(n, _)| n.clone()).collect();
-            self.control
-                .health()
-                .lock()
-                .expect("health store")
-                .retain_targets(|t| keep.iter().any(|k| &**k == t));
-        }
-        if let Some(p) = &self.prober {
-            p.apply(plan);
-        }
-        info!(
-            generation = compiled.generation,
-            "applied configuration: {summary}"
-        );
-        Ok(compiled)
+        self.applier.apply(config)
     }
 
     /// Stop listening and wait for in-flight work.
     pub async fn shutdown(mut self) {
         self.watcher.abort();
-        if let Some(p) = self.prober.take() {
+        if let Some(a) = self.admin.take() {
+            a.stop();
+        }
+        self.applier.alerter.stop();
+        let prober = self.applier.prober.lock().unwrap().take();
+        if let Some(p) = prober {
             let _ = tokio::task::spawn_blocking(move || p.stop()).await;
         }
         self.consumer.abort();

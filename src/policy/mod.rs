@@ -82,18 +82,29 @@ fn with_region_overrides(mut cell: Cell, loc: &Location, inputs: &PolicyInputs) 
             cell.overrides.push((t, o.state, o.reason.clone()));
         }
     }
-    if !cell.overrides.is_empty() {
-        cell.label = format!("{} in {}", cell.label, loc_label(loc));
+    let mut regions: Vec<String> = Vec::new();
+    for (t, _, _) in &cell.overrides {
+        if let Some(o) = inputs
+            .region_overrides
+            .iter()
+            .filter(|o| o.target == *t)
+            .filter_map(|o| o.matches(loc).map(|m| (m, o)))
+            .max_by_key(|(m, _)| *m)
+        {
+            let r = region_label(&o.1.region);
+            if !regions.contains(&r) {
+                regions.push(r);
+            }
+        }
+    }
+    if !regions.is_empty() {
+        cell.label = format!(
+            "{} (operator override for {})",
+            cell.label,
+            regions.join(", ")
+        );
     }
     cell
-}
-
-fn loc_label(loc: &Location) -> String {
-    match (loc.continent, loc.country) {
-        (Some(_), Some(_)) => format!("{}/{}", loc.continent_str(), loc.country_str()),
-        (Some(_), None) => loc.continent_str().to_string(),
-        _ => "no region".into(),
-    }
 }
 
 impl PolicyInputs {
@@ -162,8 +173,7 @@ pub fn compile_with(
     };
     let mut memory = Memory::default();
     for svc in &cfg.services {
-        let (compiled, all_down) =
-            compile_service(
+        let (compiled, all_down) = compile_service(
             cfg,
             svc,
             geo,
@@ -310,7 +320,7 @@ fn location_cell(cfg: &ValidConfig, svc: &Service, loc: &Location) -> Cell {
             weights: None,
             region: continent_str(loc.continent),
             distances: None,
-        overrides: Vec::new(),
+            overrides: Vec::new(),
         },
         PolicyKind::Failover | PolicyKind::Weighted => all_cell(svc),
     }
@@ -727,6 +737,122 @@ pub fn explain(
         outcome,
         ttl,
     })
+}
+
+/// The answer one cell of clients gets now.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CellAnswer {
+    /// "all clients", "region EU", "clients located in DE", "net 10.0.0.0/8".
+    pub cell: String,
+    /// Regions whose clients fall in this cell: continents, or CONTINENT/COUNTRY when only
+    /// some countries of a continent do ("default" for clients without a location).
+    pub regions: Vec<String>,
+    /// "targets", "weighted", "servfail" or "fallback".
+    pub kind: &'static str,
+    /// The targets answered, with weights for a weighted split.
+    pub targets: Vec<(String, Option<u32>)>,
+    pub ttl: u32,
+    pub all_down: bool,
+}
+
+/// The current answer of every cell of service `name` (None: no such service).
+pub fn cell_answers(
+    cfg: &ValidConfig,
+    geo: &GeoData,
+    inputs: &PolicyInputs,
+    prev: &Memory,
+    name: &hickory_proto::rr::Name,
+) -> Option<Vec<CellAnswer>> {
+    let svc = cfg.services.iter().find(|s| s.name == *name)?;
+    let names: Vec<String> = cfg.targets.iter().map(|t| t.name.clone()).collect();
+    let costs: Vec<cost::CostStatus> = inputs.targets.iter().map(|t| t.cost.clone()).collect();
+    let ctx = chain::Ctx {
+        names: &names,
+        targets: &inputs.targets,
+        costs: &costs,
+        prev,
+        trace: false,
+    };
+    let (cells, map) = service_cells(cfg, svc, geo, inputs);
+    // Which locations each cell has.
+    let mut regions: Vec<std::collections::BTreeSet<String>> =
+        vec![Default::default(); cells.len()];
+    match &map {
+        CellMap::Single => {
+            regions[0].insert("all".into());
+        }
+        CellMap::Located { per_loc, nets } => {
+            let mut by_continent: std::collections::BTreeMap<
+                String,
+                std::collections::BTreeSet<u16>,
+            > = Default::default();
+            for (loc, &c) in geo.partition.locations.iter().zip(per_loc) {
+                let key = match loc.continent {
+                    Some(_) => loc.continent_str().to_string(),
+                    None => "default".into(),
+                };
+                by_continent.entry(key).or_default().insert(c);
+            }
+            for (loc, &c) in geo.partition.locations.iter().zip(per_loc) {
+                let cont = match loc.continent {
+                    Some(_) => loc.continent_str().to_string(),
+                    None => "default".into(),
+                };
+                if by_continent[&cont].len() == 1 || loc.country.is_none() {
+                    regions[c as usize].insert(cont);
+                } else {
+                    regions[c as usize].insert(format!("{cont}/{}", loc.country_str()));
+                }
+            }
+            for (net, c) in nets {
+                regions[*c as usize].insert(format!("net {net}"));
+            }
+        }
+    }
+    let mut scratch = Memory::default();
+    let mut out = Vec::new();
+    for (i, cell) in cells.iter().enumerate() {
+        let key = || format!("{}|{}", svc.name, cell.label);
+        let o = chain::run(
+            cell,
+            order_of(svc, cell),
+            &svc.chain,
+            &ctx,
+            &key,
+            &mut scratch,
+        );
+        let ttl = if o.unstable {
+            svc.ttl.min(svc.unstable_ttl)
+        } else {
+            svc.ttl
+        };
+        let (kind, targets) = match &o.pick {
+            Pick::Fixed(t) => (
+                "targets",
+                t.iter().map(|&t| (names[t].clone(), None)).collect(),
+            ),
+            Pick::Weighted(ws) => (
+                "weighted",
+                ws.iter()
+                    .map(|&(t, w)| (names[t].clone(), Some(w)))
+                    .collect(),
+            ),
+            Pick::ServFail => ("servfail", Vec::new()),
+            Pick::Fallback => ("fallback", Vec::new()),
+        };
+        if regions[i].is_empty() {
+            continue;
+        }
+        out.push(CellAnswer {
+            cell: cell.label.clone(),
+            regions: regions[i].iter().cloned().collect(),
+            kind,
+            targets,
+            ttl,
+            all_down: o.all_down,
+        });
+    }
+    Some(out)
 }
 
 /// Hash seed of a target: derived from its name only, so every steerd node and every restart

@@ -74,7 +74,7 @@ pub fn describe<IO>(tls: &TlsStream<IO>, warn_days: u32) -> (Outcome, String) {
             if days < i64::from(warn_days) {
                 (
                     Outcome::Warn,
-                    format!("{detail}: fewer than {warn_days} days left"),
+                    format!("{detail}: fewer than {warn_days} {EXPIRY_WARNING}"),
                 )
             } else {
                 (Outcome::Ok, detail)
@@ -83,6 +83,9 @@ pub fn describe<IO>(tls: &TlsStream<IO>, warn_days: u32) -> (Outcome, String) {
         None => (Outcome::Ok, format!("{proto}; certificate valid")),
     }
 }
+
+/// What the TLS level's detail says when the certificate is close to expiry.
+pub const EXPIRY_WARNING: &str = "days left";
 
 /// Whole days from `now_s` to the certificate's notAfter, and that date (YYYY-MM-DD).
 pub fn expiry(cert: &CertificateDer<'_>, now_s: u64) -> Option<(i64, String)> {

@@ -21,6 +21,8 @@ pub const DEMO: &str = include_str!("../../config/steerd.toml");
 pub struct TestServer {
     pub udp: SocketAddr,
     pub tcp: SocketAddr,
+    /// The admin API (servers started with [`TestServer::start_file`]).
+    pub admin: Option<SocketAddr>,
     pub server: Option<steerd::Server>,
     runtime: tokio::runtime::Runtime,
 }
@@ -68,9 +70,64 @@ impl TestServer {
         Self {
             udp: server.udp_addrs()[0],
             tcp: server.tcp_addrs()[0],
+            admin: server.admin_addr(),
             server: Some(server),
             runtime,
         }
+    }
+
+    /// Start from a configuration FILE with the admin API on 127.0.0.1 port 0: API writes
+    /// are persisted to `path`, and every re-read of it (reload) gets the same test
+    /// adjustments (port 0 listeners, no GeoIP database, checks removed unless `probing`).
+    pub fn start_file(path: &std::path::Path, probing: bool) -> Self {
+        Self::start_file_with(path, probing, |_| {})
+    }
+
+    /// Like [`TestServer::start_file`], with extra adjustments applied to every read.
+    pub fn start_file_with(
+        path: &std::path::Path,
+        probing: bool,
+        extra: impl Fn(&mut ValidConfig) + Send + Sync + 'static,
+    ) -> Self {
+        let adjust: steerd::admin::store::Adjust =
+            std::sync::Arc::new(move |cfg: &mut ValidConfig| {
+                if !probing {
+                    for t in &mut cfg.targets {
+                        t.check = None;
+                    }
+                }
+                cfg.server.dns_listen = vec!["127.0.0.1:0".parse().unwrap()];
+                cfg.server.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+                cfg.server.udp_sockets = 2;
+                cfg.server.udp_engine = UdpEngine::Fast;
+                cfg.geo.database = None;
+                extra(cfg);
+            });
+        let source = steerd::admin::store::ConfigSource::file(path, adjust.clone())
+            .expect("config file readable");
+        let mut cfg = steerd::config::parse(source.text.as_deref().unwrap(), "test")
+            .expect("test config is valid");
+        adjust(&mut cfg);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = runtime
+            .block_on(steerd::Server::start_with_source(cfg, source))
+            .expect("server starts");
+        Self {
+            udp: server.udp_addrs()[0],
+            tcp: server.tcp_addrs()[0],
+            admin: server.admin_addr(),
+            server: Some(server),
+            runtime,
+        }
+    }
+
+    /// Run a future on the server's runtime.
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
     }
 
     pub fn server(&mut self) -> &mut steerd::Server {

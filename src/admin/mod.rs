@@ -1,0 +1,1721 @@
+//! The admin HTTP API (axum): status, targets, services, zones' static records, overrides,
+//! pushed inputs (remote observations, RUM, billing usage, cache metrics), events, reload,
+//! resolve + explain, `/metrics` and the OpenAPI document. Every write is validated like the
+//! configuration file, applied (a new table swapped in) and persisted atomically; see
+//! `docs/operations.md` and `docs/openapi.json`.
+
+pub mod doc;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tracing::{info, warn};
+
+use crate::config::{Scope, Token, ValidConfig};
+use crate::control::{CacheReport, Control, RumBeacon, now_ms};
+use crate::health::{Level, Observation, WindowStats};
+use doc::{json_find, json_list, json_to_table, name_body, remove, same_name, tables_mut, upsert};
+use store::{ConfigStore, StoreError, Written};
+
+/// The OpenAPI document (also kept in `docs/openapi.json`).
+pub const OPENAPI: &str = include_str!("../../docs/openapi.json");
+
+/// A source of extra metric families (the DNS path, the alert sinks).
+pub type MetricsSource = Arc<dyn Fn() -> Vec<prometheus::proto::MetricFamily> + Send + Sync>;
+
+/// Applies a validated configuration to the running server; returns the table generation.
+pub type Apply = Arc<dyn Fn(ValidConfig) -> Result<u64, String> + Send + Sync>;
+
+/// What the handlers share.
+pub struct Api {
+    pub control: Control,
+    pub store: Arc<ConfigStore>,
+    pub apply: Apply,
+    pub started_ms: u64,
+    pub metrics_sources: Vec<MetricsSource>,
+    /// Tokens from the configuration in force plus the environment's.
+    tokens: ArcSwap<Vec<Token>>,
+    env_tokens: Vec<Token>,
+}
+
+/// Tokens from `STEERD_ADMIN_TOKEN` and `STEERD_READ_TOKEN` (comma-separated lists).
+fn tokens_from_env() -> Vec<Token> {
+    let mut out = Vec::new();
+    for (var, scope) in [
+        ("STEERD_ADMIN_TOKEN", Scope::Admin),
+        ("STEERD_READ_TOKEN", Scope::Read),
+    ] {
+        if let Ok(v) = std::env::var(var) {
+            for (i, t) in v
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .enumerate()
+            {
+                if t.len() < 16 {
+                    warn!("{var}: token {i} is shorter than 16 characters: ignored");
+                    continue;
+                }
+                out.push(Token {
+                    name: format!("{var}[{i}]"),
+                    secret: t.to_string(),
+                    scope,
+                });
+            }
+        }
+    }
+    out
+}
+
+impl Api {
+    pub fn new(
+        control: Control,
+        store: Arc<ConfigStore>,
+        apply: Apply,
+        metrics_sources: Vec<MetricsSource>,
+    ) -> Arc<Self> {
+        let tokens = control.config().admin.tokens.clone();
+        Arc::new(Self {
+            control,
+            store,
+            apply,
+            started_ms: now_ms(),
+            metrics_sources,
+            tokens: ArcSwap::from_pointee(tokens),
+            env_tokens: tokens_from_env(),
+        })
+    }
+
+    /// Apply a configuration and take its tokens.
+    fn apply_config(&self, cfg: ValidConfig) -> Result<u64, String> {
+        let tokens = cfg.admin.tokens.clone();
+        let generation = (self.apply)(cfg)?;
+        self.tokens.store(Arc::new(tokens));
+        Ok(generation)
+    }
+
+    /// The scope of a presented token (None: no token matches). Every configured token is
+    /// compared, in constant time, whatever matched before.
+    fn scope_of(&self, presented: &str) -> Option<Scope> {
+        let p = Sha256::digest(presented.as_bytes());
+        let mut best: Option<Scope> = None;
+        let cfg = self.tokens.load();
+        for t in cfg.iter().chain(self.env_tokens.iter()) {
+            let s = Sha256::digest(t.secret.as_bytes());
+            let eq: bool = p.as_slice().ct_eq(s.as_slice()).into();
+            if eq {
+                best = best.max(Some(t.scope));
+            }
+        }
+        best
+    }
+
+    fn auth_enabled(&self) -> bool {
+        !self.tokens.load().is_empty() || !self.env_tokens.is_empty()
+    }
+}
+
+/// The running admin server.
+pub struct AdminServer {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AdminServer {
+    /// Bind `addr` and serve the API until [`AdminServer::stop`].
+    pub async fn start(addr: SocketAddr, api: Arc<Api>) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        if !api.auth_enabled() {
+            if addr.ip().is_loopback() {
+                warn!(%addr, "admin API without tokens: anyone who can reach {addr} can change the configuration (add [admin] tokens)");
+            } else {
+                warn!(%addr, "admin API on a non-loopback address WITHOUT tokens: set [admin] tokens or STEERD_ADMIN_TOKEN");
+            }
+        }
+        let app = router(api);
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                warn!("admin API stopped: {e}");
+            }
+        });
+        info!(%addr, "admin API listening");
+        Ok(Self { addr, task })
+    }
+
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+/// Every route.
+pub fn router(api: Arc<Api>) -> Router {
+    let max_body = api.control.config().admin.max_body;
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/config", get(get_config))
+        .route("/v1/targets", get(list_targets))
+        .route(
+            "/v1/targets/{name}",
+            get(get_target).put(put_target).delete(delete_target),
+        )
+        .route(
+            "/v1/targets/{name}/override",
+            put(put_override).delete(delete_override),
+        )
+        .route("/v1/overrides", get(list_overrides))
+        .route(
+            "/v1/targets/{name}/usage",
+            put(put_usage).delete(delete_usage),
+        )
+        .route("/v1/targets/{name}/cache-metrics", put(put_cache_metrics))
+        .route("/v1/services", get(list_services))
+        .route(
+            "/v1/services/{name}",
+            get(get_service).put(put_service).delete(delete_service),
+        )
+        .route("/v1/zones", get(list_zones))
+        .route(
+            "/v1/zones/{zone}",
+            get(get_zone).put(put_zone).delete(delete_zone),
+        )
+        .route("/v1/zones/{zone}/records", get(list_records))
+        .route(
+            "/v1/zones/{zone}/records/{name}/{rtype}",
+            get(get_record).put(put_record).delete(delete_record),
+        )
+        .route("/v1/resolve", get(resolve))
+        .route("/v1/observations", post(post_observations))
+        .route("/v1/rum", post(post_rum))
+        .route("/v1/events", get(events))
+        .route("/v1/reload", post(reload))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(api.clone(), auth))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(api)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors and auth
+
+/// A JSON error response.
+pub struct ApiError {
+    status: StatusCode,
+    body: Value,
+    headers: Vec<(header::HeaderName, HeaderValue)>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, msg: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: json!({ "error": msg.into() }),
+            headers: Vec::new(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, Json(self.body)).into_response();
+        for (k, v) in self.headers {
+            r.headers_mut().insert(k, v);
+        }
+        r
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::VersionMismatch { current, .. } => {
+                let mut err = ApiError::new(StatusCode::PRECONDITION_FAILED, e.to_string());
+                err.body["version"] = json!(current);
+                err.headers.push((header::ETAG, etag_value(current)));
+                err
+            }
+            StoreError::Invalid(issues) => {
+                let list: Vec<Value> = issues
+                    .iter()
+                    .map(|i| json!({"field": i.field, "line": i.line, "message": i.message}))
+                    .collect();
+                let first = issues
+                    .first()
+                    .map(|i| format!("{}: {}", i.field, i.message))
+                    .unwrap_or_default();
+                ApiError {
+                    status: StatusCode::UNPROCESSABLE_ENTITY,
+                    body: json!({
+                        "error": format!("the configuration would not be valid: {first}"),
+                        "issues": list,
+                    }),
+                    headers: Vec::new(),
+                }
+            }
+            StoreError::BadRequest(m) => ApiError::new(StatusCode::BAD_REQUEST, m),
+            StoreError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, m),
+            StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
+            StoreError::Internal(m) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, m),
+        }
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn etag_value(version: u64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).expect("digits are a valid header")
+}
+
+/// Checks the bearer token (reads need `read` or `admin`, writes `admin`), counts the
+/// request, and turns axum's plain-text rejections into JSON errors.
+async fn auth(State(api): State<Arc<Api>>, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let public = path == "/metrics" || path == "/v1/openapi.json";
+    let write = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let denied = if public || !api.auth_enabled() {
+        None
+    } else {
+        let presented = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        match presented {
+            None => Some((
+                StatusCode::UNAUTHORIZED,
+                "missing bearer token (Authorization: Bearer TOKEN)".to_string(),
+            )),
+            Some(t) => match api.scope_of(t) {
+                None => Some((StatusCode::UNAUTHORIZED, "unknown token".to_string())),
+                Some(Scope::Read) if write => Some((
+                    StatusCode::FORBIDDEN,
+                    format!("this token has the read scope; {method} {path} needs an admin token"),
+                )),
+                Some(_) => None,
+            },
+        }
+    };
+    let response = match denied {
+        Some((status, msg)) => {
+            let mut e = ApiError::new(status, msg);
+            if status == StatusCode::UNAUTHORIZED {
+                e.headers.push((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"steerd\""),
+                ));
+            }
+            e.into_response()
+        }
+        None => {
+            let r = next.run(req).await;
+            json_rejection(r).await
+        }
+    };
+    api.control
+        .metrics()
+        .admin_requests
+        .with_label_values(&[&route, method.as_str(), response.status().as_str()])
+        .inc();
+    response
+}
+
+/// axum's extractor rejections are plain text: wrap them as `{"error": ...}`.
+async fn json_rejection(r: Response) -> Response {
+    let is_text = r
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if !(r.status().is_client_error() && is_text) {
+        return r;
+    }
+    let status = r.status();
+    let body = axum::body::to_bytes(r.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let mut msg = String::from_utf8_lossy(&body).trim().to_string();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        msg = format!("request body too large ({msg}); see [admin] max_body");
+    }
+    ApiError::new(status, msg).into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no such route (see /v1/openapi.json)",
+    )
+}
+
+/// `If-Match: "7"` (or 7, or *) → Some(7) / None.
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let s = v.to_str().unwrap_or("").trim();
+    if s == "*" {
+        return Ok(None);
+    }
+    let s = s.trim_start_matches("W/").trim_matches('"');
+    s.parse::<u64>().map(Some).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("If-Match must be a configuration version such as \"7\" (got {s:?})"),
+        )
+    })
+}
+
+fn with_etag(mut r: Response, version: u64) -> Response {
+    r.headers_mut().insert(header::ETAG, etag_value(version));
+    r
+}
+
+fn written(w: Written, status: StatusCode, extra: Value) -> Response {
+    let mut body = json!({
+        "version": w.version,
+        "generation": w.generation,
+        "persisted": w.persisted,
+    });
+    if let (Value::Object(b), Value::Object(e)) = (&mut body, extra) {
+        b.extend(e);
+    }
+    with_etag((status, Json(body)).into_response(), w.version)
+}
+
+/// Parse a JSON body ourselves (clear errors naming the position).
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = if path == "." || path.is_empty() {
+            format!("invalid JSON body: {inner}")
+        } else {
+            format!("invalid JSON body: {path}: {inner}")
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, msg)
+    })
+}
+
+/// Run a configuration edit through the store.
+fn edit(
+    api: &Api,
+    headers: &HeaderMap,
+    f: impl FnOnce(&mut toml_edit::DocumentMut) -> Result<(), StoreError>,
+    what: String,
+) -> Result<Written, ApiError> {
+    let expected = if_match(headers)?;
+    let r = api.store.write(expected, f, |cfg| api.apply_config(cfg));
+    let m = &api.control.metrics().config_reloads;
+    match &r {
+        Ok(w) => {
+            m.with_label_values(&["ok"]).inc();
+            api.control
+                .note_config_change(format!("version {}: {what} (admin API)", w.version));
+        }
+        Err(StoreError::VersionMismatch { .. }) => {}
+        Err(_) => m.with_label_values(&["error"]).inc(),
+    }
+    r.map_err(ApiError::from)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Views
+
+fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+fn ms(d: Option<Duration>) -> Value {
+    d.map(|d| json!((d.as_secs_f64() * 1e6).round() / 1e3))
+        .unwrap_or(Value::Null)
+}
+
+fn window_json(s: &WindowStats) -> Value {
+    json!({
+        "checks": s.count,
+        "failures": s.failures,
+        "error_rate": s.error_rate,
+        "availability": s.availability,
+        "p50_ms": ms(s.p50),
+        "p95_ms": ms(s.p95),
+        "p99_ms": ms(s.p99),
+        "cache_hit_ratio": s.cache_hit_ratio,
+    })
+}
+
+fn override_json(o: &crate::health::state::Override) -> Value {
+    json!({
+        "state": o.kind.as_str(),
+        "until": o.until_ms.map(|u| u / 1000),
+        "until_time": o.until_ms.map(rfc3339),
+        "reason": o.reason,
+        "set_at": o.set_at_ms / 1000,
+    })
+}
+
+fn target_json(api: &Api, cfg: &ValidConfig, t: &crate::config::Target, config: Value) -> Value {
+    let now = now_ms();
+    let name = t.name.as_str();
+    let (state, since, reason, ovr) = match api.control.target_state(name) {
+        Some((s, since, reason, o)) => (s.as_str(), Some(since), reason, o),
+        None => ("healthy", None, "no health data".to_string(), None),
+    };
+    let mut levels = Vec::new();
+    let mut windows = serde_json::Map::new();
+    {
+        let mut store = api.control.health().lock().unwrap();
+        if let Some(th) = store.target(name) {
+            for level in Level::ALL {
+                for o in th.last(level) {
+                    levels.push(json!({
+                        "level": level.as_str(),
+                        "vantage": &*o.vantage,
+                        "ok": o.ok,
+                        "at": rfc3339(o.at_ms),
+                        "latency_ms": ms(Some(o.latency)),
+                        "detail": o.detail,
+                    }));
+                }
+            }
+            for w in crate::health::WINDOWS {
+                let mut s = window_json(&th.stats(Level::Check, now, w));
+                let c = th.stats(Level::Cache, now, w);
+                if c.cache_hit_ratio.is_some() {
+                    s["cache_hit_ratio"] = json!(c.cache_hit_ratio);
+                }
+                windows.insert(w.as_str().to_string(), s);
+            }
+        }
+    }
+    let (rum_all, rum_regions) = api.control.rum_stats(name, now);
+    let (usage, cache, cost) = api.control.reports(name);
+    let region_overrides: Vec<Value> = cfg
+        .overrides
+        .iter()
+        .filter(|o| o.target == name && o.region.is_some())
+        .filter(|o| o.until_ms.is_none_or(|u| u > now))
+        .map(|o| {
+            json!({
+                "state": o.kind.as_str(),
+                "region": o.region.as_ref().map(|r| r.1.clone()),
+                "until": o.until_ms.map(|u| u / 1000),
+                "reason": o.reason,
+            })
+        })
+        .collect();
+    json!({
+        "name": name,
+        "role": t.role,
+        "probed": t.check.is_some(),
+        "state": state,
+        "since": since.map(rfc3339),
+        "reason": reason,
+        "override": ovr.as_ref().map(override_json),
+        "region_overrides": region_overrides,
+        "levels": levels,
+        "windows": windows,
+        "rum": {
+            "all": rum_all.as_ref().map(window_json),
+            "regions": rum_regions.iter().map(|(r, s)| (r.clone(), window_json(s))).collect::<serde_json::Map<_, _>>(),
+        },
+        "cost": cost.filter(|c| c.source != crate::policy::cost::Source::Unmetered).map(|c| json!({
+            "spend_so_far_usd": c.spend_so_far,
+            "projected_usd": c.projected,
+            "cap_usd": c.cap,
+            "commit_usd": c.commit,
+            "over_cap": c.over_cap,
+            "under_commit": c.under_commit,
+            "source": c.source.to_string(),
+        })),
+        "usage": usage.map(|u| json!({"spend_usd": u.spend_usd, "bytes": u.bytes, "as_of": u.as_of_ms / 1000})),
+        "cache_metrics": cache,
+        "config": config,
+    })
+}
+
+fn service_json(
+    api: &Api,
+    cfg: &ValidConfig,
+    svc: &crate::config::Service,
+    config: Value,
+) -> Value {
+    let inputs = api.control.inputs(now_ms());
+    let geo = api.control.geo();
+    let memory = api.control.memory();
+    let cells = crate::policy::cell_answers(cfg, &geo, &inputs, &memory, &svc.name);
+    let table = api.control.table().load();
+    json!({
+        "name": svc.name.to_string(),
+        "policy": crate::policy::policy_name(svc.policy),
+        "ttl": svc.ttl,
+        "zone": cfg.zones.get(svc.zone).map(|z| z.apex.to_string()),
+        "all_down": table.all_down.iter().any(|s| *s == svc.name.to_string()),
+        "answers": cells,
+        "config": config,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handlers
+
+async fn status(State(api): State<Arc<Api>>) -> ApiResult {
+    let table = api.control.table().load();
+    let cfg = api.control.config();
+    let now = now_ms();
+    let version = api.store.version();
+    Ok(with_etag(
+        Json(json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "config_version": version,
+            "generation": table.generation,
+            "uptime_seconds": (now.saturating_sub(api.started_ms)) / 1000,
+            "started_at": rfc3339(api.started_ms),
+            "config_file": api.store.path().map(|p| p.display().to_string()),
+            "zones": cfg.zones.len(),
+            "targets": cfg.targets.len(),
+            "services": cfg.services.len(),
+            "all_down": table.all_down,
+            "auth": api.auth_enabled(),
+        }))
+        .into_response(),
+        version,
+    ))
+}
+
+async fn get_config(State(api): State<Arc<Api>>) -> ApiResult {
+    let version = api.store.version();
+    let Some(text) = api.store.text() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "this server was started without a configuration text",
+        ));
+    };
+    let mut r = text.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/toml; charset=utf-8"),
+    );
+    Ok(with_etag(r, version))
+}
+
+fn config_json(api: &Api) -> Value {
+    api.store
+        .document()
+        .map(|d| doc::to_json(&d))
+        .unwrap_or(Value::Null)
+}
+
+async fn list_targets(State(api): State<Arc<Api>>) -> ApiResult {
+    let cfg = api.control.config();
+    let doc = config_json(&api);
+    let list: Vec<Value> = cfg
+        .targets
+        .iter()
+        .map(|t| {
+            let c = json_find(json_list(&doc, "targets"), "name", &t.name, false)
+                .cloned()
+                .unwrap_or(Value::Null);
+            target_json(&api, &cfg, t, c)
+        })
+        .collect();
+    Ok(with_etag(
+        Json(json!({ "targets": list })).into_response(),
+        api.store.version(),
+    ))
+}
+
+async fn get_target(State(api): State<Arc<Api>>, Path(name): Path<String>) -> ApiResult {
+    let cfg = api.control.config();
+    let Some(t) = cfg.targets.iter().find(|t| t.name == name) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no target named \"{name}\""),
+        ));
+    };
+    let doc = config_json(&api);
+    let c = json_find(json_list(&doc, "targets"), "name", &name, false)
+        .cloned()
+        .unwrap_or(Value::Null);
+    Ok(with_etag(
+        Json(target_json(&api, &cfg, t, c)).into_response(),
+        api.store.version(),
+    ))
+}
+
+async fn put_target(
+    State(api): State<Arc<Api>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let body: Value = parse_body(&body)?;
+    let mut table = json_to_table(&body, "target")?;
+    name_body(&mut table, "name", &name, false)?;
+    let mut created = false;
+    let w = edit(
+        &api,
+        &headers,
+        |doc| {
+            let a = tables_mut(doc.as_table_mut(), "targets", "targets")?;
+            created = upsert(a, "name", &name, false, table);
+            Ok(())
+        },
+        format!("target {name} written"),
+    )?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(written(
+        w,
+        status,
+        json!({ "target": name, "created": created }),
+    ))
+}
+
+async fn delete_target(
+    State(api): State<Arc<Api>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let w = edit(
+        &api,
+        &headers,
+        |doc| {
+            let a = tables_mut(doc.as_table_mut(), "targets", "targets")?;
+            if !remove(a, "name", &name, false) {
+                return Err(StoreError::NotFound(format!("no target named \"{name}\"")));
+            }
+            // Its overrides go with it.
+            if let Ok(o) = tables_mut(doc.as_table_mut(), "overrides", "overrides") {
+                o.retain(|t| t.get("target").and_then(|v| v.as_str()) != Some(name.as_str()));
+            }
+            Ok(())
+        },
+        format!("target {name} deleted"),
+    )?;
+    Ok(written(w, StatusCode::OK, json!({ "deleted": name })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OverrideBody {
+    /// forced_up | forced_down | drained
+    state: String,
+    /// Region key: "EU", "EU/DE", "default"; absent = every client.
+    region: Option<String>,
+    /// Expiry, Unix seconds ...
+    until: Option<u64>,
+    /// ... or a duration from now: seconds, or "30m", "2h".
+    #[serde(rename = "for")]
+    for_: Option<Value>,
+    reason: String,
+}
+
+#[derive(Deserialize, Default)]
+struct RegionQuery {
+    region: Option<String>,
+}
+
+fn parse_for(v: &Value) -> Result<Duration, ApiError> {
+    match v {
+        Value::Number(n) if n.as_f64().is_some_and(|f| f > 0.0 && f.is_finite()) => {
+            Ok(Duration::from_secs_f64(n.as_f64().unwrap_or(0.0)))
+        }
+        Value::String(s) => humantime::parse_duration(s).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("for: \"{s}\" is not a duration ({e}); write e.g. \"30m\" or 1800"),
+            )
+        }),
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "for: must be a positive number of seconds or a duration such as \"30m\"",
+        )),
+    }
+}
+
+async fn put_override(
+    State(api): State<Arc<Api>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let b: OverrideBody = parse_body(&body)?;
+    if b.reason.trim().is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "reason: say why (it is shown in events, alerts and explain output)",
+        ));
+    }
+    let now = now_ms();
+    let until = match (b.until, &b.for_) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "set `until` or `for`, not both",
+            ));
+        }
+        (Some(u), None) => {
+            if u * 1000 <= now {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("until: {u} is in the past"),
+                ));
+            }
+            Some(u)
+        }
+        (None, Some(f)) => Some((now + parse_for(f)?.as_millis() as u64).div_ceil(1000)),
+        (None, None) => None,
+    };
+    let mut t = toml_edit::Table::new();
+    t.insert("target", toml_edit::value(name.as_str()));
+    t.insert("state", toml_edit::value(b.state.as_str()));
+    if let Some(r) = &b.region {
+        t.insert("region", toml_edit::value(r.as_str()));
+    }
+    if let Some(u) = until {
+        t.insert("until", toml_edit::value(u as i64));
+    }
+    t.insert("reason", toml_edit::value(b.reason.as_str()));
+    t.insert("set_at", toml_edit::value((now / 1000) as i64));
+    let region = b.region.clone();
+    let w = edit(
+        &api,
+        &headers,
+        |doc| {
+            let a = tables_mut(doc.as_table_mut(), "overrides", "overrides")?;
+            // Drop expired overrides while we are here, and the one this replaces.
+            a.retain(|x| {
+                let expired = x
+                    .get("until")
+                    .and_then(|v| v.as_integer())
+                    .is_some_and(|u| (u as u64) * 1000 <= now);
+                let same = x.get("target").and_then(|v| v.as_str()) == Some(name.as_str())
+                    && x.get("region").and_then(|v| v.as_str()) == region.as_deref();
+                !expired && !same
+            });
+            a.push(t);
+            Ok(())
+        },
+        format!("override of {name}: {}", b.state),
+    )?;
+    Ok(written(
+        w,
+        StatusCode::OK,
+        json!({
+            "target": name, "state": b.state, "region": b.region,
+            "until": until, "reason": b.reason,
+        }),
+    ))
+}
+
+async fn delete_override(
+    State(api): State<Arc<Api>>,
+    Path(name): Path<String>,
+    Query(q): Query<RegionQuery>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let w = edit(
+        &api,
+        &headers,
+        |doc| {
+            let a = tables_mut(doc.as_table_mut(), "overrides", "overrides")?;
+            let before = a.len();
+            a.retain(|x| {
+                !(x.get("target").and_then(|v| v.as_str()) == Some(name.as_str())
+                    && x.get("region").and_then(|v| v.as_str()) == q.region.as_deref())
+            });
+            if a.len() == before {
+                return Err(StoreError::NotFound(format!(
+                    "no override of \"{name}\"{}",
+                    q.region
+                        .as_ref()
+                        .map(|r| format!(" for region {r}"))
+                        .unwrap_or_default()
+                )));
+            }
+            Ok(())
+        },
+        format!("override of {name} cleared"),
+    )?;
+    Ok(written(
+        w,
+        StatusCode::OK,
+        json!({ "target": name, "cleared": true }),
+    ))
+}
+
+async fn list_overrides(State(api): State<Arc<Api>>) -> ApiResult {
+    let cfg = api.control.config();
+    let now = now_ms();
+    let list: Vec<Value> = cfg
+        .overrides
+        .iter()
+        .map(|o| {
+            json!({
+                "target": o.target,
+                "state": o.kind.as_str(),
+                "region": o.region.as_ref().map(|r| r.1.clone()),
+                "until": o.until_ms.map(|u| u / 1000),
+                "until_time": o.until_ms.map(rfc3339),
+                "expired": o.until_ms.is_some_and(|u| u <= now),
+                "reason": o.reason,
+                "set_at": o.set_at_ms / 1000,
+            })
+        })
+        .collect();
+    Ok(with_etag(
+        Json(json!({ "overrides": list })).into_response(),
+        api.store.version(),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsageBody {
+    spend_usd: Option<f64>,
+    bytes: Option<u64>,
+    /// Unix seconds the figures describe (default: now).
+    as_of: Option<u64>,
+}
+
+async fn put_usage(
+    State(api): State<Arc<Api>>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let b: UsageBody = parse_body(&body)?;
+    if b.spend_usd.is_none() && b.bytes.is_none() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "set spend_usd, bytes or both",
+        ));
+    }
+    if let Some(s) = b.spend_usd
+        && (!s.is_finite() || s < 0.0)
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("spend_usd: must be a non-negative amount (got {s})"),
+        ));
+    }
+    let now = now_ms();
+    let as_of_ms = b.as_of.map(|s| s * 1000).unwrap_or(now);
+    if as_of_ms > now + crate::control::MAX_FUTURE_SKEW_MS {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "as_of: is in the future",
+        ));
+    }
+    let usage = crate::policy::cost::Usage {
+        spend_usd: b.spend_usd,
+        bytes: b.bytes,
+        as_of_ms,
+    };
+    api.control
+        .set_usage(&name, Some(usage))
+        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, e))?;
+    let (_, _, cost) = api.control.reports(&name);
+    Ok(Json(json!({
+        "target": name,
+        "cost": cost.map(|c| json!({
+            "spend_so_far_usd": c.spend_so_far,
+            "projected_usd": c.projected,
+            "cap_usd": c.cap,
+            "over_cap": c.over_cap,
+            "source": c.source.to_string(),
+            "stale_report_ignored": c.stale_report_ignored,
+        })),
+    }))
+    .into_response())
+}
+
+async fn delete_usage(State(api): State<Arc<Api>>, Path(name): Path<String>) -> ApiResult {
+    api.control
+        .set_usage(&name, None)
+        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, e))?;
+    Ok(Json(json!({ "target": name, "cleared": true })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CacheBody {
+    hit_ratio: Option<f64>,
+    popularity: Option<f64>,
+    ttl_factor: Option<f64>,
+    purge_ratio: Option<f64>,
+}
+
+async fn put_cache_metrics(
+    State(api): State<Arc<Api>>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let b: CacheBody = parse_body(&body)?;
+    for (k, v) in [
+        ("hit_ratio", b.hit_ratio),
+        ("popularity", b.popularity),
+        ("ttl_factor", b.ttl_factor),
+        ("purge_ratio", b.purge_ratio),
+    ] {
+        if let Some(v) = v
+            && !(0.0..=1.0).contains(&v)
+        {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("{k}: must be between 0 and 1 (got {v})"),
+            ));
+        }
+    }
+    let report = CacheReport {
+        hit_ratio: b.hit_ratio,
+        popularity: b.popularity,
+        ttl_factor: b.ttl_factor,
+        purge_ratio: b.purge_ratio,
+        at_ms: now_ms(),
+    };
+    let score = report.inputs().score();
+    api.control
+        .set_cache_report(&name, report.clone())
+        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, e))?;
+    Ok(
+        Json(json!({ "target": name, "cache_metrics": report, "cache_score": score }))
+            .into_response(),
+    )
+}
+
+async fn list_services(State(api): State<Arc<Api>>) -> ApiResult {
+    let cfg = api.control.config();
+    let doc = config_json(&api);
+    let list: Vec<Value> = cfg
+        .services
+        .iter()
+        .map(|s| {
+            let c = json_find(
+                json_list(&doc, "services"),
+                "name",
+                &s.name.to_string(),
+                true,
+            )
+            .cloned()
+            .unwrap_or(Value::Null);
+            service_json(&api, &cfg, s, c)
+        })
+        .collect();
+    Ok(with_etag(
+        Json(json!({ "services": list })).into_response(),
+        api.store.version(),
+    ))
+}
+
+async fn get_service(State(api): State<Arc<Api>>, Path(name): Path<String>) -> ApiResult {
+    let cfg = api.control.config();
+    let Some(s) = cfg
+        .services
+        .iter()
+        .find(|s| same_name(&s.name.to_string(), &name))
+    else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no service named \"{name}\""),
+        ));
+    };
+    let doc = config_json(&api);
+    let c = json_find(json_list(&doc, "services"), "name", &name, true)
+        .cloned()
+        .unwrap_or(Value::Null);
+    Ok(with_etag(
+        Json(service_json(&api, &cfg, s, c)).into_response(),
+        api.store.version(),
+    ))
+}
+
+async fn put_service(
+    State(api): State<Arc<Api>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let body: Value = parse_body(&body)?;
+    let mut table = json_to_table(&body, "service")?;
+    name_body(&mut table, "name", &name, true)?;
+    let mut created = false;
+    let w = edit(
+        &api,
+        &headers,
+        |doc| {
+            let a = tables_mut(doc.as_table_mut(), "services", "services")?;
+            created = upsert(a, "name", &name, true, table);
+            Ok(())
+        },
+        format!("service {name} written"),
+    )?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(written(
+        w,
+        status,
+        json!({ "service": name, "created": created }),
+    ))
+}
+
+async fn delete_service(
+    State(api): State<Arc<Api>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let w = edit(
+        &api,
+        &headers,
+        |doc| {
+            let a = tables_mut(doc.as_table_mut(), "services", "services")?;
+            if !remove(a, "name", &name, true) {
+                return Err(StoreError::NotFound(format!("no service named \"{name}\"")));
+            }
+            Ok(())
+        },
+        format!("service {name} deleted"),
+    )?;
+    Ok(written(w, StatusCode::OK, json!({ "deleted": name })))
+}
+
+async fn list_zones(State(api): State<Arc<Api>>) -> ApiResult {
+    let doc = config_json(&api);
+    Ok(with_etag(
+        Json(json!({ "zones": json_list(&doc, "zones") })).into_response(),
+        api.store.version(),
+    ))
+}
+
+fn zone_config(api: &Api, zone: &str) -> Result<Value, ApiError> {
+    let doc = config_json(api);
+    json_find(json_list(&doc, "zones"), "name", zone, true)
+        .cloned()
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no zone named \"{zone}\"")))
+}
+
+async fn get_zone(State(api): State<Arc<Api>>, Path(zone): Path<String>) -> ApiResult {
+    let z = zone_config(&api, &zone)?;
+    Ok(with_etag(Json(z).into_response(), api.store.version()))
+}
+
+async fn put_zone(
+    State(api): State<Arc<Api>>,
+    Path(zone): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let body: Value = parse_body(&body)?;
+    // Records are arrays of tables in the file: write them as [[zones.records]].
+    let mut records = Vec::new();
+    let mut body = body;
+    if let Some(Value::Array(rs)) = body.as_object_mut().and_then(|o| o.remove("records")) {
+        for (i, r) in rs.iter().enumerate() {
+            records.push(json_to_table(r, &format!("record (records[{i}])"))?);
+        }
+    }
+    let mut table = json_to_table(&body, "zone")?;
+    name_body(&mut table, "name", &zone, true)?;
+    if !records.is_empty() {
+        let mut a = toml_edit::ArrayOfTables::new();
+        for r in records {
+            a.push(r);
+        }
+        table.insert("records", toml_edit::Item::ArrayOfTables(a));
+    }
+    let mut created = false;
+    let w = edit(
+        &api,
+        &headers,
+        |doc| {
+            let a = tables_mut(doc.as_table_mut(), "zones", "zones")?;
+            created = upsert(a, "name", &zone, true, table);
+            Ok(())
+        },
+        format!("zone {zone} written"),
+    )?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(written(
+        w,
+        status,
+        json!({ "zone": zone, "created": created }),
+    ))
+}
+
+async fn delete_zone(
+    State(api): State<Arc<Api>>,
+    Path(zone): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let w = edit(
+        &api,
+        &headers,
+        |doc| {
+            let a = tables_mut(doc.as_table_mut(), "zones", "zones")?;
+            if !remove(a, "name", &zone, true) {
+                return Err(StoreError::NotFound(format!("no zone named \"{zone}\"")));
+            }
+            Ok(())
+        },
+        format!("zone {zone} deleted"),
+    )?;
+    Ok(written(w, StatusCode::OK, json!({ "deleted": zone })))
+}
+
+async fn list_records(State(api): State<Arc<Api>>, Path(zone): Path<String>) -> ApiResult {
+    let z = zone_config(&api, &zone)?;
+    Ok(with_etag(
+        Json(json!({ "zone": zone, "records": z.get("records").cloned().unwrap_or(json!([])) }))
+            .into_response(),
+        api.store.version(),
+    ))
+}
+
+fn record_matches(r: &toml_edit::Table, name: &str, rtype: &str) -> bool {
+    let n = r.get("name").and_then(|v| v.as_str()).unwrap_or("");
+    let t = r.get("type").and_then(|v| v.as_str()).unwrap_or("");
+    same_name(n, name) && t.eq_ignore_ascii_case(rtype)
+}
+
+async fn get_record(
+    State(api): State<Arc<Api>>,
+    Path((zone, name, rtype)): Path<(String, String, String)>,
+) -> ApiResult {
+    let z = zone_config(&api, &zone)?;
+    let list: Vec<Value> = z
+        .get("records")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|r| {
+            r.get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| same_name(n, &name))
+                && r.get("type")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| t.eq_ignore_ascii_case(&rtype))
+        })
+        .cloned()
+        .collect();
+    if list.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no {rtype} record named \"{name}\" in zone {zone}"),
+        ));
+    }
+    Ok(with_etag(
+        Json(json!({ "zone": zone, "name": name, "type": rtype.to_ascii_uppercase(), "records": list }))
+            .into_response(),
+        api.store.version(),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordBody {
+    data: Value,
+    ttl: Option<Value>,
+}
+
+async fn put_record(
+    State(api): State<Arc<Api>>,
+    Path((zone, name, rtype)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let b: RecordBody = parse_body(&body)?;
+    let mut t = toml_edit::Table::new();
+    t.insert("name", toml_edit::value(name.as_str()));
+    t.insert("type", toml_edit::value(rtype.to_ascii_uppercase()));
+    let body = json!({ "data": b.data, "ttl": b.ttl });
+    let rest = json_to_table(&body, "record")?;
+    for (k, v) in rest.iter() {
+        t.insert(k, v.clone());
+    }
+    let mut created = true;
+    let w = edit(
+        &api,
+        &headers,
+        |doc| {
+            let zones = tables_mut(doc.as_table_mut(), "zones", "zones")?;
+            let Some(zi) = doc::find(zones, "name", &zone, true) else {
+                return Err(StoreError::NotFound(format!("no zone named \"{zone}\"")));
+            };
+            let z = zones.get_mut(zi).expect("found");
+            let recs = tables_mut(z, "records", "zones.records")?;
+            let before = recs.len();
+            // Replace the whole RRset: its first entry keeps its place.
+            let first = recs.iter().position(|r| record_matches(r, &name, &rtype));
+            recs.retain(|r| !record_matches(r, &name, &rtype));
+            created = recs.len() == before;
+            match first {
+                Some(i) if i <= recs.len() => {
+                    let mut all: Vec<toml_edit::Table> = recs.iter().cloned().collect();
+                    all.insert(i, t);
+                    recs.clear();
+                    for r in all {
+                        recs.push(r);
+                    }
+                }
+                _ => recs.push(t),
+            }
+            Ok(())
+        },
+        format!("{name} {rtype} in zone {zone} written"),
+    )?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(written(
+        w,
+        status,
+        json!({ "zone": zone, "name": name, "type": rtype.to_ascii_uppercase(), "created": created }),
+    ))
+}
+
+async fn delete_record(
+    State(api): State<Arc<Api>>,
+    Path((zone, name, rtype)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let w = edit(
+        &api,
+        &headers,
+        |doc| {
+            let zones = tables_mut(doc.as_table_mut(), "zones", "zones")?;
+            let Some(zi) = doc::find(zones, "name", &zone, true) else {
+                return Err(StoreError::NotFound(format!("no zone named \"{zone}\"")));
+            };
+            let z = zones.get_mut(zi).expect("found");
+            let recs = tables_mut(z, "records", "zones.records")?;
+            let before = recs.len();
+            recs.retain(|r| !record_matches(r, &name, &rtype));
+            if recs.len() == before {
+                return Err(StoreError::NotFound(format!(
+                    "no {rtype} record named \"{name}\" in zone {zone}"
+                )));
+            }
+            Ok(())
+        },
+        format!("{name} {rtype} in zone {zone} deleted"),
+    )?;
+    Ok(written(
+        w,
+        StatusCode::OK,
+        json!({ "deleted": format!("{name} {rtype}") }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct ResolveQuery {
+    name: String,
+    client: String,
+    #[serde(rename = "type")]
+    rtype: Option<String>,
+}
+
+async fn resolve(State(api): State<Arc<Api>>, Query(q): Query<ResolveQuery>) -> ApiResult {
+    use std::str::FromStr;
+    let client: crate::resolve::ClientSpec = q
+        .client
+        .parse()
+        .map_err(|e: String| ApiError::new(StatusCode::BAD_REQUEST, format!("client: {e}")))?;
+    let qtype_s = q.rtype.unwrap_or_else(|| "A".into()).to_ascii_uppercase();
+    let qtype = hickory_proto::rr::RecordType::from_str(&qtype_s).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("type: \"{qtype_s}\" is not a DNS record type"),
+        )
+    })?;
+    let mut name = hickory_proto::rr::Name::from_ascii(&q.name).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("name: \"{}\" is not a domain name: {e}", q.name),
+        )
+    })?;
+    name.set_fqdn(true);
+    let table = api.control.table().load();
+    let geo = api.control.geo();
+    let r = crate::resolve::resolve(&table, &geo, client, &name, qtype);
+    let cfg = api.control.config();
+    let inputs = api.control.inputs(now_ms());
+    let memory = api.control.memory();
+    let explain = crate::policy::explain(&cfg, &geo, &inputs, &memory, &name, client.addr);
+    let explain_json = explain.as_ref().map(|e| {
+        json!({
+            "service": e.service,
+            "policy": crate::policy::policy_name(e.policy),
+            "cell": e.cell,
+            "ttl": e.ttl,
+            "all_down": e.outcome.all_down,
+            "unstable": e.outcome.unstable,
+            "steps": e.outcome.trace.iter().map(|s| json!({
+                "step": s.step, "input": s.input, "output": s.output, "notes": s.notes,
+            })).collect::<Vec<_>>(),
+            "text": e.to_string(),
+        })
+    });
+    Ok(Json(json!({
+        "name": r.name.to_string(),
+        "type": r.qtype.to_string(),
+        "client": q.client,
+        "located_by": r.located_by,
+        "location": {
+            "country": r.location.country.map(|_| r.location.country_str().to_string()),
+            "continent": r.location.continent.map(|_| r.location.continent_str().to_string()),
+        },
+        "rcode": r.rcode.to_string(),
+        "authoritative": r.authoritative,
+        "answers": r.answers,
+        "authority": r.authority,
+        "additional": r.additional,
+        "steered": r.steered.as_ref().map(|(s, t)| json!({"service": s, "target": t})),
+        "ecs_scope": r.scope,
+        "explain": explain_json,
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ObservationsBody {
+    /// The agent's vantage point ("fra1", "us-east").
+    vantage: String,
+    observations: Vec<ObservationBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ObservationBody {
+    target: String,
+    /// dns, tcp, tls, http, content, cache or check (a whole run's verdict).
+    level: String,
+    ok: bool,
+    latency_ms: f64,
+    /// Unix milliseconds (default: now).
+    at_ms: Option<u64>,
+    #[serde(default)]
+    detail: String,
+}
+
+async fn post_observations(State(api): State<Arc<Api>>, body: axum::body::Bytes) -> ApiResult {
+    let b: ObservationsBody = parse_body(&body)?;
+    if b.vantage.trim().is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "vantage: must not be empty",
+        ));
+    }
+    let local = api.control.config().probe.vantage.clone();
+    if b.vantage == local {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("vantage: \"{local}\" is this node's own prober; name the remote agent"),
+        ));
+    }
+    let now = now_ms();
+    let vantage: Arc<str> = Arc::from(b.vantage.as_str());
+    let mut results: Vec<Result<(), String>> = Vec::with_capacity(b.observations.len());
+    let mut good = Vec::new();
+    let mut slots = Vec::new();
+    for o in &b.observations {
+        let level = Level::parse(&o.level);
+        let r = match level {
+            None => Err(format!(
+                "level: \"{}\" is not one of dns, tcp, tls, http, content, cache, check",
+                o.level
+            )),
+            Some(_) if !o.latency_ms.is_finite() || o.latency_ms < 0.0 => Err(format!(
+                "latency_ms: must be a non-negative number (got {})",
+                o.latency_ms
+            )),
+            Some(level) => {
+                good.push(Observation {
+                    target: Arc::from(o.target.as_str()),
+                    level,
+                    vantage: vantage.clone(),
+                    at_ms: o.at_ms.unwrap_or(now),
+                    ok: o.ok,
+                    latency: Duration::from_secs_f64(o.latency_ms / 1000.0),
+                    detail: o.detail.clone(),
+                    cache: None,
+                });
+                Ok(())
+            }
+        };
+        slots.push(r.is_ok());
+        results.push(r);
+    }
+    let recorded = api.control.record_remote(&good, now);
+    let mut it = recorded.into_iter();
+    for (r, ok) in results.iter_mut().zip(slots) {
+        if ok {
+            *r = it.next().unwrap_or(Ok(()));
+        }
+    }
+    Ok(batch_response(&results))
+}
+
+fn batch_response(results: &[Result<(), String>]) -> Response {
+    let accepted = results.iter().filter(|r| r.is_ok()).count();
+    let rejected: Vec<Value> = results
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.as_ref().err().map(|e| json!({"index": i, "error": e})))
+        .collect();
+    let status = if accepted == 0 && !rejected.is_empty() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::ACCEPTED
+    };
+    (
+        status,
+        Json(json!({"accepted": accepted, "rejected": rejected})),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RumBody {
+    beacons: Vec<BeaconBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BeaconBody {
+    target: String,
+    /// The client's address or subnet ("81.2.69.0/24"), located with the geo data ...
+    client: Option<String>,
+    /// ... or its country (ISO 3166-1 alpha-2).
+    country: Option<String>,
+    latency_ms: f64,
+    ok: bool,
+    /// Unix milliseconds (default: now).
+    at_ms: Option<u64>,
+}
+
+async fn post_rum(State(api): State<Arc<Api>>, body: axum::body::Bytes) -> ApiResult {
+    let b: RumBody = parse_body(&body)?;
+    let now = now_ms();
+    let cfg = api.control.config();
+    let geo = api.control.geo();
+    let mut results = Vec::with_capacity(b.beacons.len());
+    let mut good = Vec::new();
+    let mut slots = Vec::new();
+    for x in &b.beacons {
+        let region: Result<Option<String>, String> = match (&x.client, &x.country) {
+            (Some(_), Some(_)) => Err("set client or country, not both".into()),
+            (None, None) => Err("set client (address or subnet) or country".into()),
+            (Some(c), None) => c
+                .parse::<crate::resolve::ClientSpec>()
+                .map(|spec| {
+                    let (loc, _) = geo.locate(spec.addr);
+                    loc.continent.map(|_| loc.continent_str().to_string())
+                })
+                .map_err(|e| format!("client: {e}")),
+            (None, Some(cc)) => {
+                let b = cc.as_bytes();
+                if b.len() != 2 {
+                    Err(format!(
+                        "country: \"{cc}\" is not an ISO 3166-1 alpha-2 code"
+                    ))
+                } else {
+                    match cfg
+                        .countries
+                        .get([b[0].to_ascii_uppercase(), b[1].to_ascii_uppercase()])
+                    {
+                        Some(info) => {
+                            Ok(Some(String::from_utf8_lossy(&info.continent).into_owned()))
+                        }
+                        None => Err(format!("country: unknown country \"{cc}\"")),
+                    }
+                }
+            }
+        };
+        let r = match region {
+            Err(e) => Err(e),
+            Ok(_) if !x.latency_ms.is_finite() || x.latency_ms < 0.0 => Err(format!(
+                "latency_ms: must be a non-negative number (got {})",
+                x.latency_ms
+            )),
+            Ok(region) => {
+                good.push(RumBeacon {
+                    target: x.target.clone(),
+                    region,
+                    latency: Duration::from_secs_f64(x.latency_ms / 1000.0),
+                    ok: x.ok,
+                    at_ms: x.at_ms.unwrap_or(now),
+                });
+                Ok(())
+            }
+        };
+        slots.push(r.is_ok());
+        results.push(r);
+    }
+    let recorded = api.control.record_rum(&good, now);
+    let mut it = recorded.into_iter();
+    for (r, ok) in results.iter_mut().zip(slots) {
+        if ok {
+            *r = it.next().unwrap_or(Ok(()));
+        }
+    }
+    Ok(batch_response(&results))
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    after: Option<u64>,
+    limit: Option<usize>,
+    /// Comma-separated kinds.
+    kind: Option<String>,
+    subject: Option<String>,
+}
+
+async fn events(State(api): State<Arc<Api>>, Query(q): Query<EventsQuery>) -> ApiResult {
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > 1000 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("limit: must be 1 to 1000 (got {limit})"),
+        ));
+    }
+    let mut kinds = Vec::new();
+    for k in q
+        .kind
+        .iter()
+        .flat_map(|k| k.split(','))
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+    {
+        match crate::events::EventKind::parse(k) {
+            Some(kind) => kinds.push(kind),
+            None => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "kind: \"{k}\" is not an event kind ({})",
+                        crate::events::EventKind::ALL
+                            .iter()
+                            .map(|k| k.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    let after = q.after.unwrap_or(0);
+    let (list, last_id, first_id) =
+        api.control
+            .event_page(after, limit, &kinds, q.subject.as_deref());
+    let next_after = list.last().map(|e| e.id).unwrap_or(after.max(
+        if list.is_empty() && kinds.is_empty() && q.subject.is_none() {
+            last_id
+        } else {
+            after
+        },
+    ));
+    let events: Vec<Value> = list
+        .iter()
+        .map(|e| {
+            let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
+            v["time"] = json!(e.time_rfc3339());
+            v["dedup_key"] = json!(e.dedup_key());
+            v
+        })
+        .collect();
+    Ok(Json(json!({
+        "events": events,
+        "next_after": next_after,
+        "last_id": last_id,
+        "oldest_id": first_id,
+        "more": list.len() == limit,
+    }))
+    .into_response())
+}
+
+async fn reload(State(api): State<Arc<Api>>) -> ApiResult {
+    let r = api.store.reload(|cfg| api.apply_config(cfg));
+    let m = &api.control.metrics().config_reloads;
+    match r {
+        Ok(w) => {
+            m.with_label_values(&["ok"]).inc();
+            api.control
+                .note_config_change(format!("version {}: reloaded from the file", w.version));
+            Ok(written(w, StatusCode::OK, json!({ "reloaded": true })))
+        }
+        Err(e) => {
+            m.with_label_values(&["error"]).inc();
+            Err(e.into())
+        }
+    }
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn metrics(State(api): State<Arc<Api>>) -> Response {
+    let mut families = api.control.metrics().gather();
+    families.extend(api.control.gauges(now_ms()).collect());
+    for src in &api.metrics_sources {
+        families.extend(src());
+    }
+    let mut info = crate::metrics::Gauges::new();
+    let b = info.family("steerd_build_info", "steerd's version.", &["version"]);
+    info.set(b, &[env!("CARGO_PKG_VERSION")], 1.0);
+    let s = info.family(
+        "steerd_start_time_seconds",
+        "Unix time the server started.",
+        &[],
+    );
+    info.set(s, &[], api.started_ms as f64 / 1000.0);
+    families.extend(info.collect());
+    families.sort_by(|a, b| a.name().cmp(b.name()));
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::encode(&families),
+    )
+        .into_response()
+}

@@ -1,0 +1,331 @@
+//! The configuration file as the admin API's store: every write edits the TOML document
+//! (comments and layout kept, via toml_edit), bumps the top-level `version`, is validated
+//! exactly like the file is at start-up, applied, and only then persisted atomically
+//! (temporary file in the same directory, fsync, rename, fsync of the directory).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use toml_edit::DocumentMut;
+
+use crate::config::{ConfigIssue, ValidConfig};
+
+/// Adjustments the command line makes to every configuration read (listen addresses).
+pub type Adjust = Arc<dyn Fn(&mut ValidConfig) + Send + Sync>;
+
+/// Where the configuration in force came from.
+#[derive(Clone)]
+pub struct ConfigSource {
+    /// The file (None: the embedded demo or a configuration built in code; writes then
+    /// apply in memory only).
+    pub path: Option<PathBuf>,
+    /// Its text as loaded (None: no text at all, e.g. a test's in-code configuration: the
+    /// write routes answer 409).
+    pub text: Option<String>,
+    pub adjust: Adjust,
+}
+
+impl ConfigSource {
+    /// A configuration with no file and no text.
+    pub fn none() -> Self {
+        Self {
+            path: None,
+            text: None,
+            adjust: Arc::new(|_| {}),
+        }
+    }
+
+    /// A file, read now.
+    pub fn file(path: &Path, adjust: Adjust) -> std::io::Result<Self> {
+        Ok(Self {
+            path: Some(path.to_path_buf()),
+            text: Some(std::fs::read_to_string(path)?),
+            adjust,
+        })
+    }
+}
+
+/// Why a write or reload did not happen.
+#[derive(Debug, Clone)]
+pub enum StoreError {
+    /// `If-Match` named another version.
+    VersionMismatch { expected: u64, current: u64 },
+    /// The configuration would not validate; nothing changed.
+    Invalid(Vec<ConfigIssue>),
+    /// The request is wrong in a way the configuration cannot express (bad JSON shape).
+    BadRequest(String),
+    /// The resource does not exist.
+    NotFound(String),
+    /// The store cannot take writes (no text), or the file changed on disk under it.
+    Conflict(String),
+    /// Applying or persisting failed; nothing changed.
+    Internal(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::VersionMismatch { expected, current } => write!(
+                f,
+                "If-Match names version {expected} but the configuration is at version {current}: \
+                 read it again and retry"
+            ),
+            StoreError::Invalid(issues) => {
+                for (i, is) in issues.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "{}: {}", is.field, is.message)?;
+                }
+                Ok(())
+            }
+            StoreError::BadRequest(m)
+            | StoreError::NotFound(m)
+            | StoreError::Conflict(m)
+            | StoreError::Internal(m) => f.write_str(m),
+        }
+    }
+}
+
+struct Inner {
+    path: Option<PathBuf>,
+    text: Option<String>,
+    version: u64,
+}
+
+/// The configuration text in force and its version; one write at a time.
+pub struct ConfigStore {
+    inner: Mutex<Inner>,
+    adjust: Adjust,
+}
+
+/// The outcome of a successful write.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub version: u64,
+    pub generation: u64,
+    pub persisted: bool,
+}
+
+impl ConfigStore {
+    pub fn new(source: ConfigSource, version: u64) -> Self {
+        Self {
+            inner: Mutex::new(Inner {
+                path: source.path,
+                text: source.text,
+                version,
+            }),
+            adjust: source.adjust,
+        }
+    }
+
+    pub fn version(&self) -> u64 {
+        self.inner.lock().unwrap().version
+    }
+
+    pub fn path(&self) -> Option<PathBuf> {
+        self.inner.lock().unwrap().path.clone()
+    }
+
+    /// The configuration text in force.
+    pub fn text(&self) -> Option<String> {
+        self.inner.lock().unwrap().text.clone()
+    }
+
+    /// The configuration in force as a TOML document (for reads of the config form).
+    pub fn document(&self) -> Option<DocumentMut> {
+        self.text().and_then(|t| t.parse().ok())
+    }
+
+    /// Edit the document with `edit`, bump the version, validate, `apply`, persist. With
+    /// `expected`, the write only happens at that version. Writes are serialized.
+    pub fn write(
+        &self,
+        expected: Option<u64>,
+        edit: impl FnOnce(&mut DocumentMut) -> Result<(), StoreError>,
+        apply: impl FnOnce(ValidConfig) -> Result<u64, String>,
+    ) -> Result<Written, StoreError> {
+        let mut inner = self.inner.lock().unwrap();
+        if let Some(e) = expected
+            && e != inner.version
+        {
+            return Err(StoreError::VersionMismatch {
+                expected: e,
+                current: inner.version,
+            });
+        }
+        let Some(text) = inner.text.clone() else {
+            return Err(StoreError::Conflict(
+                "this server was started without a configuration text: nothing to edit".into(),
+            ));
+        };
+        if let Some(path) = &inner.path {
+            match std::fs::read_to_string(path) {
+                Ok(on_disk) if on_disk != text => {
+                    return Err(StoreError::Conflict(format!(
+                        "{} changed on disk since it was loaded: POST /v1/reload (or send \
+                         SIGHUP) to load it, then retry",
+                        path.display()
+                    )));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(StoreError::Internal(format!(
+                        "cannot read {}: {e}",
+                        path.display()
+                    )));
+                }
+            }
+        }
+        let mut doc: DocumentMut = text.parse().map_err(|e| {
+            StoreError::Internal(format!("the configuration in force does not parse: {e}"))
+        })?;
+        edit(&mut doc)?;
+        let version = inner.version + 1;
+        set_version(&mut doc, version);
+        let new_text = doc.to_string();
+        let source = inner
+            .path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "<api>".into());
+        let mut cfg =
+            crate::config::parse(&new_text, &source).map_err(|e| StoreError::Invalid(e.issues))?;
+        (self.adjust)(&mut cfg);
+        let generation = apply(cfg).map_err(StoreError::Internal)?;
+        let persisted = match &inner.path {
+            Some(p) => {
+                write_atomically(p, new_text.as_bytes()).map_err(|e| {
+                    StoreError::Internal(format!(
+                        "applied, but could not write {}: {e} (the file keeps version {})",
+                        p.display(),
+                        inner.version
+                    ))
+                })?;
+                true
+            }
+            None => false,
+        };
+        inner.text = Some(new_text);
+        inner.version = version;
+        Ok(Written {
+            version,
+            generation,
+            persisted,
+        })
+    }
+
+    /// Read the file again, validate it and apply it (SIGHUP, `POST /v1/reload`).
+    pub fn reload(
+        &self,
+        apply: impl FnOnce(ValidConfig) -> Result<u64, String>,
+    ) -> Result<Written, StoreError> {
+        let mut inner = self.inner.lock().unwrap();
+        let Some(path) = inner.path.clone() else {
+            return Err(StoreError::Conflict(
+                "this server was not started from a configuration file: nothing to reload".into(),
+            ));
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| StoreError::Internal(format!("cannot read {}: {e}", path.display())))?;
+        let mut cfg = crate::config::parse(&text, &path.display().to_string())
+            .map_err(|e| StoreError::Invalid(e.issues))?;
+        (self.adjust)(&mut cfg);
+        let version = cfg.version;
+        let generation = apply(cfg).map_err(StoreError::Internal)?;
+        inner.text = Some(text);
+        inner.version = version;
+        Ok(Written {
+            version,
+            generation,
+            persisted: false,
+        })
+    }
+}
+
+/// Set the top-level `version` key (kept before every table).
+fn set_version(doc: &mut DocumentMut, version: u64) {
+    let v = i64::try_from(version).unwrap_or(i64::MAX);
+    match doc.get_mut("version") {
+        Some(item) => *item = toml_edit::value(v),
+        None => {
+            doc.insert("version", toml_edit::value(v));
+            if let Some(mut key) = doc.key_mut("version") {
+                key.leaf_decor_mut().set_prefix("");
+            }
+            if let Some(item) = doc.get_mut("version").and_then(|i| i.as_value_mut()) {
+                item.decor_mut()
+                    .set_suffix("  # bumped by every admin API write (the API's ETag)");
+            }
+        }
+    }
+}
+
+/// Write `data` to `path` so that a crash at any moment leaves either the old or the new
+/// file: a temporary file in the same directory, fsync, rename over, fsync the directory.
+pub fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "config".into());
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        // Keep the original file's permissions.
+        if let Ok(meta) = std::fs::metadata(path) {
+            let _ = f.set_permissions(meta.permissions());
+        }
+        f.write_all(data)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(&dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_goes_first_and_is_replaced() {
+        let mut doc: DocumentMut = "# c\n[server]\ndns_listen = []\n".parse().unwrap();
+        set_version(&mut doc, 3);
+        let t = doc.to_string();
+        assert!(
+            t.find("version = 3").unwrap() < t.find("[server]").unwrap(),
+            "{t}"
+        );
+        set_version(&mut doc, 4);
+        let t = doc.to_string();
+        assert!(
+            t.contains("version = 4") && !t.contains("version = 3"),
+            "{t}"
+        );
+        let v: toml::Table = toml::from_str(&t).unwrap();
+        assert_eq!(v["version"].as_integer(), Some(4));
+    }
+
+    #[test]
+    fn atomic_write_replaces_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("steerd.toml");
+        std::fs::write(&p, "old").unwrap();
+        write_atomically(&p, b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "new");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}
