@@ -331,9 +331,11 @@ impl Control {
         };
         {
             let mut st = me.state.lock().unwrap();
-            let now = now_ms();
-            me.sync_overrides(&mut st, now);
-            me.compile_locked(&mut st, now, true);
+            if !st.config.overrides.is_empty() {
+                let now = now_ms();
+                me.sync_overrides(&mut st, now);
+                me.compile_locked(&mut st, now, true);
+            }
         }
         Ok(me)
     }
@@ -1169,6 +1171,24 @@ impl Control {
         }
         for ev in cost_events {
             emit(live, &self.metrics, &self.alerter, ev);
+        }
+        if step {
+            let (keep, ended): (Vec<_>, Vec<_>) = std::mem::take(&mut live.region_overrides)
+                .into_iter()
+                .partition(|o| o.until_ms.is_none_or(|u| u > now_ms));
+            live.region_overrides = keep;
+            for o in ended {
+                let region = o.region.as_ref().map(|r| r.1.as_str()).unwrap_or("");
+                let ev = event(
+                    EventKind::Override,
+                    Severity::Info,
+                    "target",
+                    &o.target,
+                    format!("{}: override for clients in {region} expired", o.target),
+                    now_ms,
+                );
+                emit(live, &self.metrics, &self.alerter, ev);
+            }
         }
         let region_overrides = live
             .region_overrides

@@ -422,18 +422,28 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
     })
 }
 
-/// Run a configuration edit through the store.
-fn edit(
-    api: &Api,
+/// Run a configuration edit through the store (on a blocking thread: it compiles a table and
+/// writes a file). `f` returns whether it created the resource.
+async fn edit(
+    api: &Arc<Api>,
     headers: &HeaderMap,
-    f: impl FnOnce(&mut toml_edit::DocumentMut) -> Result<(), StoreError>,
     what: String,
-) -> Result<Written, ApiError> {
+    f: impl FnOnce(&mut toml_edit::DocumentMut) -> Result<bool, StoreError> + Send + 'static,
+) -> Result<(Written, bool), ApiError> {
     let expected = if_match(headers)?;
-    let r = api.store.write(expected, f, |cfg| api.apply_config(cfg));
+    let a = api.clone();
+    let r =
+        tokio::task::spawn_blocking(move || a.store.write(expected, f, |cfg| a.apply_config(cfg)))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("write failed: {e}"),
+                )
+            })?;
     let m = &api.control.metrics().config_reloads;
     match &r {
-        Ok(w) => {
+        Ok((w, _)) => {
             m.with_label_values(&["ok"]).inc();
             api.control
                 .note_config_change(format!("version {}: {what} (admin API)", w.version));
@@ -677,17 +687,14 @@ async fn put_target(
     let body: Value = parse_body(&body)?;
     let mut table = json_to_table(&body, "target")?;
     name_body(&mut table, "name", &name, false)?;
-    let mut created = false;
-    let w = edit(
-        &api,
-        &headers,
-        |doc| {
+    let (w, created) = edit(&api, &headers, format!("target {name} written"), {
+        let name = name.clone();
+        move |doc| {
             let a = tables_mut(doc.as_table_mut(), "targets", "targets")?;
-            created = upsert(a, "name", &name, false, table);
-            Ok(())
-        },
-        format!("target {name} written"),
-    )?;
+            Ok(upsert(a, "name", &name, false, table))
+        }
+    })
+    .await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -705,10 +712,9 @@ async fn delete_target(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let w = edit(
-        &api,
-        &headers,
-        |doc| {
+    let (w, _) = edit(&api, &headers, format!("target {name} deleted"), {
+        let name = name.clone();
+        move |doc| {
             let a = tables_mut(doc.as_table_mut(), "targets", "targets")?;
             if !remove(a, "name", &name, false) {
                 return Err(StoreError::NotFound(format!("no target named \"{name}\"")));
@@ -717,10 +723,10 @@ async fn delete_target(
             if let Ok(o) = tables_mut(doc.as_table_mut(), "overrides", "overrides") {
                 o.retain(|t| t.get("target").and_then(|v| v.as_str()) != Some(name.as_str()));
             }
-            Ok(())
-        },
-        format!("target {name} deleted"),
-    )?;
+            Ok(false)
+        }
+    })
+    .await?;
     Ok(written(w, StatusCode::OK, json!({ "deleted": name })))
 }
 
@@ -807,26 +813,30 @@ async fn put_override(
     t.insert("reason", toml_edit::value(b.reason.as_str()));
     t.insert("set_at", toml_edit::value((now / 1000) as i64));
     let region = b.region.clone();
-    let w = edit(
+    let (w, _) = edit(
         &api,
         &headers,
-        |doc| {
-            let a = tables_mut(doc.as_table_mut(), "overrides", "overrides")?;
-            // Drop expired overrides while we are here, and the one this replaces.
-            a.retain(|x| {
-                let expired = x
-                    .get("until")
-                    .and_then(|v| v.as_integer())
-                    .is_some_and(|u| (u as u64) * 1000 <= now);
-                let same = x.get("target").and_then(|v| v.as_str()) == Some(name.as_str())
-                    && x.get("region").and_then(|v| v.as_str()) == region.as_deref();
-                !expired && !same
-            });
-            a.push(t);
-            Ok(())
-        },
         format!("override of {name}: {}", b.state),
-    )?;
+        {
+            let name = name.clone();
+            move |doc| {
+                let a = tables_mut(doc.as_table_mut(), "overrides", "overrides")?;
+                // Drop expired overrides while we are here, and the one this replaces.
+                a.retain(|x| {
+                    let expired = x
+                        .get("until")
+                        .and_then(|v| v.as_integer())
+                        .is_some_and(|u| (u as u64) * 1000 <= now);
+                    let same = x.get("target").and_then(|v| v.as_str()) == Some(name.as_str())
+                        && x.get("region").and_then(|v| v.as_str()) == region.as_deref();
+                    !expired && !same
+                });
+                a.push(t);
+                Ok(false)
+            }
+        },
+    )
+    .await?;
     Ok(written(
         w,
         StatusCode::OK,
@@ -843,10 +853,9 @@ async fn delete_override(
     Query(q): Query<RegionQuery>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let w = edit(
-        &api,
-        &headers,
-        |doc| {
+    let (w, _) = edit(&api, &headers, format!("override of {name} cleared"), {
+        let name = name.clone();
+        move |doc| {
             let a = tables_mut(doc.as_table_mut(), "overrides", "overrides")?;
             let before = a.len();
             a.retain(|x| {
@@ -862,10 +871,10 @@ async fn delete_override(
                         .unwrap_or_default()
                 )));
             }
-            Ok(())
-        },
-        format!("override of {name} cleared"),
-    )?;
+            Ok(false)
+        }
+    })
+    .await?;
     Ok(written(
         w,
         StatusCode::OK,
@@ -1067,17 +1076,14 @@ async fn put_service(
     let body: Value = parse_body(&body)?;
     let mut table = json_to_table(&body, "service")?;
     name_body(&mut table, "name", &name, true)?;
-    let mut created = false;
-    let w = edit(
-        &api,
-        &headers,
-        |doc| {
+    let (w, created) = edit(&api, &headers, format!("service {name} written"), {
+        let name = name.clone();
+        move |doc| {
             let a = tables_mut(doc.as_table_mut(), "services", "services")?;
-            created = upsert(a, "name", &name, true, table);
-            Ok(())
-        },
-        format!("service {name} written"),
-    )?;
+            Ok(upsert(a, "name", &name, true, table))
+        }
+    })
+    .await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -1095,18 +1101,17 @@ async fn delete_service(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let w = edit(
-        &api,
-        &headers,
-        |doc| {
+    let (w, _) = edit(&api, &headers, format!("service {name} deleted"), {
+        let name = name.clone();
+        move |doc| {
             let a = tables_mut(doc.as_table_mut(), "services", "services")?;
             if !remove(a, "name", &name, true) {
                 return Err(StoreError::NotFound(format!("no service named \"{name}\"")));
             }
-            Ok(())
-        },
-        format!("service {name} deleted"),
-    )?;
+            Ok(false)
+        }
+    })
+    .await?;
     Ok(written(w, StatusCode::OK, json!({ "deleted": name })))
 }
 
@@ -1154,17 +1159,14 @@ async fn put_zone(
         }
         table.insert("records", toml_edit::Item::ArrayOfTables(a));
     }
-    let mut created = false;
-    let w = edit(
-        &api,
-        &headers,
-        |doc| {
+    let (w, created) = edit(&api, &headers, format!("zone {zone} written"), {
+        let zone = zone.clone();
+        move |doc| {
             let a = tables_mut(doc.as_table_mut(), "zones", "zones")?;
-            created = upsert(a, "name", &zone, true, table);
-            Ok(())
-        },
-        format!("zone {zone} written"),
-    )?;
+            Ok(upsert(a, "name", &zone, true, table))
+        }
+    })
+    .await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -1182,18 +1184,17 @@ async fn delete_zone(
     Path(zone): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let w = edit(
-        &api,
-        &headers,
-        |doc| {
+    let (w, _) = edit(&api, &headers, format!("zone {zone} deleted"), {
+        let zone = zone.clone();
+        move |doc| {
             let a = tables_mut(doc.as_table_mut(), "zones", "zones")?;
             if !remove(a, "name", &zone, true) {
                 return Err(StoreError::NotFound(format!("no zone named \"{zone}\"")));
             }
-            Ok(())
-        },
-        format!("zone {zone} deleted"),
-    )?;
+            Ok(false)
+        }
+    })
+    .await?;
     Ok(written(w, StatusCode::OK, json!({ "deleted": zone })))
 }
 
@@ -1267,37 +1268,42 @@ async fn put_record(
     for (k, v) in rest.iter() {
         t.insert(k, v.clone());
     }
-    let mut created = true;
-    let w = edit(
+    let (w, created) = edit(
         &api,
         &headers,
-        |doc| {
-            let zones = tables_mut(doc.as_table_mut(), "zones", "zones")?;
-            let Some(zi) = doc::find(zones, "name", &zone, true) else {
-                return Err(StoreError::NotFound(format!("no zone named \"{zone}\"")));
-            };
-            let z = zones.get_mut(zi).expect("found");
-            let recs = tables_mut(z, "records", "zones.records")?;
-            let before = recs.len();
-            // Replace the whole RRset: its first entry keeps its place.
-            let first = recs.iter().position(|r| record_matches(r, &name, &rtype));
-            recs.retain(|r| !record_matches(r, &name, &rtype));
-            created = recs.len() == before;
-            match first {
-                Some(i) if i <= recs.len() => {
-                    let mut all: Vec<toml_edit::Table> = recs.iter().cloned().collect();
-                    all.insert(i, t);
-                    recs.clear();
-                    for r in all {
-                        recs.push(r);
-                    }
-                }
-                _ => recs.push(t),
-            }
-            Ok(())
-        },
         format!("{name} {rtype} in zone {zone} written"),
-    )?;
+        {
+            let name = name.clone();
+            let zone = zone.clone();
+            let rtype = rtype.clone();
+            move |doc| {
+                let zones = tables_mut(doc.as_table_mut(), "zones", "zones")?;
+                let Some(zi) = doc::find(zones, "name", &zone, true) else {
+                    return Err(StoreError::NotFound(format!("no zone named \"{zone}\"")));
+                };
+                let z = zones.get_mut(zi).expect("found");
+                let recs = tables_mut(z, "records", "zones.records")?;
+                let before = recs.len();
+                // Replace the whole RRset: its first entry keeps its place.
+                let first = recs.iter().position(|r| record_matches(r, &name, &rtype));
+                recs.retain(|r| !record_matches(r, &name, &rtype));
+                let created = recs.len() == before;
+                match first {
+                    Some(i) if i <= recs.len() => {
+                        let mut all: Vec<toml_edit::Table> = recs.iter().cloned().collect();
+                        all.insert(i, t);
+                        recs.clear();
+                        for r in all {
+                            recs.push(r);
+                        }
+                    }
+                    _ => recs.push(t),
+                }
+                Ok(created)
+            }
+        },
+    )
+    .await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -1315,27 +1321,33 @@ async fn delete_record(
     Path((zone, name, rtype)): Path<(String, String, String)>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let w = edit(
+    let (w, _) = edit(
         &api,
         &headers,
-        |doc| {
-            let zones = tables_mut(doc.as_table_mut(), "zones", "zones")?;
-            let Some(zi) = doc::find(zones, "name", &zone, true) else {
-                return Err(StoreError::NotFound(format!("no zone named \"{zone}\"")));
-            };
-            let z = zones.get_mut(zi).expect("found");
-            let recs = tables_mut(z, "records", "zones.records")?;
-            let before = recs.len();
-            recs.retain(|r| !record_matches(r, &name, &rtype));
-            if recs.len() == before {
-                return Err(StoreError::NotFound(format!(
-                    "no {rtype} record named \"{name}\" in zone {zone}"
-                )));
-            }
-            Ok(())
-        },
         format!("{name} {rtype} in zone {zone} deleted"),
-    )?;
+        {
+            let name = name.clone();
+            let zone = zone.clone();
+            let rtype = rtype.clone();
+            move |doc| {
+                let zones = tables_mut(doc.as_table_mut(), "zones", "zones")?;
+                let Some(zi) = doc::find(zones, "name", &zone, true) else {
+                    return Err(StoreError::NotFound(format!("no zone named \"{zone}\"")));
+                };
+                let z = zones.get_mut(zi).expect("found");
+                let recs = tables_mut(z, "records", "zones.records")?;
+                let before = recs.len();
+                recs.retain(|r| !record_matches(r, &name, &rtype));
+                if recs.len() == before {
+                    return Err(StoreError::NotFound(format!(
+                        "no {rtype} record named \"{name}\" in zone {zone}"
+                    )));
+                }
+                Ok(false)
+            }
+        },
+    )
+    .await?;
     Ok(written(
         w,
         StatusCode::OK,
@@ -1673,7 +1685,15 @@ async fn events(State(api): State<Arc<Api>>, Query(q): Query<EventsQuery>) -> Ap
 }
 
 async fn reload(State(api): State<Arc<Api>>) -> ApiResult {
-    let r = api.store.reload(|cfg| api.apply_config(cfg));
+    let a = api.clone();
+    let r = tokio::task::spawn_blocking(move || a.store.reload(|cfg| a.apply_config(cfg)))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("reload failed: {e}"),
+            )
+        })?;
     let m = &api.control.metrics().config_reloads;
     match r {
         Ok(w) => {

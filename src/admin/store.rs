@@ -140,12 +140,12 @@ impl ConfigStore {
 
     /// Edit the document with `edit`, bump the version, validate, `apply`, persist. With
     /// `expected`, the write only happens at that version. Writes are serialized.
-    pub fn write(
+    pub fn write<T>(
         &self,
         expected: Option<u64>,
-        edit: impl FnOnce(&mut DocumentMut) -> Result<(), StoreError>,
+        edit: impl FnOnce(&mut DocumentMut) -> Result<T, StoreError>,
         apply: impl FnOnce(ValidConfig) -> Result<u64, String>,
-    ) -> Result<Written, StoreError> {
+    ) -> Result<(Written, T), StoreError> {
         let mut inner = self.inner.lock().unwrap();
         if let Some(e) = expected
             && e != inner.version
@@ -181,7 +181,7 @@ impl ConfigStore {
         let mut doc: DocumentMut = text.parse().map_err(|e| {
             StoreError::Internal(format!("the configuration in force does not parse: {e}"))
         })?;
-        edit(&mut doc)?;
+        let out = edit(&mut doc)?;
         let version = inner.version + 1;
         set_version(&mut doc, version);
         let new_text = doc.to_string();
@@ -209,11 +209,14 @@ impl ConfigStore {
         };
         inner.text = Some(new_text);
         inner.version = version;
-        Ok(Written {
-            version,
-            generation,
-            persisted,
-        })
+        Ok((
+            Written {
+                version,
+                generation,
+                persisted,
+            },
+            out,
+        ))
     }
 
     /// Read the file again, validate it and apply it (SIGHUP, `POST /v1/reload`).
