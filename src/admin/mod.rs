@@ -1658,13 +1658,12 @@ async fn events(State(api): State<Arc<Api>>, Query(q): Query<EventsQuery>) -> Ap
     let (list, last_id, first_id) =
         api.control
             .event_page(after, limit, &kinds, q.subject.as_deref());
-    let next_after = list.last().map(|e| e.id).unwrap_or(after.max(
-        if list.is_empty() && kinds.is_empty() && q.subject.is_none() {
-            last_id
-        } else {
-            after
-        },
-    ));
+    // Everything up to last_id has been scanned unless the page is full.
+    let next_after = if list.len() == limit {
+        list.last().map(|e| e.id).unwrap_or(after)
+    } else {
+        after.max(last_id)
+    };
     let events: Vec<Value> = list
         .iter()
         .map(|e| {
