@@ -125,6 +125,7 @@ fn serve_reloads_on_sighup_keeps_last_good_config_and_stops_on_sigterm() {
             .args(["--log-format", "json", "serve", "--config"])
             .arg(&cfg)
             .args(["--dns-listen", &addr.to_string()])
+            .args(["--admin-listen", "127.0.0.1:0"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

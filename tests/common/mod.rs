@@ -53,6 +53,8 @@ impl TestServer {
             }
         }
         cfg.server.dns_listen = vec!["127.0.0.1:0".parse().unwrap()];
+        // No admin API unless a test asks for one (the demo's 127.0.0.1:8053 would collide).
+        cfg.server.admin_listen = None;
         cfg.server.udp_sockets = 2;
         cfg.server.udp_engine = UdpEngine::Fast;
         // Loading the full shipped GeoIP database takes seconds in debug builds; tests that

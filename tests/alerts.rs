@@ -1,0 +1,882 @@
+//! Alert delivery to local HTTP receivers (real sockets on 127.0.0.1): one test per sink format
+//! asserting the exact payload, retries after 500s and while the receiver is down, resolves on
+//! recovery, queue overflow and expiry counted as drops, hot reconfiguration, validation errors
+//! and the Prometheus collector.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use serde_json::{Value, json};
+use steerd::alert::{AlertSettings, Alerter, SinkStats};
+use steerd::events::{Event, EventKind, Severity};
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+
+#[derive(Debug, Clone)]
+struct Req {
+    method: Method,
+    path: String,
+    headers: HeaderMap,
+    body: Value,
+}
+
+/// In a receiver's script: answer only after 3 s.
+const HANG: u16 = 999;
+
+#[derive(Default)]
+struct RecvState {
+    reqs: Mutex<Vec<Req>>,
+    /// Statuses to answer, in order; 200 once empty.
+    script: Mutex<VecDeque<u16>>,
+}
+
+/// A local HTTP receiver recording every request.
+#[derive(Clone)]
+struct Receiver {
+    addr: SocketAddr,
+    st: Arc<RecvState>,
+}
+
+async fn record(
+    State(st): State<Arc<RecvState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
+    let body = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()));
+    st.reqs.lock().unwrap().push(Req {
+        method,
+        path: uri.path().to_string(),
+        headers,
+        body,
+    });
+    let mut code = st.script.lock().unwrap().pop_front().unwrap_or(200);
+    if code == HANG {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        code = 200;
+    }
+    (
+        StatusCode::from_u16(code).unwrap(),
+        format!("status {code} from the test receiver"),
+    )
+}
+
+impl Receiver {
+    async fn start(script: &[u16]) -> Receiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(listener, script)
+    }
+
+    /// Listen on a port reserved earlier by [`Down`].
+    async fn start_on(down: Down) -> Receiver {
+        down.sock.listen(128).unwrap();
+        down.sock.set_nonblocking(true).unwrap();
+        let std: std::net::TcpListener = down.sock.into();
+        Self::serve(tokio::net::TcpListener::from_std(std).unwrap(), &[])
+    }
+
+    fn serve(listener: tokio::net::TcpListener, script: &[u16]) -> Receiver {
+        let addr = listener.local_addr().unwrap();
+        let st = Arc::new(RecvState::default());
+        st.script.lock().unwrap().extend(script.iter().copied());
+        let app = Router::new().fallback(record).with_state(st.clone());
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Receiver { addr, st }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn reqs(&self) -> Vec<Req> {
+        self.st.reqs.lock().unwrap().clone()
+    }
+
+    fn count(&self) -> usize {
+        self.st.reqs.lock().unwrap().len()
+    }
+}
+
+/// A 127.0.0.1 port nothing listens on: connections are refused until a receiver takes it
+/// over ([`Receiver::start_on`]). The port stays bound meanwhile (not listening), so no other
+/// socket of the test run gets it.
+struct Down {
+    addr: SocketAddr,
+    sock: socket2::Socket,
+}
+
+fn down() -> Down {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    sock.bind(&any.into()).unwrap();
+    let addr = sock.local_addr().unwrap().as_socket().unwrap();
+    Down { addr, sock }
+}
+
+/// `[alerts]` (TOML, without the header) through the whole configuration parser.
+fn settings(alerts: &str) -> AlertSettings {
+    let text = format!("[alerts]\n{alerts}");
+    match steerd::config::parse(&text, "test.toml") {
+        Ok(cfg) => cfg.alerts,
+        Err(e) => panic!("config rejected: {e}\n{text}"),
+    }
+}
+
+/// Fast retries for tests.
+const FAST: &str = "node = \"steerd-test\"\nretry_initial = 0.01\nretry_max = 0.05\n";
+
+const T0: u64 = 1_700_000_000_000;
+
+fn event(id: u64, kind: EventKind, severity: Severity, at_ms: u64) -> Event {
+    let (from, to) = match kind.action() {
+        steerd::events::AlertAction::Trigger => ("healthy", "down"),
+        _ => ("down", "healthy"),
+    };
+    Event {
+        id,
+        at_ms,
+        kind,
+        severity,
+        subject_kind: "target",
+        subject: "cdn-a".into(),
+        summary: format!("cdn-a: {from} -> {to}: error rate 11.7 % > 5 % over 1m"),
+        from: Some(from.into()),
+        to: Some(to.into()),
+    }
+}
+
+fn failover(id: u64) -> Event {
+    event(id, EventKind::Failover, Severity::Critical, T0 + id * 1000)
+}
+
+fn recovery(id: u64) -> Event {
+    event(id, EventKind::Recovery, Severity::Info, T0 + id * 1000)
+}
+
+fn config_changed(id: u64) -> Event {
+    Event {
+        id,
+        at_ms: T0 + id * 1000,
+        kind: EventKind::ConfigChanged,
+        severity: Severity::Info,
+        subject_kind: "config",
+        subject: String::new(),
+        summary: "configuration reloaded (version 3)".into(),
+        from: None,
+        to: None,
+    }
+}
+
+/// Poll `cond` every 20 ms for up to 10 s.
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn stats(a: &Alerter, sink: &str) -> SinkStats {
+    a.stats()
+        .into_iter()
+        .find(|s| s.sink == sink)
+        .unwrap_or_else(|| panic!("no sink {sink}"))
+}
+
+fn ids(reqs: &[Req]) -> Vec<u64> {
+    reqs.iter()
+        .map(|r| r.body["id"].as_u64().unwrap())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// One test per format
+
+#[tokio::test]
+async fn webhook_gets_the_event_as_json() {
+    let rx = Receiver::start(&[]).await;
+    let a = Alerter::start(&settings(&format!(
+        r#"{FAST}
+[[alerts.sinks]]
+name = "ops"
+kind = "webhook"
+url = "{}"
+headers = {{ Authorization = "Bearer s3cret", X-Team = "edge" }}
+"#,
+        rx.url("/hook")
+    )));
+    a.send(&failover(1));
+    a.send(&config_changed(2));
+    wait_for("2 webhook posts", || rx.count() >= 2).await;
+    let reqs = rx.reqs();
+    let r = &reqs[0];
+    assert_eq!(r.method, Method::POST);
+    assert_eq!(r.path, "/hook");
+    assert_eq!(r.headers["content-type"], "application/json");
+    assert_eq!(r.headers["authorization"], "Bearer s3cret");
+    assert_eq!(r.headers["x-team"], "edge");
+    assert_eq!(
+        r.body,
+        json!({
+            "id": 1,
+            "time": "2023-11-14T22:13:21.000Z",
+            "kind": "failover",
+            "action": "trigger",
+            "severity": "critical",
+            "subject_kind": "target",
+            "subject": "cdn-a",
+            "summary": "cdn-a: healthy -> down: error rate 11.7 % > 5 % over 1m",
+            "from": "healthy",
+            "to": "down",
+            "dedup_key": "steerd/target-health/target/cdn-a",
+            "node": "steerd-test",
+        })
+    );
+    // Informational events go to webhooks too.
+    assert_eq!(reqs[1].body["kind"], "config_changed");
+    assert_eq!(reqs[1].body["action"], "info");
+    assert_eq!(reqs[1].body["from"], Value::Null);
+    wait_for("delivered counted", || stats(&a, "ops").delivered == 2).await;
+    let st = stats(&a, "ops");
+    assert_eq!(
+        (st.kind, st.failures, st.dropped, st.queued),
+        ("webhook", 0, 0, 0)
+    );
+}
+
+#[tokio::test]
+async fn slack_gets_a_readable_line_per_event() {
+    let rx = Receiver::start(&[]).await;
+    let a = Alerter::start(&settings(&format!(
+        r#"{FAST}
+[[alerts.sinks]]
+name = "chat"
+kind = "slack"
+url = "{}"
+"#,
+        rx.url("/services/T000/B000/XXXX")
+    )));
+    a.send(&failover(1));
+    a.send(&recovery(2));
+    wait_for("2 slack posts", || rx.count() >= 2).await;
+    let reqs = rx.reqs();
+    assert_eq!(reqs[0].path, "/services/T000/B000/XXXX");
+    let text = reqs[0].body["text"].as_str().unwrap();
+    assert_eq!(
+        text,
+        ":red_circle: *FAILOVER* target `cdn-a`: cdn-a: healthy -&gt; down: error rate 11.7 % \
+         &gt; 5 % over 1m [steerd-test]"
+    );
+    let att = &reqs[0].body["attachments"][0];
+    assert_eq!(att["color"], "#d32f2f");
+    assert_eq!(att["ts"], 1_700_000_001);
+    let fields: Vec<(&str, &str)> = att["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["title"].as_str().unwrap(), f["value"].as_str().unwrap()))
+        .collect();
+    assert!(fields.contains(&("Severity", "critical")), "{fields:?}");
+    assert!(fields.contains(&("State", "healthy → down")), "{fields:?}");
+    assert!(fields.contains(&("Dedup key", "steerd/target-health/target/cdn-a")));
+    let text = reqs[1].body["text"].as_str().unwrap();
+    assert!(
+        text.starts_with(":large_green_circle: *RECOVERY* target `cdn-a`: "),
+        "{text}"
+    );
+    assert_eq!(reqs[1].body["attachments"][0]["color"], "#2e7d32");
+}
+
+#[tokio::test]
+async fn pagerduty_trigger_then_resolve_with_one_dedup_key() {
+    let rx = Receiver::start(&[202, 202]).await;
+    let a = Alerter::start(&settings(&format!(
+        r#"{FAST}
+[[alerts.sinks]]
+name = "pd"
+kind = "pagerduty"
+url = "{}"
+routing_key = "R0UT1NGKEY0123456789abcdef012345"
+"#,
+        rx.url("/v2/enqueue")
+    )));
+    a.send(&failover(1));
+    // Informational events are not sent to PagerDuty.
+    a.send(&config_changed(2));
+    a.send(&recovery(3));
+    wait_for("2 pagerduty posts", || rx.count() >= 2).await;
+    wait_for("delivered counted", || stats(&a, "pd").delivered == 2).await;
+    let reqs = rx.reqs();
+    assert_eq!(reqs[0].path, "/v2/enqueue");
+    assert_eq!(
+        reqs[0].body,
+        json!({
+            "routing_key": "R0UT1NGKEY0123456789abcdef012345",
+            "event_action": "trigger",
+            "dedup_key": "steerd/target-health/target/cdn-a",
+            "client": "steerd",
+            "payload": {
+                "summary": "cdn-a: healthy -> down: error rate 11.7 % > 5 % over 1m",
+                "source": "steerd-test",
+                "severity": "critical",
+                "timestamp": "2023-11-14T22:13:21.000Z",
+                "component": "cdn-a",
+                "group": "target",
+                "class": "failover",
+                "custom_details": {
+                    "event_id": 1,
+                    "kind": "failover",
+                    "subject_kind": "target",
+                    "subject": "cdn-a",
+                    "from": "healthy",
+                    "to": "down",
+                    "summary": "cdn-a: healthy -> down: error rate 11.7 % > 5 % over 1m",
+                    "node": "steerd-test",
+                },
+            },
+        })
+    );
+    assert_eq!(
+        reqs[1].body,
+        json!({
+            "routing_key": "R0UT1NGKEY0123456789abcdef012345",
+            "event_action": "resolve",
+            "dedup_key": "steerd/target-health/target/cdn-a",
+        })
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(rx.count(), 2, "the informational event was sent");
+}
+
+#[tokio::test]
+async fn alertmanager_starts_then_ends_the_same_alert() {
+    let rx = Receiver::start(&[]).await;
+    let a = Alerter::start(&settings(&format!(
+        r#"{FAST}
+[[alerts.sinks]]
+name = "am"
+kind = "alertmanager"
+url = "{}"
+"#,
+        rx.url("/") // a base URL; the sink posts to /api/v2/alerts
+    )));
+    a.send(&failover(1));
+    a.send(&config_changed(2));
+    a.send(&recovery(3));
+    wait_for("2 alertmanager posts", || rx.count() >= 2).await;
+    let reqs = rx.reqs();
+    let labels = json!({
+        "alertname": "SteerdTargetHealth",
+        "severity": "critical",
+        "target": "cdn-a",
+        "node": "steerd-test",
+    });
+    assert!(reqs.iter().all(|r| r.path == "/api/v2/alerts"));
+    let firing = reqs[0].body.as_array().unwrap();
+    assert_eq!(firing.len(), 1);
+    assert_eq!(firing[0]["labels"], labels);
+    assert_eq!(firing[0]["startsAt"], "2023-11-14T22:13:21.000Z");
+    assert_eq!(
+        firing[0]["annotations"]["summary"],
+        "cdn-a: healthy -> down: error rate 11.7 % > 5 % over 1m"
+    );
+    assert!(
+        firing[0]["annotations"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("failover of target cdn-a (healthy → down) on steerd-test")
+    );
+    // Firing: ends in the future (4 × resend), so Alertmanager keeps it until re-sent.
+    let ends = humantime::parse_rfc3339(firing[0]["endsAt"].as_str().unwrap()).unwrap();
+    assert!(ends > SystemTime::now() + Duration::from_secs(120));
+    let resolved = reqs[1].body.as_array().unwrap();
+    assert_eq!(resolved.len(), 1);
+    assert_eq!(resolved[0]["labels"], labels);
+    assert_eq!(resolved[0]["startsAt"], "2023-11-14T22:13:21.000Z");
+    assert_eq!(resolved[0]["endsAt"], "2023-11-14T22:13:23.000Z");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(rx.count(), 2, "the informational event was sent");
+}
+
+#[tokio::test]
+async fn alertmanager_re_sends_firing_alerts() {
+    let rx = Receiver::start(&[]).await;
+    let a = Alerter::start(&settings(&format!(
+        r#"{FAST}
+[[alerts.sinks]]
+name = "am"
+kind = "alertmanager"
+url = "{}"
+resend = 0.05
+"#,
+        rx.url("")
+    )));
+    a.send(&failover(1));
+    wait_for("re-sends", || rx.count() >= 3).await;
+    let reqs = rx.reqs();
+    for r in &reqs[..3] {
+        assert_eq!(r.body[0]["labels"]["alertname"], "SteerdTargetHealth");
+        assert_eq!(r.body[0]["startsAt"], "2023-11-14T22:13:21.000Z");
+    }
+    // Once resolved, nothing is re-sent.
+    a.send(&recovery(2));
+    wait_for("the resolve", || {
+        rx.reqs()
+            .iter()
+            .any(|r| r.body[0]["endsAt"] == "2023-11-14T22:13:22.000Z")
+    })
+    .await;
+    let n = rx.count();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(rx.count(), n, "re-sent after the resolve");
+    assert_eq!(stats(&a, "am").delivered, 2, "re-sends are not deliveries");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Retries, outages, drops
+
+#[tokio::test]
+async fn retries_after_500_in_order() {
+    let rx = Receiver::start(&[500, 500]).await;
+    let a = Alerter::start(&settings(&format!(
+        r#"{FAST}
+[[alerts.sinks]]
+name = "ops"
+kind = "webhook"
+url = "{}"
+"#,
+        rx.url("/hook")
+    )));
+    a.send(&failover(1));
+    a.send(&recovery(2));
+    wait_for("both delivered", || stats(&a, "ops").delivered == 2).await;
+    let st = stats(&a, "ops");
+    assert_eq!((st.failures, st.dropped, st.queued), (2, 0, 0));
+    // The trigger is retried until accepted; the resolve never overtakes it.
+    assert_eq!(ids(&rx.reqs()), vec![1, 1, 1, 2]);
+}
+
+#[tokio::test]
+async fn retry_after_500_then_delivered_once() {
+    let rx = Receiver::start(&[500, 500]).await;
+    let a = Alerter::start(&settings(&format!(
+        r#"{FAST}
+[[alerts.sinks]]
+name = "pd"
+kind = "pagerduty"
+url = "{}"
+routing_key = "k"
+"#,
+        rx.url("/v2/enqueue")
+    )));
+    a.send(&failover(1));
+    wait_for("delivered", || stats(&a, "pd").delivered == 1).await;
+    let st = stats(&a, "pd");
+    assert_eq!((st.delivered, st.failures, st.dropped), (1, 2, 0));
+    let reqs = rx.reqs();
+    assert_eq!(reqs.len(), 3);
+    assert!(reqs.iter().all(|r| r.body == reqs[0].body));
+}
+
+#[tokio::test]
+async fn delivered_once_the_receiver_comes_up() {
+    let down = down();
+    let addr = down.addr;
+    let a = Alerter::start(&settings(&format!(
+        r#"{FAST}
+[[alerts.sinks]]
+name = "ops"
+kind = "webhook"
+url = "http://{addr}/hook"
+"#
+    )));
+    a.send(&failover(1));
+    wait_for("failed attempts (connection refused)", || {
+        stats(&a, "ops").failures >= 2
+    })
+    .await;
+    assert_eq!(stats(&a, "ops").queued, 1);
+    let rx = Receiver::start_on(down).await;
+    wait_for("delivered", || stats(&a, "ops").delivered == 1).await;
+    assert_eq!(ids(&rx.reqs()), vec![1]);
+    let st = stats(&a, "ops");
+    assert_eq!((st.dropped, st.queued), (0, 0));
+}
+
+#[tokio::test]
+async fn full_queue_drops_the_oldest_and_counts_it() {
+    let down = down();
+    let addr = down.addr;
+    let a = Alerter::start(&settings(&format!(
+        r#"{FAST}
+queue = 2
+[[alerts.sinks]]
+name = "ops"
+kind = "webhook"
+url = "http://{addr}/hook"
+"#
+    )));
+    a.send(&failover(1));
+    // Event 1 is being delivered (retried); 2 more fit in the queue.
+    wait_for("first attempt", || stats(&a, "ops").failures >= 1).await;
+    for id in 2..=5 {
+        a.send(&failover(id));
+    }
+    let st = stats(&a, "ops");
+    assert_eq!((st.dropped, st.queued), (2, 3));
+    let rx = Receiver::start_on(down).await;
+    wait_for("delivered", || stats(&a, "ops").delivered == 3).await;
+    assert_eq!(ids(&rx.reqs()), vec![1, 4, 5]);
+    assert_eq!(stats(&a, "ops").dropped, 2);
+}
+
+#[tokio::test]
+async fn events_older_than_max_age_are_dropped_and_counted() {
+    let down = down();
+    let addr = down.addr;
+    let a = Alerter::start(&settings(&format!(
+        r#"{FAST}
+max_age = 0.3
+[[alerts.sinks]]
+name = "ops"
+kind = "webhook"
+url = "http://{addr}/hook"
+"#
+    )));
+    a.send(&failover(1));
+    a.send(&failover(2));
+    wait_for("both expired", || stats(&a, "ops").dropped == 2).await;
+    let st = stats(&a, "ops");
+    assert_eq!((st.delivered, st.queued), (0, 0));
+    assert!(st.failures >= 2, "{st:?}");
+    // The sink still works afterwards.
+    let rx = Receiver::start_on(down).await;
+    a.send(&failover(3));
+    wait_for("delivered", || stats(&a, "ops").delivered == 1).await;
+    assert_eq!(ids(&rx.reqs()), vec![3]);
+}
+
+#[tokio::test]
+async fn a_hanging_receiver_times_out_and_is_retried() {
+    let rx = Receiver::start(&[HANG]).await;
+    let a = Alerter::start(&settings(&format!(
+        r#"{FAST}
+[[alerts.sinks]]
+name = "ops"
+kind = "webhook"
+url = "{}"
+timeout = 0.2
+"#,
+        rx.url("/hook")
+    )));
+    let t = std::time::Instant::now();
+    a.send(&failover(1));
+    wait_for("delivered", || stats(&a, "ops").delivered == 1).await;
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_eq!(stats(&a, "ops").failures, 1);
+    assert_eq!(ids(&rx.reqs()), vec![1, 1]);
+}
+
+#[tokio::test]
+async fn a_4xx_is_not_retried() {
+    let rx = Receiver::start(&[400]).await;
+    let a = Alerter::start(&settings(&format!(
+        r#"{FAST}
+[[alerts.sinks]]
+name = "ops"
+kind = "webhook"
+url = "{}"
+"#,
+        rx.url("/hook")
+    )));
+    a.send(&failover(1));
+    a.send(&failover(2));
+    wait_for("second delivered", || stats(&a, "ops").delivered == 1).await;
+    let st = stats(&a, "ops");
+    assert_eq!((st.failures, st.dropped), (1, 1));
+    assert_eq!(ids(&rx.reqs()), vec![1, 2]);
+}
+
+#[tokio::test]
+async fn filters_by_kind_and_severity_but_resolves_pass() {
+    let rx = Receiver::start(&[]).await;
+    let a = Alerter::start(&settings(&format!(
+        r#"{FAST}
+[[alerts.sinks]]
+name = "ops"
+kind = "webhook"
+url = "{}"
+events = ["failover", "degraded"]
+min_severity = "critical"
+"#,
+        rx.url("/hook")
+    )));
+    a.send(&event(1, EventKind::Degraded, Severity::Warning, T0));
+    a.send(&config_changed(2));
+    a.send(&failover(3));
+    // Recovery comes with failover (its resolve), whatever its severity.
+    a.send(&recovery(4));
+    wait_for("2 posts", || rx.count() >= 2).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(ids(&rx.reqs()), vec![3, 4]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hot reconfiguration and stop
+
+#[tokio::test]
+async fn apply_keeps_queues_and_retargets() {
+    let down = down();
+    let down = down.addr;
+    let rx = Receiver::start(&[]).await;
+    let sink = |url: &str| {
+        format!("[[alerts.sinks]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"{url}\"\n")
+    };
+    let a = Alerter::start(&settings(&format!(
+        "{FAST}{}",
+        sink(&format!("http://{down}/hook"))
+    )));
+    a.send(&failover(1));
+    wait_for("a failed attempt", || stats(&a, "ops").failures >= 1).await;
+
+    // Same sink, plus another: the queue is kept.
+    let other = format!(
+        "[[alerts.sinks]]\nname = \"chat\"\nkind = \"slack\"\nurl = \"{}\"\n",
+        rx.url("/slack")
+    );
+    a.apply(&settings(&format!(
+        "{FAST}{}{other}",
+        sink(&format!("http://{down}/hook"))
+    )));
+    assert_eq!(stats(&a, "ops").queued, 1);
+    assert_eq!(a.stats().len(), 2);
+
+    // The URL fixed: the queued event goes to the new one.
+    a.apply(&settings(&format!(
+        "{FAST}{}{other}",
+        sink(&rx.url("/fixed"))
+    )));
+    wait_for("delivered to the new URL", || {
+        stats(&a, "ops").delivered == 1
+    })
+    .await;
+    assert!(
+        rx.reqs()
+            .iter()
+            .any(|r| r.path == "/fixed" && r.body["id"] == 1)
+    );
+
+    // A removed sink's undelivered events are counted as dropped; it is gone from the stats.
+    a.apply(&settings(&format!(
+        "{FAST}{}",
+        sink(&format!("http://{down}/hook"))
+    )));
+    a.send(&failover(2));
+    wait_for("failing again", || stats(&a, "ops").failures >= 2).await;
+    a.apply(&settings(FAST));
+    assert!(a.stats().is_empty());
+
+    // Stop: queued events are abandoned (counted), later sends do nothing.
+    a.apply(&settings(&format!(
+        "{FAST}{}",
+        sink(&format!("http://{down}/hook"))
+    )));
+    a.send(&failover(3));
+    a.stop();
+    let st = stats(&a, "ops");
+    assert_eq!((st.queued, st.dropped), (0, 1));
+    a.send(&failover(4));
+    assert_eq!(stats(&a, "ops").queued, 0);
+}
+
+#[tokio::test]
+async fn send_never_blocks_without_a_receiver() {
+    let down = down();
+    let addr = down.addr;
+    let a = Alerter::start(&settings(&format!(
+        r#"{FAST}
+queue = 100
+[[alerts.sinks]]
+name = "ops"
+kind = "webhook"
+url = "http://{addr}/hook"
+"#
+    )));
+    let t = std::time::Instant::now();
+    let lock = std::sync::Mutex::new(());
+    for id in 1..=10_000 {
+        let _held = lock.lock().unwrap();
+        a.send(&failover(id));
+    }
+    assert!(t.elapsed() < Duration::from_secs(5));
+    let st = stats(&a, "ops");
+    assert!(st.queued <= 101, "{st:?}");
+    assert_eq!(st.queued + st.dropped, 10_000);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration and metrics
+
+fn issues(alerts: &str) -> Vec<steerd::config::ConfigIssue> {
+    match steerd::config::parse(&format!("[alerts]\n{alerts}"), "test.toml") {
+        Ok(_) => panic!("should be rejected:\n{alerts}"),
+        Err(e) => e.issues,
+    }
+}
+
+fn has_issue(all: &[steerd::config::ConfigIssue], field: &str, needle: &str, line: usize) {
+    let hit = all
+        .iter()
+        .find(|i| i.field == field)
+        .unwrap_or_else(|| panic!("no issue on {field}: {all:#?}"));
+    assert!(
+        hit.message.contains(needle),
+        "message for {field} should mention {needle:?}: {:?}",
+        hit.message
+    );
+    assert_eq!(hit.line, Some(line), "line of {field}: {hit:?}");
+}
+
+#[test]
+fn config_errors_name_the_field_and_the_reason() {
+    let all = issues(
+        r#"max_age = -1
+[[alerts.sinks]]
+name = "ops"
+kind = "webhook"
+url = "ftp://example.com/hook"
+[[alerts.sinks]]
+name = "ops"
+kind = "pagerduty"
+[[alerts.sinks]]
+name = "am"
+kind = "alertmanager"
+url = "http://am:9093"
+events = ["failover", "fail_over"]
+[[alerts.sinks]]
+name = "x"
+kind = "msteams"
+url = "http://x/"
+[[alerts.sinks]]
+name = "chat"
+kind = "slack"
+url = "https://hooks.slack.com/services/T/B/C"
+min_severity = "high"
+resend = 10
+"#,
+    );
+    has_issue(&all, "alerts.max_age", "greater than 0", 2);
+    has_issue(
+        &all,
+        "alerts.sinks[0].url",
+        "scheme must be http or https",
+        6,
+    );
+    has_issue(
+        &all,
+        "alerts.sinks[1].name",
+        "duplicate sink name \"ops\"",
+        8,
+    );
+    has_issue(
+        &all,
+        "alerts.sinks[1].routing_key",
+        "needs `routing_key`",
+        7,
+    );
+    has_issue(
+        &all,
+        "alerts.sinks[2].events[1]",
+        "unknown event kind \"fail_over\": must be one of failover, recovery, degraded, \
+         all_down, all_down_recovered, cost_cap, cost_cap_cleared, cert_expiring, cert_ok, \
+         override, config_changed",
+        14,
+    );
+    has_issue(
+        &all,
+        "alerts.sinks[3].kind",
+        "unknown sink kind \"msteams\"",
+        17,
+    );
+    has_issue(
+        &all,
+        "alerts.sinks[4].min_severity",
+        "info, warning, critical",
+        23,
+    );
+    has_issue(&all, "alerts.sinks[4].resend", "only alertmanager", 24);
+    assert_eq!(all.len(), 8, "{all:#?}");
+
+    // Unknown keys are rejected by the schema.
+    let all = issues("[[alerts.sinks]]\nname = \"a\"\nkind = \"webhook\"\nurll = \"http://x\"\n");
+    assert!(all[0].message.contains("unknown field `urll`"), "{all:?}");
+}
+
+#[test]
+fn config_defaults() {
+    let s =
+        settings("[[alerts.sinks]]\nname = \"pd\"\nkind = \"pagerduty\"\nrouting_key = \"k\"\n");
+    assert_eq!(s.queue, 1000);
+    assert_eq!(s.max_age, Duration::from_secs(3600));
+    assert_eq!(s.retry_initial, Duration::from_millis(500));
+    assert_eq!(s.retry_max, Duration::from_secs(60));
+    let pd = &s.sinks[0];
+    assert_eq!(pd.url, "https://events.pagerduty.com/v2/enqueue");
+    assert_eq!(pd.timeout, Duration::from_secs(5));
+    assert_eq!(pd.min_severity, Severity::Info);
+    // PagerDuty takes the alerts that open and close, not the informational events.
+    assert!(!pd.events.contains(&EventKind::ConfigChanged));
+    assert_eq!(pd.events.len(), EventKind::ALL.len() - 2);
+    // No [alerts] at all: no sinks.
+    let cfg = steerd::config::parse("", "empty.toml").expect("empty config");
+    assert!(cfg.alerts.sinks.is_empty());
+}
+
+#[tokio::test]
+async fn prometheus_collector_reports_every_sink() {
+    let rx = Receiver::start(&[500]).await;
+    let a = Alerter::start(&settings(&format!(
+        r#"{FAST}
+[[alerts.sinks]]
+name = "ops"
+kind = "webhook"
+url = "{}"
+"#,
+        rx.url("/hook")
+    )));
+    let registry = prometheus::Registry::new();
+    registry.register(a.collector()).unwrap();
+    a.send(&failover(1));
+    wait_for("delivered", || stats(&a, "ops").delivered == 1).await;
+    let mut buf = Vec::new();
+    prometheus::Encoder::encode(
+        &prometheus::TextEncoder::new(),
+        &registry.gather(),
+        &mut buf,
+    )
+    .unwrap();
+    let out = String::from_utf8(buf).unwrap();
+    for line in [
+        "steerd_alert_deliveries_total{kind=\"webhook\",sink=\"ops\"} 1",
+        "steerd_alert_failures_total{kind=\"webhook\",sink=\"ops\"} 1",
+        "steerd_alert_dropped_total{kind=\"webhook\",sink=\"ops\"} 0",
+        "steerd_alert_queue_depth{kind=\"webhook\",sink=\"ops\"} 0",
+        "# TYPE steerd_alert_deliveries_total counter",
+        "# TYPE steerd_alert_queue_depth gauge",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+}
