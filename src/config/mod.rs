@@ -13,8 +13,9 @@ use std::path::Path;
 
 pub use schema::{Config, PolicyKind, UdpEngine};
 pub use validate::{
-    AdminSettings, GeoSettings, Member, OverrideSpec, Scope, Token, NetOverride, RegionChoice, RegionKey, ServerSettings, Service, StaticZone,
-    Target, TargetAnswer, ValidConfig, DEFAULT_MAX_BODY, validate, validate_nets,
+    AdminSettings, DEFAULT_MAX_BODY, GeoSettings, Member, NetOverride, OverrideSpec, RegionChoice,
+    RegionKey, Scope, ServerSettings, Service, StaticZone, Target, TargetAnswer, Token,
+    ValidConfig, validate, validate_nets,
 };
 
 /// One problem found in a configuration.
