@@ -179,9 +179,14 @@ impl Default for Gauges {
 /// Prometheus text exposition of `families`.
 pub fn encode(families: &[MetricFamily]) -> String {
     let mut out = Vec::new();
-    prometheus::Encoder::encode(&prometheus::TextEncoder::new(), families, &mut out)
-        .expect("text encoding never fails on valid families");
-    String::from_utf8(out).expect("prometheus text is UTF-8")
+    for f in families.iter().filter(|f| !f.get_metric().is_empty()) {
+        if let Err(e) =
+            prometheus::Encoder::encode(&prometheus::TextEncoder::new(), std::slice::from_ref(f), &mut out)
+        {
+            tracing::warn!(family = f.name(), "metric family not encoded: {e}");
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

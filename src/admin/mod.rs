@@ -346,11 +346,22 @@ async fn auth(State(api): State<Arc<Api>>, req: Request, next: Next) -> Response
 
 /// axum's extractor rejections are plain text: wrap them as `{"error": ...}`.
 async fn json_rejection(r: Response) -> Response {
-    let is_text = r
+    let content_type = r
         .headers()
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/plain"));
+        .and_then(|v| v.to_str().ok());
+    let is_text = content_type.is_some_and(|v| v.starts_with("text/plain"));
+    if r.status() == StatusCode::METHOD_NOT_ALLOWED && content_type.is_none() {
+        let allow = r.headers().get(header::ALLOW).cloned();
+        let mut e = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed on this route (see /v1/openapi.json)",
+        );
+        if let Some(a) = allow {
+            e.headers.push((header::ALLOW, a));
+        }
+        return e.into_response();
+    }
     if !(r.status().is_client_error() && is_text) {
         return r;
     }
@@ -448,8 +459,11 @@ async fn edit(
             api.control
                 .note_config_change(format!("version {}: {what} (admin API)", w.version));
         }
-        Err(StoreError::VersionMismatch { .. }) => {}
-        Err(_) => m.with_label_values(&["error"]).inc(),
+        // Only a configuration that was refused counts as a failed reload (not a 404 or 412).
+        Err(StoreError::Invalid(_) | StoreError::Internal(_)) => {
+            m.with_label_values(&["error"]).inc()
+        }
+        Err(_) => {}
     }
     r.map_err(ApiError::from)
 }
@@ -750,20 +764,34 @@ struct RegionQuery {
     region: Option<String>,
 }
 
+/// Largest latency accepted in pushed observations and beacons: one hour.
+const MAX_LATENCY_MS: f64 = 3_600_000.0;
+
+/// The longest override: ten years.
+const MAX_OVERRIDE_SECS: f64 = 10.0 * 366.0 * 86_400.0;
+
+/// Latest Unix time (seconds) accepted anywhere: year 9999.
+const MAX_UNIX_SECS: u64 = 253_402_300_799;
+
 fn parse_for(v: &Value) -> Result<Duration, ApiError> {
     match v {
-        Value::Number(n) if n.as_f64().is_some_and(|f| f > 0.0 && f.is_finite()) => {
+        Value::Number(n) if n.as_f64().is_some_and(|f| f > 0.0 && f <= MAX_OVERRIDE_SECS) => {
             Ok(Duration::from_secs_f64(n.as_f64().unwrap_or(0.0)))
         }
-        Value::String(s) => humantime::parse_duration(s).map_err(|e| {
-            ApiError::new(
+        Value::String(s) => match humantime::parse_duration(s) {
+            Ok(d) if d.as_secs_f64() <= MAX_OVERRIDE_SECS && !d.is_zero() => Ok(d),
+            Ok(_) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("for: \"{s}\" must be more than 0 and at most 10 years"),
+            )),
+            Err(e) => Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 format!("for: \"{s}\" is not a duration ({e}); write e.g. \"30m\" or 1800"),
-            )
-        }),
+            )),
+        },
         _ => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "for: must be a positive number of seconds or a duration such as \"30m\"",
+            "for: must be a positive number of seconds (at most 10 years) or a duration such as \"30m\"",
         )),
     }
 }
@@ -790,6 +818,12 @@ async fn put_override(
             ));
         }
         (Some(u), None) => {
+            if u > MAX_UNIX_SECS {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("until: {u} is not a Unix time in seconds"),
+                ));
+            }
             if u * 1000 <= now {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
@@ -937,6 +971,12 @@ async fn put_usage(
         ));
     }
     let now = now_ms();
+    if b.as_of.is_some_and(|s| s > MAX_UNIX_SECS) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "as_of: is not a Unix time in seconds",
+        ));
+    }
     let as_of_ms = b.as_of.map(|s| s * 1000).unwrap_or(now);
     if as_of_ms > now + crate::control::MAX_FUTURE_SKEW_MS {
         return Err(ApiError::new(
@@ -953,6 +993,7 @@ async fn put_usage(
         .set_usage(&name, Some(usage))
         .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, e))?;
     let (_, _, cost) = api.control.reports(&name);
+    let cost = cost.filter(|c| c.source != crate::policy::cost::Source::Unmetered);
     Ok(Json(json!({
         "target": name,
         "cost": cost.map(|c| json!({
@@ -1145,9 +1186,18 @@ async fn put_zone(
     // Records are arrays of tables in the file: write them as [[zones.records]].
     let mut records = Vec::new();
     let mut body = body;
-    if let Some(Value::Array(rs)) = body.as_object_mut().and_then(|o| o.remove("records")) {
-        for (i, r) in rs.iter().enumerate() {
-            records.push(json_to_table(r, &format!("record (records[{i}])"))?);
+    match body.as_object_mut().and_then(|o| o.remove("records")) {
+        Some(Value::Array(rs)) => {
+            for (i, r) in rs.iter().enumerate() {
+                records.push(json_to_table(r, &format!("record (records[{i}])"))?);
+            }
+        }
+        None | Some(Value::Null) => {}
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "records: must be an array of records",
+            ));
         }
     }
     let mut table = json_to_table(&body, "zone")?;
@@ -1474,8 +1524,8 @@ async fn post_observations(State(api): State<Arc<Api>>, body: axum::body::Bytes)
                 "level: \"{}\" is not one of dns, tcp, tls, http, content, cache, check",
                 o.level
             )),
-            Some(_) if !o.latency_ms.is_finite() || o.latency_ms < 0.0 => Err(format!(
-                "latency_ms: must be a non-negative number (got {})",
+            Some(_) if !(0.0..=MAX_LATENCY_MS).contains(&o.latency_ms) => Err(format!(
+                "latency_ms: must be between 0 and 3600000 (got {})",
                 o.latency_ms
             )),
             Some(level) => {
@@ -1584,8 +1634,8 @@ async fn post_rum(State(api): State<Arc<Api>>, body: axum::body::Bytes) -> ApiRe
         };
         let r = match region {
             Err(e) => Err(e),
-            Ok(_) if !x.latency_ms.is_finite() || x.latency_ms < 0.0 => Err(format!(
-                "latency_ms: must be a non-negative number (got {})",
+            Ok(_) if !(0.0..=MAX_LATENCY_MS).contains(&x.latency_ms) => Err(format!(
+                "latency_ms: must be between 0 and 3600000 (got {})",
                 x.latency_ms
             )),
             Ok(region) => {
@@ -1728,6 +1778,8 @@ async fn metrics(State(api): State<Arc<Api>>) -> Response {
     );
     info.set(s, &[], api.started_ms as f64 / 1000.0);
     families.extend(info.collect());
+    // A family without samples is not valid exposition text.
+    families.retain(|f| !f.get_metric().is_empty());
     families.sort_by(|a, b| a.name().cmp(b.name()));
     (
         [(

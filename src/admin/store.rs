@@ -144,7 +144,7 @@ impl ConfigStore {
         &self,
         expected: Option<u64>,
         edit: impl FnOnce(&mut DocumentMut) -> Result<T, StoreError>,
-        apply: impl FnOnce(ValidConfig) -> Result<u64, String>,
+        mut apply: impl FnMut(ValidConfig) -> Result<u64, String>,
     ) -> Result<(Written, T), StoreError> {
         let mut inner = self.inner.lock().unwrap();
         if let Some(e) = expected
@@ -193,16 +193,44 @@ impl ConfigStore {
         let mut cfg =
             crate::config::parse(&new_text, &source).map_err(|e| StoreError::Invalid(e.issues))?;
         (self.adjust)(&mut cfg);
-        let generation = apply(cfg).map_err(StoreError::Internal)?;
-        let persisted = match &inner.path {
-            Some(p) => {
-                write_atomically(p, new_text.as_bytes()).map_err(|e| {
-                    StoreError::Internal(format!(
-                        "applied, but could not write {}: {e} (the file keeps version {})",
-                        p.display(),
-                        inner.version
-                    ))
-                })?;
+        // Write the new file beside the old one (fsynced) before applying; rename it over only
+        // once applied: a failure at any step leaves the old file and the old configuration.
+        let staged = match &inner.path {
+            Some(p) => Some(stage(p, new_text.as_bytes()).map_err(|e| {
+                StoreError::Internal(format!("cannot write {}: {e}; nothing changed", p.display()))
+            })?),
+            None => None,
+        };
+        let generation = match apply(cfg) {
+            Ok(g) => g,
+            Err(e) => {
+                if let Some(s) = staged {
+                    s.abandon();
+                }
+                return Err(StoreError::Internal(e));
+            }
+        };
+        let persisted = match staged {
+            Some(s) => {
+                if let Err(e) = s.commit() {
+                    // Put the previous configuration back in force.
+                    let back = crate::config::parse(&text, &source)
+                        .map_err(|e| e.to_string())
+                        .and_then(|mut c| {
+                            (self.adjust)(&mut c);
+                            apply(c)
+                        });
+                    let path = inner.path.clone().unwrap_or_default();
+                    return Err(StoreError::Internal(format!(
+                        "cannot write {}: {e}; {}",
+                        path.display(),
+                        match back {
+                            Ok(_) => "nothing changed (the previous configuration is back in force)"
+                                .to_string(),
+                            Err(b) => format!("restoring the previous configuration failed: {b}"),
+                        }
+                    )));
+                }
                 true
             }
             None => false,
@@ -265,9 +293,32 @@ fn set_version(doc: &mut DocumentMut, version: u64) {
     }
 }
 
-/// Write `data` to `path` so that a crash at any moment leaves either the old or the new
-/// file: a temporary file in the same directory, fsync, rename over, fsync the directory.
-pub fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+/// A new version of a file, written and fsynced beside it, not yet renamed over it.
+pub struct Staged {
+    tmp: PathBuf,
+    path: PathBuf,
+    dir: PathBuf,
+}
+
+impl Staged {
+    /// Rename over the file and fsync the directory.
+    pub fn commit(self) -> std::io::Result<()> {
+        let r = std::fs::rename(&self.tmp, &self.path)
+            .and_then(|_| std::fs::File::open(&self.dir)?.sync_all());
+        if r.is_err() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        r
+    }
+
+    pub fn abandon(self) {
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
+/// Write `data` to a temporary file beside `path` (same directory, same permissions) and
+/// fsync it.
+pub fn stage(path: &Path, data: &[u8]) -> std::io::Result<Staged> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -277,26 +328,35 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "config".into());
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let result = (|| {
+    let r = (|| {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .open(&tmp)?;
-        // Keep the original file's permissions.
         if let Ok(meta) = std::fs::metadata(path) {
             let _ = f.set_permissions(meta.permissions());
         }
         f.write_all(data)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(&dir)?.sync_all()
+        f.sync_all()
     })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    match r {
+        Ok(()) => Ok(Staged {
+            tmp,
+            path: path.to_path_buf(),
+            dir,
+        }),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    result
+}
+
+/// Write `data` to `path` so that a crash at any moment leaves either the old or the new
+/// file: a temporary file in the same directory, fsync, rename over, fsync the directory.
+pub fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    stage(path, data)?.commit()
 }
 
 #[cfg(test)]

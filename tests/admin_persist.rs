@@ -1,0 +1,753 @@
+//! Admin API persistence (issue 6): what the API writes is in the configuration file, a server
+//! started again from that file is in the same state (views, DNS answers, overrides, version),
+//! the file keeps its comments, and a SIGKILL during a burst of writes leaves a file that
+//! parses, at the version of the last acknowledged write or just after it. Also the tokens
+//! taken from the environment (`token_env`, `STEERD_ADMIN_TOKEN`, `STEERD_READ_TOKEN`), which
+//! need a process of their own.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{DEMO, TestServer, opt_rr, question, raw_msg, raw_tcp, raw_udp};
+use hickory_proto::op::Message;
+use hickory_proto::rr::RecordType;
+use serde_json::{Value, json};
+
+/// Two client networks placed by the configuration (no GeoIP database in tests).
+const NETS: &str = r#"
+# Test networks (no GeoIP database in the tests).
+[[geo.nets]]
+cidr = "198.51.100.0/24"
+country = "DE"
+
+[[geo.nets]]
+cidr = "203.0.113.0/24"
+country = "US"
+"#;
+
+const EU_NET: &str = "198.51.100.0/24";
+const US_NET: &str = "203.0.113.0/24";
+
+// ---------------------------------------------------------------------------------------------
+// HTTP and DNS helpers
+// ---------------------------------------------------------------------------------------------
+
+struct Http {
+    rt: tokio::runtime::Runtime,
+    client: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+struct Resp {
+    status: u16,
+    text: String,
+    what: String,
+}
+
+impl Resp {
+    #[track_caller]
+    fn expect(self, status: u16) -> Self {
+        assert_eq!(
+            self.status, status,
+            "{}: status (body: {})",
+            self.what, self.text
+        );
+        self
+    }
+
+    #[track_caller]
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {}", self.what, self.text))
+    }
+}
+
+impl Http {
+    fn new(addr: SocketAddr, token: Option<&str>) -> Self {
+        Http {
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            client: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+            base: format!("http://{addr}"),
+            token: token.map(str::to_string),
+        }
+    }
+
+    fn try_send(&self, method: &str, path: &str, body: Option<Value>) -> Result<Resp, String> {
+        let what = format!("{method} {path}");
+        let mut req = self.client.request(
+            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+            format!("{}{path}", self.base),
+        );
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        self.rt.block_on(async {
+            let r = req.send().await.map_err(|e| format!("{what}: {e}"))?;
+            let status = r.status().as_u16();
+            let text = r.text().await.map_err(|e| format!("{what}: {e}"))?;
+            Ok(Resp { status, text, what })
+        })
+    }
+
+    fn send(&self, method: &str, path: &str, body: Option<Value>) -> Resp {
+        self.try_send(method, path, body)
+            .unwrap_or_else(|e| panic!("request failed: {e}"))
+    }
+
+    fn get(&self, path: &str) -> Resp {
+        self.send("GET", path, None)
+    }
+
+    fn put(&self, path: &str, body: Value) -> Resp {
+        self.send("PUT", path, Some(body))
+    }
+}
+
+const ECS: u16 = 8;
+
+fn ecs_data(cidr: &str) -> Vec<u8> {
+    let net: ipnet::Ipv4Net = cidr.parse().unwrap();
+    let mut d = 1u16.to_be_bytes().to_vec();
+    d.extend_from_slice(&[net.prefix_len(), 0]);
+    d.extend_from_slice(&net.addr().octets()[..net.prefix_len().div_ceil(8) as usize]);
+    d
+}
+
+/// What `name` answers (A) for `ecs` over UDP and TCP (both must agree): the answer data,
+/// sorted, or the rcode.
+#[track_caller]
+fn answer(udp: SocketAddr, tcp: SocketAddr, name: &str, ecs: Option<&str>) -> String {
+    let data = ecs.map(ecs_data);
+    let opts: Vec<(u16, &[u8])> = data.iter().map(|d| (ECS, d.as_slice())).collect();
+    let mut out = Vec::new();
+    for over_tcp in [false, true] {
+        let id: u16 = rand::random();
+        let q = raw_msg(
+            id,
+            0,
+            &[question(name, u16::from(RecordType::A))],
+            &[opt_rr(1232, 0, false, &opts)],
+        );
+        let raw = if over_tcp {
+            raw_tcp(tcp, &q, Duration::from_secs(2))
+        } else {
+            raw_udp(udp, &q, Duration::from_secs(2))
+        }
+        .unwrap_or_else(|| panic!("{name}: no DNS answer"));
+        let m = Message::from_vec(&raw).unwrap();
+        assert_eq!(m.metadata.id, id);
+        let mut d: Vec<String> = m.answers.iter().map(|r| r.data.to_string()).collect();
+        d.sort();
+        out.push(if d.is_empty() {
+            format!("{:?}", m.metadata.response_code)
+        } else {
+            d.join(" ")
+        });
+    }
+    assert_eq!(out[0], out[1], "{name} ({ecs:?}): UDP and TCP differ");
+    out.remove(0)
+}
+
+fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Restart from the file
+// ---------------------------------------------------------------------------------------------
+
+/// Everything a restart must keep, as seen through the API and DNS.
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    config_version: Value,
+    config_text: String,
+    targets: Vec<Value>,
+    services: Vec<Value>,
+    overrides: Value,
+    zones: Value,
+    dns: Vec<(String, String)>,
+}
+
+fn snapshot(srv: &TestServer) -> Snapshot {
+    let h = Http::new(srv.admin.unwrap(), None);
+    let status = h.get("/v1/status").expect(200).json();
+    let targets = h.get("/v1/targets").expect(200).json()["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            // Health history (since, windows, levels) starts afresh; the rest must not.
+            json!({
+                "name": t["name"], "state": t["state"], "override": t["override"],
+                "region_overrides": t["region_overrides"], "config": t["config"],
+            })
+        })
+        .collect();
+    let services = h.get("/v1/services").expect(200).json()["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| json!({"name": s["name"], "answers": s["answers"], "config": s["config"]}))
+        .collect();
+    let mut dns = Vec::new();
+    for name in [
+        "assets.example.com",
+        "www.example.com",
+        "c.example.com",
+        "persist.example.com",
+        "static.example.com",
+    ] {
+        for ecs in [None, Some(EU_NET), Some(US_NET)] {
+            dns.push((
+                format!("{name} {ecs:?}"),
+                answer(srv.udp, srv.tcp, name, ecs),
+            ));
+        }
+    }
+    Snapshot {
+        config_version: status["config_version"].clone(),
+        config_text: h.get("/v1/config").expect(200).text,
+        targets,
+        services,
+        overrides: h.get("/v1/overrides").expect(200).json(),
+        zones: h.get("/v1/zones").expect(200).json(),
+        dns,
+    }
+}
+
+#[test]
+fn api_writes_survive_a_restart_from_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steerd.toml");
+    std::fs::write(&path, format!("{DEMO}\n{NETS}")).unwrap();
+
+    let srv = TestServer::start_file(&path, false);
+    let h = Http::new(srv.admin.unwrap(), None);
+    h.put("/v1/targets/cdn-c", json!({"a": ["192.0.2.99"]}))
+        .expect(201);
+    h.put(
+        "/v1/services/c.example.com",
+        json!({"policy": "failover", "ttl": 15, "targets": [{"target": "cdn-c"}, {"target": "cdn-a"}]}),
+    )
+    .expect(201);
+    h.put(
+        "/v1/zones/example.com/records/persist/A",
+        json!({"data": "192.0.2.123", "ttl": 60}),
+    )
+    .expect(201);
+    h.put(
+        "/v1/targets/cdn-a/override",
+        json!({"state": "forced_down", "for": "2h", "reason": "persisted maintenance"}),
+    )
+    .expect(200);
+    h.put(
+        "/v1/targets/cdn-b/override",
+        json!({"state": "drained", "region": "EU", "until": now_s() + 7200, "reason": "EU drain"}),
+    )
+    .expect(200);
+
+    let before = snapshot(&srv);
+    assert_eq!(before.config_version, 5);
+    // The writes are in force: cdn-a is forced down (assets → cdn-b), cdn-b drained in EU
+    // (EU assets → origin), the new record and service answer.
+    let dns: std::collections::BTreeMap<_, _> = before.dns.iter().cloned().collect();
+    assert_eq!(dns["assets.example.com None"], "example.b-cdn.example.net.");
+    assert_eq!(
+        dns[&format!("assets.example.com Some({EU_NET:?})")],
+        "192.0.2.80"
+    );
+    assert_eq!(dns["persist.example.com None"], "192.0.2.123");
+    assert_eq!(dns["c.example.com None"], "192.0.2.99");
+    let ovr = before.overrides["overrides"].as_array().unwrap();
+    assert_eq!(ovr.len(), 2, "{}", before.overrides);
+    let file = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(before.config_text, file);
+    drop(h);
+    drop(srv);
+
+    // The file on its own is a valid configuration at version 5 with both overrides.
+    let cfg = steerd::config::parse(&file, "persisted").expect("the written file is valid");
+    assert_eq!(cfg.version, 5);
+    assert_eq!(cfg.overrides.len(), 2);
+
+    // A new server from the same file: the same state.
+    let srv = TestServer::start_file(&path, false);
+    let after = snapshot(&srv);
+    assert_eq!(after, before);
+    let h = Http::new(srv.admin.unwrap(), None);
+    let a = h.get("/v1/targets/cdn-a").expect(200).json();
+    assert_eq!(a["state"], "forced_down", "{a}");
+    assert_eq!(a["override"]["reason"], "persisted maintenance");
+    // And it keeps counting from there.
+    let r = h
+        .put(
+            "/v1/zones/example.com/records/after/A",
+            json!({"data": "192.0.2.124"}),
+        )
+        .expect(201);
+    assert_eq!(r.json()["version"], 6);
+}
+
+#[test]
+fn the_file_keeps_its_comments_and_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steerd.toml");
+    let original = format!("{DEMO}\n{NETS}");
+    std::fs::write(&path, &original).unwrap();
+    let srv = TestServer::start_file(&path, false);
+    let h = Http::new(srv.admin.unwrap(), None);
+
+    // Replace cdn-a (with its own config form, one value changed), add and delete things.
+    let mut a = h.get("/v1/targets/cdn-a").expect(200).json()["config"].clone();
+    a["latitude"] = json!(38.9);
+    h.put("/v1/targets/cdn-a", a).expect(200);
+    h.put(
+        "/v1/zones/example.com/records/extra/TXT",
+        json!({"data": "x"}),
+    )
+    .expect(201);
+    h.put(
+        "/v1/zones/example.com/records/static/A",
+        json!({"data": ["192.0.2.12"]}),
+    )
+    .expect(200);
+    h.put(
+        "/v1/targets/origin/override",
+        json!({"state": "drained", "reason": "layout"}),
+    )
+    .expect(200);
+    h.send("DELETE", "/v1/services/split.example.com", None)
+        .expect(200);
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    // Every comment of the original is still there, in the same order.
+    let comments: Vec<&str> = original
+        .lines()
+        .filter(|l| l.trim_start().starts_with('#'))
+        .filter(|l| !l.contains("split is a plain"))
+        .collect();
+    let mut from = 0;
+    for c in &comments {
+        let at = text[from..]
+            .find(c)
+            .unwrap_or_else(|| panic!("comment {c:?} lost or moved:\n{text}"));
+        from += at + c.len();
+    }
+    // Trailing comments on values too.
+    assert!(text.contains("# Frankfurt, DE"), "{text}");
+    // The comment above the replaced target still sits right above its table.
+    let i = text.find("name = \"cdn-a\"").unwrap();
+    let header = text[..i].rfind("[[targets]]").unwrap();
+    assert!(
+        text[..header].trim_end().ends_with(
+            "a real deployment drops `address` and keeps the dns level, which resolves the CDN's host name."
+        ),
+        "comment above cdn-a lost:\n{}",
+        &text[..i + 20]
+    );
+    // The replaced RRset kept its place among the records (after mail, before AAAA static).
+    let p_mail = text.find("data = \"192.0.2.25\"").unwrap();
+    let p_static = text.find("192.0.2.12").unwrap();
+    let p_aaaa = text.find("2001:db8::10").unwrap();
+    assert!(p_mail < p_static && p_static < p_aaaa, "{text}");
+    // The version key is first, before every table.
+    let v = text.find("version = 5").expect("version = 5");
+    assert!(v < text.find("[server]").unwrap(), "{text}");
+    assert!(!text.contains("split.example.com"));
+    assert!(steerd::config::parse(&text, "layout").is_ok());
+    // A read-modify-write of cdn-a (its GET config form PUT back) keeps the keys in the order
+    // a person wrote them: `name` first, as `doc::name_body` intends ("put the name first, as
+    // a person would write it"), and the check table's `url` before `address`.
+    let table = &text[header..text[header..].find("[targets.check.cache]").unwrap() + header];
+    assert!(
+        table.starts_with("[[targets]]\nname = \"cdn-a\"\n"),
+        "the replaced table's keys were reordered:\n{table}"
+    );
+    assert!(
+        table.find("url =").unwrap() < table.find("address =").unwrap(),
+        "the replaced table's keys were reordered:\n{table}"
+    );
+}
+
+/// A write that cannot be persisted (here: the temporary file's name is taken by a directory)
+/// must leave everything as it was: the API answers an error, and neither the configuration in
+/// force (views, DNS, `steerd_config_version`) nor the store's version or the file changes, so
+/// that the running server, its ETag and its file keep agreeing.
+#[test]
+fn a_write_that_cannot_be_persisted_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steerd.toml");
+    std::fs::write(&path, format!("{DEMO}\n{NETS}")).unwrap();
+    let srv = TestServer::start_file(&path, false);
+    let h = Http::new(srv.admin.unwrap(), None);
+    let original = std::fs::read_to_string(&path).unwrap();
+    // write_atomically's temporary file is `.steerd.toml.tmp.PID` (the server runs in this
+    // process): a directory of that name makes creating it fail.
+    let blocker = dir
+        .path()
+        .join(format!(".steerd.toml.tmp.{}", std::process::id()));
+    std::fs::create_dir(&blocker).unwrap();
+
+    let r = h.put(
+        "/v1/zones/example.com/records/lost/A",
+        json!({"data": "192.0.2.66"}),
+    );
+    assert_eq!(r.status, 500, "{}", r.text);
+    assert!(
+        r.json()["error"].as_str().unwrap().contains("write"),
+        "{}",
+        r.text
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), original);
+    let status = h.get("/v1/status").expect(200).json();
+    assert_eq!(status["config_version"], 0);
+    h.get("/v1/zones/example.com/records/lost/A").expect(404);
+    assert_eq!(
+        answer(srv.udp, srv.tcp, "lost.example.com", None),
+        "NXDomain",
+        "the unpersisted record is served over DNS"
+    );
+    let metrics = h.get("/metrics").expect(200).text;
+    assert!(
+        metrics.lines().any(|l| l == "steerd_config_version 0"),
+        "the configuration in force moved to another version than the API's and the file's:\n{}",
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("steerd_config_version"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+
+    // Once the file can be written again, the next write starts from the state in force.
+    std::fs::remove_dir(&blocker).unwrap();
+    let r = h
+        .put(
+            "/v1/zones/example.com/records/kept/A",
+            json!({"data": "192.0.2.67"}),
+        )
+        .expect(201);
+    assert_eq!(r.json()["version"], 1);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains("192.0.2.67") && !text.contains("192.0.2.66"),
+        "{text}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real binary: SIGKILL during writes, tokens from the environment
+// ---------------------------------------------------------------------------------------------
+
+/// A small configuration for the binary: no GeoIP database, no health checks.
+const SMALL: &str = r#"# steerd: kill test
+[server]
+dns_listen = ["127.0.0.1:0"]
+
+[geo]
+database = ""   # no database
+
+[[zones]]
+name = "example.com"
+ns = ["ns1.example.com"]
+
+[zones.soa]
+mname = "ns1.example.com"
+rname = "hostmaster.example.com"
+
+[[zones.records]]
+name = "ns1"
+type = "A"
+data = "127.0.0.1"
+
+[[targets]]
+name = "cdn-a"
+cname = "a.cdn.example.net"
+
+[[services]]
+name = "www.example.com"
+policy = "failover"
+targets = [{ target = "cdn-a" }]
+"#;
+
+/// A `steerd serve` process, killed on drop.
+struct Steerd {
+    child: Child,
+    admin: SocketAddr,
+    log: PathBuf,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Steerd {
+    /// Start the binary on `config`; `logs` is a directory for its stderr.
+    fn spawn(config: &Path, logs: &Path, env: &[(&str, &str)]) -> Result<Steerd, String> {
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = logs.join(format!("steerd-{}.log", rand::random::<u32>()));
+        let child = Command::new(env!("CARGO_BIN_EXE_steerd"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .args(["--dns-listen", "127.0.0.1:0", "--admin-listen"])
+            .arg(admin.to_string())
+            .env_remove("STEERD_ADMIN_TOKEN")
+            .env_remove("STEERD_READ_TOKEN")
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut s = Steerd { child, admin, log };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = s.child.try_wait().unwrap() {
+                return Err(format!("steerd exited ({status}): {}", s.log_text()));
+            }
+            if std::net::TcpStream::connect_timeout(&admin, Duration::from_millis(200)).is_ok() {
+                return Ok(s);
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "steerd did not listen on {admin}: {}",
+                    s.log_text()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn sigkill(&mut self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGKILL) };
+        assert_eq!(rc, 0, "kill failed");
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Steerd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn sigkill_during_a_burst_of_writes_leaves_a_valid_file() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steerd.toml");
+    std::fs::write(&path, SMALL).unwrap();
+    let mut version = 0u64;
+    let mut acked_total = 0usize;
+    let mut leftovers = 0usize;
+
+    const ROUNDS: usize = 8;
+    for round in 0..ROUNDS {
+        let mut proc = Steerd::spawn(&path, logs.path(), &[]).unwrap_or_else(|e| panic!("{e}"));
+        // The server serves what the file says, the version included.
+        let probe = Http::new(proc.admin, None);
+        let status = probe.get("/v1/status").expect(200).json();
+        assert_eq!(status["config_version"], version, "round {round}");
+        drop(probe);
+
+        // Writers: each PUTs records (and now and then a target) until the server dies.
+        let admin = proc.admin;
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                std::thread::spawn(move || {
+                    let h = Http::new(admin, None);
+                    let mut acked: Vec<(String, u64)> = Vec::new();
+                    let mut odd = Vec::new();
+                    for i in 0..10_000 {
+                        let (path, body, key) = if i % 5 == 4 {
+                            let name = format!("t{round}w{w}i{i}");
+                            (
+                                format!("/v1/targets/{name}"),
+                                json!({"cname": format!("{name}.cdn.example.net")}),
+                                format!("name = \"{name}\""),
+                            )
+                        } else {
+                            let name = format!("r{round}w{w}i{i}");
+                            (
+                                format!("/v1/zones/example.com/records/{name}/A"),
+                                json!({"data": "192.0.2.1"}),
+                                format!("name = \"{name}\""),
+                            )
+                        };
+                        match h.try_send("PUT", &path, Some(body)) {
+                            Ok(r) if r.status == 201 => {
+                                acked.push((key, r.json()["version"].as_u64().unwrap()));
+                            }
+                            Ok(r) => odd.push(format!("{} {}", r.status, r.text)),
+                            Err(_) => break,
+                        }
+                    }
+                    (acked, odd)
+                })
+            })
+            .collect();
+
+        std::thread::sleep(Duration::from_millis(100 + rand::random::<u64>() % 400));
+        let status = proc.sigkill();
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "round {round}");
+        let mut acked = Vec::new();
+        for w in writers {
+            let (a, odd) = w.join().unwrap();
+            assert!(odd.is_empty(), "round {round}: unexpected answers: {odd:?}");
+            acked.extend(a);
+        }
+        drop(proc);
+
+        // The file parses; its version is at least that of every acknowledged write (each was
+        // persisted before its answer) and at most one per writer beyond (persisted, not yet
+        // answered).
+        let text = std::fs::read_to_string(&path).unwrap();
+        let cfg = steerd::config::parse(&text, "after SIGKILL")
+            .unwrap_or_else(|e| panic!("round {round}: the file does not parse: {e}\n{text}"));
+        let max_acked = acked.iter().map(|(_, v)| *v).max().unwrap_or(version);
+        assert!(
+            cfg.version >= max_acked && cfg.version <= max_acked + 4,
+            "round {round}: file version {} vs last acknowledged {max_acked}",
+            cfg.version
+        );
+        assert!(
+            cfg.version >= version,
+            "round {round}: the version went back"
+        );
+        for (key, v) in &acked {
+            assert!(
+                text.contains(&format!("{key}\n")),
+                "round {round}: acknowledged write (version {v}) {key} is not in the file"
+            );
+        }
+        // Versions were handed out once each.
+        let mut vs: Vec<u64> = acked.iter().map(|(_, v)| *v).collect();
+        vs.sort();
+        vs.dedup();
+        assert_eq!(vs.len(), acked.len(), "round {round}: a version twice");
+        // Nothing else in the directory but the file and possibly a temporary file of the
+        // killed process.
+        for e in std::fs::read_dir(dir.path()).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            if name == "steerd.toml" {
+                continue;
+            }
+            assert!(
+                name.starts_with(".steerd.toml.tmp."),
+                "round {round}: unexpected file {name}"
+            );
+            leftovers += 1;
+        }
+        acked_total += acked.len();
+        version = cfg.version;
+    }
+    assert!(
+        acked_total > 0,
+        "no write was acknowledged before the kills: the test tested nothing"
+    );
+    eprintln!(
+        "{acked_total} writes acknowledged over {ROUNDS} rounds; final version {version}; {leftovers} temporary file(s) left"
+    );
+}
+
+#[test]
+fn tokens_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steerd.toml");
+    let config = format!(
+        "{SMALL}\n[admin]\ntokens = [{{ token_env = \"STEERD_TEST_ENV_TOKEN\", scope = \"admin\", name = \"ci\" }}]\n"
+    );
+    std::fs::write(&path, &config).unwrap();
+
+    // The variable is missing: the server does not start, and says why.
+    let err = match Steerd::spawn(&path, dir.path(), &[]) {
+        Ok(_) => panic!("started although STEERD_TEST_ENV_TOKEN is not set"),
+        Err(e) => e,
+    };
+    assert!(
+        err.contains("admin.tokens[0].token_env") && err.contains("STEERD_TEST_ENV_TOKEN"),
+        "{err}"
+    );
+
+    let env_admin = "env-admin-token-0123456789";
+    let extra_admin = "extra-admin-token-0123456789";
+    let env_read = "env-read-token-0123456789";
+    let p = Steerd::spawn(
+        &path,
+        dir.path(),
+        &[
+            ("STEERD_TEST_ENV_TOKEN", env_admin),
+            ("STEERD_ADMIN_TOKEN", &format!("short, {extra_admin}")),
+            ("STEERD_READ_TOKEN", env_read),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let anon = Http::new(p.admin, None);
+    anon.get("/v1/status").expect(401);
+    for t in [env_admin, extra_admin] {
+        let h = Http::new(p.admin, Some(t));
+        assert_eq!(h.get("/v1/status").expect(200).json()["auth"], true);
+    }
+    Http::new(p.admin, Some(env_admin))
+        .put(
+            "/v1/zones/example.com/records/env/A",
+            json!({"data": "192.0.2.9"}),
+        )
+        .expect(201);
+    Http::new(p.admin, Some(extra_admin))
+        .put(
+            "/v1/zones/example.com/records/env2/A",
+            json!({"data": "192.0.2.9"}),
+        )
+        .expect(201);
+    let read = Http::new(p.admin, Some(env_read));
+    read.get("/v1/targets").expect(200);
+    read.put(
+        "/v1/zones/example.com/records/env3/A",
+        json!({"data": "192.0.2.9"}),
+    )
+    .expect(403);
+    // A token shorter than 16 characters from STEERD_ADMIN_TOKEN is ignored.
+    Http::new(p.admin, Some("short"))
+        .get("/v1/status")
+        .expect(401);
+    // The secret is not written to the file.
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        !text.contains(env_admin) && !text.contains(extra_admin),
+        "{text}"
+    );
+    assert!(text.contains("token_env = \"STEERD_TEST_ENV_TOKEN\""));
+}
