@@ -102,7 +102,8 @@ pub struct Live {
     pub log: EventLog,
     /// Targets over their monthly cap, and with a certificate close to expiry.
     pub over_cap: std::collections::BTreeSet<String>,
-    pub cert_warn: std::collections::BTreeMap<String, String>,
+    /// Per target, the vantage points whose latest TLS check warned of expiry (and the detail).
+    pub cert_warn: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
     /// Usage reported by the CDNs' billing, per target.
     pub usage: std::collections::BTreeMap<String, Usage>,
     /// Cache metrics reported per target.
@@ -124,7 +125,8 @@ impl Live {
             confirmed: Default::default(),
             memory: Default::default(),
             transitions: Default::default(),
-            log: EventLog::new(MAX_EVENTS),
+            // Ids start from the time (µs) so they keep increasing across restarts.
+            log: EventLog::starting_at(MAX_EVENTS, now_ms().saturating_mul(1000).max(1)),
             over_cap: Default::default(),
             cert_warn: Default::default(),
             usage: Default::default(),
@@ -288,12 +290,16 @@ fn record_transition(
         .transitions
         .with_label_values(&[&*tr.target, tr.from.as_str(), tr.to.as_str()])
         .inc();
-    let ev = transition_event(&tr);
+    // From one unusable state to another (down → drained, forced down → down) nothing fails
+    // over: the operator's override has its own event.
+    let ev = (tr.from.usable() || tr.to.usable()).then(|| transition_event(&tr));
     live.transitions.push_back(tr);
     if live.transitions.len() > MAX_EVENTS {
         live.transitions.pop_front();
     }
-    emit(live, metrics, alerter, ev);
+    if let Some(ev) = ev {
+        emit(live, metrics, alerter, ev);
+    }
 }
 
 fn stamps(cfg: &ValidConfig) -> (Option<FileStamp>, Option<FileStamp>) {
@@ -438,12 +444,7 @@ impl Control {
                 let region = o.region.as_ref().map(|r| r.1.as_str()).unwrap_or("");
                 let mut summary = format!("{}: {} for clients in {region}", o.target, o.kind);
                 if let Some(u) = o.until_ms {
-                    summary += &format!(
-                        " until {}",
-                        humantime::format_rfc3339_seconds(
-                            std::time::UNIX_EPOCH + Duration::from_millis(u)
-                        )
-                    );
+                    summary += &format!(" until {}", crate::events::rfc3339_ms(u));
                 }
                 if !o.reason.is_empty() {
                     summary += &format!(": {}", o.reason);
@@ -513,15 +514,24 @@ impl Control {
                 .with_label_values(&[&*o.target, level])
                 .observe(o.latency.as_secs_f64());
         }
-        if let Some(o) = observations.iter().find(|o| o.level == Level::Tls && o.ok) {
-            // The TLS level passes with a warning when the certificate is close to expiry.
+        for o in observations
+            .iter()
+            .filter(|o| o.level == Level::Tls && o.ok)
+        {
+            // The TLS level passes with a warning when the certificate is close to expiry. The
+            // target warns while any vantage point's latest check does.
             let warn_now = o.detail.contains(crate::probe::tls::EXPIRY_WARNING);
             let mut st = self.state.lock().unwrap();
             let live = &mut st.live;
-            let was = live.cert_warn.contains_key(&*o.target);
-            if warn_now && !was {
-                live.cert_warn
-                    .insert(o.target.to_string(), o.detail.clone());
+            let per = live.cert_warn.entry(o.target.to_string()).or_default();
+            let was = !per.is_empty();
+            if warn_now {
+                per.insert(o.vantage.to_string(), o.detail.clone());
+            } else {
+                per.remove(&*o.vantage);
+            }
+            let is = !per.is_empty();
+            if is && !was {
                 let ev = event(
                     EventKind::CertExpiring,
                     Severity::Warning,
@@ -531,8 +541,7 @@ impl Control {
                     o.at_ms,
                 );
                 emit(live, &self.metrics, &self.alerter, ev);
-            } else if !warn_now && was {
-                live.cert_warn.remove(&*o.target);
+            } else if !is && was {
                 let ev = event(
                     EventKind::CertOk,
                     Severity::Info,
@@ -1111,7 +1120,7 @@ impl Control {
                 .get(&t.name)
                 .map(CacheReport::inputs)
                 .unwrap_or_default();
-            if t.check.is_none() {
+            if t.check.is_none() && store.target(&t.name).is_none() {
                 let mut input = TargetInput::unknown();
                 input.cost = cost;
                 input.cache = cache;
@@ -1269,7 +1278,8 @@ impl Control {
             );
             emit(&mut st.live, &self.metrics, &self.alerter, ev);
         }
-        if !force && table.fingerprint == current.fingerprint {
+        if !force && table.fingerprint == current.fingerprint && table.all_down == current.all_down
+        {
             return None;
         }
         let table = Arc::new(table);
@@ -1315,10 +1325,26 @@ impl Control {
             std::mem::replace(&mut st.config, config),
             std::mem::replace(&mut st.geo, geo),
         );
-        let _ = old;
         let now = now_ms();
         {
             let st = &mut *st;
+            // Answer counters are indexed like the targets: when the list changes, carry each
+            // target's counts (and this month's base) over by name.
+            let old_names: Vec<&str> = old.0.targets.iter().map(|t| t.name.as_str()).collect();
+            let new_names: Vec<&str> = st.config.targets.iter().map(|t| t.name.as_str()).collect();
+            if old_names != new_names {
+                let totals = st.live.counters.totals();
+                let counters = st.live.counters.carrying(new_names.len());
+                let mut base = vec![0; new_names.len()];
+                for (j, n) in new_names.iter().enumerate() {
+                    if let Some(i) = old_names.iter().position(|o| o == n) {
+                        counters.add(j, totals.get(i).copied().unwrap_or(0));
+                        base[j] = st.live.month_base.1.get(i).copied().unwrap_or(0);
+                    }
+                }
+                st.live.counters = Arc::new(counters);
+                st.live.month_base.1 = base;
+            }
             let names: Vec<&str> = st.config.targets.iter().map(|t| t.name.as_str()).collect();
             st.live.usage.retain(|k, _| names.contains(&k.as_str()));
             st.live

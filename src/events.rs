@@ -170,9 +170,18 @@ impl Event {
 
     /// RFC 3339 time of the event.
     pub fn time_rfc3339(&self) -> String {
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.at_ms);
-        humantime::format_rfc3339_millis(t).to_string()
+        rfc3339_ms(self.at_ms)
     }
+}
+
+/// RFC 3339 (UTC, milliseconds) of a Unix time in ms; times past year 9999 are written as
+/// the number (the formatter cannot show them).
+pub fn rfc3339_ms(ms: u64) -> String {
+    if ms > 253_402_300_799_999 {
+        return format!("@{ms}ms");
+    }
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(t).to_string()
 }
 
 /// The bounded log of recent events.
@@ -185,8 +194,13 @@ pub struct EventLog {
 
 impl EventLog {
     pub fn new(cap: usize) -> Self {
+        Self::starting_at(cap, 1)
+    }
+
+    /// A log whose first event gets id `first` (≥ 1).
+    pub fn starting_at(cap: usize, first: u64) -> Self {
         Self {
-            next_id: 1,
+            next_id: first.max(1),
             cap: cap.max(1),
             events: VecDeque::new(),
         }
@@ -229,7 +243,7 @@ impl EventLog {
             .collect()
     }
 
-    /// The newest id given so far (0 before the first event).
+    /// The newest id given so far (the first id − 1 before the first event).
     pub fn last_id(&self) -> u64 {
         self.next_id - 1
     }

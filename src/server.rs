@@ -34,6 +34,8 @@ struct Applier {
     control: Control,
     prober: Arc<Mutex<Option<Prober>>>,
     alerter: Alerter,
+    /// The admin API's tokens (from the configuration in force).
+    tokens: crate::admin::Tokens,
 }
 
 impl Applier {
@@ -54,14 +56,24 @@ impl Applier {
         let summary = config.summary();
         let plan = ProbePlan::from_config(&config);
         let alerts = config.alerts.clone();
+        let tokens = config.admin.tokens.clone();
         let compiled = self.control.apply(config)?;
+        self.tokens.store(Arc::new(tokens));
         {
-            let keep: Vec<Arc<str>> = plan.jobs.iter().map(|(n, _)| n.clone()).collect();
+            // Forget the health data of targets that left the configuration (remote agents'
+            // observations of targets this node does not probe are kept).
+            let keep: Vec<String> = self
+                .control
+                .config()
+                .targets
+                .iter()
+                .map(|t| t.name.clone())
+                .collect();
             self.control
                 .health()
                 .lock()
                 .expect("health store")
-                .retain_targets(|t| keep.iter().any(|k| &**k == t));
+                .retain_targets(|t| keep.iter().any(|k| k == t));
         }
         if let Some(p) = self.prober.lock().unwrap().as_ref() {
             p.apply(plan);
@@ -148,10 +160,14 @@ impl Server {
         let ticker = tokio::spawn(tick_loop(control.clone()));
         let alerter = Alerter::start(&alerts);
         control.set_alerter(Some(alerter.clone()));
+        let tokens: crate::admin::Tokens = Arc::new(arc_swap::ArcSwap::from_pointee(
+            control.config().admin.tokens.clone(),
+        ));
         let applier = Applier {
             control: control.clone(),
             prober: Arc::new(Mutex::new(Some(prober))),
             alerter: alerter.clone(),
+            tokens: tokens.clone(),
         };
         let store = Arc::new(ConfigStore::new(source, version));
         let admin = match admin_listen {
@@ -160,7 +176,7 @@ impl Server {
                 let apply: crate::admin::Apply =
                     Arc::new(move |cfg| a.apply(cfg).map(|t| t.generation));
                 let sources = metrics_sources(&control, &alerter);
-                let api = Api::new(control.clone(), store.clone(), apply, sources);
+                let api = Api::new(control.clone(), store.clone(), apply, sources, tokens);
                 match AdminServer::start(addr, api).await {
                     Ok(s) => Some(s),
                     Err(e) => {

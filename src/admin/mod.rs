@@ -39,6 +39,13 @@ pub type MetricsSource = Arc<dyn Fn() -> Vec<prometheus::proto::MetricFamily> + 
 /// Applies a validated configuration to the running server; returns the table generation.
 pub type Apply = Arc<dyn Fn(ValidConfig) -> Result<u64, String> + Send + Sync>;
 
+/// The bearer tokens of the configuration in force, updated by every apply (API write,
+/// `POST /v1/reload`, SIGHUP).
+pub type Tokens = Arc<ArcSwap<Vec<Token>>>;
+
+/// Reads that need an admin token: the raw configuration holds the tokens and sink secrets.
+const ADMIN_READS: &[&str] = &["/v1/config"];
+
 /// What the handlers share.
 pub struct Api {
     pub control: Control,
@@ -47,7 +54,7 @@ pub struct Api {
     pub started_ms: u64,
     pub metrics_sources: Vec<MetricsSource>,
     /// Tokens from the configuration in force plus the environment's.
-    tokens: ArcSwap<Vec<Token>>,
+    tokens: Tokens,
     env_tokens: Vec<Token>,
 }
 
@@ -86,25 +93,22 @@ impl Api {
         store: Arc<ConfigStore>,
         apply: Apply,
         metrics_sources: Vec<MetricsSource>,
+        tokens: Tokens,
     ) -> Arc<Self> {
-        let tokens = control.config().admin.tokens.clone();
         Arc::new(Self {
             control,
             store,
             apply,
             started_ms: now_ms(),
             metrics_sources,
-            tokens: ArcSwap::from_pointee(tokens),
+            tokens,
             env_tokens: tokens_from_env(),
         })
     }
 
-    /// Apply a configuration and take its tokens.
+    /// Apply a configuration (its tokens come with it).
     fn apply_config(&self, cfg: ValidConfig) -> Result<u64, String> {
-        let tokens = cfg.admin.tokens.clone();
-        let generation = (self.apply)(cfg)?;
-        self.tokens.store(Arc::new(tokens));
-        Ok(generation)
+        (self.apply)(cfg)
     }
 
     /// The scope of a presented token (None: no token matches). Every configured token is
@@ -140,11 +144,13 @@ impl AdminServer {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         if !api.auth_enabled() {
-            if addr.ip().is_loopback() {
-                warn!(%addr, "admin API without tokens: anyone who can reach {addr} can change the configuration (add [admin] tokens)");
-            } else {
-                warn!(%addr, "admin API on a non-loopback address WITHOUT tokens: set [admin] tokens or STEERD_ADMIN_TOKEN");
+            if !addr.ip().is_loopback() {
+                return Err(std::io::Error::other(format!(
+                    "refusing to serve the admin API on {addr} without tokens: set [admin] \
+                     tokens or STEERD_ADMIN_TOKEN, or listen on 127.0.0.1"
+                )));
             }
+            warn!(%addr, "admin API without tokens: anyone who can reach {addr} can change the configuration (add [admin] tokens)");
         }
         let app = router(api);
         let task = tokio::spawn(async move {
@@ -292,7 +298,8 @@ async fn auth(State(api): State<Arc<Api>>, req: Request, next: Next) -> Response
         .map(|m| m.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
     let public = path == "/metrics" || path == "/v1/openapi.json";
-    let write = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let write = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS)
+        || ADMIN_READS.contains(&path.as_str());
     let denied = if public || !api.auth_enabled() {
         None
     } else {
@@ -381,6 +388,24 @@ async fn not_found() -> ApiError {
         StatusCode::NOT_FOUND,
         "no such route (see /v1/openapi.json)",
     )
+}
+
+/// Run a control-plane update that recompiles on a blocking thread; its error is a 404 (the
+/// only way these fail is an unknown target).
+async fn blocking(
+    api: &Arc<Api>,
+    f: impl FnOnce(&Control) -> Result<(), String> + Send + 'static,
+) -> Result<(), ApiError> {
+    let control = api.control.clone();
+    tokio::task::spawn_blocking(move || f(&control))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("update failed: {e}"),
+            )
+        })?
+        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, e))
 }
 
 /// `If-Match: "7"` (or 7, or *) → Some(7) / None.
@@ -472,7 +497,7 @@ async fn edit(
 // Views
 
 fn rfc3339(ms: u64) -> String {
-    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+    crate::events::rfc3339_ms(ms)
 }
 
 fn ms(d: Option<Duration>) -> Value {
@@ -633,8 +658,8 @@ async fn status(State(api): State<Arc<Api>>) -> ApiResult {
 }
 
 async fn get_config(State(api): State<Arc<Api>>) -> ApiResult {
-    let version = api.store.version();
-    let Some(text) = api.store.text() else {
+    let (text, version) = api.store.snapshot();
+    let Some(text) = text else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "this server was started without a configuration text",
@@ -648,16 +673,20 @@ async fn get_config(State(api): State<Arc<Api>>) -> ApiResult {
     Ok(with_etag(r, version))
 }
 
-fn config_json(api: &Api) -> Value {
-    api.store
-        .document()
+/// The configuration's JSON form and its version, read together (a body and its ETag must
+/// describe the same version, or If-Match could lose an update).
+fn config_json(api: &Api) -> (Value, u64) {
+    let (text, version) = api.store.snapshot();
+    let doc = text
+        .and_then(|t| t.parse::<toml_edit::DocumentMut>().ok())
         .map(|d| doc::to_json(&d))
-        .unwrap_or(Value::Null)
+        .unwrap_or(Value::Null);
+    (doc, version)
 }
 
 async fn list_targets(State(api): State<Arc<Api>>) -> ApiResult {
     let cfg = api.control.config();
-    let doc = config_json(&api);
+    let (doc, version) = config_json(&api);
     let list: Vec<Value> = cfg
         .targets
         .iter()
@@ -670,7 +699,7 @@ async fn list_targets(State(api): State<Arc<Api>>) -> ApiResult {
         .collect();
     Ok(with_etag(
         Json(json!({ "targets": list })).into_response(),
-        api.store.version(),
+        version,
     ))
 }
 
@@ -682,13 +711,13 @@ async fn get_target(State(api): State<Arc<Api>>, Path(name): Path<String>) -> Ap
             format!("no target named \"{name}\""),
         ));
     };
-    let doc = config_json(&api);
+    let (doc, version) = config_json(&api);
     let c = json_find(json_list(&doc, "targets"), "name", &name, false)
         .cloned()
         .unwrap_or(Value::Null);
     Ok(with_etag(
         Json(target_json(&api, &cfg, t, c)).into_response(),
-        api.store.version(),
+        version,
     ))
 }
 
@@ -775,7 +804,10 @@ const MAX_UNIX_SECS: u64 = 253_402_300_799;
 
 fn parse_for(v: &Value) -> Result<Duration, ApiError> {
     match v {
-        Value::Number(n) if n.as_f64().is_some_and(|f| f > 0.0 && f <= MAX_OVERRIDE_SECS) => {
+        Value::Number(n)
+            if n.as_f64()
+                .is_some_and(|f| f > 0.0 && f <= MAX_OVERRIDE_SECS) =>
+        {
             Ok(Duration::from_secs_f64(n.as_f64().unwrap_or(0.0)))
         }
         Value::String(s) => match humantime::parse_duration(s) {
@@ -937,7 +969,7 @@ async fn list_overrides(State(api): State<Arc<Api>>) -> ApiResult {
         .collect();
     Ok(with_etag(
         Json(json!({ "overrides": list })).into_response(),
-        api.store.version(),
+        cfg.version,
     ))
 }
 
@@ -989,9 +1021,11 @@ async fn put_usage(
         bytes: b.bytes,
         as_of_ms,
     };
-    api.control
-        .set_usage(&name, Some(usage))
-        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, e))?;
+    blocking(&api, {
+        let name = name.clone();
+        move |c| c.set_usage(&name, Some(usage))
+    })
+    .await?;
     let (_, _, cost) = api.control.reports(&name);
     let cost = cost.filter(|c| c.source != crate::policy::cost::Source::Unmetered);
     Ok(Json(json!({
@@ -1009,9 +1043,11 @@ async fn put_usage(
 }
 
 async fn delete_usage(State(api): State<Arc<Api>>, Path(name): Path<String>) -> ApiResult {
-    api.control
-        .set_usage(&name, None)
-        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, e))?;
+    blocking(&api, {
+        let name = name.clone();
+        move |c| c.set_usage(&name, None)
+    })
+    .await?;
     Ok(Json(json!({ "target": name, "cleared": true })).into_response())
 }
 
@@ -1053,9 +1089,11 @@ async fn put_cache_metrics(
         at_ms: now_ms(),
     };
     let score = report.inputs().score();
-    api.control
-        .set_cache_report(&name, report.clone())
-        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, e))?;
+    blocking(&api, {
+        let (name, report) = (name.clone(), report.clone());
+        move |c| c.set_cache_report(&name, report)
+    })
+    .await?;
     Ok(
         Json(json!({ "target": name, "cache_metrics": report, "cache_score": score }))
             .into_response(),
@@ -1064,7 +1102,7 @@ async fn put_cache_metrics(
 
 async fn list_services(State(api): State<Arc<Api>>) -> ApiResult {
     let cfg = api.control.config();
-    let doc = config_json(&api);
+    let (doc, version) = config_json(&api);
     let list: Vec<Value> = cfg
         .services
         .iter()
@@ -1082,7 +1120,7 @@ async fn list_services(State(api): State<Arc<Api>>) -> ApiResult {
         .collect();
     Ok(with_etag(
         Json(json!({ "services": list })).into_response(),
-        api.store.version(),
+        version,
     ))
 }
 
@@ -1098,13 +1136,13 @@ async fn get_service(State(api): State<Arc<Api>>, Path(name): Path<String>) -> A
             format!("no service named \"{name}\""),
         ));
     };
-    let doc = config_json(&api);
+    let (doc, version) = config_json(&api);
     let c = json_find(json_list(&doc, "services"), "name", &name, true)
         .cloned()
         .unwrap_or(Value::Null);
     Ok(with_etag(
         Json(service_json(&api, &cfg, s, c)).into_response(),
-        api.store.version(),
+        version,
     ))
 }
 
@@ -1157,23 +1195,24 @@ async fn delete_service(
 }
 
 async fn list_zones(State(api): State<Arc<Api>>) -> ApiResult {
-    let doc = config_json(&api);
+    let (doc, version) = config_json(&api);
     Ok(with_etag(
         Json(json!({ "zones": json_list(&doc, "zones") })).into_response(),
-        api.store.version(),
+        version,
     ))
 }
 
-fn zone_config(api: &Api, zone: &str) -> Result<Value, ApiError> {
-    let doc = config_json(api);
+fn zone_config(api: &Api, zone: &str) -> Result<(Value, u64), ApiError> {
+    let (doc, version) = config_json(api);
     json_find(json_list(&doc, "zones"), "name", zone, true)
         .cloned()
+        .map(|z| (z, version))
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no zone named \"{zone}\"")))
 }
 
 async fn get_zone(State(api): State<Arc<Api>>, Path(zone): Path<String>) -> ApiResult {
-    let z = zone_config(&api, &zone)?;
-    Ok(with_etag(Json(z).into_response(), api.store.version()))
+    let (z, version) = zone_config(&api, &zone)?;
+    Ok(with_etag(Json(z).into_response(), version))
 }
 
 async fn put_zone(
@@ -1249,11 +1288,11 @@ async fn delete_zone(
 }
 
 async fn list_records(State(api): State<Arc<Api>>, Path(zone): Path<String>) -> ApiResult {
-    let z = zone_config(&api, &zone)?;
+    let (z, version) = zone_config(&api, &zone)?;
     Ok(with_etag(
         Json(json!({ "zone": zone, "records": z.get("records").cloned().unwrap_or(json!([])) }))
             .into_response(),
-        api.store.version(),
+        version,
     ))
 }
 
@@ -1267,7 +1306,7 @@ async fn get_record(
     State(api): State<Arc<Api>>,
     Path((zone, name, rtype)): Path<(String, String, String)>,
 ) -> ApiResult {
-    let z = zone_config(&api, &zone)?;
+    let (z, version) = zone_config(&api, &zone)?;
     let list: Vec<Value> = z
         .get("records")
         .and_then(Value::as_array)
@@ -1292,7 +1331,7 @@ async fn get_record(
     Ok(with_etag(
         Json(json!({ "zone": zone, "name": name, "type": rtype.to_ascii_uppercase(), "records": list }))
             .into_response(),
-        api.store.version(),
+        version,
     ))
 }
 

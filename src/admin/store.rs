@@ -128,6 +128,12 @@ impl ConfigStore {
         self.inner.lock().unwrap().path.clone()
     }
 
+    /// The configuration text in force and its version, read together.
+    pub fn snapshot(&self) -> (Option<String>, u64) {
+        let inner = self.inner.lock().unwrap();
+        (inner.text.clone(), inner.version)
+    }
+
     /// The configuration text in force.
     pub fn text(&self) -> Option<String> {
         self.inner.lock().unwrap().text.clone()
@@ -197,7 +203,10 @@ impl ConfigStore {
         // once applied: a failure at any step leaves the old file and the old configuration.
         let staged = match &inner.path {
             Some(p) => Some(stage(p, new_text.as_bytes()).map_err(|e| {
-                StoreError::Internal(format!("cannot write {}: {e}; nothing changed", p.display()))
+                StoreError::Internal(format!(
+                    "cannot write {}: {e}; nothing changed",
+                    p.display()
+                ))
             })?),
             None => None,
         };
@@ -225,8 +234,9 @@ impl ConfigStore {
                         "cannot write {}: {e}; {}",
                         path.display(),
                         match back {
-                            Ok(_) => "nothing changed (the previous configuration is back in force)"
-                                .to_string(),
+                            Ok(_) =>
+                                "nothing changed (the previous configuration is back in force)"
+                                    .to_string(),
                             Err(b) => format!("restoring the previous configuration failed: {b}"),
                         }
                     )));
@@ -263,7 +273,13 @@ impl ConfigStore {
         let mut cfg = crate::config::parse(&text, &path.display().to_string())
             .map_err(|e| StoreError::Invalid(e.issues))?;
         (self.adjust)(&mut cfg);
-        let version = cfg.version;
+        // The version never goes back nor names two texts: a changed file whose version is not
+        // ahead of ours (a restored backup, a hand edit) gets the next one.
+        let mut version = cfg.version;
+        if inner.text.as_deref() != Some(text.as_str()) && version <= inner.version {
+            version = inner.version + 1;
+        }
+        cfg.version = version;
         let generation = apply(cfg).map_err(StoreError::Internal)?;
         inner.text = Some(text);
         inner.version = version;
@@ -303,12 +319,16 @@ pub struct Staged {
 impl Staged {
     /// Rename over the file and fsync the directory.
     pub fn commit(self) -> std::io::Result<()> {
-        let r = std::fs::rename(&self.tmp, &self.path)
-            .and_then(|_| std::fs::File::open(&self.dir)?.sync_all());
-        if r.is_err() {
+        if let Err(e) = std::fs::rename(&self.tmp, &self.path) {
             let _ = std::fs::remove_file(&self.tmp);
+            return Err(e);
         }
-        r
+        // Renamed: the new file is the file. A failed directory fsync only weakens its
+        // durability across a power loss; it is not a failed write.
+        if let Err(e) = std::fs::File::open(&self.dir).and_then(|d| d.sync_all()) {
+            tracing::warn!(dir = %self.dir.display(), "fsync of the configuration's directory failed: {e}");
+        }
+        Ok(())
     }
 
     pub fn abandon(self) {

@@ -1010,6 +1010,24 @@ fn validate_overrides(
                 }
             },
         };
+        if let Some(u) = o.until
+            && u > 253_402_300_799
+        {
+            issues.push(
+                format!("{f}.until"),
+                format!("{u} is not a Unix time in seconds (after year 9999; milliseconds?)"),
+            );
+            ok = false;
+        }
+        if let Some(u) = o.set_at
+            && u > 253_402_300_799
+        {
+            issues.push(
+                format!("{f}.set_at"),
+                format!("{u} is not a Unix time in seconds (after year 9999; milliseconds?)"),
+            );
+            ok = false;
+        }
         if let Some(j) = cfg.overrides[..i]
             .iter()
             .position(|p| p.target == o.target && p.region == o.region)

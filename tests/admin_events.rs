@@ -1,0 +1,255 @@
+//! Events, tokens and versions at the edges: one all-down event per episode, no failover event
+//! between two unusable states, certificate warnings per vantage point, remote observations of
+//! a target this node does not probe, SIGHUP-reloaded tokens, a version that never goes back,
+//! far-future expiries refused, and no open admin API on a public address.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{DEMO, TestServer};
+use steerd::events::EventKind;
+use steerd::health::state::{Override, OverrideKind};
+
+fn count(server: &TestServer, kind: EventKind, subject: &str) -> usize {
+    let c = server.server.as_ref().unwrap().control();
+    c.event_page(0, 1000, &[kind], Some(subject)).0.len()
+}
+
+fn wait_for(within: Duration, mut want: impl FnMut() -> bool) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < within {
+        if want() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// A blocking HTTP call on a throwaway runtime: (status, body).
+fn http(method: &str, url: String, token: Option<&str>, body: Option<&str>) -> (u16, String) {
+    let (method, token, body) = (
+        method.to_string(),
+        token.map(str::to_string),
+        body.map(str::to_string),
+    );
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let c = reqwest::Client::new();
+            let mut r = c.request(method.parse().unwrap(), &url);
+            if let Some(t) = token {
+                r = r.bearer_auth(t);
+            }
+            if let Some(b) = body {
+                r = r.body(b);
+            }
+            let resp = r.send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn all_down_is_one_event_per_episode_and_unusable_to_unusable_is_no_failover() {
+    let cfg = DEMO.to_string()
+        + r#"
+[[services]]
+name = "solo.example.com"
+policy = "failover"
+targets = [{ target = "origin" }]
+"#;
+    let server = TestServer::start(&cfg);
+    let control = server.server.as_ref().unwrap().control().clone();
+    let now = steerd::control::now_ms();
+    let o = |kind, secs: u64| Override {
+        kind,
+        until_ms: Some(now + secs * 1000),
+        reason: "test".into(),
+        set_at_ms: now,
+    };
+    control
+        .set_override("origin", Some(o(OverrideKind::ForcedDown, 2)), now)
+        .unwrap();
+    // down → drained: both unusable, no second failover.
+    control
+        .set_override("origin", Some(o(OverrideKind::Drained, 2)), now + 1)
+        .unwrap();
+    assert!(
+        control
+            .table()
+            .load()
+            .all_down
+            .contains(&"solo.example.com.".to_string())
+    );
+    // The override expires after 2 s; the 1 s tick loop keeps running for 3 s more.
+    assert!(wait_for(Duration::from_secs(5), || control
+        .table()
+        .load()
+        .all_down
+        .is_empty()));
+    std::thread::sleep(Duration::from_millis(3000));
+    assert_eq!(count(&server, EventKind::AllDown, "solo.example.com."), 1);
+    assert_eq!(
+        count(&server, EventKind::AllDownRecovered, "solo.example.com."),
+        1,
+        "exactly one recovery event, not one per tick"
+    );
+    assert_eq!(count(&server, EventKind::Failover, "origin"), 1);
+    assert_eq!(count(&server, EventKind::Recovery, "origin"), 1);
+}
+
+#[test]
+fn certificate_warnings_are_per_vantage_and_remote_observations_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steerd.toml");
+    std::fs::write(&path, DEMO).unwrap();
+    let server = TestServer::start_file(&path, false);
+    let base = format!("http://{}", server.admin.unwrap());
+    let obs = |vantage: &str, detail: &str| {
+        format!(
+            r#"{{"vantage": "{vantage}", "observations": [{{"target": "cdn-a", "level": "tls", "ok": true, "latency_ms": 5, "detail": "{detail}"}}]}}"#
+        )
+    };
+    let warn = "TLS 1.3; certificate valid, expires in 3 d (2026-11-25): fewer than 14 days left";
+    for _ in 0..3 {
+        let (s, b) = http(
+            "POST",
+            format!("{base}/v1/observations"),
+            None,
+            Some(&obs("fra1", warn)),
+        );
+        assert_eq!(s, 202, "{b}");
+        let (s, b) = http(
+            "POST",
+            format!("{base}/v1/observations"),
+            None,
+            Some(&obs("nyc1", "TLS 1.3; certificate valid, expires in 80 d")),
+        );
+        assert_eq!(s, 202, "{b}");
+    }
+    assert_eq!(
+        count(&server, EventKind::CertExpiring, "cdn-a"),
+        1,
+        "no flapping between vantage points"
+    );
+    assert_eq!(count(&server, EventKind::CertOk, "cdn-a"), 0);
+    let (s, _) = http(
+        "POST",
+        format!("{base}/v1/observations"),
+        None,
+        Some(&obs("fra1", "TLS 1.3; certificate valid, expires in 90 d")),
+    );
+    assert_eq!(s, 202);
+    assert_eq!(count(&server, EventKind::CertOk, "cdn-a"), 1);
+
+    // `origin` has no local check; a remote agent's failures still move its state.
+    let now = steerd::control::now_ms();
+    let items: Vec<String> = (0..40)
+        .map(|i| {
+            format!(
+                r#"{{"target": "origin", "level": "check", "ok": false, "latency_ms": 3, "at_ms": {}}}"#,
+                now - 40_000 + i * 1000
+            )
+        })
+        .collect();
+    let body = format!(
+        r#"{{"vantage": "fra1", "observations": [{}]}}"#,
+        items.join(",")
+    );
+    let (s, b) = http("POST", format!("{base}/v1/observations"), None, Some(&body));
+    assert_eq!(s, 202, "{b}");
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            let (_, b) = http("GET", format!("{base}/v1/targets/origin"), None, None);
+            b.contains("\"state\":\"down\"")
+        }),
+        "remote failures of an unprobed target take it down"
+    );
+}
+
+#[test]
+fn reload_takes_new_tokens_and_the_version_never_goes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steerd.toml");
+    let with =
+        |t: &str| format!("{DEMO}\n[admin]\ntokens = [{{ token = \"{t}\", scope = \"admin\" }}]\n");
+    let original = with("old-token-0123456789");
+    std::fs::write(&path, &original).unwrap();
+    let server = TestServer::start_file(&path, false);
+    let base = format!("http://{}", server.admin.unwrap());
+    let put = |token: &str| {
+        http(
+            "PUT",
+            format!("{base}/v1/targets/cdn-a/cache-metrics"),
+            Some(token),
+            Some(r#"{"hit_ratio": 0.9}"#),
+        )
+        .0
+    };
+    assert_eq!(put("old-token-0123456789"), 200);
+    // Two API writes: version 2.
+    for _ in 0..2 {
+        let (s, b) = http(
+            "PUT",
+            format!("{base}/v1/zones/example.com/records/api/A"),
+            Some("old-token-0123456789"),
+            Some(r#"{"data": "192.0.2.1"}"#),
+        );
+        assert!(s == 200 || s == 201, "{s} {b}");
+    }
+    // Restore the backup (version 0, old token changed to a new one) and SIGHUP.
+    std::fs::write(&path, with("new-token-0123456789")).unwrap();
+    let v = server.server.as_ref().unwrap().reload().unwrap();
+    assert_eq!(v, 3, "a restored backup gets the next version, not 0");
+    assert_eq!(
+        put("old-token-0123456789"),
+        401,
+        "the revoked token is refused"
+    );
+    assert_eq!(put("new-token-0123456789"), 200);
+    let (_, status) = http(
+        "GET",
+        format!("{base}/v1/status"),
+        Some("new-token-0123456789"),
+        None,
+    );
+    assert!(status.contains("\"config_version\":3"), "{status}");
+}
+
+#[test]
+fn far_future_expiries_are_refused_with_the_field() {
+    let cfg = format!(
+        "{DEMO}\n[[overrides]]\ntarget = \"cdn-a\"\nstate = \"drained\"\nuntil = 300000000000\n"
+    );
+    let e = steerd::config::parse(&cfg, "t").unwrap_err();
+    assert!(
+        e.issues
+            .iter()
+            .any(|i| i.field == "overrides[0].until" && i.message.contains("milliseconds")),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_admin_api_on_a_public_address_needs_tokens() {
+    let mut cfg = steerd::config::parse(DEMO, "t").unwrap();
+    for t in &mut cfg.targets {
+        t.check = None;
+    }
+    cfg.geo.database = None;
+    cfg.server.dns_listen = vec!["127.0.0.1:0".parse().unwrap()];
+    cfg.server.admin_listen = Some("0.0.0.0:0".parse().unwrap());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let err = rt
+        .block_on(steerd::Server::start(cfg))
+        .err()
+        .expect("refused");
+    assert!(format!("{err:#}").contains("without tokens"), "{err:#}");
+}
