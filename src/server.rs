@@ -109,9 +109,9 @@ async fn consume_reports(mut rx: tokio::sync::mpsc::Receiver<ProbeReport>, contr
 /// The metric families besides the control plane's: the DNS path's and the alert sinks'.
 fn metrics_sources(control: &Control, alerter: &Alerter) -> Vec<MetricsSource> {
     use prometheus::core::Collector;
-    let _ = control;
     let a = alerter.clone();
-    vec![Arc::new(move || a.collect())]
+    let dns = crate::dns::stats::collector(control.table().clone());
+    vec![Arc::new(move || a.collect()), Arc::new(move || dns.collect())]
 }
 
 /// Step the health machines and recompile every second (swapping only on change).

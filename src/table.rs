@@ -10,6 +10,7 @@ use hickory_proto::rr::{Name, Record, RecordType};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::dns::fast::FastNode;
+use crate::dns::stats::{QueryStats, TableLabels};
 
 /// Shared handle to the current table.
 pub type TableHandle = Arc<ArcSwap<RoutingTable>>;
@@ -139,41 +140,79 @@ pub struct ServiceAnswer {
 }
 
 thread_local! {
-    static SHARD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    static SHARD: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
 }
+
+/// Shards given to threads that never called [`set_counter_shard`] (the tokio runtime's
+/// threads: TCP and the hickory UDP engine), one each in turn in the upper half.
+static NEXT_SHARD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Make this thread count answers in its own shard (UDP workers call it once).
 pub fn set_counter_shard(i: usize) {
-    SHARD.with(|s| s.set(i));
+    SHARD.with(|s| s.set(i % SHARDS));
 }
 
-const SHARDS: usize = 16;
+/// This thread's counter shard, `0..SHARDS`: the one set by [`set_counter_shard`], else one
+/// assigned on first use, so that threads rarely share a shard.
+#[inline]
+pub fn counter_shard() -> usize {
+    SHARD.with(|s| {
+        let v = s.get();
+        if v != usize::MAX {
+            return v;
+        }
+        let n = SHARDS / 2
+            + NEXT_SHARD.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % (SHARDS / 2);
+        s.set(n);
+        n
+    })
+}
+
+/// Shards of the per-thread counters.
+pub const SHARDS: usize = 16;
 /// Spacing between shards, in counters: 128 bytes, so two threads never share a cache line.
 const PAD: usize = 16;
 
 /// DNS answers given per target since start, for the cost estimate (and metrics). Sharded per
-/// thread so the UDP workers do not contend on one cache line.
+/// thread so the UDP workers do not contend on one cache line. Also carries the DNS query
+/// statistics ([`QueryStats`]) behind the `/metrics` query counters and latency histograms.
 #[derive(Debug)]
 pub struct AnswerCounters {
     targets: usize,
     cells: Box<[std::sync::atomic::AtomicU64]>,
+    /// Queries by service, target, rcode, protocol and ECS presence, and response latency.
+    /// Label ids are process-wide, so these survive any configuration change: share them with
+    /// the counters of the next configuration ([`AnswerCounters::carrying`]).
+    pub queries: Arc<QueryStats>,
 }
 
 impl AnswerCounters {
     pub fn new(targets: usize) -> Self {
+        Self::with_queries(targets, Arc::new(QueryStats::new()))
+    }
+
+    /// Fresh answer counters for `targets` targets that keep counting queries in `queries`.
+    pub fn with_queries(targets: usize, queries: Arc<QueryStats>) -> Self {
         let stride = targets + PAD;
         Self {
             targets,
             cells: (0..stride * SHARDS)
                 .map(|_| std::sync::atomic::AtomicU64::new(0))
                 .collect(),
+            queries,
         }
+    }
+
+    /// Fresh answer counters for a new configuration with `targets` targets, sharing this
+    /// one's query statistics (so `/metrics` query counters do not reset).
+    pub fn carrying(&self, targets: usize) -> Self {
+        Self::with_queries(targets, self.queries.clone())
     }
 
     #[inline]
     pub fn add(&self, target: usize, n: u64) {
         if target < self.targets {
-            let shard = SHARD.with(|s| s.get()) % SHARDS;
+            let shard = counter_shard();
             self.cells[shard * (self.targets + PAD) + target]
                 .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
         }
@@ -323,6 +362,9 @@ pub struct RoutingTable {
     pub counters: Arc<AnswerCounters>,
     /// Services with a cell whose every candidate is down.
     pub all_down: Vec<String>,
+    /// Metric label ids of the zones, services and answers (set by `fast::precompute`, else
+    /// on first use); see [`RoutingTable::labels`].
+    pub labels: std::sync::OnceLock<TableLabels>,
 }
 
 impl RoutingTable {
@@ -338,6 +380,13 @@ impl RoutingTable {
 }
 
 impl RoutingTable {
+    /// The metric label ids of this table's names, interned on first use (compiling a table
+    /// does it: `fast::precompute`). The table must not gain zones or services afterwards.
+    #[inline]
+    pub fn labels(&self) -> &TableLabels {
+        self.labels.get_or_init(|| TableLabels::of(self))
+    }
+
     /// Most specific zone containing the name with this wire key.
     pub fn find_zone(&self, key: &[u8]) -> Option<u32> {
         suffixes(key).find_map(|s| self.zone_index.get(s).copied())
@@ -359,6 +408,7 @@ impl RoutingTable {
             fast_nx: Vec::new(),
             counters: Arc::new(AnswerCounters::new(0)),
             all_down: Vec::new(),
+            labels: std::sync::OnceLock::new(),
         }
     }
 }

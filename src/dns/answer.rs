@@ -7,6 +7,7 @@
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
+use crate::dns::stats::{Proto, QueryKey, rcode_of};
 use crate::table::{ClientAddr, Node, RoutingTable, suffixes, wire_key};
 
 /// How to choose a steered answer.
@@ -28,6 +29,10 @@ pub struct Reply<'t> {
     pub additional: Vec<&'t Record>,
     /// The steered service whose answer this is, if any (for the fast-path templates).
     pub service: Option<u32>,
+    /// The index of that service's answer given (meaningful when `service` is set).
+    pub variant: usize,
+    /// The zone the answer comes from (`None`: REFUSED before any zone was found).
+    pub zone: Option<u32>,
     /// ECS scope prefix: how much of the client's address the answer depends on (0 = none).
     pub scope: u8,
 }
@@ -38,6 +43,16 @@ impl<'t> Reply<'t> {
             rcode: ResponseCode::Refused,
             ..Self::default()
         }
+    }
+
+    /// The query-metrics key of this reply: the steered service and its answer's target, or
+    /// the zone, with the rcode (see `dns::stats` for the label values).
+    #[inline]
+    pub fn stats_key(&self, table: &RoutingTable, proto: Proto, ecs: bool) -> QueryKey {
+        let (service, target) = table
+            .labels()
+            .answer(self.service.map(|s| (s, self.variant)), self.zone);
+        QueryKey::new(service, target, rcode_of(self.rcode), proto, ecs)
     }
 }
 
@@ -65,6 +80,7 @@ pub fn answer<'t>(
     let zone = &table.zones[zi as usize];
     let mut reply = Reply {
         authoritative: true,
+        zone: Some(zi),
         ..Reply::default()
     };
 
@@ -132,6 +148,7 @@ fn answer_node<'t>(
         let ans = &svc.answers[idx];
         if reply.service.is_none() {
             reply.service = Some(si);
+            reply.variant = idx;
         }
         if ans.servfail {
             reply.rcode = ResponseCode::ServFail;

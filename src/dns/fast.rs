@@ -12,11 +12,12 @@
 
 use std::net::IpAddr;
 
-use hickory_proto::op::{Message, MessageType, Metadata, OpCode, Query};
+use hickory_proto::op::{Message, MessageType, Metadata, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 
 use crate::dns::answer::{self, Pick, Reply};
 use crate::dns::ecs::{self, Ecs};
+use crate::dns::stats::{Proto, QueryKey, rcode_of};
 use crate::table::ClientAddr;
 use crate::table::{RoutingTable, WireKey};
 
@@ -47,6 +48,8 @@ pub struct Template {
     ar: u16,
     /// Answer, authority and additional sections as encoded after the canonical question.
     body: Box<[u8]>,
+    /// The query-metrics key of this answer (service, target, rcode; UDP, no ECS).
+    key: QueryKey,
 }
 
 #[derive(Debug, Clone)]
@@ -77,7 +80,12 @@ impl FastNode {
     }
 }
 
-fn encode_template(name: &Name, qtype: RecordType, reply: &Reply<'_>) -> Option<Template> {
+fn encode_template(
+    table: &RoutingTable,
+    name: &Name,
+    qtype: RecordType,
+    reply: &Reply<'_>,
+) -> Option<Template> {
     let mut metadata = Metadata::new(0, MessageType::Response, OpCode::Query);
     metadata.authoritative = reply.authoritative;
     metadata.response_code = reply.rcode;
@@ -99,6 +107,7 @@ fn encode_template(name: &Name, qtype: RecordType, reply: &Reply<'_>) -> Option<
         ns: be(8),
         ar: be(10),
         body: bytes[12 + qlen..].into(),
+        key: reply.stats_key(table, Proto::Udp, false),
     })
 }
 
@@ -106,21 +115,30 @@ fn encode_template(name: &Name, qtype: RecordType, reply: &Reply<'_>) -> Option<
 /// authority, encoded without compression so it does not depend on where the question ends.
 pub fn precompute_nxdomain(table: &RoutingTable) -> Vec<Option<Template>> {
     use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
+    let labels = table.labels();
     table
         .zones
         .iter()
-        .map(|z| {
+        .enumerate()
+        .map(|(zi, z)| {
             let mut body = Vec::new();
             let mut enc = BinEncoder::new(&mut body);
             enc.set_name_encoding(NameEncoding::Uncompressed);
             z.negative_soa.emit(&mut enc).ok()?;
             Some(Template {
                 // QR, AA, RCODE 3 (NXDOMAIN).
-                flags: QR | AA | u16::from(hickory_proto::op::ResponseCode::NXDomain.low()),
+                flags: QR | AA | u16::from(ResponseCode::NXDomain.low()),
                 an: 0,
                 ns: 1,
                 ar: 0,
                 body: body.into_boxed_slice(),
+                key: QueryKey::new(
+                    labels.zone(zi as u32),
+                    0,
+                    rcode_of(ResponseCode::NXDomain),
+                    Proto::Udp,
+                    false,
+                ),
             })
         })
         .collect()
@@ -128,6 +146,8 @@ pub fn precompute_nxdomain(table: &RoutingTable) -> Vec<Option<Template>> {
 
 /// Build the fast-path map for every name of the table.
 pub fn precompute(table: &RoutingTable) -> rustc_hash::FxHashMap<WireKey, FastNode> {
+    // Intern the table's metric labels now rather than on the first query.
+    let _ = table.labels();
     let mut out = rustc_hash::FxHashMap::default();
     let lazy = |si: u32| -> FastEntry {
         let n = table.services[si as usize].answers.len();
@@ -152,7 +172,7 @@ pub fn precompute(table: &RoutingTable) -> rustc_hash::FxHashMap<WireKey, FastNo
         for qtype in FAST_TYPES {
             let reply = answer::answer(table, &name, qtype, DNSClass::IN, Pick::Variant(0));
             let entry = match reply.service {
-                None => encode_template(&name, qtype, &reply).map(FastEntry::Static),
+                None => encode_template(table, &name, qtype, &reply).map(FastEntry::Static),
                 // A static alias of a steered name.
                 Some(si) => Some(lazy(si)),
             };
@@ -169,7 +189,7 @@ pub fn precompute(table: &RoutingTable) -> rustc_hash::FxHashMap<WireKey, FastNo
         let mut fnode = FastNode::default();
         for qtype in FAST_TYPES {
             let reply = answer::answer(table, &name, qtype, DNSClass::IN, Pick::Variant(0));
-            if let Some(t) = encode_template(&name, qtype, &reply) {
+            if let Some(t) = encode_template(table, &name, qtype, &reply) {
                 fnode.entries.push((u16::from(qtype), FastEntry::Static(t)));
             }
         }
@@ -219,8 +239,8 @@ fn nxdomain<'t>(table: &'t RoutingTable, key: &[u8], qtype: u16) -> Option<&'t T
 /// What the fast path did with a packet.
 #[derive(Debug, PartialEq, Eq)]
 pub enum FastOutcome {
-    /// A response of this many bytes is in the output buffer.
-    Answered(usize),
+    /// A response of this many bytes is in the output buffer; the query's metrics key.
+    Answered(usize, QueryKey),
     /// Not a query we answer at all (a response, or shorter than a header): drop it.
     Drop,
     /// Needs the general path.
@@ -348,7 +368,7 @@ pub fn try_answer(
                 let name = name_from_key(&key[..klen])?;
                 let qt = RecordType::from(qtype);
                 let r = answer::answer(table, &name, qt, DNSClass::IN, Pick::Variant(i));
-                encode_template(&name, qt, &r)
+                encode_template(table, &name, qt, &r)
             });
             match tpl {
                 Some(t) => t,
@@ -390,5 +410,5 @@ pub fn try_answer(
             w += e.write_into(scope, &mut out[w..]);
         }
     }
-    FastOutcome::Answered(w)
+    FastOutcome::Answered(w, tpl.key.with_ecs(ecs.is_some()))
 }

@@ -4,6 +4,7 @@
 
 use std::iter;
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
@@ -17,6 +18,7 @@ use tracing::debug;
 
 use crate::dns::answer::{self, Pick, Reply};
 use crate::dns::ecs::{self, Ecs};
+use crate::dns::stats::{Proto, QueryKey, rcode_of};
 use crate::table::ClientAddr;
 use crate::table::{RoutingTable, TableHandle};
 
@@ -177,17 +179,26 @@ fn encode(response: Response<'_, '_>, max: u16) -> Option<(Vec<u8>, bool)> {
     Some((buf, info.truncation))
 }
 
+/// The query-metrics key of a prepared answer.
+fn stats_key(table: &RoutingTable, prepared: &Prepared<'_>, proto: Proto, ecs: bool) -> QueryKey {
+    match prepared {
+        Prepared::Error(code) => QueryKey::new(0, 0, rcode_of(*code), proto, ecs),
+        Prepared::Reply(r) => r.stats_key(table, proto, ecs),
+    }
+}
+
 /// Encode the answer to a UDP request within the client's size limit: if the full answer does
-/// not fit, an empty answer with TC=1.
-fn encode_udp(request: &Request, table: &RoutingTable) -> Option<Vec<u8>> {
+/// not fit, an empty answer with TC=1. Also the query's metrics key.
+fn encode_udp(request: &Request, table: &RoutingTable) -> Option<(Vec<u8>, QueryKey)> {
     let (prepared, ecs) = prepare(table, request);
+    let key = stats_key(table, &prepared, Proto::Udp, ecs.is_some());
     let edns = response_edns(request, table, &prepared, ecs);
     let limit = udp_limit(request, table);
     let (bytes, tc) = encode(build(request, &prepared, edns.as_ref(), false), limit)?;
     if !tc {
-        return Some(bytes);
+        return Some((bytes, key));
     }
-    encode(build(request, &prepared, edns.as_ref(), true), limit).map(|(b, _)| b)
+    encode(build(request, &prepared, edns.as_ref(), true), limit).map(|(b, _)| (b, key))
 }
 
 /// A FORMERR response built from a header we could parse (the rest of the packet could not be):
@@ -204,12 +215,17 @@ pub fn formerr_from_header(raw: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// The general path for a UDP packet the fast path did not answer. `None` means drop it.
-pub fn answer_udp_slow(table: &RoutingTable, raw: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
+/// The general path for a UDP packet the fast path did not answer: the response and the
+/// query's metrics key. `None` means drop it.
+pub fn answer_udp_slow(
+    table: &RoutingTable,
+    raw: &[u8],
+    src: SocketAddr,
+) -> Option<(Vec<u8>, QueryKey)> {
     match Request::from_bytes(raw.to_vec(), src, Protocol::Udp) {
         Err(e) => {
             debug!(%src, error = %e, "malformed query");
-            formerr_from_header(raw)
+            formerr_from_header(raw).map(|r| (r, QueryKey::formerr(Proto::Udp)))
         }
         Ok(request) => {
             if request.metadata.message_type != MessageType::Query {
@@ -227,8 +243,14 @@ impl RequestHandler for DnsHandler {
         request: &Request,
         mut response_handle: R,
     ) -> ResponseInfo {
+        let start = Instant::now();
         let table = self.table.load();
         let (prepared, ecs) = prepare(&table, request);
+        let proto = match request.protocol() {
+            Protocol::Udp => Proto::Udp,
+            _ => Proto::Tcp,
+        };
+        let key = stats_key(&table, &prepared, proto, ecs.is_some());
         let edns = response_edns(request, &table, &prepared, ecs);
         // hickory truncates UDP answers record by record; we prefer an empty TC=1 answer so the
         // client retries over TCP, so check the size first.
@@ -238,7 +260,9 @@ impl RequestHandler for DnsHandler {
         };
         let response = build(request, &prepared, edns.as_ref(), truncated);
         let fallback = *response.metadata();
-        match response_handle.send_response(response).await {
+        let sent = response_handle.send_response(response).await;
+        table.counters.queries.record(key, start.elapsed());
+        match sent {
             Ok(info) => info,
             Err(e) => {
                 debug!(error = %e, "failed to send response");

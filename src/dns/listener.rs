@@ -16,6 +16,7 @@ use tracing::{debug, info, warn};
 use crate::config::{ServerSettings, UdpEngine};
 use crate::dns::fast::{self, FastOutcome};
 use crate::dns::handler::{self, DnsHandler};
+use crate::dns::stats::{self, Proto, QueryKey, QueryStats};
 use crate::table::TableHandle;
 
 /// Running DNS listeners.
@@ -212,6 +213,11 @@ fn udp_worker(sock: UdpSocket, table: TableHandle, stop: Arc<AtomicBool>) {
     let fd = sock.as_raw_fd();
     let mut b = Batch::new();
     let mut sends: Vec<(usize, usize, bool)> = Vec::with_capacity(BATCH);
+    // The metrics key of each answer of the batch, counted once the batch is sent into the
+    // query statistics of the latest table seen (kept here: no extra `load()` per batch, no
+    // shared reference count touched per query).
+    let mut keys: Vec<QueryKey> = Vec::with_capacity(BATCH);
+    let mut stats: Arc<QueryStats> = table.load().counters.queries.clone();
     while !stop.load(Ordering::Relaxed) {
         for i in 0..BATCH {
             b.riov[i] = libc::iovec {
@@ -249,7 +255,9 @@ fn udp_worker(sock: UdpSocket, table: TableHandle, stop: Arc<AtomicBool>) {
             }
             continue;
         }
+        let received = stats::monotonic_ns();
         sends.clear();
+        keys.clear();
         b.slow.clear();
         for i in 0..n as usize {
             let len = b.rhdr[i].msg_len as usize;
@@ -266,17 +274,25 @@ fn udp_worker(sock: UdpSocket, table: TableHandle, stop: Arc<AtomicBool>) {
                 if let Some(resp) = handler::formerr_from_header(packet) {
                     b.slow.push(resp);
                     sends.push((i, b.slow.len() - 1, true));
+                    keys.push(QueryKey::formerr(Proto::Udp));
                 }
                 continue;
             }
             let t = table.load();
+            if !Arc::ptr_eq(&t.counters.queries, &stats) {
+                stats = t.counters.queries.clone();
+            }
             match fast::try_answer(&t, packet, src.ip(), &mut b.obufs[i]) {
-                FastOutcome::Answered(olen) => sends.push((i, olen, false)),
+                FastOutcome::Answered(olen, key) => {
+                    sends.push((i, olen, false));
+                    keys.push(key);
+                }
                 FastOutcome::Drop => {}
                 FastOutcome::Slow => {
-                    if let Some(resp) = handler::answer_udp_slow(&t, packet, src) {
+                    if let Some((resp, key)) = handler::answer_udp_slow(&t, packet, src) {
                         b.slow.push(resp);
                         sends.push((i, b.slow.len() - 1, true));
+                        keys.push(key);
                     }
                 }
             }
@@ -324,6 +340,12 @@ fn udp_worker(sock: UdpSocket, table: TableHandle, stop: Arc<AtomicBool>) {
             } else {
                 sent += r as usize;
             }
+        }
+        if !keys.is_empty() {
+            // One lock of this worker's own shard per batch; every answer of the batch took
+            // from the end of `recvmmsg` to the end of `sendmmsg`.
+            let elapsed = stats::monotonic_ns().saturating_sub(received);
+            stats.record_batch(&keys, Proto::Udp, elapsed);
         }
     }
 }

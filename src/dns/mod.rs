@@ -5,3 +5,4 @@ pub mod ecs;
 pub mod fast;
 pub mod handler;
 pub mod listener;
+pub mod stats;
