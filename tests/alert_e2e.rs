@@ -161,6 +161,15 @@ fn a_failover_in_the_demo_setup_sends_a_webhook_and_moves_the_metrics() {
             > sample(&before, "steerd_table_swaps_total").unwrap()
     );
 
+    // DNS query counters and the latency histogram are there too.
+    assert!(
+        after
+            .lines()
+            .any(|l| l.starts_with("steerd_dns_queries_total{") && l.contains("assets.example.com")),
+        "{after}"
+    );
+    assert!(after.contains("steerd_dns_response_duration_seconds_bucket{"));
+
     // And the events API lists it.
     let events: Value = serde_json::from_str(&http("/v1/events?kind=failover")).unwrap();
     assert!(
