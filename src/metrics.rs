@@ -180,9 +180,11 @@ impl Default for Gauges {
 pub fn encode(families: &[MetricFamily]) -> String {
     let mut out = Vec::new();
     for f in families.iter().filter(|f| !f.get_metric().is_empty()) {
-        if let Err(e) =
-            prometheus::Encoder::encode(&prometheus::TextEncoder::new(), std::slice::from_ref(f), &mut out)
-        {
+        if let Err(e) = prometheus::Encoder::encode(
+            &prometheus::TextEncoder::new(),
+            std::slice::from_ref(f),
+            &mut out,
+        ) {
             tracing::warn!(family = f.name(), "metric family not encoded: {e}");
         }
     }

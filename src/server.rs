@@ -111,7 +111,10 @@ fn metrics_sources(control: &Control, alerter: &Alerter) -> Vec<MetricsSource> {
     use prometheus::core::Collector;
     let a = alerter.clone();
     let dns = crate::dns::stats::collector(control.table().clone());
-    vec![Arc::new(move || a.collect()), Arc::new(move || dns.collect())]
+    vec![
+        Arc::new(move || a.collect()),
+        Arc::new(move || dns.collect()),
+    ]
 }
 
 /// Step the health machines and recompile every second (swapping only on change).
