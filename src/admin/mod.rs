@@ -1028,8 +1028,12 @@ async fn put_usage(
     .await?;
     let (_, _, cost) = api.control.reports(&name);
     let cost = cost.filter(|c| c.source != crate::policy::cost::Source::Unmetered);
+    let note = cost.is_none().then(|| {
+        format!("{name} has no [targets.cost]: the usage is kept but no cap or commit applies")
+    });
     Ok(Json(json!({
         "target": name,
+        "note": note,
         "cost": cost.map(|c| json!({
             "spend_so_far_usd": c.spend_so_far,
             "projected_usd": c.projected,
