@@ -215,20 +215,11 @@ impl Server {
     /// running configuration keeps serving.
     pub fn reload(&self) -> Result<u64, String> {
         let a = self.applier.clone();
-        let r = self.store.reload(|cfg| a.apply(cfg).map(|t| t.generation));
-        let m = &self.control.metrics().config_reloads;
-        match r {
-            Ok(w) => {
-                m.with_label_values(&["ok"]).inc();
-                self.control
-                    .note_config_change(format!("version {}: reloaded from the file", w.version));
-                Ok(w.version)
-            }
-            Err(e) => {
-                m.with_label_values(&["error"]).inc();
-                Err(e.to_string())
-            }
-        }
+        crate::admin::reload_file(&self.store, &self.control, |cfg| {
+            a.apply(cfg).map(|t| t.generation)
+        })
+        .map(|w| w.version)
+        .map_err(|e| e.to_string())
     }
 
     /// The control plane (config, geo data, compile and swap).

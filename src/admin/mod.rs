@@ -1776,29 +1776,38 @@ async fn events(State(api): State<Arc<Api>>, Query(q): Query<EventsQuery>) -> Ap
     .into_response())
 }
 
-async fn reload(State(api): State<Arc<Api>>) -> ApiResult {
-    let a = api.clone();
-    let r = tokio::task::spawn_blocking(move || a.store.reload(|cfg| a.apply_config(cfg)))
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("reload failed: {e}"),
-            )
-        })?;
-    let m = &api.control.metrics().config_reloads;
-    match r {
+/// Reload the file through the store (`POST /v1/reload`, SIGHUP), counting the outcome and
+/// noting the change as an event.
+pub fn reload_file(
+    store: &ConfigStore,
+    control: &Control,
+    apply: impl FnMut(ValidConfig) -> Result<u64, String>,
+) -> Result<Written, StoreError> {
+    let r = store.reload(apply);
+    let m = &control.metrics().config_reloads;
+    match &r {
         Ok(w) => {
             m.with_label_values(&["ok"]).inc();
-            api.control
-                .note_config_change(format!("version {}: reloaded from the file", w.version));
-            Ok(written(w, StatusCode::OK, json!({ "reloaded": true })))
+            control.note_config_change(format!("version {}: reloaded from the file", w.version));
         }
-        Err(e) => {
-            m.with_label_values(&["error"]).inc();
-            Err(e.into())
-        }
+        Err(_) => m.with_label_values(&["error"]).inc(),
     }
+    r
+}
+
+async fn reload(State(api): State<Arc<Api>>) -> ApiResult {
+    let a = api.clone();
+    let w = tokio::task::spawn_blocking(move || {
+        reload_file(&a.store, &a.control, |cfg| a.apply_config(cfg))
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reload failed: {e}"),
+        )
+    })??;
+    Ok(written(w, StatusCode::OK, json!({ "reloaded": true })))
 }
 
 async fn openapi() -> Response {

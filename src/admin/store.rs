@@ -260,7 +260,7 @@ impl ConfigStore {
     /// Read the file again, validate it and apply it (SIGHUP, `POST /v1/reload`).
     pub fn reload(
         &self,
-        apply: impl FnOnce(ValidConfig) -> Result<u64, String>,
+        mut apply: impl FnMut(ValidConfig) -> Result<u64, String>,
     ) -> Result<Written, StoreError> {
         let mut inner = self.inner.lock().unwrap();
         let Some(path) = inner.path.clone() else {

@@ -1010,23 +1010,16 @@ fn validate_overrides(
                 }
             },
         };
-        if let Some(u) = o.until
-            && u > 253_402_300_799
-        {
-            issues.push(
-                format!("{f}.until"),
-                format!("{u} is not a Unix time in seconds (after year 9999; milliseconds?)"),
-            );
-            ok = false;
-        }
-        if let Some(u) = o.set_at
-            && u > 253_402_300_799
-        {
-            issues.push(
-                format!("{f}.set_at"),
-                format!("{u} is not a Unix time in seconds (after year 9999; milliseconds?)"),
-            );
-            ok = false;
+        for (key, t) in [("until", o.until), ("set_at", o.set_at)] {
+            if let Some(u) = t
+                && u > 253_402_300_799
+            {
+                issues.push(
+                    format!("{f}.{key}"),
+                    format!("{u} is not a Unix time in seconds (after year 9999; milliseconds?)"),
+                );
+                ok = false;
+            }
         }
         if let Some(j) = cfg.overrides[..i]
             .iter()

@@ -464,15 +464,8 @@ fn compile_service(
     let mut any_down = false;
     let mut choices: Vec<Choice> = Vec::with_capacity(cells.len());
     for cell in &cells {
-        let order = order_of(svc, cell);
-        let key = || format!("{}|{}", svc.name, cell.label);
-        let outcome = chain::run(cell, order, &svc.chain, ctx, &key, memory);
+        let (outcome, ttl) = run_cell(svc, cell, ctx, memory);
         any_down |= outcome.all_down;
-        let ttl = if outcome.unstable {
-            svc.ttl.min(svc.unstable_ttl)
-        } else {
-            svc.ttl
-        };
         let choice = match outcome.pick {
             Pick::Fixed(t) => Choice::Fixed(intern(AnswerKey::Targets(t, ttl))),
             Pick::Weighted(ws) => Choice::Weighted(
@@ -517,6 +510,24 @@ fn compile_service(
         },
         any_down,
     )
+}
+
+/// Run the service's chain for one cell; the outcome and the TTL it gives (short while a
+/// candidate is unstable). The latency incumbent chosen goes to `memory`.
+fn run_cell(
+    svc: &Service,
+    cell: &Cell,
+    ctx: &chain::Ctx<'_>,
+    memory: &mut Memory,
+) -> (Outcome, u32) {
+    let key = || format!("{}|{}", svc.name, cell.label);
+    let outcome = chain::run(cell, order_of(svc, cell), &svc.chain, ctx, &key, memory);
+    let ttl = if outcome.unstable {
+        svc.ttl.min(svc.unstable_ttl)
+    } else {
+        svc.ttl
+    };
+    (outcome, ttl)
 }
 
 /// The parts of a selector that decide answers (for the table fingerprint).
@@ -716,20 +727,7 @@ pub fn explain(
         prev,
         trace: true,
     };
-    let key = || format!("{}|{}", svc.name, cell.label);
-    let outcome = chain::run(
-        &cell,
-        order_of(svc, &cell),
-        &svc.chain,
-        &ctx,
-        &key,
-        &mut scratch,
-    );
-    let ttl = if outcome.unstable {
-        svc.ttl.min(svc.unstable_ttl)
-    } else {
-        svc.ttl
-    };
+    let (outcome, ttl) = run_cell(svc, &cell, &ctx, &mut scratch);
     Some(Explanation {
         service: svc.name.to_string(),
         policy: svc.policy,
@@ -812,20 +810,7 @@ pub fn cell_answers(
     let mut scratch = Memory::default();
     let mut out = Vec::new();
     for (i, cell) in cells.iter().enumerate() {
-        let key = || format!("{}|{}", svc.name, cell.label);
-        let o = chain::run(
-            cell,
-            order_of(svc, cell),
-            &svc.chain,
-            &ctx,
-            &key,
-            &mut scratch,
-        );
-        let ttl = if o.unstable {
-            svc.ttl.min(svc.unstable_ttl)
-        } else {
-            svc.ttl
-        };
+        let (o, ttl) = run_cell(svc, cell, &ctx, &mut scratch);
         let (kind, targets) = match &o.pick {
             Pick::Fixed(t) => (
                 "targets",
