@@ -650,7 +650,10 @@ fn operations_match_their_handlers() {
                     ));
                 }
             }
-            let edits = src.contains("edit(");
+            // Through edit() itself or its wrappers for named resources.
+            let edits = ["edit(", "upsert_named(", "remove_named("]
+                .iter()
+                .any(|f| src.contains(f));
             let if_match = parameters(&d, &path, op)
                 .iter()
                 .any(|p| p["name"] == "If-Match" && p["in"] == "header");

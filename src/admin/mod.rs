@@ -390,6 +390,45 @@ async fn not_found() -> ApiError {
     )
 }
 
+/// Create or replace the `kind` named `name` in the array of tables `coll`; true when created.
+async fn upsert_named(
+    api: &Arc<Api>,
+    headers: &HeaderMap,
+    coll: &'static str,
+    kind: &str,
+    name: &str,
+    dns: bool,
+    table: toml_edit::Table,
+) -> Result<(Written, bool), ApiError> {
+    let owned = name.to_string();
+    edit(api, headers, format!("{kind} {name} written"), move |doc| {
+        let a = tables_mut(doc.as_table_mut(), coll, coll)?;
+        Ok(upsert(a, "name", &owned, dns, table))
+    })
+    .await
+}
+
+/// Remove the `kind` named `name` from the array of tables `coll` (404 when there is none).
+async fn remove_named(
+    api: &Arc<Api>,
+    headers: &HeaderMap,
+    coll: &'static str,
+    kind: &'static str,
+    name: &str,
+    dns: bool,
+) -> Result<Written, ApiError> {
+    let owned = name.to_string();
+    edit(api, headers, format!("{kind} {name} deleted"), move |doc| {
+        let a = tables_mut(doc.as_table_mut(), coll, coll)?;
+        if !remove(a, "name", &owned, dns) {
+            return Err(StoreError::NotFound(format!("no {kind} named \"{owned}\"")));
+        }
+        Ok(false)
+    })
+    .await
+    .map(|(w, _)| w)
+}
+
 /// Run a control-plane update that recompiles on a blocking thread; its error is a 404 (the
 /// only way these fail is an unknown target).
 async fn blocking(
@@ -730,14 +769,8 @@ async fn put_target(
     let body: Value = parse_body(&body)?;
     let mut table = json_to_table(&body, "target")?;
     name_body(&mut table, "name", &name, false)?;
-    let (w, created) = edit(&api, &headers, format!("target {name} written"), {
-        let name = name.clone();
-        move |doc| {
-            let a = tables_mut(doc.as_table_mut(), "targets", "targets")?;
-            Ok(upsert(a, "name", &name, false, table))
-        }
-    })
-    .await?;
+    let (w, created) =
+        upsert_named(&api, &headers, "targets", "target", &name, false, table).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -1159,14 +1192,8 @@ async fn put_service(
     let body: Value = parse_body(&body)?;
     let mut table = json_to_table(&body, "service")?;
     name_body(&mut table, "name", &name, true)?;
-    let (w, created) = edit(&api, &headers, format!("service {name} written"), {
-        let name = name.clone();
-        move |doc| {
-            let a = tables_mut(doc.as_table_mut(), "services", "services")?;
-            Ok(upsert(a, "name", &name, true, table))
-        }
-    })
-    .await?;
+    let (w, created) =
+        upsert_named(&api, &headers, "services", "service", &name, true, table).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -1184,17 +1211,7 @@ async fn delete_service(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let (w, _) = edit(&api, &headers, format!("service {name} deleted"), {
-        let name = name.clone();
-        move |doc| {
-            let a = tables_mut(doc.as_table_mut(), "services", "services")?;
-            if !remove(a, "name", &name, true) {
-                return Err(StoreError::NotFound(format!("no service named \"{name}\"")));
-            }
-            Ok(false)
-        }
-    })
-    .await?;
+    let w = remove_named(&api, &headers, "services", "service", &name, true).await?;
     Ok(written(w, StatusCode::OK, json!({ "deleted": name })))
 }
 
@@ -1252,14 +1269,7 @@ async fn put_zone(
         }
         table.insert("records", toml_edit::Item::ArrayOfTables(a));
     }
-    let (w, created) = edit(&api, &headers, format!("zone {zone} written"), {
-        let zone = zone.clone();
-        move |doc| {
-            let a = tables_mut(doc.as_table_mut(), "zones", "zones")?;
-            Ok(upsert(a, "name", &zone, true, table))
-        }
-    })
-    .await?;
+    let (w, created) = upsert_named(&api, &headers, "zones", "zone", &zone, true, table).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -1277,17 +1287,7 @@ async fn delete_zone(
     Path(zone): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let (w, _) = edit(&api, &headers, format!("zone {zone} deleted"), {
-        let zone = zone.clone();
-        move |doc| {
-            let a = tables_mut(doc.as_table_mut(), "zones", "zones")?;
-            if !remove(a, "name", &zone, true) {
-                return Err(StoreError::NotFound(format!("no zone named \"{zone}\"")));
-            }
-            Ok(false)
-        }
-    })
-    .await?;
+    let w = remove_named(&api, &headers, "zones", "zone", &zone, true).await?;
     Ok(written(w, StatusCode::OK, json!({ "deleted": zone })))
 }
 
