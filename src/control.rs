@@ -1052,6 +1052,17 @@ impl Control {
             .map(|(t, b)| t.saturating_sub(*b))
             .collect();
         let mut rum = self.rum.lock().unwrap();
+        // RUM windows per region, keyed `target|region`: grouped by target once per compile.
+        let mut region_keys: std::collections::HashMap<String, Vec<(String, Arc<str>)>> =
+            Default::default();
+        for k in rum.by_region.target_names() {
+            if let Some((target, region)) = k.rsplit_once('|') {
+                region_keys
+                    .entry(target.to_string())
+                    .or_default()
+                    .push((region.to_string(), k.clone()));
+            }
+        }
         let mut pending: Vec<Transition> = Vec::new();
         let mut cost_events: Vec<Event> = Vec::new();
         for (ti, t) in cfg.targets.iter().enumerate() {
@@ -1105,11 +1116,9 @@ impl Control {
                 .all
                 .target(&t.name)
                 .map(|th| th.series(Level::Check).all_stats(now_ms));
-            let prefix = format!("{}|", t.name);
             let mut latency_by_region = Vec::new();
-            for k in rum.by_region.target_names() {
-                if let Some(region) = k.strip_prefix(&prefix)
-                    && let Some(th) = rum.by_region.target(&k)
+            for (region, k) in region_keys.get(t.name.as_str()).into_iter().flatten() {
+                if let Some(th) = rum.by_region.target(k)
                     && let Some(p) = th.stats(Level::Check, now_ms, Win::M5).p95
                 {
                     latency_by_region.push((region.to_string(), p));
