@@ -253,6 +253,86 @@ struct State {
     nets_stamp: Option<FileStamp>,
 }
 
+/// The gauges of `GET /metrics` that describe the state now: (name, help, labels).
+const STATE_GAUGES: [(&str, &str, &[&str]); 16] = [
+    (
+        "steerd_target_up",
+        "1 when the target may be given to clients (healthy, degraded or forced up).",
+        &["target", "role"],
+    ),
+    (
+        "steerd_target_state",
+        "1 for the target's current effective state.",
+        &["target", "state"],
+    ),
+    (
+        "steerd_target_error_ratio",
+        "Failed checks / checks over the window (check level).",
+        &["target", "role", "window"],
+    ),
+    (
+        "steerd_target_availability_ratio",
+        "Time-weighted availability over the window.",
+        &["target", "role", "window"],
+    ),
+    (
+        "steerd_target_latency_p95_seconds",
+        "p95 of the check latency over the window.",
+        &["target", "role", "window"],
+    ),
+    (
+        "steerd_target_cache_hit_ratio",
+        "Cache hits / lookups seen by the probes over the window.",
+        &["target", "role", "window"],
+    ),
+    (
+        "steerd_probe_last_run_timestamp_seconds",
+        "Unix time of the target's latest completed check.",
+        &["target"],
+    ),
+    (
+        "steerd_target_reported_cache_hit_ratio",
+        "Cache hit ratio reported by the CDN.",
+        &["target"],
+    ),
+    (
+        "steerd_target_spend_usd",
+        "Spend so far this month (reported or estimated).",
+        &["target"],
+    ),
+    (
+        "steerd_target_projected_spend_usd",
+        "Projected month-end spend.",
+        &["target"],
+    ),
+    ("steerd_target_monthly_cap_usd", "Monthly cap.", &["target"]),
+    (
+        "steerd_rum_latency_p95_seconds",
+        "p95 of real-user latency over 5 minutes.",
+        &["target", "region"],
+    ),
+    (
+        "steerd_rum_error_ratio",
+        "Share of real-user beacons that failed over 5 minutes.",
+        &["target", "region"],
+    ),
+    (
+        "steerd_service_all_down",
+        "1 when every candidate of some cell of the service is down.",
+        &["service"],
+    ),
+    (
+        "steerd_table_generation",
+        "Generation of the routing table in force.",
+        &[],
+    ),
+    (
+        "steerd_config_version",
+        "Version of the configuration in force.",
+        &[],
+    ),
+];
+
 /// The control plane: config + geo → table.
 #[derive(Clone)]
 pub struct Control {
@@ -858,82 +938,24 @@ impl Control {
     /// The gauges describing the state now (for `GET /metrics`).
     pub fn gauges(&self, now_ms: u64) -> Gauges {
         let mut g = Gauges::new();
-        let up = g.family(
-            "steerd_target_up",
-            "1 when the target may be given to clients (healthy, degraded or forced up).",
-            &["target", "role"],
-        );
-        let state = g.family(
-            "steerd_target_state",
-            "1 for the target's current effective state.",
-            &["target", "state"],
-        );
-        let err = g.family(
-            "steerd_target_error_ratio",
-            "Failed checks / checks over the window (check level).",
-            &["target", "role", "window"],
-        );
-        let avail = g.family(
-            "steerd_target_availability_ratio",
-            "Time-weighted availability over the window.",
-            &["target", "role", "window"],
-        );
-        let p95 = g.family(
-            "steerd_target_latency_p95_seconds",
-            "p95 of the check latency over the window.",
-            &["target", "role", "window"],
-        );
-        let chr = g.family(
-            "steerd_target_cache_hit_ratio",
-            "Cache hits / lookups seen by the probes over the window.",
-            &["target", "role", "window"],
-        );
-        let last = g.family(
-            "steerd_probe_last_run_timestamp_seconds",
-            "Unix time of the target's latest completed check.",
-            &["target"],
-        );
-        let reported_chr = g.family(
-            "steerd_target_reported_cache_hit_ratio",
-            "Cache hit ratio reported by the CDN.",
-            &["target"],
-        );
-        let spend = g.family(
-            "steerd_target_spend_usd",
-            "Spend so far this month (reported or estimated).",
-            &["target"],
-        );
-        let projected = g.family(
-            "steerd_target_projected_spend_usd",
-            "Projected month-end spend.",
-            &["target"],
-        );
-        let cap = g.family("steerd_target_monthly_cap_usd", "Monthly cap.", &["target"]);
-        let rum_p95 = g.family(
-            "steerd_rum_latency_p95_seconds",
-            "p95 of real-user latency over 5 minutes.",
-            &["target", "region"],
-        );
-        let rum_err = g.family(
-            "steerd_rum_error_ratio",
-            "Share of real-user beacons that failed over 5 minutes.",
-            &["target", "region"],
-        );
-        let all_down = g.family(
-            "steerd_service_all_down",
-            "1 when every candidate of some cell of the service is down.",
-            &["service"],
-        );
-        let generation = g.family(
-            "steerd_table_generation",
-            "Generation of the routing table in force.",
-            &[],
-        );
-        let version = g.family(
-            "steerd_config_version",
-            "Version of the configuration in force.",
-            &[],
-        );
+        let [
+            up,
+            state,
+            err,
+            avail,
+            p95,
+            chr,
+            last,
+            reported_chr,
+            spend,
+            projected,
+            cap,
+            rum_p95,
+            rum_err,
+            all_down,
+            generation,
+            version,
+        ] = STATE_GAUGES.map(|(name, help, labels)| g.family(name, help, labels));
         let table = self.table.load();
         g.set(generation, &[], table.generation as f64);
         let (targets, states, costs, reports, cfg_version, services) = {
