@@ -29,13 +29,18 @@ use crate::table::{RoutingTable, TableHandle};
 pub struct FileStamp {
     modified: Option<SystemTime>,
     len: u64,
+    /// The inode: a file replaced by rename (how data files are swapped atomically) is seen even
+    /// when its length and coarse mtime match the old one's.
+    inode: u64,
 }
 
 pub fn stamp(path: &Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
     Some(FileStamp {
         modified: m.modified().ok(),
         len: m.len(),
+        inode: m.ino(),
     })
 }
 

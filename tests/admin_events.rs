@@ -75,11 +75,11 @@ targets = [{ target = "origin" }]
         set_at_ms: now,
     };
     control
-        .set_override("origin", Some(o(OverrideKind::ForcedDown, 2)), now)
+        .set_override("origin", Some(o(OverrideKind::ForcedDown, 5)), now)
         .unwrap();
     // down → drained: both unusable, no second failover.
     control
-        .set_override("origin", Some(o(OverrideKind::Drained, 2)), now + 1)
+        .set_override("origin", Some(o(OverrideKind::Drained, 5)), now + 1)
         .unwrap();
     assert!(
         control
@@ -88,8 +88,8 @@ targets = [{ target = "origin" }]
             .all_down
             .contains(&"solo.example.com.".to_string())
     );
-    // The override expires after 2 s; the 1 s tick loop keeps running for 3 s more.
-    assert!(wait_for(Duration::from_secs(5), || control
+    // The override expires after 5 s; the 1 s tick loop keeps running for 3 s more.
+    assert!(wait_for(Duration::from_secs(15), || control
         .table()
         .load()
         .all_down

@@ -503,8 +503,24 @@ fn free_port() -> u16 {
 }
 
 impl Steerd {
-    /// Start the binary on `config`; `logs` is a directory for its stderr.
+    /// Start the binary on `config`; `logs` is a directory for its stderr. The admin port is
+    /// picked free and may be taken by another test before steerd binds it: then try another.
     fn spawn(config: &Path, logs: &Path, env: &[(&str, &str)]) -> Result<Steerd, String> {
+        let mut attempt = 0;
+        loop {
+            match Steerd::spawn_once(config, logs, env) {
+                Err(e)
+                    if attempt < 4 && e.to_ascii_lowercase().contains("address already in use") =>
+                {
+                    attempt += 1;
+                    eprintln!("{e}; retrying on another port");
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn spawn_once(config: &Path, logs: &Path, env: &[(&str, &str)]) -> Result<Steerd, String> {
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = logs.join(format!("steerd-{}.log", rand::random::<u32>()));
         let child = Command::new(env!("CARGO_BIN_EXE_steerd"))

@@ -123,7 +123,16 @@ fn a_failover_in_the_demo_setup_sends_a_webhook_and_moves_the_metrics() {
     assert_eq!(ev["to"], "down", "{ev}");
     assert_eq!(ev["dedup_key"], "steerd/target-health/target/cdn-a", "{ev}");
 
-    // The metrics moved.
+    // The metrics moved. The receiver records the body before it answers, and the sink counts
+    // the delivery once it has read that answer: wait for the count.
+    wait_for(Duration::from_secs(10), || {
+        sample(
+            &http("/metrics"),
+            "steerd_alert_deliveries_total{kind=\"webhook\",sink=\"demo-webhook\"}",
+        )
+        .is_some_and(|v| v >= 1.0)
+    })
+    .expect("the delivery is counted");
     let after = http("/metrics");
     assert_eq!(
         sample(&after, "steerd_target_up{role=\"edge\",target=\"cdn-a\"}"),

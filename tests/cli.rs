@@ -2,9 +2,10 @@
 
 mod common;
 
-use std::io::Read;
+use std::io::BufRead;
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{DEMO, query, raw_udp};
@@ -19,6 +20,83 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// The demo configuration without its health checks: the demo's CDNs (127.0.0.1:8081/8082) are
+/// not running here, and probing them would move `assets` from cdn-a to cdn-b within a second of
+/// start, racing the test's first look.
+fn demo_without_checks() -> String {
+    let mut skip = false;
+    let mut out = String::new();
+    for line in DEMO.lines() {
+        let t = line.trim_start();
+        if t.starts_with('[') {
+            skip = t.starts_with("[targets.check");
+        }
+        if !skip {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    assert!(!out.contains("[targets.check"), "{out}");
+    out
+}
+
+/// Collects a child's stderr lines on a thread of its own, so a test can wait for a log line.
+struct Lines {
+    rx: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Lines {
+    fn new(child: &mut Child) -> Lines {
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines {
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Wait (up to 20 s) for a line containing `what`.
+    fn wait_for(&mut self, what: &str) {
+        if self.seen.iter().any(|l| l.contains(what)) {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    let hit = line.contains(what);
+                    self.seen.push(line);
+                    if hit {
+                        return;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "no log line with {what:?} within 20 s:\n{}",
+            self.seen.join("\n")
+        );
+    }
+
+    /// Every line, once the child has exited (its stderr closed).
+    fn all(mut self) -> Vec<String> {
+        while let Ok(line) = self.rx.recv_timeout(Duration::from_secs(10)) {
+            self.seen.push(line);
+        }
+        self.seen
+    }
 }
 
 fn assets_answer(addr: SocketAddr) -> Option<String> {
@@ -116,7 +194,8 @@ fn check_config_accepts_the_demo_and_names_file_line_and_field_on_errors() {
 fn serve_reloads_on_sighup_keeps_last_good_config_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("steerd.toml");
-    std::fs::write(&cfg, DEMO).unwrap();
+    let demo = demo_without_checks();
+    std::fs::write(&cfg, &demo).unwrap();
     // The free UDP port may be taken for TCP by another socket: try a few ports.
     let mut attempt = 0;
     let (mut child, addr) = loop {
@@ -140,22 +219,22 @@ fn serve_reloads_on_sighup_keeps_last_good_config_and_stops_on_sigterm() {
         }
     };
 
+    let mut log = Lines::new(&mut child);
+
     // A changed file is applied on SIGHUP.
-    std::fs::write(
-        &cfg,
-        DEMO.replace(
-            "targets = [{ target = \"cdn-a\" }, { target = \"cdn-b\" }, { target = \"origin\" }]",
-            "targets = [{ target = \"cdn-b\" }]",
-        ),
-    )
-    .unwrap();
+    let changed = demo.replace(
+        "targets = [{ target = \"cdn-a\" }, { target = \"cdn-b\" }, { target = \"origin\" }]",
+        "targets = [{ target = \"cdn-b\" }]",
+    );
+    assert_ne!(changed, demo);
+    std::fs::write(&cfg, changed).unwrap();
     signal(&child, "-HUP");
     wait_for(addr, "example.b-cdn.example.net.", &mut child);
 
     // A broken file is rejected; the last good configuration keeps answering.
     std::fs::write(&cfg, "this is not toml [").unwrap();
     signal(&child, "-HUP");
-    std::thread::sleep(Duration::from_millis(300));
+    log.wait_for("reload rejected");
     assert_eq!(
         assets_answer(addr).as_deref(),
         Some("example.b-cdn.example.net.")
@@ -174,14 +253,8 @@ fn serve_reloads_on_sighup_keeps_last_good_config_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "graceful exit: {status}");
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    let lines: Vec<&str> = stderr.lines().collect();
+    let lines = log.all();
+    let stderr = lines.join("\n");
     assert!(!lines.is_empty());
     for l in &lines {
         assert!(l.starts_with('{') && l.ends_with('}'), "JSON log line: {l}");

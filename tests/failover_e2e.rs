@@ -18,7 +18,7 @@ fn config(a: SocketAddr, b: SocketAddr, health: &str) -> String {
 database = ""
 [probe]
 interval = 1
-timeout = 0.5
+timeout = 0.9
 jitter = 0
 confirm = 3
 confirm_gap = 0.1
@@ -104,7 +104,7 @@ fn killing_the_primary_moves_the_answer_and_it_returns_after_the_recovery_window
     let server = TestServer::start_probing(&config(a_addr, b.addr(), health));
 
     // Both healthy: the primary, with the normal TTL once checks have run.
-    wait_for(Duration::from_secs(5), || a.hits() > 0 && b.hits() > 0).expect("both checked");
+    wait_for(Duration::from_secs(10), || a.hits() > 0 && b.hits() > 0).expect("both checked");
     assert_eq!(
         answer(&server, "www.example.com").unwrap(),
         ("edge.cdn-a.example.net.".to_string(), 30)
@@ -114,12 +114,14 @@ fn killing_the_primary_moves_the_answer_and_it_returns_after_the_recovery_window
     std::thread::sleep(Duration::from_millis(1100)); // let the kept connection age (watch)
     let killed = Instant::now();
     rt.block_on(a.kill());
-    let moved = wait_for(Duration::from_secs(5), || {
+    let moved = wait_for(Duration::from_secs(10), || {
         answer(&server, "www.example.com").is_ok_and(|(t, _)| t == "edge.cdn-b.example.net.")
     })
     .expect("the answer moves to cdn-b");
     eprintln!("kill → answer moved: {moved:?}");
-    assert!(moved < Duration::from_secs(3), "{moved:?}");
+    // Without the confirmation burst the error-rate rule would need 10 checks (10 s at this
+    // interval); the margin below absorbs a loaded CI machine (bench/failover.sh measures it).
+    assert!(moved < Duration::from_secs(6), "{moved:?}");
     // While cdn-a is down and recovering, answers that depend on it carry the short TTL.
     let (_, ttl) = answer(&server, "www.example.com").unwrap();
     assert_eq!(ttl, 5, "unstable TTL");
@@ -146,9 +148,9 @@ fn killing_the_primary_moves_the_answer_and_it_returns_after_the_recovery_window
     // 1-minute window. About 63 s.
     let back = Instant::now();
     let a2 = rt.block_on(http_cdn_on(a_addr, CdnOptions::default()));
-    wait_for(Duration::from_secs(5), || a2.hits() > 0).expect("cdn-a checked again");
+    wait_for(Duration::from_secs(10), || a2.hits() > 0).expect("cdn-a checked again");
     let first_ok = back.elapsed();
-    let returned = wait_for(Duration::from_secs(90), || {
+    let returned = wait_for(Duration::from_secs(180), || {
         answer(&server, "www.example.com").is_ok_and(|(t, _)| t == "edge.cdn-a.example.net.")
     })
     .map(|_| back.elapsed())
@@ -202,7 +204,7 @@ targets = [{ target = "cdn-a" }, { target = "cdn-b" }]
         answer(&server, "www.example.com").unwrap().0,
         "edge.cdn-a.example.net."
     );
-    let moved = wait_for(Duration::from_secs(5), || {
+    let moved = wait_for(Duration::from_secs(10), || {
         answer(&server, "www.example.com").is_ok_and(|(t, _)| t == "edge.cdn-b.example.net.")
     });
     assert!(moved.is_some(), "the cost cap did not demote cdn-a");
@@ -246,7 +248,7 @@ targets = [{ target = "cdn-a" }, { target = "cdn-b" }]
     let now = steerd::control::now_ms();
     let o = Override {
         kind: OverrideKind::Drained,
-        until_ms: Some(now + 2_000),
+        until_ms: Some(now + 5_000),
         reason: "maintenance".into(),
         set_at_ms: now,
     };
@@ -263,8 +265,8 @@ targets = [{ target = "cdn-a" }, { target = "cdn-b" }]
             .any(|e| &*e.target == "cdn-a" && e.to.as_str() == "drained"),
         "{ev:?}"
     );
-    // The override expires after 2 s; the next tick restores cdn-a.
-    let back = wait_for(Duration::from_secs(6), || {
+    // The override expires after 5 s; the next tick restores cdn-a.
+    let back = wait_for(Duration::from_secs(15), || {
         answer(&server, "www.example.com").is_ok_and(|(t, _)| t == "edge.cdn-a.example.net.")
     });
     assert!(back.is_some(), "the expired override still holds");
