@@ -1110,12 +1110,13 @@ fn wait_for(srv: &TestServer, cidr: &str, want: &str, what: &str) -> Duration {
     }
 }
 
-/// For HOLD (more than two reload intervals), `cidr` keeps answering `want`.
+/// For HOLD (more than two reload intervals), `cidr` keeps answering `want`: checked every
+/// 100 ms or so, and once more after HOLD has passed however slow the machine is.
 fn holds(srv: &TestServer, cidr: &str, want: &str, what: &str) {
     let start = Instant::now();
-    let mut n = 0;
     let data = ecs(cidr);
-    while start.elapsed() < HOLD {
+    loop {
+        let past = start.elapsed() >= HOLD;
         for via in VIAS {
             let got = try_target(srv.udp, srv.tcp, via, &data)
                 .unwrap_or_else(|| panic!("{what}: no {via:?} answer within 2 s"));
@@ -1126,10 +1127,11 @@ fn holds(srv: &TestServer, cidr: &str, want: &str, what: &str) {
                 start.elapsed()
             );
         }
-        n += 1;
+        if past {
+            break;
+        }
         thread::sleep(Duration::from_millis(100));
     }
-    assert!(n >= 10, "{what}: only {n} checks");
 }
 
 /// The database is replaced (atomic rename) under UDP and TCP query load: no query is lost,
