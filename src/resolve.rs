@@ -148,7 +148,7 @@ impl fmt::Display for Resolution {
         writeln!(
             f,
             "response:  {}{}",
-            self.rcode,
+            rcode_mnemonic(self.rcode),
             if self.authoritative {
                 ", authoritative"
             } else {
@@ -174,6 +174,29 @@ impl fmt::Display for Resolution {
     }
 }
 
+/// The response code as dig and the RFCs spell it (RFC 6895 §2.3): `NOERROR`, `NXDOMAIN`, …
+pub fn rcode_mnemonic(code: ResponseCode) -> String {
+    let n = u16::from(code);
+    let name = match n {
+        0 => "NOERROR",
+        1 => "FORMERR",
+        2 => "SERVFAIL",
+        3 => "NXDOMAIN",
+        4 => "NOTIMP",
+        5 => "REFUSED",
+        6 => "YXDOMAIN",
+        7 => "YXRRSET",
+        8 => "NXRRSET",
+        9 => "NOTAUTH",
+        10 => "NOTZONE",
+        11 => "DSOTYPENI",
+        16 => "BADVERS",
+        23 => "BADCOOKIE",
+        _ => return format!("RCODE{n}"),
+    };
+    name.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,5 +212,16 @@ mod tests {
         assert_eq!(c.addr, "10.1.2.3".parse::<IpAddr>().unwrap());
         assert!("10.0.0.1/33".parse::<ClientSpec>().is_err());
         assert!("nope".parse::<ClientSpec>().is_err());
+    }
+
+    #[test]
+    fn rcodes_are_spelled_as_dig_does() {
+        use hickory_proto::op::ResponseCode;
+        assert_eq!(rcode_mnemonic(ResponseCode::NoError), "NOERROR");
+        assert_eq!(rcode_mnemonic(ResponseCode::NXDomain), "NXDOMAIN");
+        assert_eq!(rcode_mnemonic(ResponseCode::ServFail), "SERVFAIL");
+        assert_eq!(rcode_mnemonic(ResponseCode::Refused), "REFUSED");
+        assert_eq!(rcode_mnemonic(ResponseCode::BADVERS), "BADVERS");
+        assert_eq!(rcode_mnemonic(ResponseCode::Unknown(4000)), "RCODE4000");
     }
 }

@@ -1448,7 +1448,7 @@ fn resolve_explains_the_decision() {
     assert_eq!(x["located_by"], "ECS");
     assert_eq!(x["location"]["country"], "DE");
     assert_eq!(x["location"]["continent"], "EU");
-    assert_eq!(x["rcode"], "No Error");
+    assert_eq!(x["rcode"], "NOERROR");
     assert_eq!(x["authoritative"], true);
     assert_eq!(
         x["steered"],
@@ -1512,7 +1512,7 @@ fn resolve_explains_the_decision() {
         .get("/v1/resolve?name=nope.example.com&client=192.0.2.1")
         .expect(200)
         .json();
-    assert_eq!(x["rcode"], "Non-Existent Domain");
+    assert_eq!(x["rcode"], "NXDOMAIN");
 
     // Bad parameters: 400 JSON naming the parameter.
     for (q, needle) in [

@@ -1506,7 +1506,7 @@ async fn resolve(State(api): State<Arc<Api>>, Query(q): Query<ResolveQuery>) -> 
             "country": r.location.country.map(|_| r.location.country_str().to_string()),
             "continent": r.location.continent.map(|_| r.location.continent_str().to_string()),
         },
-        "rcode": r.rcode.to_string(),
+        "rcode": crate::resolve::rcode_mnemonic(r.rcode),
         "authoritative": r.authoritative,
         "answers": r.answers,
         "authority": r.authority,
