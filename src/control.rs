@@ -148,7 +148,8 @@ impl Live {
 const MAX_EVENTS: usize = 10_000;
 
 /// Cache figures a CDN reported (each 0..=1).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CacheReport {
     pub hit_ratio: Option<f64>,
     pub popularity: Option<f64>,
@@ -879,6 +880,77 @@ impl Control {
         let now = now_ms();
         self.compile_locked(&mut st, now, false);
         Ok(())
+    }
+
+    /// What [`crate::state`] saves: this month's answers, billing reports and cache metrics
+    /// of the targets of the configuration in force.
+    pub fn saved_state(&self, now_ms: u64) -> crate::state::Saved {
+        let st = self.state.lock().unwrap();
+        let month = crate::policy::cost::Month::containing(now_ms).start_ms;
+        let totals = st.live.counters.totals();
+        let answers = st
+            .config
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let n = if st.live.month_base.0 == month {
+                    let base = st.live.month_base.1.get(i).copied().unwrap_or(0);
+                    totals.get(i).copied().unwrap_or(0).saturating_sub(base)
+                } else {
+                    // The month turned since the last compile: nothing answered in it yet.
+                    0
+                };
+                (t.name.clone(), n)
+            })
+            .collect();
+        crate::state::Saved {
+            format: crate::state::FORMAT,
+            saved_at_ms: now_ms,
+            month_start_ms: month,
+            answers,
+            usage: st.live.usage.clone(),
+            cache: st.live.cache_reports.clone(),
+        }
+    }
+
+    /// Take back what an earlier run saved: billing reports and cache metrics of targets that
+    /// still exist, and their answer counts when they are of this month. Applied at once (one
+    /// compile). What was taken, as "N answer counts, N usage reports, N cache reports".
+    pub fn restore_state(&self, saved: crate::state::Saved, now_ms: u64) -> String {
+        let mut st = self.state.lock().unwrap();
+        let month = crate::policy::cost::Month::containing(now_ms).start_ms;
+        if st.live.month_base.0 != month {
+            st.live.month_base = (month, st.live.counters.totals());
+        }
+        let names: Vec<String> = st.config.targets.iter().map(|t| t.name.clone()).collect();
+        let mut answers = 0;
+        if saved.month_start_ms == month {
+            for (i, name) in names.iter().enumerate() {
+                if let Some(&n) = saved.answers.get(name)
+                    && n > 0
+                {
+                    st.live.counters.add(i, n);
+                    answers += 1;
+                }
+            }
+        }
+        let mut usage = 0;
+        for (name, u) in saved.usage {
+            if names.contains(&name) {
+                st.live.usage.insert(name, u);
+                usage += 1;
+            }
+        }
+        let mut cache = 0;
+        for (name, c) in saved.cache {
+            if names.contains(&name) {
+                st.live.cache_reports.insert(name, c);
+                cache += 1;
+            }
+        }
+        self.compile_locked(&mut st, now_ms, false);
+        format!("{answers} answer counts, {usage} usage reports, {cache} cache reports")
     }
 
     /// Reported usage and cache metrics of a target.

@@ -17,6 +17,7 @@ pub mod policy;
 pub mod probe;
 pub mod resolve;
 pub mod server;
+pub mod state;
 pub mod table;
 
 pub use server::Server;

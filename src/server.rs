@@ -25,6 +25,71 @@ pub struct Server {
     ticker: tokio::task::JoinHandle<()>,
     store: Arc<ConfigStore>,
     admin: Option<AdminServer>,
+    /// Saves this month's answers and the reported inputs across restarts (None: not kept).
+    state: Option<Arc<StateSaver>>,
+    saver: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Keeps the state file ([`crate::state`]) up to date: written when its figures changed.
+struct StateSaver {
+    path: std::path::PathBuf,
+    control: Control,
+    /// The figures last written (or read at start).
+    last: Mutex<crate::state::Saved>,
+}
+
+impl StateSaver {
+    /// Take back the state at `path` (a file that cannot be used is moved aside, with a
+    /// warning) and start keeping it there. Blocking.
+    fn open(path: std::path::PathBuf, control: Control) -> StateSaver {
+        let now = crate::control::now_ms();
+        match crate::state::load(&path) {
+            Ok(Some(saved)) => {
+                let took = control.restore_state(saved, now);
+                info!(path = %path.display(), "state restored: {took}");
+            }
+            Ok(None) => {}
+            Err(e) => match crate::state::set_aside(&path, now) {
+                Ok(aside) => warn!(
+                    "{e}: starting without it (the file was moved to {})",
+                    aside.display()
+                ),
+                Err(m) => warn!("{e}: starting without it (could not move it aside: {m})"),
+            },
+        }
+        let last = Mutex::new(control.saved_state(now));
+        StateSaver {
+            path,
+            control,
+            last,
+        }
+    }
+
+    /// Write the state if its figures changed since the last write. Blocking.
+    fn save(&self) {
+        let now = crate::control::now_ms();
+        let saved = self.control.saved_state(now);
+        let mut last = self.last.lock().unwrap();
+        if saved.same_figures(&last) {
+            return;
+        }
+        match crate::state::save(&self.path, &saved) {
+            Ok(()) => *last = saved,
+            Err(e) => warn!(path = %self.path.display(), "cannot save the state: {e}"),
+        }
+    }
+}
+
+/// Save the state every [`crate::state::SAVE_EVERY`].
+async fn save_loop(saver: Arc<StateSaver>) {
+    let mut every = tokio::time::interval(crate::state::SAVE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let s = saver.clone();
+        let _ = tokio::task::spawn_blocking(move || s.save()).await;
+    }
 }
 
 /// Applies a configuration to every running part: control plane (compile + swap), prober,
@@ -146,9 +211,21 @@ impl Server {
         let version = config.version;
         let alerts = config.alerts.clone();
         let settings = config.server.clone();
+        let state_path =
+            crate::state::path_for(settings.state_file.as_deref(), source.path.as_deref());
         let control = tokio::task::spawn_blocking(move || Control::new(config))
             .await?
             .map_err(anyhow::Error::msg)?;
+        let state = match state_path {
+            Some(path) => {
+                let c = control.clone();
+                Some(Arc::new(
+                    tokio::task::spawn_blocking(move || StateSaver::open(path, c)).await?,
+                ))
+            }
+            None => None,
+        };
+        let saver = state.clone().map(|s| tokio::spawn(save_loop(s)));
         info!(generation = control.table().load().generation, "{summary}");
         let listeners = DnsListeners::start(&settings, control.table().clone())?;
         let watcher = control.spawn_geo_watcher();
@@ -198,6 +275,8 @@ impl Server {
             ticker,
             store,
             admin,
+            state,
+            saver,
         })
     }
 
@@ -282,7 +361,14 @@ impl Server {
         }
         self.consumer.abort();
         self.ticker.abort();
+        if let Some(s) = self.saver.take() {
+            s.abort();
+        }
         self.listeners.shutdown().await;
+        // After the listeners: the last answers are counted too.
+        if let Some(s) = self.state.take() {
+            let _ = tokio::task::spawn_blocking(move || s.save()).await;
+        }
         info!("DNS listeners stopped");
     }
 }

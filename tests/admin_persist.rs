@@ -767,3 +767,196 @@ fn tokens_from_the_environment() {
     );
     assert!(text.contains("token_env = \"STEERD_TEST_ENV_TOKEN\""));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Runtime state across restarts: this month's answers, billing reports, cache metrics
+// ---------------------------------------------------------------------------------------------
+
+/// cdn-a is metered at $1,000 per answer (1 GB × $1,000/GB) with a $1 monthly cap: its first
+/// answer puts it over the cap and the failover service moves to cdn-b. Nothing is probed.
+fn capped(state_file: Option<&str>) -> String {
+    let state = state_file
+        .map(|s| format!("[server]\nstate_file = \"{s}\"\n"))
+        .unwrap_or_default();
+    format!(
+        r#"{state}
+[[zones]]
+name = "example.com"
+ns = ["ns1.example.com"]
+[zones.soa]
+mname = "ns1.example.com"
+rname = "hostmaster.example.com"
+
+[[targets]]
+name = "cdn-a"
+cname = "edge.cdn-a.example.net"
+[targets.cost]
+price_per_gb = 1000
+monthly_cap = 1
+bytes_per_answer = 1e9
+
+[[targets]]
+name = "cdn-b"
+cname = "edge.cdn-b.example.net"
+
+[[services]]
+name = "www.example.com"
+policy = "failover"
+targets = [{{ target = "cdn-a" }}, {{ target = "cdn-b" }}]
+"#
+    )
+}
+
+fn www(srv: &TestServer) -> String {
+    answer(srv.udp, srv.tcp, "www.example.com", None)
+}
+
+/// Answer cdn-a until its answers put it over the cap: the answer moves to cdn-b.
+fn spend_cdn_a(srv: &TestServer) {
+    assert_eq!(www(srv), "edge.cdn-a.example.net.");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while www(srv) != "edge.cdn-b.example.net." {
+        assert!(Instant::now() < deadline, "cdn-a never went over its cap");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn month_answers_usage_and_cache_metrics_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steerd.toml");
+    std::fs::write(&path, capped(None)).unwrap();
+    let state = dir.path().join("steerd.state.json");
+
+    let srv = TestServer::start_file(&path, false);
+    let h = Http::new(srv.admin.unwrap(), None);
+    spend_cdn_a(&srv);
+    let before = h.get("/v1/targets/cdn-a").expect(200).json()["cost"].clone();
+    assert_eq!(before["over_cap"], true, "{before}");
+    let spent = before["spend_so_far_usd"].as_f64().unwrap();
+    assert!(spent >= 1000.0, "{before}");
+    let as_of = now_s();
+    h.put(
+        "/v1/targets/cdn-b/usage",
+        json!({"spend_usd": 12.5, "bytes": 4_000_000_000u64, "as_of": as_of}),
+    )
+    .expect(200);
+    h.put(
+        "/v1/targets/cdn-b/cache-metrics",
+        json!({"hit_ratio": 0.93, "purge_ratio": 0.01}),
+    )
+    .expect(200);
+    let cdn_b = h.get("/v1/targets/cdn-b").expect(200).json();
+    drop(h);
+    drop(srv); // shutdown: the state is saved
+
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert_eq!(saved["format"], 1, "{saved}");
+    assert!(saved["answers"]["cdn-a"].as_u64().unwrap() >= 1, "{saved}");
+    assert_eq!(saved["usage"]["cdn-b"]["spend_usd"], 12.5, "{saved}");
+    assert_eq!(saved["cache"]["cdn-b"]["hit_ratio"], 0.93, "{saved}");
+
+    // Started again from the same file: cdn-a is still over its cap, from the first query on.
+    let srv = TestServer::start_file(&path, false);
+    let h = Http::new(srv.admin.unwrap(), None);
+    assert_eq!(
+        www(&srv),
+        "edge.cdn-b.example.net.",
+        "the cap holds across the restart"
+    );
+    let after = h.get("/v1/targets/cdn-a").expect(200).json()["cost"].clone();
+    assert_eq!(after["over_cap"], true, "{after}");
+    assert!(
+        after["spend_so_far_usd"].as_f64().unwrap() >= spent,
+        "before {before}, after {after}"
+    );
+    let b = h.get("/v1/targets/cdn-b").expect(200).json();
+    assert_eq!(b["usage"], cdn_b["usage"], "{b}");
+    assert_eq!(b["usage"]["as_of"], as_of, "{b}");
+    assert_eq!(b["cache_metrics"], cdn_b["cache_metrics"], "{b}");
+    assert_eq!(b["cost"], cdn_b["cost"], "{b}");
+}
+
+#[test]
+fn without_a_state_file_a_restart_forgets_the_month() {
+    // The control for the test above: with `state_file = ""` nothing is kept, and the capped
+    // CDN takes traffic again after a restart.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steerd.toml");
+    std::fs::write(&path, capped(Some(""))).unwrap();
+    let srv = TestServer::start_file(&path, false);
+    spend_cdn_a(&srv);
+    drop(srv);
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, ["steerd.toml"], "no state written");
+    let srv = TestServer::start_file(&path, false);
+    assert_eq!(www(&srv), "edge.cdn-a.example.net.");
+}
+
+#[test]
+fn answers_of_an_earlier_month_are_not_carried_but_reports_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steerd.toml");
+    let state = dir.path().join("elsewhere.json");
+    std::fs::write(&path, capped(Some(state.to_str().unwrap()))).unwrap();
+    let srv = TestServer::start_file(&path, false);
+    let h = Http::new(srv.admin.unwrap(), None);
+    spend_cdn_a(&srv);
+    h.put("/v1/targets/cdn-b/cache-metrics", json!({"hit_ratio": 0.5}))
+        .expect(200);
+    drop(h);
+    drop(srv);
+    // The saved month becomes last month (any earlier month start will do).
+    let mut saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let month = saved["month_start_ms"].as_u64().unwrap();
+    saved["month_start_ms"] = json!(month - 28 * 86_400_000);
+    std::fs::write(&state, saved.to_string()).unwrap();
+
+    let srv = TestServer::start_file(&path, false);
+    let h = Http::new(srv.admin.unwrap(), None);
+    assert_eq!(
+        www(&srv),
+        "edge.cdn-a.example.net.",
+        "a new month, a new budget"
+    );
+    let b = h.get("/v1/targets/cdn-b").expect(200).json();
+    assert_eq!(b["cache_metrics"]["hit_ratio"], 0.5, "{b}");
+}
+
+#[test]
+fn an_unreadable_state_file_is_set_aside_and_steerd_starts_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steerd.toml");
+    std::fs::write(&path, capped(None)).unwrap();
+    let state = dir.path().join("steerd.state.json");
+    let garbage = "{\"format\": 1, \"answers\": {\"cdn-a\": \"lots\"}}";
+    std::fs::write(&state, garbage).unwrap();
+
+    let srv = TestServer::start_file(&path, false);
+    assert_eq!(www(&srv), "edge.cdn-a.example.net.", "started afresh");
+    let aside: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(".state.json.bad-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "moved aside: {aside:?}");
+    assert_eq!(std::fs::read_to_string(&aside[0]).unwrap(), garbage);
+    // The next save writes a good file in its place.
+    drop(srv);
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    assert!(saved["answers"]["cdn-a"].as_u64().unwrap() >= 1, "{saved}");
+}
+
+#[test]
+fn a_directory_as_state_file_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = capped(Some(dir.path().to_str().unwrap()));
+    let errs = steerd::config::parse(&text, "t.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(errs.contains("server.state_file"), "{errs}");
+    assert!(errs.contains("is a directory"), "{errs}");
+}

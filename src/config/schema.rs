@@ -308,6 +308,11 @@ pub struct ServerConfig {
     pub hash_prefix_v4: u8,
     #[serde(default = "default_hash_prefix_v6")]
     pub hash_prefix_v6: u8,
+    /// Where this month's answer counts, billing reports and cache metrics are kept across
+    /// restarts (see `crate::state`): unset = `<config name>.state.json` beside the
+    /// configuration file; `""` = not kept.
+    #[serde(default)]
+    pub state_file: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -321,6 +326,7 @@ impl Default for ServerConfig {
             tcp_idle_timeout: default_tcp_idle_timeout(),
             hash_prefix_v4: default_hash_prefix_v4(),
             hash_prefix_v6: default_hash_prefix_v6(),
+            state_file: None,
         }
     }
 }

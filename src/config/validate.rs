@@ -32,6 +32,8 @@ pub struct ServerSettings {
     pub tcp_idle_timeout: Duration,
     pub hash_prefix_v4: u8,
     pub hash_prefix_v6: u8,
+    /// `server.state_file` as written (see [`crate::state::path_for`]).
+    pub state_file: Option<String>,
 }
 
 /// A zone's static data: SOA, apex NS, and every static RRset keyed by lower-case owner name.
@@ -1298,6 +1300,14 @@ fn validate_server(cfg: &Config, issues: &mut Issues) -> Option<ServerSettings> 
             format!("must be at most 128 (got {})", s.hash_prefix_v6),
         );
     }
+    if let Some(p) = s.state_file.as_deref().filter(|p| !p.is_empty())
+        && (p.ends_with('/') || std::path::Path::new(p).is_dir())
+    {
+        issues.push(
+            "server.state_file",
+            format!("\"{p}\" is a directory; name a file (or \"\" to keep no state)"),
+        );
+    }
     if s.udp_sockets > 1024 {
         issues.push(
             "server.udp_sockets",
@@ -1313,6 +1323,7 @@ fn validate_server(cfg: &Config, issues: &mut Issues) -> Option<ServerSettings> 
         tcp_idle_timeout: Duration::from_secs(s.tcp_idle_timeout),
         hash_prefix_v4: s.hash_prefix_v4,
         hash_prefix_v6: s.hash_prefix_v6,
+        state_file: s.state_file.clone(),
     })
 }
 
