@@ -916,7 +916,7 @@ impl Control {
 
     /// Take back what an earlier run saved: billing reports and cache metrics of targets that
     /// still exist, and their answer counts when they are of this month. Applied at once (one
-    /// compile). What was taken, as "N answer counts, N usage reports, N cache reports".
+    /// compile). What was taken, in words.
     pub fn restore_state(&self, saved: crate::state::Saved, now_ms: u64) -> String {
         let mut st = self.state.lock().unwrap();
         let month = crate::policy::cost::Month::containing(now_ms).start_ms;
@@ -950,7 +950,9 @@ impl Control {
             }
         }
         self.compile_locked(&mut st, now_ms, false);
-        format!("{answers} answer counts, {usage} usage reports, {cache} cache reports")
+        format!(
+            "this month's answers of {answers} target(s), {usage} usage report(s), {cache} cache report(s)"
+        )
     }
 
     /// Reported usage and cache metrics of a target.
