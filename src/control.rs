@@ -149,7 +149,6 @@ const MAX_EVENTS: usize = 10_000;
 
 /// Cache figures a CDN reported (each 0..=1).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct CacheReport {
     pub hit_ratio: Option<f64>,
     pub popularity: Option<f64>,

@@ -34,48 +34,76 @@ pub struct Server {
 struct StateSaver {
     path: std::path::PathBuf,
     control: Control,
-    /// The figures last written (or read at start).
-    last: Mutex<crate::state::Saved>,
+    /// The figures last written (or read at start), and whether the last write failed (one
+    /// warning per failing stretch, not one every interval).
+    last: Mutex<(crate::state::Saved, bool)>,
 }
 
 impl StateSaver {
-    /// Take back the state at `path` (a file that cannot be used is moved aside, with a
-    /// warning) and start keeping it there. Blocking.
-    fn open(path: std::path::PathBuf, control: Control) -> StateSaver {
+    /// Take back the state at `path` and start keeping it there; the state is written once
+    /// at once, so a place steerd cannot write to shows at start. A file that does not parse
+    /// or fails its checks is moved aside; one that cannot be read at all (permissions, I/O)
+    /// is left alone and nothing is kept (None), so that it is never replaced. Blocking.
+    fn open(path: std::path::PathBuf, control: Control) -> Option<StateSaver> {
+        use crate::state::LoadError;
         let now = crate::control::now_ms();
-        match crate::state::load(&path) {
+        match crate::state::load(&path, now) {
             Ok(Some(saved)) => {
                 let took = control.restore_state(saved, now);
                 info!(path = %path.display(), "state restored: {took}");
             }
             Ok(None) => {}
-            Err(e) => match crate::state::set_aside(&path, now) {
+            Err(LoadError::Invalid(e)) => match crate::state::set_aside(&path, now) {
                 Ok(aside) => warn!(
                     "{e}: starting without it (the file was moved to {})",
                     aside.display()
                 ),
-                Err(m) => warn!("{e}: starting without it (could not move it aside: {m})"),
+                Err(m) => {
+                    warn!("{e}: starting without it, and keeping none (cannot move it aside: {m})");
+                    return None;
+                }
             },
+            Err(LoadError::Unreadable(e)) => {
+                warn!("{e}: starting without it, and keeping none (the file is left as it is)");
+                return None;
+            }
         }
-        let last = Mutex::new(control.saved_state(now));
-        StateSaver {
+        let saved = control.saved_state(now);
+        let failing = match crate::state::save(&path, &saved) {
+            Ok(()) => false,
+            Err(e) => {
+                warn!(path = %path.display(), "cannot write the state file: {e}; this month's answer counts and reported usage will not outlive a restart (set server.state_file to a writable place)");
+                true
+            }
+        };
+        Some(StateSaver {
             path,
             control,
-            last,
-        }
+            last: Mutex::new((saved, failing)),
+        })
     }
 
-    /// Write the state if its figures changed since the last write. Blocking.
+    /// Write the state if its figures changed since the last write. Blocking. The snapshot
+    /// is taken under the lock, so snapshots are written in the order they were taken.
     fn save(&self) {
-        let now = crate::control::now_ms();
-        let saved = self.control.saved_state(now);
         let mut last = self.last.lock().unwrap();
-        if saved.same_figures(&last) {
+        let saved = self.control.saved_state(crate::control::now_ms());
+        if saved.same_figures(&last.0) {
             return;
         }
         match crate::state::save(&self.path, &saved) {
-            Ok(()) => *last = saved,
-            Err(e) => warn!(path = %self.path.display(), "cannot save the state: {e}"),
+            Ok(()) => {
+                if last.1 {
+                    info!(path = %self.path.display(), "state saved again");
+                }
+                *last = (saved, false);
+            }
+            Err(e) => {
+                if !last.1 {
+                    warn!(path = %self.path.display(), "cannot save the state: {e}");
+                }
+                last.1 = true;
+            }
         }
     }
 }
@@ -115,6 +143,12 @@ impl Applier {
         {
             warn!(
                 "listener settings in [server] changed: they take effect after a restart \
+                 (the rest of the configuration is applied now)"
+            );
+        }
+        if old.state_file != new.state_file {
+            warn!(
+                "server.state_file changed: the state is kept where it was until a restart \
                  (the rest of the configuration is applied now)"
             );
         }
@@ -216,16 +250,16 @@ impl Server {
         let control = tokio::task::spawn_blocking(move || Control::new(config))
             .await?
             .map_err(anyhow::Error::msg)?;
+        // Before the listeners: the first answers already see the month's counts.
         let state = match state_path {
             Some(path) => {
                 let c = control.clone();
-                Some(Arc::new(
-                    tokio::task::spawn_blocking(move || StateSaver::open(path, c)).await?,
-                ))
+                tokio::task::spawn_blocking(move || StateSaver::open(path, c))
+                    .await?
+                    .map(Arc::new)
             }
             None => None,
         };
-        let saver = state.clone().map(|s| tokio::spawn(save_loop(s)));
         info!(generation = control.table().load().generation, "{summary}");
         let listeners = DnsListeners::start(&settings, control.table().clone())?;
         let watcher = control.spawn_geo_watcher();
@@ -266,6 +300,7 @@ impl Server {
             }
             None => None,
         };
+        let saver = state.clone().map(|s| tokio::spawn(save_loop(s)));
         Ok(Self {
             control,
             listeners,
@@ -363,6 +398,7 @@ impl Server {
         self.ticker.abort();
         if let Some(s) = self.saver.take() {
             s.abort();
+            let _ = s.await;
         }
         self.listeners.shutdown().await;
         // After the listeners: the last answers are counted too.

@@ -18,8 +18,15 @@ use serde::{Deserialize, Serialize};
 use crate::control::CacheReport;
 use crate::policy::cost::Usage;
 
-/// The format written in `format`; a file of another format is refused.
+/// The format written in `format`; a file of another format is refused. Fields added later
+/// that older versions can ignore keep the format (unknown fields are ignored, so a rollback
+/// keeps the month); only an incompatible change bumps it.
 pub const FORMAT: u32 = 1;
+
+const DAY_MS: u64 = 86_400_000;
+
+/// More answers than any month of any CDN could see: a count above it is a damaged file.
+pub const MAX_ANSWERS: u64 = 1_000_000_000_000_000;
 
 /// How often the state is saved when it changed (and at shutdown). A SIGKILL loses at most
 /// this much of the month's answer counts.
@@ -27,7 +34,6 @@ pub const SAVE_EVERY: Duration = Duration::from_secs(30);
 
 /// What is saved.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Saved {
     pub format: u32,
     /// When it was written (Unix ms).
@@ -55,15 +61,28 @@ impl Saved {
             && self.cache == other.cache
     }
 
-    /// The checks the admin API applies to the same figures, naming the field.
-    pub fn check(&self) -> Result<(), String> {
+    /// The checks the admin API applies to the same figures (as of `now_ms`), naming the
+    /// field.
+    pub fn check(&self, now_ms: u64) -> Result<(), String> {
         if self.format != FORMAT {
             return Err(format!(
                 "format: {} is not supported (this steerd reads format {FORMAT})",
                 self.format
             ));
         }
+        // A day of slack: a clock stepped back between two runs must not cost the month.
+        let latest = now_ms.saturating_add(DAY_MS);
+        for (name, &n) in &self.answers {
+            if n > MAX_ANSWERS {
+                return Err(format!(
+                    "answers.{name}: {n} is more than a month of answers could be (at most {MAX_ANSWERS})"
+                ));
+            }
+        }
         for (name, u) in &self.usage {
+            if u.spend_usd.is_none() && u.bytes.is_none() {
+                return Err(format!("usage.{name}: has neither spend_usd nor bytes"));
+            }
             if let Some(s) = u.spend_usd
                 && !(s.is_finite() && s >= 0.0)
             {
@@ -71,8 +90,17 @@ impl Saved {
                     "usage.{name}.spend_usd: must be a finite number ≥ 0 (got {s})"
                 ));
             }
+            if u.as_of_ms > latest {
+                return Err(format!(
+                    "usage.{name}.as_of_ms: {} is in the future",
+                    u.as_of_ms
+                ));
+            }
         }
         for (name, c) in &self.cache {
+            if c.at_ms > latest {
+                return Err(format!("cache.{name}.at_ms: {} is in the future", c.at_ms));
+            }
             for (field, v) in [
                 ("hit_ratio", c.hit_ratio),
                 ("popularity", c.popularity),
@@ -107,19 +135,36 @@ pub fn path_for(setting: Option<&str>, config_file: Option<&Path>) -> Option<Pat
     }
 }
 
-/// Read the state at `path`: Ok(None) when there is none yet; Err("PATH: reason") when it
-/// cannot be read, parsed or fails its checks.
-pub fn load(path: &Path) -> Result<Option<Saved>, String> {
+/// Why a state file was not taken.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LoadError {
+    /// It could not be read at all (permissions, I/O): it may be good, so leave it alone.
+    #[error("{0}")]
+    Unreadable(String),
+    /// It was read but does not parse or fails its checks: move it aside.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Read the state at `path` (checked as of `now_ms`): Ok(None) when there is none yet;
+/// otherwise why not, as "PATH: reason".
+pub fn load(path: &Path, now_ms: u64) -> Result<Option<Saved>, LoadError> {
     let text = match std::fs::read(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
+        Err(e) => {
+            return Err(LoadError::Unreadable(format!(
+                "{}: cannot read the state file: {e}",
+                path.display()
+            )));
+        }
     };
-    let saved: Saved = serde_json::from_slice(&text)
-        .map_err(|e| format!("{}: not a steerd state file: {e}", path.display()))?;
+    let saved: Saved = serde_json::from_slice(&text).map_err(|e| {
+        LoadError::Invalid(format!("{}: not a steerd state file: {e}", path.display()))
+    })?;
     saved
-        .check()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .check(now_ms)
+        .map_err(|e| LoadError::Invalid(format!("{}: {e}", path.display())))?;
     Ok(Some(saved))
 }
 
@@ -143,6 +188,9 @@ pub fn set_aside(path: &Path, now_ms: u64) -> std::io::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// "Now" in the tests: after every time in [`sample`].
+    const NOW: u64 = 1_700_000_100_000;
 
     fn sample() -> Saved {
         Saved {
@@ -177,14 +225,14 @@ mod tests {
     fn round_trips_through_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.state.json");
-        assert_eq!(load(&path), Ok(None), "no file yet");
+        assert_eq!(load(&path, NOW), Ok(None), "no file yet");
         save(&path, &sample()).unwrap();
-        assert_eq!(load(&path), Ok(Some(sample())));
+        assert_eq!(load(&path, NOW), Ok(Some(sample())));
         // Saving again replaces it; no temporary file is left behind.
         let mut next = sample();
         next.answers.insert("cdn-b".into(), 7);
         save(&path, &next).unwrap();
-        assert_eq!(load(&path), Ok(Some(next)));
+        assert_eq!(load(&path, NOW), Ok(Some(next)));
         let names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -197,13 +245,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.state.json");
         std::fs::write(&path, "{ not json").unwrap();
-        let e = load(&path).unwrap_err();
+        let e = load(&path, NOW).unwrap_err();
+        assert!(matches!(e, LoadError::Invalid(_)), "{e:?}");
+        let e = e.to_string();
         assert!(e.contains("s.state.json: not a steerd state file"), "{e}");
 
         let mut wrong = serde_json::to_value(sample()).unwrap();
         wrong["format"] = 9.into();
         std::fs::write(&path, wrong.to_string()).unwrap();
-        let e = load(&path).unwrap_err();
+        let e = load(&path, NOW).unwrap_err().to_string();
         assert!(
             e.ends_with("format: 9 is not supported (this steerd reads format 1)"),
             "{e}"
@@ -212,7 +262,7 @@ mod tests {
         let mut neg = sample();
         neg.usage.get_mut("cdn-a").unwrap().spend_usd = Some(-1.0);
         save(&path, &neg).unwrap();
-        let e = load(&path).unwrap_err();
+        let e = load(&path, NOW).unwrap_err().to_string();
         assert!(
             e.ends_with("usage.cdn-a.spend_usd: must be a finite number ≥ 0 (got -1)"),
             "{e}"
@@ -221,25 +271,86 @@ mod tests {
         let mut ratio = sample();
         ratio.cache.get_mut("cdn-b").unwrap().hit_ratio = Some(1.5);
         save(&path, &ratio).unwrap();
-        let e = load(&path).unwrap_err();
+        let e = load(&path, NOW).unwrap_err().to_string();
         assert!(
             e.ends_with("cache.cdn-b.hit_ratio: must be between 0 and 1 (got 1.5)"),
             "{e}"
         );
 
-        let mut unknown = serde_json::to_value(sample()).unwrap();
-        unknown["extra"] = 1.into();
-        std::fs::write(&path, unknown.to_string()).unwrap();
-        assert!(load(&path).unwrap_err().contains("unknown field `extra`"));
+        for (what, edit, want) in [
+            (
+                "huge count",
+                Box::new(|s: &mut Saved| {
+                    s.answers.insert("cdn-a".into(), u64::MAX);
+                }) as Box<dyn Fn(&mut Saved)>,
+                "answers.cdn-a: 18446744073709551615 is more than a month of answers could be",
+            ),
+            (
+                "empty usage",
+                Box::new(|s: &mut Saved| {
+                    let u = s.usage.get_mut("cdn-a").unwrap();
+                    u.spend_usd = None;
+                    u.bytes = None;
+                }),
+                "usage.cdn-a: has neither spend_usd nor bytes",
+            ),
+            (
+                "usage from the future",
+                Box::new(|s: &mut Saved| {
+                    s.usage.get_mut("cdn-a").unwrap().as_of_ms = NOW + 2 * DAY_MS;
+                }),
+                "usage.cdn-a.as_of_ms: 1700172900000 is in the future",
+            ),
+            (
+                "cache metrics from the future",
+                Box::new(|s: &mut Saved| {
+                    s.cache.get_mut("cdn-b").unwrap().at_ms = NOW + 2 * DAY_MS;
+                }),
+                "cache.cdn-b.at_ms: 1700172900000 is in the future",
+            ),
+        ] {
+            let mut bad = sample();
+            edit(&mut bad);
+            save(&path, &bad).unwrap();
+            let e = load(&path, NOW).unwrap_err().to_string();
+            assert!(e.contains(want), "{what}: {e}");
+        }
 
+        let garbage = "{ not json either";
+        std::fs::write(&path, garbage).unwrap();
         let aside = set_aside(&path, 42).unwrap();
         assert_eq!(aside, dir.path().join("s.state.json.bad-42"));
         assert!(!path.exists());
         assert_eq!(
             std::fs::read_to_string(&aside).unwrap(),
-            unknown.to_string(),
+            garbage,
             "kept as it was"
         );
+    }
+
+    #[test]
+    fn later_fields_are_ignored_and_a_clock_a_little_behind_is_tolerated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.state.json");
+        let mut later = serde_json::to_value(sample()).unwrap();
+        later["written_by"] = "a later steerd".into();
+        later["usage"]["cdn-a"]["currency"] = "USD".into();
+        std::fs::write(&path, later.to_string()).unwrap();
+        assert_eq!(load(&path, NOW), Ok(Some(sample())));
+        // Saved by a clock an hour ahead of this one.
+        assert_eq!(
+            load(&path, 1_699_999_500_000 - 3_600_000),
+            Ok(Some(sample()))
+        );
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_read_is_unreadable_not_invalid() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the file should be: reading it fails (EISDIR).
+        let e = load(dir.path(), NOW).unwrap_err();
+        assert!(matches!(e, LoadError::Unreadable(_)), "{e:?}");
+        assert!(e.to_string().contains("cannot read the state file"), "{e}");
     }
 
     #[test]

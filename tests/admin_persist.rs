@@ -672,15 +672,24 @@ fn sigkill_during_a_burst_of_writes_leaves_a_valid_file() {
         vs.sort();
         vs.dedup();
         assert_eq!(vs.len(), acked.len(), "round {round}: a version twice");
-        // Nothing else in the directory but the file and possibly a temporary file of the
-        // killed process.
+        // Nothing else in the directory but the file, the state file (written at start, also
+        // replaced atomically: it parses) and possibly temporary files of the killed process.
         for e in std::fs::read_dir(dir.path()).unwrap() {
-            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
             if name == "steerd.toml" {
                 continue;
             }
+            if name == "steerd.state.json" {
+                let text = std::fs::read_to_string(e.path()).unwrap();
+                let state: Value = serde_json::from_str(&text)
+                    .unwrap_or_else(|err| panic!("round {round}: state file: {err}: {text}"));
+                assert_eq!(state["format"], 1, "round {round}: {state}");
+                continue;
+            }
             assert!(
-                name.starts_with(".steerd.toml.tmp."),
+                name.starts_with(".steerd.toml.tmp.")
+                    || name.starts_with(".steerd.state.json.tmp."),
                 "round {round}: unexpected file {name}"
             );
             leftovers += 1;
@@ -852,7 +861,10 @@ fn month_answers_usage_and_cache_metrics_survive_a_restart() {
 
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
     assert_eq!(saved["format"], 1, "{saved}");
-    assert!(saved["answers"]["cdn-a"].as_u64().unwrap() >= 1, "{saved}");
+    // cdn-a was answered until it went over the cap, then not again: its spend is its answers.
+    let answers = saved["answers"]["cdn-a"].as_u64().unwrap();
+    assert!(answers >= 1, "{saved}");
+    assert_eq!(answers as f64 * 1000.0, spent, "{saved} vs {before}");
     assert_eq!(saved["usage"]["cdn-b"]["spend_usd"], 12.5, "{saved}");
     assert_eq!(saved["cache"]["cdn-b"]["hit_ratio"], 0.93, "{saved}");
 
@@ -866,8 +878,10 @@ fn month_answers_usage_and_cache_metrics_survive_a_restart() {
     );
     let after = h.get("/v1/targets/cdn-a").expect(200).json()["cost"].clone();
     assert_eq!(after["over_cap"], true, "{after}");
-    assert!(
-        after["spend_so_far_usd"].as_f64().unwrap() >= spent,
+    // Exactly the saved answers: taken back once, not added twice.
+    assert_eq!(
+        after["spend_so_far_usd"].as_f64().unwrap(),
+        spent,
         "before {before}, after {after}"
     );
     let b = h.get("/v1/targets/cdn-b").expect(200).json();
@@ -913,6 +927,9 @@ fn answers_of_an_earlier_month_are_not_carried_but_reports_are() {
     let mut saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
     let month = saved["month_start_ms"].as_u64().unwrap();
     saved["month_start_ms"] = json!(month - 28 * 86_400_000);
+    // And a target that no longer exists: ignored.
+    saved["answers"]["gone"] = json!(5);
+    saved["cache"]["gone"] = saved["cache"]["cdn-b"].clone();
     std::fs::write(&state, saved.to_string()).unwrap();
 
     let srv = TestServer::start_file(&path, false);
@@ -948,6 +965,28 @@ fn an_unreadable_state_file_is_set_aside_and_steerd_starts_without_it() {
     drop(srv);
     let saved: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
     assert!(saved["answers"]["cdn-a"].as_u64().unwrap() >= 1, "{saved}");
+}
+
+#[test]
+fn a_state_file_that_cannot_be_read_is_left_alone_and_nothing_is_kept() {
+    // Something steerd cannot read where its state file should be (here a directory: root
+    // reads every file). It might hold a good state: steerd neither moves nor replaces it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steerd.toml");
+    std::fs::write(&path, capped(None)).unwrap();
+    let state = dir.path().join("steerd.state.json");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::write(state.join("marker"), "x").unwrap();
+    let srv = TestServer::start_file(&path, false);
+    spend_cdn_a(&srv);
+    drop(srv);
+    assert!(state.join("marker").exists());
+    let mut names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["steerd.state.json", "steerd.toml"]);
 }
 
 #[test]

@@ -113,7 +113,6 @@ impl CostModel {
 
 /// Usage pushed by a CDN's billing.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Usage {
     /// Spend this month in USD.
     pub spend_usd: Option<f64>,
