@@ -1397,7 +1397,7 @@ impl Control {
         if !force {
             info!(
                 generation = table.generation,
-                "health changed the answers: new routing table"
+                "the answers changed (health, overrides or reported inputs): new routing table"
             );
         }
         Some(table)
