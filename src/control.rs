@@ -158,6 +158,23 @@ pub struct CacheReport {
 }
 
 impl CacheReport {
+    /// Every figure given is a ratio in 0..=1: Err("FIELD: reason") otherwise.
+    pub fn check(&self) -> Result<(), String> {
+        for (field, v) in [
+            ("hit_ratio", self.hit_ratio),
+            ("popularity", self.popularity),
+            ("ttl_factor", self.ttl_factor),
+            ("purge_ratio", self.purge_ratio),
+        ] {
+            if let Some(v) = v
+                && !(0.0..=1.0).contains(&v)
+            {
+                return Err(format!("{field}: must be between 0 and 1 (got {v})"));
+            }
+        }
+        Ok(())
+    }
+
     /// The cache-aware policy's inputs: reported figures over the defaults.
     pub fn inputs(&self) -> CacheInputs {
         let d = CacheInputs::default();

@@ -101,20 +101,7 @@ impl Saved {
             if c.at_ms > latest {
                 return Err(format!("cache.{name}.at_ms: {} is in the future", c.at_ms));
             }
-            for (field, v) in [
-                ("hit_ratio", c.hit_ratio),
-                ("popularity", c.popularity),
-                ("ttl_factor", c.ttl_factor),
-                ("purge_ratio", c.purge_ratio),
-            ] {
-                if let Some(v) = v
-                    && !(0.0..=1.0).contains(&v)
-                {
-                    return Err(format!(
-                        "cache.{name}.{field}: must be between 0 and 1 (got {v})"
-                    ));
-                }
-            }
+            c.check().map_err(|e| format!("cache.{name}.{e}"))?;
         }
         Ok(())
     }

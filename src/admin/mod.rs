@@ -1103,21 +1103,6 @@ async fn put_cache_metrics(
     body: axum::body::Bytes,
 ) -> ApiResult {
     let b: CacheBody = parse_body(&body)?;
-    for (k, v) in [
-        ("hit_ratio", b.hit_ratio),
-        ("popularity", b.popularity),
-        ("ttl_factor", b.ttl_factor),
-        ("purge_ratio", b.purge_ratio),
-    ] {
-        if let Some(v) = v
-            && !(0.0..=1.0).contains(&v)
-        {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("{k}: must be between 0 and 1 (got {v})"),
-            ));
-        }
-    }
     let report = CacheReport {
         hit_ratio: b.hit_ratio,
         popularity: b.popularity,
@@ -1125,6 +1110,9 @@ async fn put_cache_metrics(
         purge_ratio: b.purge_ratio,
         at_ms: now_ms(),
     };
+    report
+        .check()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     let score = report.inputs().score();
     blocking(&api, {
         let (name, report) = (name.clone(), report.clone());
