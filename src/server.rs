@@ -26,98 +26,8 @@ pub struct Server {
     store: Arc<ConfigStore>,
     admin: Option<AdminServer>,
     /// Saves this month's answers and the reported inputs across restarts (None: not kept).
-    state: Option<Arc<StateSaver>>,
+    state: Option<Arc<crate::state::StateSaver>>,
     saver: Option<tokio::task::JoinHandle<()>>,
-}
-
-/// Keeps the state file ([`crate::state`]) up to date: written when its figures changed.
-struct StateSaver {
-    path: std::path::PathBuf,
-    control: Control,
-    /// The figures last written (or read at start), and whether the last write failed (one
-    /// warning per failing stretch, not one every interval).
-    last: Mutex<(crate::state::Saved, bool)>,
-}
-
-impl StateSaver {
-    /// Take back the state at `path` and start keeping it there; the state is written once
-    /// at once, so a place steerd cannot write to shows at start. A file that does not parse
-    /// or fails its checks is moved aside; one that cannot be read at all (permissions, I/O)
-    /// is left alone and nothing is kept (None), so that it is never replaced. Blocking.
-    fn open(path: std::path::PathBuf, control: Control) -> Option<StateSaver> {
-        use crate::state::LoadError;
-        let now = crate::control::now_ms();
-        match crate::state::load(&path, now) {
-            Ok(Some(saved)) => {
-                let took = control.restore_state(saved, now);
-                info!(path = %path.display(), "state restored: {took}");
-            }
-            Ok(None) => {}
-            Err(LoadError::Invalid(e)) => match crate::state::set_aside(&path, now) {
-                Ok(aside) => warn!(
-                    "{e}: starting without it (the file was moved to {})",
-                    aside.display()
-                ),
-                Err(m) => {
-                    warn!("{e}: starting without it, and keeping none (cannot move it aside: {m})");
-                    return None;
-                }
-            },
-            Err(LoadError::Unreadable(e)) => {
-                warn!("{e}: starting without it, and keeping none (the file is left as it is)");
-                return None;
-            }
-        }
-        let saved = control.saved_state(now);
-        let failing = match crate::state::save(&path, &saved) {
-            Ok(()) => false,
-            Err(e) => {
-                warn!(path = %path.display(), "cannot write the state file: {e}; this month's answer counts and reported usage will not outlive a restart (set server.state_file to a writable place)");
-                true
-            }
-        };
-        Some(StateSaver {
-            path,
-            control,
-            last: Mutex::new((saved, failing)),
-        })
-    }
-
-    /// Write the state if its figures changed since the last write. Blocking. The snapshot
-    /// is taken under the lock, so snapshots are written in the order they were taken.
-    fn save(&self) {
-        let mut last = self.last.lock().unwrap();
-        let saved = self.control.saved_state(crate::control::now_ms());
-        if saved.same_figures(&last.0) {
-            return;
-        }
-        match crate::state::save(&self.path, &saved) {
-            Ok(()) => {
-                if last.1 {
-                    info!(path = %self.path.display(), "state saved again");
-                }
-                *last = (saved, false);
-            }
-            Err(e) => {
-                if !last.1 {
-                    warn!(path = %self.path.display(), "cannot save the state: {e}");
-                }
-                last.1 = true;
-            }
-        }
-    }
-}
-
-/// Save the state every [`crate::state::SAVE_EVERY`].
-async fn save_loop(saver: Arc<StateSaver>) {
-    let mut every = tokio::time::interval(crate::state::SAVE_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    every.tick().await;
-    loop {
-        every.tick().await;
-        let s = saver.clone();
-        let _ = tokio::task::spawn_blocking(move || s.save()).await;
-    }
 }
 
 /// Applies a configuration to every running part: control plane (compile + swap), prober,
@@ -254,7 +164,7 @@ impl Server {
         let state = match state_path {
             Some(path) => {
                 let c = control.clone();
-                tokio::task::spawn_blocking(move || StateSaver::open(path, c))
+                tokio::task::spawn_blocking(move || crate::state::StateSaver::open(path, c))
                     .await?
                     .map(Arc::new)
             }
@@ -300,7 +210,9 @@ impl Server {
             }
             None => None,
         };
-        let saver = state.clone().map(|s| tokio::spawn(save_loop(s)));
+        let saver = state
+            .clone()
+            .map(|s| tokio::spawn(crate::state::save_loop(s)));
         Ok(Self {
             control,
             listeners,
