@@ -203,6 +203,48 @@ pub struct RumStore {
     pub by_region: HealthStore,
 }
 
+/// Per target, its regions and their window keys in [`RumStore::by_region`].
+type RegionKeys = std::collections::HashMap<String, Vec<(String, Arc<str>)>>;
+
+impl RumStore {
+    /// The per-region windows grouped by target: one walk, for callers that visit every
+    /// target (compile, `/metrics`).
+    fn regions_by_target(&self) -> RegionKeys {
+        let mut keys = RegionKeys::default();
+        for k in self.by_region.target_names() {
+            if let Some((target, region)) = k.rsplit_once('|') {
+                keys.entry(target.to_string())
+                    .or_default()
+                    .push((region.to_string(), k.clone()));
+            }
+        }
+        keys
+    }
+
+    /// A target's RUM statistics (5-minute window): all regions, then each region with data.
+    fn stats(
+        &mut self,
+        target: &str,
+        keys: &RegionKeys,
+        now_ms: u64,
+    ) -> (Option<WindowStats>, Vec<(String, WindowStats)>) {
+        let all = self
+            .all
+            .target(target)
+            .map(|t| t.stats(Level::Check, now_ms, Win::M5));
+        let mut regions = Vec::new();
+        for (region, k) in keys.get(target).into_iter().flatten() {
+            if let Some(t) = self.by_region.target(k) {
+                let s = t.stats(Level::Check, now_ms, Win::M5);
+                if s.count > 0 {
+                    regions.push((region.clone(), s));
+                }
+            }
+        }
+        (all, regions)
+    }
+}
+
 /// How far in the future a pushed observation's time may be (clock skew), and how old.
 pub const MAX_FUTURE_SKEW_MS: u64 = 5_000;
 pub const MAX_AGE_MS: u64 = 600_000;
@@ -1007,27 +1049,8 @@ impl Control {
         now_ms: u64,
     ) -> (Option<WindowStats>, Vec<(String, WindowStats)>) {
         let mut rum = self.rum.lock().unwrap();
-        let all = rum
-            .all
-            .target(target)
-            .map(|t| t.stats(Level::Check, now_ms, Win::M5));
-        let prefix = format!("{target}|");
-        let keys: Vec<Arc<str>> = rum
-            .by_region
-            .target_names()
-            .into_iter()
-            .filter(|k| k.starts_with(&prefix))
-            .collect();
-        let mut regions = Vec::new();
-        for k in keys {
-            if let Some(t) = rum.by_region.target(&k) {
-                let s = t.stats(Level::Check, now_ms, Win::M5);
-                if s.count > 0 {
-                    regions.push((k[prefix.len()..].to_string(), s));
-                }
-            }
-        }
-        (all, regions)
+        let keys = rum.regions_by_target();
+        rum.stats(target, &keys, now_ms)
     }
 
     /// The gauges describing the state now (for `GET /metrics`).
@@ -1130,8 +1153,10 @@ impl Control {
             }
         }
         drop(store);
+        let mut rum = self.rum.lock().unwrap();
+        let keys = rum.regions_by_target();
         for (name, _, _) in &targets {
-            let (all, regions) = self.rum_stats(name, now_ms);
+            let (all, regions) = rum.stats(name, &keys, now_ms);
             for (region, s) in all
                 .map(|s| ("all".to_string(), s))
                 .into_iter()
@@ -1170,16 +1195,7 @@ impl Control {
             .collect();
         let mut rum = self.rum.lock().unwrap();
         // RUM windows per region, keyed `target|region`: grouped by target once per compile.
-        let mut region_keys: std::collections::HashMap<String, Vec<(String, Arc<str>)>> =
-            Default::default();
-        for k in rum.by_region.target_names() {
-            if let Some((target, region)) = k.rsplit_once('|') {
-                region_keys
-                    .entry(target.to_string())
-                    .or_default()
-                    .push((region.to_string(), k.clone()));
-            }
-        }
+        let region_keys = rum.regions_by_target();
         let mut pending: Vec<Transition> = Vec::new();
         let mut cost_events: Vec<Event> = Vec::new();
         for (ti, t) in cfg.targets.iter().enumerate() {
