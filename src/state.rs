@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -190,10 +192,10 @@ impl StateSaver {
     /// or fails its checks is moved aside; one that cannot be read at all (permissions, I/O)
     /// is left alone and nothing is kept (None), so that it is never replaced. Blocking.
     pub fn open(path: PathBuf, control: Control) -> Option<StateSaver> {
-        let now = crate::control::now_ms();
+        let now = control.now().wall_ms;
         match load(&path, now) {
             Ok(Some(saved)) => {
-                let took = control.restore_state(saved, now);
+                let took = control.restore_state(saved);
                 info!(path = %path.display(), "state restored: {took}");
             }
             Ok(None) => {}
@@ -212,7 +214,7 @@ impl StateSaver {
                 return None;
             }
         }
-        let saved = control.saved_state(now);
+        let saved = control.saved_state();
         let failing = match save(&path, &saved) {
             Ok(()) => false,
             Err(e) => {
@@ -230,8 +232,8 @@ impl StateSaver {
     /// Write the state if its figures changed since the last write. Blocking. The snapshot
     /// is taken under the lock, so snapshots are written in the order they were taken.
     pub fn save(&self) {
-        let mut last = self.last.lock().unwrap();
-        let saved = self.control.saved_state(crate::control::now_ms());
+        let mut last = self.last.lock();
+        let saved = self.control.saved_state();
         if saved.same_figures(&last.0) {
             return;
         }

@@ -75,11 +75,11 @@ targets = [{ target = "origin" }]
         set_at_ms: now,
     };
     control
-        .set_override("origin", Some(o(OverrideKind::ForcedDown, 5)), now)
+        .set_override("origin", Some(o(OverrideKind::ForcedDown, 5)))
         .unwrap();
     // down → drained: both unusable, no second failover.
     control
-        .set_override("origin", Some(o(OverrideKind::Drained, 5)), now + 1)
+        .set_override("origin", Some(o(OverrideKind::Drained, 5)))
         .unwrap();
     assert!(
         control

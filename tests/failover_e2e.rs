@@ -252,8 +252,8 @@ targets = [{ target = "cdn-a" }, { target = "cdn-b" }]
         reason: "maintenance".into(),
         set_at_ms: now,
     };
-    assert!(control.set_override("nope", Some(o.clone()), now).is_err());
-    control.set_override("cdn-a", Some(o), now).unwrap();
+    assert!(control.set_override("nope", Some(o.clone())).is_err());
+    control.set_override("cdn-a", Some(o)).unwrap();
     // Applied at once, in the returned table.
     assert_eq!(
         answer(&server, "www.example.com").unwrap().0,

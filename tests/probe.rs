@@ -980,7 +980,7 @@ async fn hot_config_starts_stops_and_retargets_checks() {
     );
     let health = server.health().clone();
     let counted = eventually(Duration::from_secs(2), || {
-        let mut h = health.lock().unwrap();
+        let mut h = health.lock();
         h.target("cdn-a").is_some_and(|t| {
             let s = t.stats(Level::Check, now_ms(), Win::M1);
             s.count > 0 && s.failures == 0
@@ -990,10 +990,10 @@ async fn hot_config_starts_stops_and_retargets_checks() {
     assert!(
         counted,
         "check observations in the health store: {:?}",
-        health.lock().unwrap()
+        health.lock()
     );
     {
-        let mut h = health.lock().unwrap();
+        let mut h = health.lock();
         let t = h.target("cdn-a").unwrap();
         assert!(t.stats(Level::Http, now_ms(), Win::M1).count > 0);
         assert!(t.last_from(Level::Check, "local").is_some_and(|o| o.ok));

@@ -346,7 +346,11 @@ async fn auth(State(api): State<Arc<Api>>, req: Request, next: Next) -> Response
     api.control
         .metrics()
         .admin_requests
-        .with_label_values(&[&route, method.as_str(), response.status().as_str()])
+        .with_label_values(&[
+            &route,
+            crate::metrics::method_label(&method),
+            response.status().as_str(),
+        ])
         .inc();
     response
 }
@@ -568,7 +572,8 @@ fn override_json(o: &crate::health::state::Override) -> Value {
 }
 
 fn target_json(api: &Api, cfg: &ValidConfig, t: &crate::config::Target, config: Value) -> Value {
-    let now = now_ms();
+    let clock = api.control.now();
+    let now = clock.mono_ms;
     let name = t.name.as_str();
     let (state, since, reason, ovr) = match api.control.target_state(name) {
         Some((s, since, reason, o)) => (s.as_str(), Some(since), reason, o),
@@ -577,7 +582,7 @@ fn target_json(api: &Api, cfg: &ValidConfig, t: &crate::config::Target, config: 
     let mut levels = Vec::new();
     let mut windows = serde_json::Map::new();
     {
-        let mut store = api.control.health().lock().unwrap();
+        let mut store = api.control.health().lock();
         if let Some(th) = store.target(name) {
             for level in Level::ALL {
                 for o in th.last(level) {
@@ -585,7 +590,7 @@ fn target_json(api: &Api, cfg: &ValidConfig, t: &crate::config::Target, config: 
                         "level": level.as_str(),
                         "vantage": &*o.vantage,
                         "ok": o.ok,
-                        "at": rfc3339(o.at_ms),
+                        "at": rfc3339(clock.wall_of(o.at_ms)),
                         "latency_ms": ms(Some(o.latency)),
                         "detail": o.detail,
                     }));
@@ -601,13 +606,13 @@ fn target_json(api: &Api, cfg: &ValidConfig, t: &crate::config::Target, config: 
             }
         }
     }
-    let (rum_all, rum_regions) = api.control.rum_stats(name, now);
+    let (rum_all, rum_regions) = api.control.rum_stats(name);
     let (usage, cache, cost) = api.control.reports(name);
     let region_overrides: Vec<Value> = cfg
         .overrides
         .iter()
         .filter(|o| o.target == name && o.region.is_some())
-        .filter(|o| o.until_ms.is_none_or(|u| u > now))
+        .filter(|o| o.until_ms.is_none_or(|u| u > clock.wall_ms))
         .map(|o| {
             json!({
                 "state": o.kind.as_str(),
@@ -653,7 +658,7 @@ fn service_json(
     svc: &crate::config::Service,
     config: Value,
 ) -> Value {
-    let inputs = api.control.inputs(now_ms());
+    let inputs = api.control.inputs();
     let geo = api.control.geo();
     let memory = api.control.memory();
     let cells = crate::policy::cell_answers(cfg, &geo, &inputs, &memory, &svc.name);
@@ -675,7 +680,7 @@ fn service_json(
 async fn status(State(api): State<Arc<Api>>) -> ApiResult {
     let table = api.control.table().load();
     let cfg = api.control.config();
-    let now = now_ms();
+    let now = api.control.now().wall_ms;
     let version = api.store.version();
     Ok(with_etag(
         Json(json!({
@@ -874,7 +879,7 @@ async fn put_override(
             "reason: say why (it is shown in events, alerts and explain output)",
         ));
     }
-    let now = now_ms();
+    let now = api.control.now().wall_ms;
     let until = match (b.until, &b.for_) {
         (Some(_), Some(_)) => {
             return Err(ApiError::new(
@@ -983,7 +988,7 @@ async fn delete_override(
 
 async fn list_overrides(State(api): State<Arc<Api>>) -> ApiResult {
     let cfg = api.control.config();
-    let now = now_ms();
+    let now = api.control.now().wall_ms;
     let list: Vec<Value> = cfg
         .overrides
         .iter()
@@ -1035,7 +1040,7 @@ async fn put_usage(
             format!("spend_usd: must be a non-negative amount (got {s})"),
         ));
     }
-    let now = now_ms();
+    let now = api.control.now().wall_ms;
     if b.as_of.is_some_and(|s| s > MAX_UNIX_SECS) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -1108,7 +1113,7 @@ async fn put_cache_metrics(
         popularity: b.popularity,
         ttl_factor: b.ttl_factor,
         purge_ratio: b.purge_ratio,
-        at_ms: now_ms(),
+        at_ms: api.control.now().wall_ms,
     };
     report
         .check()
@@ -1468,7 +1473,7 @@ async fn resolve(State(api): State<Arc<Api>>, Query(q): Query<ResolveQuery>) -> 
     let geo = api.control.geo();
     let r = crate::resolve::resolve(&table, &geo, client, &name, qtype);
     let cfg = api.control.config();
-    let inputs = api.control.inputs(now_ms());
+    let inputs = api.control.inputs();
     let memory = api.control.memory();
     let explain = crate::policy::explain(&cfg, &geo, &inputs, &memory, &name, client.addr);
     let explain_json = explain.as_ref().map(|e| {
@@ -1543,7 +1548,7 @@ async fn post_observations(State(api): State<Arc<Api>>, body: axum::body::Bytes)
             format!("vantage: \"{local}\" is this node's own prober; name the remote agent"),
         ));
     }
-    let now = now_ms();
+    let now = api.control.now().wall_ms;
     let vantage: Arc<str> = Arc::from(b.vantage.as_str());
     let mut results: Vec<Result<(), String>> = Vec::with_capacity(b.observations.len());
     let mut good = Vec::new();
@@ -1576,7 +1581,7 @@ async fn post_observations(State(api): State<Arc<Api>>, body: axum::body::Bytes)
         slots.push(r.is_ok());
         results.push(r);
     }
-    let recorded = api.control.record_remote(&good, now);
+    let recorded = api.control.record_remote(&good);
     let mut it = recorded.into_iter();
     for (r, ok) in results.iter_mut().zip(slots) {
         if ok {
@@ -1627,7 +1632,7 @@ struct BeaconBody {
 
 async fn post_rum(State(api): State<Arc<Api>>, body: axum::body::Bytes) -> ApiResult {
     let b: RumBody = parse_body(&body)?;
-    let now = now_ms();
+    let now = api.control.now().wall_ms;
     let cfg = api.control.config();
     let geo = api.control.geo();
     let mut results = Vec::with_capacity(b.beacons.len());
@@ -1683,7 +1688,7 @@ async fn post_rum(State(api): State<Arc<Api>>, body: axum::body::Bytes) -> ApiRe
         slots.push(r.is_ok());
         results.push(r);
     }
-    let recorded = api.control.record_rum(&good, now);
+    let recorded = api.control.record_rum(&good);
     let mut it = recorded.into_iter();
     for (r, ok) in results.iter_mut().zip(slots) {
         if ok {
@@ -1804,7 +1809,7 @@ async fn openapi() -> Response {
 
 async fn metrics(State(api): State<Arc<Api>>) -> Response {
     let mut families = api.control.metrics().gather();
-    families.extend(api.control.gauges(now_ms()).collect());
+    families.extend(api.control.gauges().collect());
     for src in &api.metrics_sources {
         families.extend(src());
     }

@@ -1,8 +1,10 @@
 //! The per-target health state machine: from window statistics to Healthy / Degraded / Down,
 //! with operator overrides on top.
 //!
-//! Pure: every input, the time included (`now_ms`, milliseconds since the Unix epoch), is passed
-//! in. Nothing here reads the clock, sleeps or does I/O.
+//! Pure: every input, the time included, is passed in. Nothing here reads the clock, sleeps or
+//! does I/O. Time is a [`Now`]: durations, windows and dwell run on its monotonic health time
+//! (`mono_ms`); an override's `until_ms` is wall time (an operator's clock); reasons show wall
+//! times. A plain `u64` converts to a `Now` with both clocks at that reading.
 //!
 //! # Rules (defaults are the seed policy, DESIGN.md §5; everything is in [`Thresholds`])
 //!
@@ -64,6 +66,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Level, TargetHealth, Win, WindowStats};
+use crate::clock::{Now, shift};
 
 const NO_DATA: &str = "no data yet";
 const NO_RULE: &str = "no failure rule tripped";
@@ -476,14 +479,16 @@ pub struct Signals {
 }
 
 impl Signals {
-    /// Check-level statistics of the three windows at `now_ms`; `last_ok_at` is the newest
-    /// passing check among the latest observation of each vantage point; no RUM.
+    /// Check-level statistics of the three windows at `now_ms`, of what happened after
+    /// `judged_until` (see [`TargetMachine::judged_until`]); `last_ok_at` is the newest passing
+    /// check among the latest observation of each vantage point; no RUM.
     pub fn from_target(
         t: &mut TargetHealth,
         now_ms: u64,
         confirmed_down_at: Option<u64>,
+        judged_until: Option<u64>,
     ) -> Signals {
-        let stats = t.series(Level::Check).all_stats(now_ms);
+        let stats = t.series(Level::Check).all_stats_since(now_ms, judged_until);
         let last_ok_at = t
             .last(Level::Check)
             .iter()
@@ -659,6 +664,8 @@ pub struct TargetMachine {
     changed: Option<u64>,
     /// The hard failure the machine is Down for (cleared on recovery).
     hard_at: Option<u64>,
+    /// The time of the last recovery: observations up to it were judged already.
+    judged_until: Option<u64>,
     tracks: [Track; 3],
     rum: RumTrack,
     last_ok_at: Option<u64>,
@@ -666,6 +673,8 @@ pub struct TargetMachine {
     recovering: bool,
     /// The thresholds of the last step (for explain and unstable).
     th: Thresholds,
+    /// Wall time minus health time at the last step (to show wall times).
+    wall_offset: i64,
 }
 
 impl TargetMachine {
@@ -682,6 +691,7 @@ impl TargetMachine {
             reason: NO_DATA.into(),
             changed: None,
             hard_at: None,
+            judged_until: None,
             tracks: [Track::default(); 3],
             rum: RumTrack {
                 spiking: false,
@@ -697,7 +707,13 @@ impl TargetMachine {
             last_step: None,
             recovering: false,
             th: Thresholds::default(),
+            wall_offset: 0,
         }
+    }
+
+    /// A health-time instant on the wall clock, formatted relative to the health time `now`.
+    fn utc(&self, t: u64, now: u64) -> String {
+        fmt_utc(shift(t, self.wall_offset), shift(now, self.wall_offset))
     }
 
     pub fn target(&self) -> &Arc<str> {
@@ -746,6 +762,15 @@ impl TargetMachine {
         self.hard_at
     }
 
+    /// When the machine last recovered from Down. Everything observed up to then was judged
+    /// already (it took the target down, then its recovery conditions held), so the signals of
+    /// later steps must count only what came after it ([`Signals::from_target`]): a recovered
+    /// target cannot be failed again by the outage it recovered from, whatever the fail and
+    /// recovery windows are.
+    pub fn judged_until(&self) -> Option<u64> {
+        self.judged_until
+    }
+
     /// The RUM complaint-rate baseline, once there is one.
     pub fn rum_baseline(&self) -> Option<f64> {
         self.rum.baseline()
@@ -763,11 +788,14 @@ impl TargetMachine {
 
     /// Sets (Some) or clears (None) the operator override. An event when the effective state
     /// changes; replacing an override by one of the same kind only updates the reason.
-    pub fn set_override(&mut self, o: Option<Override>, now_ms: u64) -> Vec<Transition> {
+    pub fn set_override(&mut self, o: Option<Override>, now: impl Into<Now>) -> Vec<Transition> {
+        let now: Now = now.into();
+        self.wall_offset = now.wall_offset_ms();
+        let now_ms = now.mono_ms;
         let mut out = Vec::new();
         let from = self.effective();
         let reason = match &o {
-            Some(o) => o.describe(now_ms),
+            Some(o) => o.describe(now.wall_ms),
             None if self.ovr.is_none() => return out,
             None => self.with_machine("override cleared by operator".into(), now_ms),
         };
@@ -783,8 +811,15 @@ impl TargetMachine {
 
     /// One step: evaluates every rule on `signals`, takes at most one machine transition and
     /// expires the override when its time has come. Returns the effective-state changes.
-    pub fn step(&mut self, signals: &Signals, th: &Thresholds, now_ms: u64) -> Vec<Transition> {
-        let now = now_ms;
+    pub fn step(
+        &mut self,
+        signals: &Signals,
+        th: &Thresholds,
+        now: impl Into<Now>,
+    ) -> Vec<Transition> {
+        let clock: Now = now.into();
+        let now = clock.mono_ms;
+        self.wall_offset = clock.wall_offset_ms();
         let mut out = Vec::new();
         self.th = *th;
         self.last_step = Some(now);
@@ -810,7 +845,7 @@ impl TargetMachine {
                     self.hard_at = Some(c);
                     let reason = format!(
                         "hard failure confirmed by the prober at {}",
-                        fmt_utc(c, now)
+                        self.utc(c, now)
                     );
                     self.machine_to(State::Down, reason, now, &mut out);
                 } else if !fails.is_empty() {
@@ -848,6 +883,7 @@ impl TargetMachine {
                         reason
                     };
                     self.hard_at = None;
+                    self.judged_until = Some(now);
                     self.machine_to(to, reason, now, &mut out);
                 }
             }
@@ -862,7 +898,7 @@ impl TargetMachine {
             }
         };
         if let Some(o) = &self.ovr
-            && o.until_ms.is_some_and(|u| now >= u)
+            && o.until_ms.is_some_and(|u| clock.wall_ms >= u)
         {
             let from = self.effective();
             let what = match o.reason.as_str() {
@@ -1134,7 +1170,7 @@ impl TargetMachine {
         Some(match self.hard_at {
             Some(h) => format!(
                 "recovered after the hard failure at {}: {}",
-                fmt_utc(h, now),
+                self.utc(h, now),
                 parts.join(", ")
             ),
             None => format!("recovered: {}", parts.join(", ")),
@@ -1180,7 +1216,7 @@ impl TargetMachine {
         format!(
             "{head}; {} since {}: {}",
             self.state,
-            fmt_utc(self.machine_since, now),
+            self.utc(self.machine_since, now),
             self.machine_reason
         )
     }
@@ -1192,14 +1228,14 @@ impl TargetMachine {
         let mut s = format!(
             "{} since {}: {}",
             self.effective(),
-            fmt_utc(self.since, now),
+            self.utc(self.since, now),
             self.reason
         );
         if self.ovr.is_some() {
             s += &format!(
                 "; underneath {} since {}: {}",
                 self.state,
-                fmt_utc(self.machine_since, now),
+                self.utc(self.machine_since, now),
                 self.machine_reason
             );
         }
@@ -1230,7 +1266,7 @@ impl TargetMachine {
         {
             parts.push(format!(
                 "a passing check after the hard failure at {}",
-                fmt_utc(h, now)
+                self.utc(h, now)
             ));
         }
         let checks = self.recovery(now);
@@ -1253,7 +1289,7 @@ impl TargetMachine {
         if let Some(t) = self.last_transition {
             let until = t.saturating_add(ms(self.th.min_dwell));
             if now < until {
-                parts.push(format!("the minimum dwell until {}", fmt_utc(until, now)));
+                parts.push(format!("the minimum dwell until {}", self.utc(until, now)));
             }
         }
         parts.join(", ")
@@ -1447,7 +1483,12 @@ mod tests {
                     self.rum.record("rum", t + u64::from(i), ok, None, None);
                 }
                 let now = t + 500;
-                let mut sig = Signals::from_target(&mut self.health, now, self.confirmed);
+                let mut sig = Signals::from_target(
+                    &mut self.health,
+                    now,
+                    self.confirmed,
+                    self.m.judged_until(),
+                );
                 if self.rum_on {
                     sig.rum = Some(self.rum.all_stats(now));
                 }
@@ -1773,6 +1814,86 @@ mod tests {
             "recovered: error rate < 1 % for 10m1s, p95 < 500 ms for 11m0s, \
              availability > 99.9 % for 10m0s"
         );
+    }
+
+    /// The reported flap: short recovery windows (20 s) under a 5-minute availability fail
+    /// window. A 10-second outage fails the target once; after its recovery the old failures,
+    /// still inside the 5-minute window, must not fail it again.
+    #[test]
+    fn a_short_outage_fails_once_and_recovers_once_with_short_recovery_windows() {
+        let mut th = Thresholds::default();
+        th.error_rate.recover_for = Duration::from_secs(20);
+        th.latency.recover_for = Duration::from_secs(20);
+        th.availability.recover_for = Duration::from_secs(20);
+        th.min_dwell = Duration::from_secs(5);
+        let mut sim = Sim::new(th);
+        sim.run(599, |_| Check::Ok);
+        let mut log = sim.run(609, |_| Check::Fail);
+        log.extend(sim.run(600 + 900, |_| Check::Ok));
+        let ev = events(&log);
+        let kinds: Vec<(u64, &str, &str)> = ev
+            .iter()
+            .map(|(s, t)| (*s, t.from.as_str(), t.to.as_str()))
+            .collect();
+        assert_eq!(kinds.len(), 2, "{kinds:?}");
+        assert_eq!((kinds[0].1, kinds[0].2), ("healthy", "down"), "{kinds:?}");
+        assert_eq!((kinds[1].1, kinds[1].2), ("down", "healthy"), "{kinds:?}");
+        // It came back once the 1-minute recovery windows were clean for 20 s.
+        assert!(kinds[1].0 > 609 + 60 && kinds[1].0 < 609 + 120, "{kinds:?}");
+        assert_eq!(sim.m.judged_until(), Some(at(kinds[1].0) + 500));
+        let x = sim.m.explain();
+        assert!(x.starts_with("healthy since"), "{x}");
+    }
+
+    /// Property: one outage (every check failing for a while, then passing for good) gives at
+    /// most one down → healthy cycle, whatever the fail and recovery windows, durations, dwell
+    /// and the outage's length and start.
+    #[test]
+    fn one_outage_gives_at_most_one_down_healthy_cycle() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let wins = [Win::M1, Win::M5, Win::M10];
+        for case in 0..60 {
+            let mut th = Thresholds::default();
+            let secs =
+                |rng: &mut StdRng, lo: u64, hi: u64| Duration::from_secs(rng.gen_range(lo..=hi));
+            th.error_rate.window = wins[rng.gen_range(0..3)];
+            th.error_rate.recover_window = wins[rng.gen_range(0..3)];
+            th.error_rate.recover_for = secs(&mut rng, 0, 300);
+            th.latency.recover_for = th.error_rate.recover_for;
+            th.availability.window = wins[rng.gen_range(0..3)];
+            th.availability.recover_window = wins[rng.gen_range(0..3)];
+            th.availability.recover_for = secs(&mut rng, 0, 600);
+            th.min_dwell = secs(&mut rng, 0, 60);
+            let mut sim = Sim::new(th);
+            let start = rng.gen_range(0..120);
+            sim.run(599 + start, |_| Check::Ok);
+            let outage = rng.gen_range(1..=240);
+            let hard = rng.gen_bool(0.3);
+            let first = sim.sec;
+            let mut log = sim.run(first + outage - 1, |_| Check::Fail);
+            if hard {
+                sim.confirmed = Some(at(first) + 300);
+            }
+            log.extend(sim.run(first + outage + 1500, |_| Check::Ok));
+            let ev = events(&log);
+            let recoveries = ev
+                .iter()
+                .filter(|(_, t)| t.from == EffectiveState::Down && t.to.usable())
+                .count();
+            let failures = ev
+                .iter()
+                .filter(|(_, t)| t.to == EffectiveState::Down)
+                .count();
+            assert!(
+                recoveries <= 1 && failures <= 1,
+                "case {case}: outage {outage} s from {first}, {th:?}: {:#?}",
+                ev.iter()
+                    .map(|(s, t)| (s, t.from.as_str(), t.to.as_str(), &t.reason))
+                    .collect::<Vec<_>>()
+            );
+            // It ends healthy: the outage is over and every rule's recovery can be met.
+            assert_eq!(sim.m.effective(), EffectiveState::Healthy, "case {case}");
+        }
     }
 
     /// How a minute's error rate turns into failing checks.

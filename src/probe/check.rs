@@ -64,6 +64,8 @@ pub struct RunResult {
     pub target: Arc<str>,
     /// Wall-clock start, ms since the Unix epoch.
     pub started_ms: u64,
+    /// The same start on the monotonic clock (health time is derived from it).
+    pub started: Instant,
     pub total: Duration,
     pub levels: Vec<LevelResult>,
 }
@@ -260,6 +262,7 @@ impl Checker {
         let result = RunResult {
             target: target.clone(),
             started_ms,
+            started: t0,
             total: t0.elapsed(),
             levels: run.levels,
         };
