@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 
-use super::cost::{CostMode, CostStatus, apply_cost};
+use super::cost::{CostMode, CostPlace, CostStatus, apply_cost, cost_place};
 use crate::config::schema::{AllDownMode, CostModeConfig};
 use crate::health::state::EffectiveState;
 
@@ -347,12 +347,24 @@ pub fn run(
     });
 
     // cost
+    // Where the steps before the ordering put each candidate: by the cost step (ahead for an
+    // unmet commit, behind when over its cap), then by health (degraded behind healthy). An
+    // ordering step sorts within these ranks only, so it never undoes a demotion.
+    let mut cost_rank: Vec<(usize, CostPlace)> = Vec::new();
     if settings.cost != CostModeConfig::Off {
         let mode = match (settings.cost, order) {
             (CostModeConfig::Drop, _) | (_, Order::Weighted) => CostMode::Drop,
             _ => CostMode::Demote,
         };
         let before = cands.clone();
+        let unmetered = CostStatus::unmetered();
+        let status = |t: usize| ctx.costs.get(t).unwrap_or(&unmetered);
+        if !before.iter().all(|&t| status(t).over_cap) {
+            cost_rank = before
+                .iter()
+                .map(|&t| (t, cost_place(status(t), mode, settings.prefer_commit)))
+                .collect();
+        }
         let (after, reasons) = if ctx.costs.iter().any(|c| c.over_cap || c.under_commit) {
             apply_cost(&cands, ctx.costs, mode, settings.prefer_commit)
         } else {
@@ -378,6 +390,21 @@ pub fn run(
     // order
     let before = cands.clone();
     let mut notes = Vec::new();
+    let rank = |t: usize| {
+        let place = cost_rank
+            .iter()
+            .find(|(x, _)| *x == t)
+            .map_or(CostPlace::InPlace, |(_, p)| *p);
+        (place, !all_down && input(t).state.is_degraded())
+    };
+    // Why a candidate ranks behind the others, for the trace.
+    let behind_because = |t: usize| -> Option<&'static str> {
+        match rank(t) {
+            (CostPlace::Behind, _) => Some("over its cost cap"),
+            (_, true) => Some("degraded"),
+            _ => None,
+        }
+    };
     let pick = match order {
         Order::Failover => {
             note!(notes, "configured order");
@@ -409,11 +436,15 @@ pub fn run(
         Order::Latency => {
             let region = cell.region.as_deref();
             let lat = |t: usize| input(t).latency_in(region);
-            cands.sort_by(|a, b| match (lat(*a), lat(*b)) {
-                (Some((x, _)), Some((y, _))) => x.cmp(&y),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (None, None) => std::cmp::Ordering::Equal,
+            cands.sort_by(|a, b| {
+                rank(*a)
+                    .cmp(&rank(*b))
+                    .then_with(|| match (lat(*a), lat(*b)) {
+                        (Some((x, _)), Some((y, _))) => x.cmp(&y),
+                        (Some(_), None) => std::cmp::Ordering::Less,
+                        (None, Some(_)) => std::cmp::Ordering::Greater,
+                        (None, None) => std::cmp::Ordering::Equal,
+                    })
             });
             for &t in &cands {
                 match lat(t) {
@@ -436,6 +467,7 @@ pub fn run(
             if let Some(inc_name) = prev.get(&key)
                 && let Some(pos) = cands.iter().position(|&t| name(t) == inc_name)
                 && pos > 0
+                && rank(cands[pos]) == rank(cands[0])
                 && let (Some((inc, _)), Some((best, _))) = (lat(cands[pos]), lat(cands[0]))
             {
                 let gain = inc.saturating_sub(best);
@@ -486,7 +518,11 @@ pub fn run(
                     c,
                 )
             };
-            cands.sort_by(|a, b| score(*b).0.total_cmp(&score(*a).0));
+            cands.sort_by(|a, b| {
+                rank(*a)
+                    .cmp(&rank(*b))
+                    .then_with(|| score(*b).0.total_cmp(&score(*a).0))
+            });
             for &t in &cands {
                 let (s, p, c) = score(t);
                 let ci = input(t).cache;
@@ -504,6 +540,13 @@ pub fn run(
             None
         }
     };
+    if matches!(order, Order::Latency | Order::CacheAware) {
+        for &t in &cands {
+            if let Some(why) = behind_because(t) {
+                note!(notes, "{} stays behind: {why} (an earlier step)", name(t));
+            }
+        }
+    }
     trace.push(Step {
         step: match order {
             Order::Failover => "order: failover",
