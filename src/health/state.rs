@@ -34,7 +34,7 @@
 //! Recovery from Down: every fail rule that is *active* (enabled and has data in its recovery
 //! window: a check for the error rate, a latency sample for p95, a known availability) is in its
 //! recovery condition and has held it for its `recover_for`; at least one rule is active (a Down
-//! target with no data stays Down); and no newer hard failure. After a hard failure, a passing
+//! target with no data in its recovery windows stays Down); and no newer hard failure. After a hard failure, a passing
 //! check newer than the failure is needed as well, and the recovery durations count from the
 //! failure at the earliest. The target comes back Healthy, or Degraded when RUM is spiking.
 //!
@@ -59,7 +59,12 @@
 //! When several fail rules trip at the same step, the reason names them all ("; "-separated).
 //!
 //! Hysteresis comes from the separate fail and recovery thresholds and the recovery durations.
-//! With no data at all the target is Healthy (fail-open), reason "no data yet".
+//! With no data at all the target is Healthy (fail-open), reason "no data yet". A Down target
+//! whose windows have held no observation for the longest window (10 min: its vantage points
+//! fell silent, e.g. a remote agent that reported failures and stopped) goes back to that
+//! default: Healthy, "no health data for 10 min", as Route 53 and NS1 fail open on missing
+//! data. Hysteresis (after a recovery, the fail rules judge only what came after it) holds for
+//! that return too.
 
 use std::fmt;
 use std::sync::Arc;
@@ -69,6 +74,8 @@ use super::{Level, TargetHealth, Win, WindowStats};
 use crate::clock::{Now, shift};
 
 const NO_DATA: &str = "no data yet";
+/// A Down target with no observation for this long goes back to the no-data default.
+const SILENT_MS: u64 = super::window::HORIZON_SECS * 1000;
 const NO_RULE: &str = "no failure rule tripped";
 
 // ---------------------------------------------------------------------------------------------
@@ -513,6 +520,13 @@ impl Signals {
         }
     }
 
+    /// Nothing observed in the longest window (10 min).
+    fn silent(&self) -> bool {
+        self.stats
+            .iter()
+            .all(|s| s.count == 0 && s.availability.is_none())
+    }
+
     fn has_data(&self) -> bool {
         self.stats.iter().any(|s| s.count > 0)
             || self
@@ -871,6 +885,15 @@ impl TargetMachine {
                 if let Some(c) = hard {
                     // Down already: recovery now has to wait for this newer failure.
                     self.hard_at = Some(self.hard_at.map_or(c, |h| h.max(c)));
+                } else if dwell_over && signals.silent() && self.machine_since + SILENT_MS <= now {
+                    let reason = format!(
+                        "no health data for {} (down since {}): back to the no-data default",
+                        hms(Duration::from_millis(SILENT_MS)),
+                        self.utc(self.machine_since, now)
+                    );
+                    self.hard_at = None;
+                    self.judged_until = Some(now);
+                    self.machine_to(State::Healthy, reason, now, &mut out);
                 } else if dwell_over && let Some(reason) = self.recovery_reason(now) {
                     let to = if self.rum.spiking {
                         State::Degraded
@@ -1843,6 +1866,39 @@ mod tests {
         assert_eq!(sim.m.judged_until(), Some(at(kinds[1].0) + 500));
         let x = sim.m.explain();
         assert!(x.starts_with("healthy since"), "{x}");
+    }
+
+    /// A Down target whose observations stop (an agent fell silent) keeps its state while the
+    /// windows still hold its failures, then goes back to the no-data default.
+    #[test]
+    fn a_silent_down_target_goes_back_to_the_no_data_default() {
+        let mut sim = Sim::new(Thresholds::default());
+        sim.run(599, |_| Check::Ok);
+        let log = sim.run(659, |_| Check::Fail);
+        assert_eq!(events(&log).len(), 1);
+        assert_eq!(sim.m.effective(), EffectiveState::Down);
+        // Five silent minutes: still down (its failures are in the windows).
+        let log = sim.run(659 + 300, |_| Check::Skip);
+        assert!(events(&log).is_empty());
+        let log = sim.run(659 + 700, |_| Check::Skip);
+        let ev = events(&log);
+        assert_eq!(ev.len(), 1, "{ev:#?}");
+        // The last failure (second 659) speaks for its vantage for `max_gap` (60 s) more: the
+        // 10-minute window is empty 600 s after that.
+        assert_eq!(ev[0].0, 659 + 60 + 600);
+        assert_eq!(ev[0].1.to, EffectiveState::Healthy);
+        assert!(
+            ev[0]
+                .1
+                .reason
+                .starts_with("no health data for 10m0s (down since"),
+            "{}",
+            ev[0].1.reason
+        );
+        // When checks come back failing, it fails again (new evidence).
+        let log = sim.run(659 + 760, |_| Check::Fail);
+        assert_eq!(events(&log).len(), 1);
+        assert_eq!(sim.m.effective(), EffectiveState::Down);
     }
 
     /// Property: one outage (every check failing for a while, then passing for good) gives at

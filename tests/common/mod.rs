@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fakecdn;
+pub mod http;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -91,6 +92,17 @@ impl TestServer {
         probing: bool,
         extra: impl Fn(&mut ValidConfig) + Send + Sync + 'static,
     ) -> Self {
+        Self::start_file_clock(path, probing, steerd::clock::SystemClock::shared(), extra)
+    }
+
+    /// Like [`TestServer::start_file_with`], the control plane reading the time from `clock`
+    /// (a `ManualClock` lets a test run minutes of health time in milliseconds).
+    pub fn start_file_clock(
+        path: &std::path::Path,
+        probing: bool,
+        clock: steerd::clock::SharedClock,
+        extra: impl Fn(&mut ValidConfig) + Send + Sync + 'static,
+    ) -> Self {
         let adjust: steerd::admin::store::Adjust =
             std::sync::Arc::new(move |cfg: &mut ValidConfig| {
                 if !probing {
@@ -116,7 +128,7 @@ impl TestServer {
             .build()
             .unwrap();
         let server = runtime
-            .block_on(steerd::Server::start_with_source(cfg, source))
+            .block_on(steerd::Server::start_with_clock(cfg, source, clock))
             .expect("server starts");
         Self {
             udp: server.udp_addrs()[0],
