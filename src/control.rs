@@ -796,8 +796,9 @@ impl Control {
     /// and swap the new table in when its answers differ from the table in force. Returns the
     /// new table when one was swapped in.
     pub fn tick(&self) -> Option<Arc<RoutingTable>> {
-        let now = self.now();
         let mut st = self.state.lock();
+        // Read under the lock: steps see time in the order they take it.
+        let now = self.now();
         self.compile_locked(&mut st, now, false)
     }
 
