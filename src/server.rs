@@ -249,7 +249,14 @@ impl Server {
                 let apply: crate::admin::Apply =
                     Arc::new(move |cfg| a.apply(cfg).map(|t| t.generation));
                 let sources = metrics_sources(&control, &alerter);
-                let api = Api::new(control.clone(), store.clone(), apply, sources, tokens);
+                let api = Api::new(
+                    control.clone(),
+                    store.clone(),
+                    apply,
+                    sources,
+                    tokens,
+                    state.clone(),
+                );
                 match AdminServer::start(addr, api).await {
                     Ok(s) => Some(s),
                     Err(e) => {

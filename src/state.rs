@@ -229,13 +229,14 @@ impl StateSaver {
         })
     }
 
-    /// Write the state if its figures changed since the last write. Blocking. The snapshot
-    /// is taken under the lock, so snapshots are written in the order they were taken.
-    pub fn save(&self) {
+    /// Write the state if its figures changed since the last write; Ok when the file holds
+    /// them. Blocking. The snapshot is taken under the lock, so snapshots are written in the
+    /// order they were taken.
+    pub fn save(&self) -> Result<(), String> {
         let mut last = self.last.lock();
         let saved = self.control.saved_state();
         if saved.same_figures(&last.0) {
-            return;
+            return Ok(());
         }
         match save(&self.path, &saved) {
             Ok(()) => {
@@ -243,12 +244,14 @@ impl StateSaver {
                     info!(path = %self.path.display(), "state saved again");
                 }
                 *last = (saved, false);
+                Ok(())
             }
             Err(e) => {
                 if !last.1 {
                     warn!(path = %self.path.display(), "cannot save the state: {e}");
                 }
                 last.1 = true;
+                Err(format!("{}: {e}", self.path.display()))
             }
         }
     }

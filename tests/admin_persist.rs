@@ -706,6 +706,42 @@ fn sigkill_during_a_burst_of_writes_leaves_a_valid_file() {
     );
 }
 
+/// Pushed billing usage and cache metrics are answered only once they are on disk: a SIGKILL
+/// right after the answer loses neither.
+#[test]
+fn acknowledged_usage_and_cache_metrics_survive_a_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steerd.toml");
+    std::fs::write(&path, SMALL).unwrap();
+    let mut previous: Option<(f64, f64)> = None;
+    for round in 1..=5u32 {
+        let mut proc = Steerd::spawn(&path, logs.path(), &[]).unwrap_or_else(|e| panic!("{e}"));
+        let h = Http::new(proc.admin, None);
+        let view = h.get("/v1/targets/cdn-a").expect(200).json();
+        if let Some((spend, hit)) = previous {
+            assert_eq!(
+                view["usage"]["spend_usd"],
+                json!(spend),
+                "round {round}: {view}"
+            );
+            assert_eq!(
+                view["cache_metrics"]["hit_ratio"],
+                json!(hit),
+                "round {round}: {view}"
+            );
+        }
+        let spend = f64::from(round) * 10.0 + 0.5;
+        let hit = f64::from(round) / 10.0;
+        h.put("/v1/targets/cdn-a/usage", json!({"spend_usd": spend}))
+            .expect(200);
+        h.put("/v1/targets/cdn-a/cache-metrics", json!({"hit_ratio": hit}))
+            .expect(200);
+        proc.sigkill();
+        previous = Some((spend, hit));
+    }
+}
+
 #[test]
 fn tokens_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();

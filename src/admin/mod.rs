@@ -56,6 +56,8 @@ pub struct Api {
     /// Tokens from the configuration in force plus the environment's.
     tokens: Tokens,
     env_tokens: Vec<Token>,
+    /// Where pushed usage and cache metrics are kept across restarts (None: not kept).
+    state: Option<Arc<crate::state::StateSaver>>,
 }
 
 /// Tokens from `STEERD_ADMIN_TOKEN` and `STEERD_READ_TOKEN` (comma-separated lists).
@@ -94,6 +96,7 @@ impl Api {
         apply: Apply,
         metrics_sources: Vec<MetricsSource>,
         tokens: Tokens,
+        state: Option<Arc<crate::state::StateSaver>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             control,
@@ -103,6 +106,7 @@ impl Api {
             metrics_sources,
             tokens,
             env_tokens: tokens_from_env(),
+            state,
         })
     }
 
@@ -449,6 +453,34 @@ async fn blocking(
             )
         })?
         .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, e))
+}
+
+/// Like [`blocking`] for a pushed input that outlives restarts (usage, cache metrics): it is
+/// answered only once written to the state file (fsynced), so an acknowledged input survives
+/// a SIGKILL. A state file that cannot be written is a 503: the input is in force, but the
+/// caller should retry for it to be kept.
+async fn blocking_durable(
+    api: &Arc<Api>,
+    f: impl FnOnce(&Control) -> Result<(), String> + Send + 'static,
+) -> Result<(), ApiError> {
+    blocking(api, f).await?;
+    let Some(state) = api.state.clone() else {
+        return Ok(());
+    };
+    tokio::task::spawn_blocking(move || state.save())
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("saving the state failed: {e}"),
+            )
+        })?
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("in force, but not saved (retry): server.state_file: {e}"),
+            )
+        })
 }
 
 /// `If-Match: "7"` (or 7, or *) → Some(7) / None.
@@ -1059,7 +1091,7 @@ async fn put_usage(
         bytes: b.bytes,
         as_of_ms,
     };
-    blocking(&api, {
+    blocking_durable(&api, {
         let name = name.clone();
         move |c| c.set_usage(&name, Some(usage))
     })
@@ -1085,7 +1117,7 @@ async fn put_usage(
 }
 
 async fn delete_usage(State(api): State<Arc<Api>>, Path(name): Path<String>) -> ApiResult {
-    blocking(&api, {
+    blocking_durable(&api, {
         let name = name.clone();
         move |c| c.set_usage(&name, None)
     })
@@ -1119,7 +1151,7 @@ async fn put_cache_metrics(
         .check()
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     let score = report.inputs().score();
-    blocking(&api, {
+    blocking_durable(&api, {
         let (name, report) = (name.clone(), report.clone());
         move |c| c.set_cache_report(&name, report)
     })
