@@ -142,7 +142,12 @@ impl Live {
             region_overrides: Vec::new(),
             costs: Default::default(),
             counters: Arc::new(crate::table::AnswerCounters::new(targets)),
-            month_base: (0, vec![0; targets]),
+            // This month from the start: answers given before the first compile are this
+            // month's too.
+            month_base: (
+                crate::policy::cost::Month::containing(now.wall_ms).start_ms,
+                vec![0; targets],
+            ),
         }
     }
 }

@@ -856,11 +856,24 @@ fn www(srv: &TestServer) -> String {
     answer(srv.udp, srv.tcp, "www.example.com", None)
 }
 
+/// The first answer of www.example.com, over UDP only: it may put cdn-a over its cap, so a
+/// second query (the TCP one of [`www`]) may already see the next table.
+fn www_first(srv: &TestServer) -> String {
+    let m = common::udp(
+        srv.udp,
+        &common::query("www.example.com", RecordType::A, None),
+    );
+    m.answers
+        .first()
+        .map(|r| r.data.to_string())
+        .unwrap_or_else(|| format!("{:?}", m.metadata.response_code))
+}
+
 /// Answer cdn-a until its answers put it over the cap: the answer moves to cdn-b.
 fn spend_cdn_a(srv: &TestServer) {
-    assert_eq!(www(srv), "edge.cdn-a.example.net.");
+    assert_eq!(www_first(srv), "edge.cdn-a.example.net.");
     let deadline = Instant::now() + Duration::from_secs(15);
-    while www(srv) != "edge.cdn-b.example.net." {
+    while www_first(srv) != "edge.cdn-b.example.net." {
         assert!(Instant::now() < deadline, "cdn-a never went over its cap");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -943,7 +956,7 @@ fn without_a_state_file_a_restart_forgets_the_month() {
         .collect();
     assert_eq!(names, ["steerd.toml"], "no state written");
     let srv = TestServer::start_file(&path, false);
-    assert_eq!(www(&srv), "edge.cdn-a.example.net.");
+    assert_eq!(www_first(&srv), "edge.cdn-a.example.net.");
 }
 
 #[test]
@@ -971,7 +984,7 @@ fn answers_of_an_earlier_month_are_not_carried_but_reports_are() {
     let srv = TestServer::start_file(&path, false);
     let h = Http::new(srv.admin.unwrap(), None);
     assert_eq!(
-        www(&srv),
+        www_first(&srv),
         "edge.cdn-a.example.net.",
         "a new month, a new budget"
     );
@@ -989,7 +1002,7 @@ fn an_unreadable_state_file_is_set_aside_and_steerd_starts_without_it() {
     std::fs::write(&state, garbage).unwrap();
 
     let srv = TestServer::start_file(&path, false);
-    assert_eq!(www(&srv), "edge.cdn-a.example.net.", "started afresh");
+    assert_eq!(www_first(&srv), "edge.cdn-a.example.net.", "started afresh");
     let aside: Vec<PathBuf> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())
