@@ -114,8 +114,11 @@ pub struct Live {
     pub cert_warn: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
     /// Usage reported by the CDNs' billing, per target.
     pub usage: std::collections::BTreeMap<String, Usage>,
-    /// Cache metrics reported per target.
+    /// Cache metrics reported per target, for all its clients…
     pub cache_reports: std::collections::BTreeMap<String, CacheReport>,
+    /// … and per target and region (continent code).
+    pub cache_regions:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, CacheReport>>,
     /// Overrides limited to a region (from the configuration).
     pub region_overrides: Vec<config::OverrideSpec>,
     /// Cost status per target as of the last compile.
@@ -139,6 +142,7 @@ impl Live {
             cert_warn: Default::default(),
             usage: Default::default(),
             cache_reports: Default::default(),
+            cache_regions: Default::default(),
             region_overrides: Vec::new(),
             costs: Default::default(),
             counters: Arc::new(crate::table::AnswerCounters::new(targets)),
@@ -155,14 +159,49 @@ impl Live {
 /// Events kept in memory.
 const MAX_EVENTS: usize = 10_000;
 
-/// Cache figures a CDN reported (each 0..=1).
+/// Cache figures a CDN reported (each 0..=1), for all its clients or one region's.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CacheReport {
     pub hit_ratio: Option<f64>,
     pub popularity: Option<f64>,
     pub ttl_factor: Option<f64>,
     pub purge_ratio: Option<f64>,
+    /// When it was received (Unix ms, wall clock).
     pub at_ms: u64,
+    /// When it was received, in health time (how old it is: see [`CACHE_REPORT_MAX_AGE`]).
+    #[serde(skip)]
+    pub received_ms: u64,
+}
+
+/// The seed's cache score looks at the last 5 minutes: older reports no longer count.
+pub const CACHE_REPORT_MAX_AGE: Duration = Duration::from_secs(300);
+
+/// Cache lookups the prober must have seen in 5 minutes before its hit ratio counts.
+pub const MIN_PROBE_CACHE_LOOKUPS: u64 = 3;
+
+/// The cache-aware inputs of one target for one group of clients: each of the seed's factors
+/// from the first source that has it — the region's report, the target's report (both only
+/// while fresh) — and for popularity, failing a reported one, the measured hit ratio (reported,
+/// else the prober's over 5 minutes) as its observable proxy; then the seed's defaults.
+pub fn cache_inputs(reports: &[&CacheReport], probe_hit_ratio: Option<f64>) -> CacheInputs {
+    let d = CacheInputs::default();
+    let first = |f: fn(&CacheReport) -> Option<f64>| reports.iter().find_map(|r| f(r));
+    let (popularity, popularity_from) = match (
+        first(|r| r.popularity),
+        first(|r| r.hit_ratio),
+        probe_hit_ratio,
+    ) {
+        (Some(p), _, _) => (p, "reported"),
+        (None, Some(h), _) => (h, "reported hit ratio"),
+        (None, None, Some(h)) => (h, "probed hit ratio"),
+        (None, None, None) => (d.popularity, "default"),
+    };
+    CacheInputs {
+        popularity,
+        ttl_factor: first(|r| r.ttl_factor).unwrap_or(d.ttl_factor),
+        purge_ratio: first(|r| r.purge_ratio).unwrap_or(d.purge_ratio),
+        popularity_from,
+    }
 }
 
 impl CacheReport {
@@ -183,14 +222,14 @@ impl CacheReport {
         Ok(())
     }
 
-    /// The cache-aware policy's inputs: reported figures over the defaults.
+    /// The cache-aware policy's inputs from this report alone.
     pub fn inputs(&self) -> CacheInputs {
-        let d = CacheInputs::default();
-        CacheInputs {
-            popularity: self.popularity.unwrap_or(d.popularity),
-            ttl_factor: self.ttl_factor.unwrap_or(d.ttl_factor),
-            purge_ratio: self.purge_ratio.unwrap_or(d.purge_ratio),
-        }
+        cache_inputs(&[self], None)
+    }
+
+    /// Received less than [`CACHE_REPORT_MAX_AGE`] before `now_ms` (health time).
+    pub fn fresh(&self, now_ms: u64) -> bool {
+        now_ms.saturating_sub(self.received_ms) <= CACHE_REPORT_MAX_AGE.as_millis() as u64
     }
 }
 
@@ -1001,13 +1040,31 @@ impl Control {
         Ok(())
     }
 
-    /// Cache metrics reported for a target.
-    pub fn set_cache_report(&self, target: &str, report: CacheReport) -> Result<(), String> {
+    /// Cache metrics reported for a target, for all its clients or (`region`, a continent
+    /// code) one region's.
+    pub fn set_cache_report(
+        &self,
+        target: &str,
+        region: Option<&str>,
+        mut report: CacheReport,
+    ) -> Result<(), String> {
         let mut st = self.state.lock();
         if !st.config.targets.iter().any(|t| t.name == target) {
             return Err(format!("no target named \"{target}\""));
         }
-        st.live.cache_reports.insert(target.to_string(), report);
+        report.received_ms = self.now().mono_ms;
+        match region {
+            None => {
+                st.live.cache_reports.insert(target.to_string(), report);
+            }
+            Some(r) => {
+                st.live
+                    .cache_regions
+                    .entry(target.to_string())
+                    .or_default()
+                    .insert(r.to_string(), report);
+            }
+        }
         let now = self.now();
         self.compile_locked(&mut st, now, false);
         Ok(())
@@ -1043,6 +1100,7 @@ impl Control {
             answers,
             usage: st.live.usage.clone(),
             cache: st.live.cache_reports.clone(),
+            cache_regions: st.live.cache_regions.clone(),
         }
     }
 
@@ -1077,10 +1135,22 @@ impl Control {
             }
         }
         let mut cache = 0;
+        // Their age goes on from when they were received.
+        let received = |mut c: CacheReport| {
+            c.received_ms = now.mono_of(c.at_ms);
+            c
+        };
         for (name, c) in saved.cache {
             if names.contains(&name) {
-                st.live.cache_reports.insert(name, c);
+                st.live.cache_reports.insert(name, received(c));
                 cache += 1;
+            }
+        }
+        for (name, regions) in saved.cache_regions {
+            if names.contains(&name) {
+                cache += regions.len();
+                let kept = regions.into_iter().map(|(r, c)| (r, received(c))).collect();
+                st.live.cache_regions.insert(name, kept);
             }
         }
         self.compile_locked(&mut st, now, false);
@@ -1100,6 +1170,34 @@ impl Control {
             st.live.cache_reports.get(target).cloned(),
             st.live.costs.get(target).cloned(),
         )
+    }
+
+    /// A target's cache reports, each with whether it still counts (fresh): for all its
+    /// clients, then per region.
+    #[allow(clippy::type_complexity)]
+    pub fn cache_reports(
+        &self,
+        target: &str,
+    ) -> (
+        Option<(CacheReport, bool)>,
+        Vec<(String, CacheReport, bool)>,
+    ) {
+        let now = self.now().mono_ms;
+        let st = self.state.lock();
+        let all = st
+            .live
+            .cache_reports
+            .get(target)
+            .map(|r| (r.clone(), r.fresh(now)));
+        let regions = st
+            .live
+            .cache_regions
+            .get(target)
+            .into_iter()
+            .flatten()
+            .map(|(k, r)| (k.clone(), r.clone(), r.fresh(now)))
+            .collect();
+        (all, regions)
     }
 
     /// A target's machine: effective state, since (wall clock), reason, override (None when
@@ -1337,15 +1435,31 @@ impl Control {
                     latency_by_region.push((region.to_string(), p));
                 }
             }
-            let cache = live
-                .cache_reports
+            // The cache score's inputs (seed: over the last 5 minutes): fresh reports, the
+            // prober's measured hit ratio.
+            let probe_hit = store
+                .target(&t.name)
+                .map(|th| th.stats(Level::Cache, now_ms, Win::M5))
+                .filter(|s| s.cache_lookups >= MIN_PROBE_CACHE_LOOKUPS)
+                .and_then(|s| s.cache_hit_ratio);
+            let overall = live.cache_reports.get(&t.name).filter(|r| r.fresh(now_ms));
+            let cache = cache_inputs(overall.as_slice(), probe_hit);
+            let cache_by_region: Vec<(String, CacheInputs)> = live
+                .cache_regions
                 .get(&t.name)
-                .map(CacheReport::inputs)
-                .unwrap_or_default();
+                .into_iter()
+                .flatten()
+                .filter(|(_, r)| r.fresh(now_ms))
+                .map(|(region, r)| {
+                    let layers: Vec<&CacheReport> = std::iter::once(r).chain(overall).collect();
+                    (region.clone(), cache_inputs(&layers, probe_hit))
+                })
+                .collect();
             if t.check.is_none() && store.target(&t.name).is_none() {
                 let mut input = TargetInput::unknown();
                 input.cost = cost;
                 input.cache = cache;
+                input.cache_by_region = cache_by_region;
                 input.latency_by_region = latency_by_region;
                 let mut signals = Signals::empty();
                 let has_rum = rum_stats.is_some();
@@ -1393,6 +1507,7 @@ impl Control {
             input.latency = latency;
             input.latency_by_region = latency_by_region;
             input.cache = cache;
+            input.cache_by_region = cache_by_region;
             input.cost = cost;
             targets.push(input);
         }

@@ -52,9 +52,12 @@ pub struct Saved {
     /// The latest billing report, per target name.
     #[serde(default)]
     pub usage: BTreeMap<String, Usage>,
-    /// The latest cache metrics, per target name.
+    /// The latest cache metrics, per target name…
     #[serde(default)]
     pub cache: BTreeMap<String, CacheReport>,
+    /// … and per target name and region.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cache_regions: BTreeMap<String, BTreeMap<String, CacheReport>>,
 }
 
 impl Saved {
@@ -64,6 +67,7 @@ impl Saved {
             && self.answers == other.answers
             && self.usage == other.usage
             && self.cache == other.cache
+            && self.cache_regions == other.cache_regions
     }
 
     /// The checks the admin API applies to the same figures (as of `now_ms`), naming the
@@ -102,11 +106,21 @@ impl Saved {
                 ));
             }
         }
-        for (name, c) in &self.cache {
+        let regional = self.cache_regions.iter().flat_map(|(name, regions)| {
+            regions
+                .iter()
+                .map(move |(r, c)| (format!("cache_regions.{name}.{r}"), c))
+        });
+        for (field, c) in self
+            .cache
+            .iter()
+            .map(|(name, c)| (format!("cache.{name}"), c))
+            .chain(regional)
+        {
             if c.at_ms > latest {
-                return Err(format!("cache.{name}.at_ms: {} is in the future", c.at_ms));
+                return Err(format!("{field}.at_ms: {} is in the future", c.at_ms));
             }
-            c.check().map_err(|e| format!("cache.{name}.{e}"))?;
+            c.check().map_err(|e| format!("{field}.{e}"))?;
         }
         Ok(())
     }
@@ -299,7 +313,24 @@ mod tests {
                     ttl_factor: Some(0.5),
                     purge_ratio: None,
                     at_ms: 1_699_999_500_000,
+                    received_ms: 0,
                 },
+            )]
+            .into(),
+            cache_regions: [(
+                "cdn-b".to_string(),
+                [(
+                    "EU".to_string(),
+                    CacheReport {
+                        hit_ratio: Some(0.5),
+                        popularity: Some(0.2),
+                        ttl_factor: None,
+                        purge_ratio: Some(0.1),
+                        at_ms: 1_699_999_600_000,
+                        received_ms: 0,
+                    },
+                )]
+                .into(),
             )]
             .into(),
         }

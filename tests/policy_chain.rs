@@ -932,6 +932,7 @@ fn cache(popularity: f64, ttl_factor: f64, purge_ratio: f64) -> CacheInputs {
         popularity,
         ttl_factor,
         purge_ratio,
+        popularity_from: "reported",
     }
 }
 

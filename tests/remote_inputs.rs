@@ -257,3 +257,175 @@ fn a_wall_clock_step_back_does_not_freeze_health_input() {
         "since {since:?} vs wall {wall:?}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The cache-aware score's inputs: fresh reports, per region, and the prober's hit ratio
+// ---------------------------------------------------------------------------------------------
+
+/// Two CNAME targets at the same place (equal proximity): the cache score decides. Clients of
+/// 198.51.100.0/24 are in Germany (Europe), of 203.0.113.0/24 in the US.
+fn cache_config(checks: &str) -> String {
+    format!(
+        r#"
+[geo]
+database = ""
+[[geo.nets]]
+cidr = "198.51.100.0/24"
+country = "DE"
+[[geo.nets]]
+cidr = "203.0.113.0/24"
+country = "US"
+[probe]
+interval = 1
+timeout = 0.9
+jitter = 0
+[[zones]]
+name = "example.com"
+ns = ["ns1.example.com"]
+[zones.soa]
+mname = "ns1.example.com"
+rname = "hostmaster.example.com"
+[[zones.records]]
+name = "ns1"
+type = "A"
+data = "127.0.0.1"
+[[targets]]
+name = "cdn-a"
+cname = "edge.cdn-a.example.net"
+latitude = 50.1
+longitude = 8.7
+{checks}
+[[targets]]
+name = "cdn-b"
+cname = "edge.cdn-b.example.net"
+latitude = 50.1
+longitude = 8.7
+[[services]]
+name = "cached.example.com"
+policy = "cache_aware"
+targets = [{{ target = "cdn-a" }}, {{ target = "cdn-b" }}]
+"#
+    )
+}
+
+/// The CNAME of cached.example.com for a client subnet (ECS).
+fn cached(srv: &TestServer, subnet: &str) -> String {
+    let net: ipnet::Ipv4Net = subnet.parse().unwrap();
+    let mut q = common::query("cached.example.com", RecordType::A, None);
+    let mut e = hickory_proto::op::Edns::new();
+    e.set_max_payload(1232);
+    e.options_mut()
+        .insert(hickory_proto::rr::rdata::opt::EdnsOption::Subnet(
+            hickory_proto::rr::rdata::opt::ClientSubnet::new(
+                std::net::IpAddr::V4(net.addr()),
+                net.prefix_len(),
+                0,
+            ),
+        ));
+    q.set_edns(e);
+    let m = common::udp(srv.udp, &q);
+    match m.answers.first().map(|r| &r.data) {
+        Some(RData::CNAME(c)) => c.0.to_string(),
+        other => panic!("no CNAME answer: {other:?}"),
+    }
+}
+
+const EU: &str = "198.51.100.0/24";
+const US: &str = "203.0.113.0/24";
+
+/// A report counts for 5 minutes (the seed's window), then the score is back to the defaults;
+/// a region's report counts for that region's clients only.
+#[test]
+fn cache_reports_age_out_and_count_per_region() {
+    let f = Fixture::start(&cache_config(""));
+    // Equal everything: the configured order.
+    assert_eq!(cached(&f.srv, EU), "edge.cdn-a.example.net.");
+    assert_eq!(cached(&f.srv, US), "edge.cdn-a.example.net.");
+    // cdn-a reports a cold cache for every client.
+    f.http
+        .put(
+            "/v1/targets/cdn-a/cache-metrics",
+            json!({"popularity": 0.1, "purge_ratio": 0.5}),
+        )
+        .expect(200);
+    f.control().tick();
+    assert_eq!(cached(&f.srv, EU), "edge.cdn-b.example.net.");
+    assert_eq!(cached(&f.srv, US), "edge.cdn-b.example.net.");
+    // cdn-b reports a cold cache for European clients only: they go back to cdn-a.
+    let r = f
+        .http
+        .put(
+            "/v1/targets/cdn-b/cache-metrics",
+            json!({"popularity": 0.0, "purge_ratio": 1.0, "ttl_factor": 0.0, "region": "EU"}),
+        )
+        .expect(200)
+        .json();
+    assert_eq!(r["region"], "EU", "{r}");
+    f.control().tick();
+    assert_eq!(cached(&f.srv, EU), "edge.cdn-a.example.net.");
+    assert_eq!(cached(&f.srv, US), "edge.cdn-b.example.net.");
+    let view = f.http.get("/v1/targets/cdn-b").expect(200).json();
+    assert_eq!(view["cache"]["regions"]["EU"]["fresh"], true, "{view}");
+    // Five minutes on, nothing counts any more: equal again, the configured order.
+    f.clock.advance(Duration::from_secs(301));
+    f.control().tick();
+    assert_eq!(cached(&f.srv, EU), "edge.cdn-a.example.net.");
+    assert_eq!(cached(&f.srv, US), "edge.cdn-a.example.net.");
+    let view = f.http.get("/v1/targets/cdn-a").expect(200).json();
+    assert_eq!(view["cache"]["report_fresh"], false, "{view}");
+    assert_eq!(
+        view["cache"]["inputs"]["popularity_from"], "default",
+        "{view}"
+    );
+    // A bad region is refused, naming the field.
+    let e = f
+        .http
+        .put(
+            "/v1/targets/cdn-a/cache-metrics",
+            json!({"popularity": 0.1, "region": "XX"}),
+        )
+        .expect(400)
+        .json();
+    assert!(e["error"].as_str().unwrap().starts_with("region: "), "{e}");
+}
+
+/// The hit ratio the prober measures (X-Cache on the health response) feeds the score when
+/// the CDN reports no popularity: an edge that always misses loses to one nobody measured.
+#[test]
+fn the_probed_hit_ratio_feeds_the_cache_score() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cdn = rt.block_on(common::fakecdn::http_cdn(
+        common::fakecdn::CdnOptions::default().header("X-Cache", "MISS"),
+    ));
+    let checks = format!(
+        "[targets.check]\nurl = \"http://www.example.com/health\"\naddress = \"{}\"\nlevels = [\"tcp\", \"http\", \"cache\"]\n[targets.check.cache]\n",
+        cdn.addr()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steerd.toml");
+    std::fs::write(&path, cache_config(&checks)).unwrap();
+    let srv = TestServer::start_file(&path, true);
+    assert_eq!(cached(&srv, US), "edge.cdn-a.example.net.");
+    // A few checks, each a MISS: popularity 0 from the probed hit ratio.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while cached(&srv, US) != "edge.cdn-b.example.net." {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the probed hit ratio never moved the answer"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let http = Http::new(srv.admin.unwrap());
+    let view = http.get("/v1/targets/cdn-a").expect(200).json();
+    assert_eq!(
+        view["cache"]["inputs"]["popularity_from"], "probed hit ratio",
+        "{view}"
+    );
+    assert_eq!(view["cache"]["inputs"]["popularity"], 0.0, "{view}");
+    drop(srv);
+    drop(cdn);
+}

@@ -680,7 +680,39 @@ fn target_json(api: &Api, cfg: &ValidConfig, t: &crate::config::Target, config: 
         })),
         "usage": usage.map(|u| json!({"spend_usd": u.spend_usd, "bytes": u.bytes, "as_of": u.as_of_ms / 1000})),
         "cache_metrics": cache,
+        "cache": cache_json(api, name, cfg),
         "config": config,
+    })
+}
+
+/// The cache-aware inputs of a target as the next compile sees them, and its reports with
+/// whether they still count (reports older than 5 minutes do not).
+fn cache_json(api: &Api, name: &str, cfg: &ValidConfig) -> Value {
+    let (all, regions) = api.control.cache_reports(name);
+    let inputs = api.control.inputs();
+    let i = cfg.targets.iter().position(|t| t.name == name);
+    let input = i.and_then(|i| inputs.targets.get(i));
+    let score = |c: &crate::policy::chain::CacheInputs| {
+        json!({
+            "score": c.score(),
+            "popularity": c.popularity,
+            "popularity_from": c.popularity_from,
+            "ttl_factor": c.ttl_factor,
+            "purge_ratio": c.purge_ratio,
+        })
+    };
+    json!({
+        "inputs": input.map(|t| score(&t.cache)),
+        "report_fresh": all.as_ref().map(|(_, fresh)| *fresh),
+        "regions": regions
+            .iter()
+            .map(|(r, report, fresh)| {
+                let inputs = input
+                    .and_then(|t| t.cache_by_region.iter().find(|(k, _)| k == r))
+                    .map(|(_, c)| score(c));
+                (r.clone(), json!({"report": report, "fresh": fresh, "inputs": inputs}))
+            })
+            .collect::<serde_json::Map<_, _>>(),
     })
 }
 
@@ -1132,6 +1164,8 @@ struct CacheBody {
     popularity: Option<f64>,
     ttl_factor: Option<f64>,
     purge_ratio: Option<f64>,
+    /// The figures are those of this region's clients (continent code).
+    region: Option<String>,
 }
 
 async fn put_cache_metrics(
@@ -1140,26 +1174,42 @@ async fn put_cache_metrics(
     body: axum::body::Bytes,
 ) -> ApiResult {
     let b: CacheBody = parse_body(&body)?;
+    if let Some(r) = &b.region
+        && !crate::geo::CONTINENTS.contains(&r.as_str())
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "region: \"{}\" is not a continent code ({})",
+                r.chars().take(16).collect::<String>(),
+                crate::geo::CONTINENTS.join(", ")
+            ),
+        ));
+    }
     let report = CacheReport {
         hit_ratio: b.hit_ratio,
         popularity: b.popularity,
         ttl_factor: b.ttl_factor,
         purge_ratio: b.purge_ratio,
         at_ms: api.control.now().wall_ms,
+        received_ms: 0,
     };
     report
         .check()
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     let score = report.inputs().score();
     blocking_durable(&api, {
-        let (name, report) = (name.clone(), report.clone());
-        move |c| c.set_cache_report(&name, report)
+        let (name, report, region) = (name.clone(), report.clone(), b.region.clone());
+        move |c| c.set_cache_report(&name, region.as_deref(), report)
     })
     .await?;
-    Ok(
-        Json(json!({ "target": name, "cache_metrics": report, "cache_score": score }))
-            .into_response(),
-    )
+    Ok(Json(json!({
+        "target": name,
+        "region": b.region,
+        "cache_metrics": report,
+        "cache_score": score,
+    }))
+    .into_response())
 }
 
 async fn list_services(State(api): State<Arc<Api>>) -> ApiResult {

@@ -25,6 +25,8 @@ pub struct TargetInput {
     /// Recent p95 latency seen from clients of a region (continent code, e.g. "EU").
     pub latency_by_region: Vec<(String, Duration)>,
     pub cache: CacheInputs,
+    /// Cache inputs for the clients of a region (continent code), where a report has them.
+    pub cache_by_region: Vec<(String, CacheInputs)>,
     pub cost: CostStatus,
 }
 
@@ -38,8 +40,20 @@ impl TargetInput {
             latency: None,
             latency_by_region: Vec::new(),
             cache: CacheInputs::default(),
+            cache_by_region: Vec::new(),
             cost: CostStatus::unmetered(),
         }
+    }
+
+    /// The cache inputs for clients of `region`: its own where there are some, else the
+    /// target's.
+    pub fn cache_in(&self, region: Option<&str>) -> (CacheInputs, bool) {
+        if let Some(r) = region
+            && let Some((_, c)) = self.cache_by_region.iter().find(|(k, _)| k == r)
+        {
+            return (*c, true);
+        }
+        (self.cache, false)
     }
 
     fn latency_in(&self, region: Option<&str>) -> Option<(Duration, &'static str)> {
@@ -61,6 +75,8 @@ pub struct CacheInputs {
     pub ttl_factor: f64,
     /// Share of recent objects purged.
     pub purge_ratio: f64,
+    /// Where `popularity` came from ("reported", "probed hit ratio", "default", …), for traces.
+    pub popularity_from: &'static str,
 }
 
 impl Default for CacheInputs {
@@ -69,6 +85,7 @@ impl Default for CacheInputs {
             popularity: 0.5,
             ttl_factor: 0.5,
             purge_ratio: 0.0,
+            popularity_from: "default",
         }
     }
 }
@@ -511,7 +528,7 @@ pub fn run(
                         .and_then(|p| d[p])
                 });
                 let p = proximity_score(d);
-                let c = input(t).cache.score();
+                let c = input(t).cache_in(cell.region.as_deref()).0.score();
                 (
                     settings.proximity_weight * p + settings.cache_weight * c,
                     p,
@@ -525,16 +542,22 @@ pub fn run(
             });
             for &t in &cands {
                 let (s, p, c) = score(t);
-                let ci = input(t).cache;
+                let (ci, regional) = input(t).cache_in(cell.region.as_deref());
                 note!(
                     notes,
-                    "{} {s:.3} = {} × proximity {p:.3} + {} × cache {c:.3} (popularity {:.2}, ttl {:.2}, purge {:.2})",
+                    "{} {s:.3} = {} × proximity {p:.3} + {} × cache {c:.3} (popularity {:.2} {}, ttl {:.2}, purge {:.2}{})",
                     name(t),
                     settings.proximity_weight,
                     settings.cache_weight,
                     ci.popularity,
+                    ci.popularity_from,
                     ci.ttl_factor,
-                    ci.purge_ratio
+                    ci.purge_ratio,
+                    if regional {
+                        format!("; {}'s figures", cell.region.as_deref().unwrap_or("?"))
+                    } else {
+                        String::new()
+                    }
                 );
             }
             None
