@@ -795,7 +795,7 @@ async fn put_target(
 /// Where the services of `doc` name the target `name`: (field, service name), in file order.
 fn target_uses(doc: &toml_edit::DocumentMut, name: &str) -> Vec<(String, String)> {
     use toml::Value as T;
-    let Ok(T::Table(root)) = doc.to_string().parse::<toml::Table>().map(T::Table) else {
+    let Ok(root) = doc.to_string().parse::<toml::Table>() else {
         return Vec::new();
     };
     let named = |v: &T, key: &str| match v {

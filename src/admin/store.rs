@@ -534,6 +534,65 @@ mod tests {
     }
 
     #[test]
+    fn a_staged_file_dropped_without_commit_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("steerd.toml");
+        std::fs::write(&p, "old").unwrap();
+        drop(stage(&p, b"new").unwrap());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "old");
+    }
+
+    #[test]
+    fn only_stale_temporary_files_of_the_same_file_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("steerd.toml");
+        let names = [
+            ".steerd.toml.tmp.2147483646", // no such process: removed
+            ".steerd.toml.tmp.1",          // init runs: kept
+            ".steerd.toml.tmp.7x",
+            ".steerd.toml.tmp.",
+            ".steerd.toml.bak.2147483646",
+            ".other.toml.tmp.2147483646",
+        ];
+        for n in names {
+            std::fs::write(dir.path().join(n), "x").unwrap();
+        }
+        let own = dir
+            .path()
+            .join(format!(".steerd.toml.tmp.{}", std::process::id()));
+        std::fs::write(&own, "x").unwrap();
+        assert_eq!(remove_stale_temps(&p), 1);
+        assert!(!dir.path().join(names[0]).exists());
+        for n in &names[1..] {
+            assert!(dir.path().join(n).exists(), "{n}");
+        }
+        assert!(
+            own.exists(),
+            "this process's own is left to the write that made it"
+        );
+    }
+
+    #[test]
+    fn invalid_shows_file_line_and_field_when_there_are() {
+        let issue = |field: &str, line| ConfigIssue {
+            field: field.into(),
+            line,
+            message: "why".into(),
+        };
+        let reload = StoreError::Invalid {
+            file: Some("s.toml".into()),
+            issues: vec![issue("", Some(3)), issue("zones", None)],
+        };
+        assert_eq!(reload.to_string(), "s.toml:3: why\ns.toml: zones: why");
+        let write = StoreError::Invalid {
+            file: None,
+            issues: vec![issue("targets[1].name", None)],
+        };
+        assert_eq!(write.to_string(), "targets[1].name: why");
+    }
+
+    #[test]
     fn atomic_write_replaces_and_leaves_no_temp() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("steerd.toml");
