@@ -1048,3 +1048,70 @@ fn a_directory_as_state_file_is_a_config_error() {
     assert!(errs.contains("server.state_file"), "{errs}");
     assert!(errs.contains("is a directory"), "{errs}");
 }
+
+/// Issue 12, item 17: a crash between writing the temporary file and renaming it over the
+/// configuration leaves `.steerd.toml.tmp.PID`; steerd removes those of processes that are gone,
+/// at start and before each write, and leaves every other file alone.
+#[test]
+fn temporary_files_left_by_an_interrupted_write_are_removed_at_start_and_before_each_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steerd.toml");
+    std::fs::write(&path, SMALL).unwrap();
+    let at = |name: &str| dir.path().join(name);
+    // A process id no process has (above any pid_max), and pid 1, which always runs.
+    let dead = at(".steerd.toml.tmp.2147483646");
+    let dead_state = at(".steerd.state.json.tmp.2147483645");
+    let live = at(".steerd.toml.tmp.1");
+    let not_ours = [
+        at(".steerd.toml.tmp.12x"),
+        at(".steerd.toml.tmp."),
+        at(".other.toml.tmp.2147483646"),
+        at("steerd.toml.tmp.2147483646"),
+    ];
+    for p in [&dead, &dead_state, &live].into_iter().chain(&not_ours) {
+        std::fs::write(p, "half a configuration").unwrap();
+    }
+
+    let srv = TestServer::start_file(&path, false);
+    assert!(
+        !dead.exists(),
+        "the stale temporary file is removed at start"
+    );
+    assert!(
+        !dead_state.exists(),
+        "the state file's stale temporary file is removed before its first write"
+    );
+    assert!(
+        live.exists(),
+        "a live process's temporary file is left alone"
+    );
+    for p in &not_ours {
+        assert!(
+            p.exists(),
+            "{} is not a temporary file of ours",
+            p.display()
+        );
+    }
+
+    // Another crash, then a write: removed first.
+    std::fs::write(&dead, "half a configuration").unwrap();
+    let h = Http::new(srv.admin.unwrap(), None);
+    h.put(
+        "/v1/zones/example.com/records/new/A",
+        json!({"data": "192.0.2.7"}),
+    )
+    .expect(201);
+    assert!(
+        !dead.exists(),
+        "the stale temporary file is removed before a write"
+    );
+    assert!(live.exists());
+    // The write itself leaves nothing behind.
+    let ours = format!(".steerd.toml.tmp.{}", std::process::id());
+    assert!(!at(&ours).exists());
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("192.0.2.7")
+    );
+}

@@ -259,21 +259,30 @@ impl From<StoreError> for ApiError {
                 err.headers.push((header::ETAG, etag_value(current)));
                 err
             }
-            StoreError::Invalid(issues) => {
+            StoreError::Invalid {
+                ref file,
+                ref issues,
+            } => {
                 let list: Vec<Value> = issues
                     .iter()
                     .map(|i| json!({"field": i.field, "line": i.line, "message": i.message}))
                     .collect();
-                let first = issues
-                    .first()
-                    .map(|i| format!("{}: {}", i.field, i.message))
-                    .unwrap_or_default();
+                // The first issue as the message: FILE:LINE: FIELD: reason for a reload,
+                // FIELD: reason for a write.
+                let first = StoreError::Invalid {
+                    file: file.clone(),
+                    issues: issues.iter().take(1).cloned().collect(),
+                };
+                let mut body = json!({
+                    "error": format!("the configuration would not be valid: {first}"),
+                    "issues": list,
+                });
+                if let Some(f) = file {
+                    body["file"] = json!(f);
+                }
                 ApiError {
                     status: StatusCode::UNPROCESSABLE_ENTITY,
-                    body: json!({
-                        "error": format!("the configuration would not be valid: {first}"),
-                        "issues": list,
-                    }),
+                    body,
                     headers: Vec::new(),
                 }
             }
@@ -560,7 +569,7 @@ async fn edit(
                 .note_config_change(format!("version {}: {what} (admin API)", w.version));
         }
         // Only a configuration that was refused counts as a failed reload (not a 404 or 412).
-        Err(StoreError::Invalid(_) | StoreError::Internal(_)) => {
+        Err(StoreError::Invalid { .. } | StoreError::Internal(_)) => {
             m.with_label_values(&["error"]).inc()
         }
         Err(_) => {}
@@ -852,6 +861,55 @@ async fn put_target(
     ))
 }
 
+/// Where the services of `doc` name the target `name`: (field, service name), in file order.
+fn target_uses(doc: &toml_edit::DocumentMut, name: &str) -> Vec<(String, String)> {
+    use toml::Value as T;
+    let Ok(root) = doc.to_string().parse::<toml::Table>() else {
+        return Vec::new();
+    };
+    let named = |v: &T, key: &str| match v {
+        T::String(s) => s == name,
+        T::Table(t) => t.get(key).and_then(T::as_str) == Some(name),
+        _ => false,
+    };
+    let mut out = Vec::new();
+    let services = root.get("services").and_then(T::as_array);
+    for (i, svc) in services.into_iter().flatten().enumerate() {
+        let service = svc
+            .get("name")
+            .and_then(T::as_str)
+            .unwrap_or("?")
+            .to_string();
+        let f = format!("services[{i}]");
+        let list = |key: &str| svc.get(key).and_then(T::as_array).into_iter().flatten();
+        for (k, m) in list("targets").enumerate() {
+            if named(m, "target") {
+                out.push((format!("{f}.targets[{k}].target"), service.clone()));
+            }
+        }
+        for (region, entries) in svc.get("geo").and_then(T::as_table).into_iter().flatten() {
+            for (k, e) in entries.as_array().into_iter().flatten().enumerate() {
+                if named(e, "target") {
+                    let field = match e {
+                        T::Table(_) => format!("{f}.geo.{region}[{k}].target"),
+                        _ => format!("{f}.geo.{region}[{k}]"),
+                    };
+                    out.push((field, service.clone()));
+                }
+            }
+        }
+        for (k, n) in list("nets").enumerate() {
+            let targets = n.get("targets").and_then(T::as_array).into_iter().flatten();
+            for (j, t) in targets.enumerate() {
+                if named(t, "target") {
+                    out.push((format!("{f}.nets[{k}].targets[{j}]"), service.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
 async fn delete_target(
     State(api): State<Arc<Api>>,
     Path(name): Path<String>,
@@ -863,6 +921,44 @@ async fn delete_target(
             let a = tables_mut(doc.as_table_mut(), "targets", "targets")?;
             if !remove(a, "name", &name, false) {
                 return Err(StoreError::NotFound(format!("no target named \"{name}\"")));
+            }
+            // Still used by services: one issue naming them (not one per reference).
+            let uses = target_uses(doc, &name);
+            if let Some((first, _)) = uses.first() {
+                let mut services: Vec<String> = Vec::new();
+                for (field, s) in &uses {
+                    if !services.iter().any(|x| x.starts_with(&format!("{s} "))) {
+                        services.push(format!("{s} ({field})"));
+                    }
+                }
+                let plural = if services.len() > 1 {
+                    "services"
+                } else {
+                    "service"
+                };
+                let overrides = tables_mut(doc.as_table_mut(), "overrides", "overrides")
+                    .map(|o| {
+                        o.iter()
+                            .filter(|t| t.get("target").and_then(|v| v.as_str()) == Some(&name))
+                            .count()
+                    })
+                    .unwrap_or(0);
+                let also = match overrides {
+                    0 => String::new(),
+                    n => format!(" (its {n} override(s) go with it once it is deleted)"),
+                };
+                return Err(StoreError::Invalid {
+                    file: None,
+                    issues: vec![crate::config::ConfigIssue {
+                        field: first.clone(),
+                        line: None,
+                        message: format!(
+                            "target \"{name}\" is in use by {plural} {}: remove it from there \
+                             first{also}",
+                            services.join(", ")
+                        ),
+                    }],
+                });
             }
             // Its overrides go with it.
             if let Ok(o) = tables_mut(doc.as_table_mut(), "overrides", "overrides") {
@@ -1623,6 +1719,13 @@ async fn post_observations(State(api): State<Arc<Api>>, body: axum::body::Bytes)
             "vantage: must not be empty",
         ));
     }
+    // The vantage becomes a metric label: a name, like the targets'.
+    if let Err(e) = crate::config::check_name(&b.vantage) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("vantage: {e}"),
+        ));
+    }
     let local = api.control.config().probe.vantage.clone();
     if b.vantage == local {
         return Err(ApiError::new(
@@ -1636,6 +1739,11 @@ async fn post_observations(State(api): State<Arc<Api>>, body: axum::body::Bytes)
     let mut good = Vec::new();
     let mut slots = Vec::new();
     for o in &b.observations {
+        if let Err(e) = crate::config::check_name(&o.target) {
+            slots.push(false);
+            results.push(Err(format!("target: {e}")));
+            continue;
+        }
         let level = Level::parse(&o.level);
         let r = match level {
             None => Err(format!(
@@ -1721,6 +1829,11 @@ async fn post_rum(State(api): State<Arc<Api>>, body: axum::body::Bytes) -> ApiRe
     let mut good = Vec::new();
     let mut slots = Vec::new();
     for x in &b.beacons {
+        if let Err(e) = crate::config::check_name(&x.target) {
+            slots.push(false);
+            results.push(Err(format!("target: {e}")));
+            continue;
+        }
         let region: Result<Option<String>, String> = match (&x.client, &x.country) {
             (Some(_), Some(_)) => Err("set client or country, not both".into()),
             (None, None) => Err("set client (address or subnet) or country".into()),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use hickory_proto::rr::Name;
 
 use super::schema::{CheckConfig, ContentCheckConfig, ProbeConfig, StatusSpec, TargetConfig};
-use super::validate::{Issues, parse_name};
+use super::validate::{Context, Issues, check_name, parse_name};
 use crate::health::Level;
 
 const DEFAULT_INTERVAL: f64 = 10.0;
@@ -265,16 +265,17 @@ fn timing(
 }
 
 /// `[probe]`.
-pub(super) fn validate_probe(p: &ProbeConfig, issues: &mut Issues) -> ProbeSettings {
+pub(super) fn validate_probe(p: &ProbeConfig, ctx: &Context, issues: &mut Issues) -> ProbeSettings {
     let mut s = ProbeSettings::default();
     if let Some(v) = &p.vantage {
-        if v.trim().is_empty() || v.len() > 64 || v.chars().any(char::is_control) {
-            issues.push(
+        let v = v.trim();
+        match check_name(v) {
+            Ok(()) => s.vantage = v.to_string(),
+            Err(_) if v.is_empty() => issues.push(
                 "probe.vantage",
-                "must be a non-empty name of at most 64 printable characters",
-            );
-        } else {
-            s.vantage = v.trim().to_string();
+                "must be a non-empty name: letters, digits, '-', '_' and '.', at most 64",
+            ),
+            Err(e) => issues.push("probe.vantage", e),
         }
     }
     if let Some(c) = p.concurrency {
@@ -319,13 +320,15 @@ pub(super) fn validate_probe(p: &ProbeConfig, issues: &mut Issues) -> ProbeSetti
         s.cert_warning_days = d;
     }
     if let Some(f) = &p.ca_file {
-        s.ca_file = ca_file(f, "probe.ca_file", issues);
+        s.ca_file = ca_file(f, "probe.ca_file", ctx, issues);
     }
     s
 }
 
-fn ca_file(path: &str, field: &str, issues: &mut Issues) -> Option<PathBuf> {
-    let p = PathBuf::from(path);
+/// A CA file (relative to the configuration's directory), read and checked now.
+fn ca_file(value: &str, field: &str, ctx: &Context, issues: &mut Issues) -> Option<PathBuf> {
+    let p = ctx.path(value, None);
+    let path = p.display().to_string();
     match std::fs::read(&p) {
         Ok(bytes) => {
             let n = rustls_pki_certs(&bytes);
@@ -469,6 +472,7 @@ pub(super) fn validate_check(
     f: &str,
     probe: &ProbeSettings,
     addrs: &[IpAddr],
+    ctx: &Context,
     issues: &mut Issues,
 ) -> Option<CheckSpec> {
     let before = issues.0.len();
@@ -786,7 +790,7 @@ pub(super) fn validate_check(
         None => probe.resolvers.clone(),
     };
     let ca_file = match &c.ca_file {
-        Some(p) => ca_file(p, &format!("{f}.ca_file"), issues),
+        Some(p) => ca_file(p, &format!("{f}.ca_file"), ctx, issues),
         None => probe.ca_file.clone(),
     };
     if issues.0.len() != before {

@@ -10,6 +10,10 @@ pub struct Config {
     /// Configuration version, bumped by every admin API write (the API's ETag).
     #[serde(default)]
     pub version: u64,
+    /// A configuration without zones answers every query REFUSED: it is refused unless this
+    /// says that is meant (e.g. a node whose zones come later through the admin API).
+    #[serde(default)]
+    pub allow_no_zones: bool,
     #[serde(default)]
     pub server: ServerConfig,
     #[serde(default)]
