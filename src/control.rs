@@ -128,7 +128,7 @@ fn open_db(
     countries: &Arc<crate::geo::CountryTable>,
 ) -> Result<Arc<crate::geo::GeoDb>, String> {
     let before = stamp(path);
-    let mut last = LAST_DB.lock().unwrap_or_else(|e| e.into_inner());
+    let mut last = LAST_DB.lock();
     if let (Some(st), Some((p, s, c, db))) = (before, last.as_ref())
         && p == path
         && *s == st
@@ -149,7 +149,7 @@ fn open_db(
         "GeoIP database loaded"
     );
     if let Some(st) = before {
-        last = LAST_DB.lock().unwrap_or_else(|e| e.into_inner());
+        last = LAST_DB.lock();
         *last = Some((
             path.to_path_buf(),
             st,

@@ -545,14 +545,17 @@ pub fn run(
                 let (ci, regional) = input(t).cache_in(cell.region.as_deref());
                 note!(
                     notes,
-                    "{} {s:.3} = {} × proximity {p:.3} + {} × cache {c:.3} (popularity {:.2} {}, ttl {:.2}, purge {:.2}{})",
+                    "{} {s:.3} = {} × proximity {p:.3} + {} × cache {c:.3} (popularity {:.2}, ttl {:.2}, purge {:.2}){}{}",
                     name(t),
                     settings.proximity_weight,
                     settings.cache_weight,
                     ci.popularity,
-                    ci.popularity_from,
                     ci.ttl_factor,
                     ci.purge_ratio,
+                    match ci.popularity_from {
+                        "reported" | "default" => String::new(),
+                        from => format!("; popularity from the {from}"),
+                    },
                     if regional {
                         format!("; {}'s figures", cell.region.as_deref().unwrap_or("?"))
                     } else {
