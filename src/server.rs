@@ -225,7 +225,7 @@ impl Server {
         let (tx, rx) = tokio::sync::mpsc::channel(4096);
         let plan = ProbePlan::from_config(&control.config());
         let probed = plan.jobs.len();
-        let prober = Prober::start(plan, tx)?;
+        let prober = tokio::task::spawn_blocking(move || Prober::start(plan, tx)).await??;
         if probed > 0 {
             info!("probing {probed} target(s)");
         }

@@ -98,3 +98,65 @@ fn a_panicking_tick_is_counted_and_later_ticks_still_run() {
     });
     assert_eq!(panics(), 1);
 }
+
+/// Loading a GeoIP database (a reload that names one) reads the file with no control-plane
+/// lock held and off the async threads: the admin API and TCP DNS answer while it loads.
+#[test]
+fn the_api_and_tcp_dns_answer_while_a_geo_database_loads() {
+    use std::sync::atomic::AtomicUsize;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steerd.toml");
+    std::fs::write(&path, DEMO).unwrap();
+    let shipped =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("geodb/geo-whois-asn-country.mmdb");
+    let with_db = Arc::new(AtomicBool::new(false));
+    let flag = with_db.clone();
+    let srv = TestServer::start_file_clock(
+        &path,
+        false,
+        steerd::clock::SystemClock::shared(),
+        move |cfg| {
+            cfg.alerts = Default::default();
+            if flag.load(Ordering::SeqCst) {
+                cfg.geo.database = Some(shipped.clone());
+            }
+        },
+    );
+    let admin = srv.admin.unwrap();
+    let tcp = srv.tcp;
+    with_db.store(true, Ordering::SeqCst);
+    let reloading = Arc::new(AtomicBool::new(true));
+    let (during_status, during_dns) =
+        (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let watcher = {
+        let (reloading, s, d) = (reloading.clone(), during_status.clone(), during_dns.clone());
+        std::thread::spawn(move || {
+            let http = common::http::Http::new(admin);
+            while reloading.load(Ordering::SeqCst) {
+                let ok = http.get("/v1/status").status == 200;
+                if ok && reloading.load(Ordering::SeqCst) {
+                    s.fetch_add(1, Ordering::SeqCst);
+                }
+                let m = common::tcp(tcp, &query("assets.example.com", RecordType::A, None));
+                if !m.answers.is_empty() && reloading.load(Ordering::SeqCst) {
+                    d.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        })
+    };
+    let http = common::http::Http::new(admin);
+    let r = http.post("/v1/reload", serde_json::json!({}));
+    reloading.store(false, Ordering::SeqCst);
+    watcher.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.text);
+    let db = srv.server.as_ref().unwrap().control().geo();
+    assert!(db.db.is_some(), "the database was loaded");
+    // The load takes seconds in a debug build: answers kept coming all along (a blocked API
+    // gets at most the few requests made before the load began).
+    assert!(
+        during_status.load(Ordering::SeqCst) >= 50 && during_dns.load(Ordering::SeqCst) >= 50,
+        "answered while the database loaded: {} status, {} TCP DNS",
+        during_status.load(Ordering::SeqCst),
+        during_dns.load(Ordering::SeqCst)
+    );
+}

@@ -612,7 +612,45 @@ fn override_json(o: &crate::health::state::Override) -> Value {
     })
 }
 
-fn target_json(api: &Api, cfg: &ValidConfig, t: &crate::config::Target, config: Value) -> Value {
+/// What every view of one request reads from the control plane, gathered once (building the
+/// policy inputs walks every target's windows).
+struct Views {
+    inputs: crate::policy::PolicyInputs,
+    geo: Arc<crate::geo::GeoData>,
+    memory: crate::policy::chain::Memory,
+}
+
+impl Views {
+    fn now(api: &Api) -> Self {
+        Views {
+            inputs: api.control.inputs(),
+            geo: api.control.geo(),
+            memory: api.control.memory(),
+        }
+    }
+}
+
+/// Build a response on a blocking thread: views walk windows and run the policy chain, which
+/// must not hold up the async threads (they serve TCP DNS and the rest of the API too).
+async fn view(api: &Arc<Api>, f: impl FnOnce(&Api) -> ApiResult + Send + 'static) -> ApiResult {
+    let api = api.clone();
+    tokio::task::spawn_blocking(move || f(&api))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("view failed: {e}"),
+            )
+        })?
+}
+
+fn target_json(
+    api: &Api,
+    views: &Views,
+    cfg: &ValidConfig,
+    t: &crate::config::Target,
+    config: Value,
+) -> Value {
     let clock = api.control.now();
     let now = clock.mono_ms;
     let name = t.name.as_str();
@@ -689,16 +727,20 @@ fn target_json(api: &Api, cfg: &ValidConfig, t: &crate::config::Target, config: 
         })),
         "usage": usage.map(|u| json!({"spend_usd": u.spend_usd, "bytes": u.bytes, "as_of": u.as_of_ms / 1000})),
         "cache_metrics": cache,
-        "cache": cache_json(api, name, cfg),
+        "cache": cache_json(api, &views.inputs, name, cfg),
         "config": config,
     })
 }
 
 /// The cache-aware inputs of a target as the next compile sees them, and its reports with
 /// whether they still count (reports older than 5 minutes do not).
-fn cache_json(api: &Api, name: &str, cfg: &ValidConfig) -> Value {
+fn cache_json(
+    api: &Api,
+    inputs: &crate::policy::PolicyInputs,
+    name: &str,
+    cfg: &ValidConfig,
+) -> Value {
     let (all, regions) = api.control.cache_reports(name);
-    let inputs = api.control.inputs();
     let i = cfg.targets.iter().position(|t| t.name == name);
     let input = i.and_then(|i| inputs.targets.get(i));
     let score = |c: &crate::policy::chain::CacheInputs| {
@@ -727,14 +769,13 @@ fn cache_json(api: &Api, name: &str, cfg: &ValidConfig) -> Value {
 
 fn service_json(
     api: &Api,
+    views: &Views,
     cfg: &ValidConfig,
     svc: &crate::config::Service,
     config: Value,
 ) -> Value {
-    let inputs = api.control.inputs();
-    let geo = api.control.geo();
-    let memory = api.control.memory();
-    let cells = crate::policy::cell_answers(cfg, &geo, &inputs, &memory, &svc.name);
+    let cells =
+        crate::policy::cell_answers(cfg, &views.geo, &views.inputs, &views.memory, &svc.name);
     let table = api.control.table().load();
     json!({
         "name": svc.name.to_string(),
@@ -802,40 +843,48 @@ fn config_json(api: &Api) -> (Value, u64) {
 }
 
 async fn list_targets(State(api): State<Arc<Api>>) -> ApiResult {
-    let cfg = api.control.config();
-    let (doc, version) = config_json(&api);
-    let list: Vec<Value> = cfg
-        .targets
-        .iter()
-        .map(|t| {
-            let c = json_find(json_list(&doc, "targets"), "name", &t.name, false)
-                .cloned()
-                .unwrap_or(Value::Null);
-            target_json(&api, &cfg, t, c)
-        })
-        .collect();
-    Ok(with_etag(
-        Json(json!({ "targets": list })).into_response(),
-        version,
-    ))
+    view(&api, |api| {
+        let cfg = api.control.config();
+        let (doc, version) = config_json(api);
+        let views = Views::now(api);
+        let list: Vec<Value> = cfg
+            .targets
+            .iter()
+            .map(|t| {
+                let c = json_find(json_list(&doc, "targets"), "name", &t.name, false)
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                target_json(api, &views, &cfg, t, c)
+            })
+            .collect();
+        Ok(with_etag(
+            Json(json!({ "targets": list })).into_response(),
+            version,
+        ))
+    })
+    .await
 }
 
 async fn get_target(State(api): State<Arc<Api>>, Path(name): Path<String>) -> ApiResult {
-    let cfg = api.control.config();
-    let Some(t) = cfg.targets.iter().find(|t| t.name == name) else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no target named \"{name}\""),
-        ));
-    };
-    let (doc, version) = config_json(&api);
-    let c = json_find(json_list(&doc, "targets"), "name", &name, false)
-        .cloned()
-        .unwrap_or(Value::Null);
-    Ok(with_etag(
-        Json(target_json(&api, &cfg, t, c)).into_response(),
-        version,
-    ))
+    view(&api, move |api| {
+        let cfg = api.control.config();
+        let Some(t) = cfg.targets.iter().find(|t| t.name == name) else {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no target named \"{name}\""),
+            ));
+        };
+        let (doc, version) = config_json(api);
+        let c = json_find(json_list(&doc, "targets"), "name", &name, false)
+            .cloned()
+            .unwrap_or(Value::Null);
+        let views = Views::now(api);
+        Ok(with_etag(
+            Json(target_json(api, &views, &cfg, t, c)).into_response(),
+            version,
+        ))
+    })
+    .await
 }
 
 async fn put_target(
@@ -1309,49 +1358,57 @@ async fn put_cache_metrics(
 }
 
 async fn list_services(State(api): State<Arc<Api>>) -> ApiResult {
-    let cfg = api.control.config();
-    let (doc, version) = config_json(&api);
-    let list: Vec<Value> = cfg
-        .services
-        .iter()
-        .map(|s| {
-            let c = json_find(
-                json_list(&doc, "services"),
-                "name",
-                &s.name.to_string(),
-                true,
-            )
-            .cloned()
-            .unwrap_or(Value::Null);
-            service_json(&api, &cfg, s, c)
-        })
-        .collect();
-    Ok(with_etag(
-        Json(json!({ "services": list })).into_response(),
-        version,
-    ))
+    view(&api, |api| {
+        let cfg = api.control.config();
+        let (doc, version) = config_json(api);
+        let views = Views::now(api);
+        let list: Vec<Value> = cfg
+            .services
+            .iter()
+            .map(|s| {
+                let c = json_find(
+                    json_list(&doc, "services"),
+                    "name",
+                    &s.name.to_string(),
+                    true,
+                )
+                .cloned()
+                .unwrap_or(Value::Null);
+                service_json(api, &views, &cfg, s, c)
+            })
+            .collect();
+        Ok(with_etag(
+            Json(json!({ "services": list })).into_response(),
+            version,
+        ))
+    })
+    .await
 }
 
 async fn get_service(State(api): State<Arc<Api>>, Path(name): Path<String>) -> ApiResult {
-    let cfg = api.control.config();
-    let Some(s) = cfg
-        .services
-        .iter()
-        .find(|s| same_name(&s.name.to_string(), &name))
-    else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no service named \"{name}\""),
-        ));
-    };
-    let (doc, version) = config_json(&api);
-    let c = json_find(json_list(&doc, "services"), "name", &name, true)
-        .cloned()
-        .unwrap_or(Value::Null);
-    Ok(with_etag(
-        Json(service_json(&api, &cfg, s, c)).into_response(),
-        version,
-    ))
+    view(&api, move |api| {
+        let cfg = api.control.config();
+        let Some(s) = cfg
+            .services
+            .iter()
+            .find(|s| same_name(&s.name.to_string(), &name))
+        else {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no service named \"{name}\""),
+            ));
+        };
+        let (doc, version) = config_json(api);
+        let c = json_find(json_list(&doc, "services"), "name", &name, true)
+            .cloned()
+            .unwrap_or(Value::Null);
+        let views = Views::now(api);
+        Ok(with_etag(
+            Json(service_json(api, &views, &cfg, s, c)).into_response(),
+            version,
+        ))
+    })
+    .await
 }
 
 async fn put_service(
@@ -1647,6 +1704,21 @@ async fn resolve(State(api): State<Arc<Api>>, Query(q): Query<ResolveQuery>) -> 
         )
     })?;
     name.set_fqdn(true);
+    let client_text = q.client.clone();
+    view(&api, move |api| {
+        resolve_view(api, client, client_text, name, qtype)
+    })
+    .await
+}
+
+/// `GET /v1/resolve`'s answer and explain trace (runs the policy chain: blocking).
+fn resolve_view(
+    api: &Api,
+    client: crate::resolve::ClientSpec,
+    client_text: String,
+    name: hickory_proto::rr::Name,
+    qtype: hickory_proto::rr::RecordType,
+) -> ApiResult {
     let table = api.control.table().load();
     let geo = api.control.geo();
     let r = crate::resolve::resolve(&table, &geo, client, &name, qtype);
@@ -1671,7 +1743,7 @@ async fn resolve(State(api): State<Arc<Api>>, Query(q): Query<ResolveQuery>) -> 
     Ok(Json(json!({
         "name": r.name.to_string(),
         "type": r.qtype.to_string(),
-        "client": q.client,
+        "client": client_text,
         "located_by": r.located_by,
         "location": {
             "country": r.location.country.map(|_| r.location.country_str().to_string()),
@@ -2003,6 +2075,19 @@ async fn openapi() -> Response {
 }
 
 async fn metrics(State(api): State<Arc<Api>>) -> Response {
+    let a = api.clone();
+    match tokio::task::spawn_blocking(move || metrics_text(&a)).await {
+        Ok(r) => r,
+        Err(e) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("metrics failed: {e}"),
+        )
+        .into_response(),
+    }
+}
+
+/// The exposition text of every metric family (walks every target's windows: blocking).
+fn metrics_text(api: &Api) -> Response {
     let mut families = api.control.metrics().gather();
     families.extend(api.control.gauges().collect());
     for src in &api.metrics_sources {

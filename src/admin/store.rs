@@ -6,7 +6,9 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use toml_edit::DocumentMut;
 
@@ -107,6 +109,7 @@ impl std::fmt::Display for StoreError {
     }
 }
 
+#[derive(Clone)]
 struct Inner {
     path: Option<PathBuf>,
     text: Option<String>,
@@ -127,7 +130,13 @@ fn parse(text: &str, source: &str, path: Option<&Path>) -> Result<ValidConfig, V
 }
 
 /// The configuration text in force and its version; one write at a time.
+///
+/// Two locks: `writing` serializes writes and reloads from start to end (file I/O and fsync
+/// included; only writers, on blocking threads, ever wait for it), `inner` guards the text and
+/// version in force and is only held to read or replace them, never across I/O, so reads
+/// (`GET /v1/config`, ETags) never wait for a write's fsync.
 pub struct ConfigStore {
+    writing: Mutex<()>,
     inner: Mutex<Inner>,
     adjust: Adjust,
 }
@@ -152,6 +161,7 @@ impl ConfigStore {
             Some(geo_inputs(&cfg))
         });
         Self {
+            writing: Mutex::new(()),
             inner: Mutex::new(Inner {
                 path: source.path,
                 text: source.text,
@@ -176,22 +186,22 @@ impl ConfigStore {
     }
 
     pub fn version(&self) -> u64 {
-        self.inner.lock().unwrap().version
+        self.inner.lock().version
     }
 
     pub fn path(&self) -> Option<PathBuf> {
-        self.inner.lock().unwrap().path.clone()
+        self.inner.lock().path.clone()
     }
 
     /// The configuration text in force and its version, read together.
     pub fn snapshot(&self) -> (Option<String>, u64) {
-        let inner = self.inner.lock().unwrap();
+        let inner = self.inner.lock();
         (inner.text.clone(), inner.version)
     }
 
     /// The configuration text in force.
     pub fn text(&self) -> Option<String> {
-        self.inner.lock().unwrap().text.clone()
+        self.inner.lock().text.clone()
     }
 
     /// The configuration in force as a TOML document (for reads of the config form).
@@ -207,7 +217,9 @@ impl ConfigStore {
         edit: impl FnOnce(&mut DocumentMut) -> Result<T, StoreError>,
         mut apply: impl FnMut(ValidConfig) -> Result<u64, String>,
     ) -> Result<(Written, T), StoreError> {
-        let mut inner = self.inner.lock().unwrap();
+        let _writing = self.writing.lock();
+        // What is in force now (only this writer changes it until it is done).
+        let inner = self.inner.lock().clone();
         if let Some(e) = expected
             && e != inner.version
         {
@@ -312,9 +324,12 @@ impl ConfigStore {
             }
             None => false,
         };
-        inner.text = Some(new_text);
-        inner.version = version;
-        inner.geo = Some(geo);
+        *self.inner.lock() = Inner {
+            text: Some(new_text),
+            version,
+            geo: Some(geo),
+            ..inner
+        };
         Ok((
             Written {
                 version,
@@ -330,7 +345,8 @@ impl ConfigStore {
         &self,
         mut apply: impl FnMut(ValidConfig) -> Result<u64, String>,
     ) -> Result<Written, StoreError> {
-        let mut inner = self.inner.lock().unwrap();
+        let _writing = self.writing.lock();
+        let inner = self.inner.lock().clone();
         let Some(path) = inner.path.clone() else {
             return Err(StoreError::Conflict(
                 "this server was not started from a configuration file: nothing to reload".into(),
@@ -358,9 +374,12 @@ impl ConfigStore {
         }
         cfg.version = version;
         let generation = apply(cfg).map_err(StoreError::Internal)?;
-        inner.text = Some(text);
-        inner.version = version;
-        inner.geo = Some(geo);
+        *self.inner.lock() = Inner {
+            text: Some(text),
+            version,
+            geo: Some(geo),
+            ..inner
+        };
         Ok(Written {
             version,
             generation,
