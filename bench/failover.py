@@ -114,6 +114,7 @@ def wait_for(pred, timeout, step=0.05):
 CONFIG = """
 [server]
 dns_listen = ["127.0.0.1:{dns}"]
+admin_listen = "127.0.0.1:{admin}"
 [geo]
 database = ""
 [probe]
@@ -150,23 +151,39 @@ targets = [{{ target = "cdn-a" }}, {{ target = "cdn-b" }}]
 """
 
 
+def start(mode, tmp, r):
+    """Fake CDNs and steerd on fresh ports; retried when a port picked turns out to be taken."""
+    for attempt in range(3):
+        pa, pb, dns = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
+        cdn_a, cdn_b = start_cdn(pa, "cdn-a"), start_cdn(pb, "cdn-b")
+        cfg = os.path.join(tmp, f"{mode}-{r}.toml")
+        with open(cfg, "w") as f:
+            f.write(CONFIG.format(dns=dns, pa=pa, pb=pb, admin=free_port(), probe=PROBE,
+                                  health=HEALTH))
+        log = os.path.join(tmp, f"{mode}-{r}.log")
+        env = dict(os.environ, RUST_LOG="info,hickory_server=warn")
+        steerd = subprocess.Popen(
+            [STEERD, "--log-format", "json", "serve", "--config", cfg],
+            stderr=open(log, "w"),
+            stdout=subprocess.DEVNULL,
+            env=env,
+        )
+        if wait_for(lambda: dig(dns) or steerd.poll() is not None, 10) and steerd.poll() is None:
+            return pa, dns, cdn_a, cdn_b, steerd, log
+        steerd.kill()
+        steerd.wait()
+        for p in (cdn_a, cdn_b):
+            p.kill()
+            p.wait()
+        with open(log) as f:
+            print(f"{mode} round {r}: steerd did not start (attempt {attempt + 1}): "
+                  f"{f.read()[-400:]}", file=sys.stderr, flush=True)
+    sys.exit("steerd did not start")
+
+
 def one_round(mode, tmp, r):
-    pa, pb, dns = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
-    cdn_a, cdn_b = start_cdn(pa, "cdn-a"), start_cdn(pb, "cdn-b")
-    cfg = os.path.join(tmp, f"{mode}-{r}.toml")
-    with open(cfg, "w") as f:
-        f.write(CONFIG.format(dns=dns, pa=pa, pb=pb, probe=PROBE, health=HEALTH))
-    log = os.path.join(tmp, f"{mode}-{r}.log")
-    env = dict(os.environ, RUST_LOG="info,hickory_server=warn")
-    steerd = subprocess.Popen(
-        [STEERD, "--log-format", "json", "serve", "--config", cfg],
-        stderr=open(log, "w"),
-        stdout=subprocess.DEVNULL,
-        env=env,
-    )
+    pa, dns, cdn_a, cdn_b, steerd, log = start(mode, tmp, r)
     try:
-        if not wait_for(lambda: dig(dns), 10):
-            sys.exit(f"steerd did not answer; see {log}")
         before = dig(dns)
         # Every check has run (a lone new target is checked within about a second), then the
         # failure lands at a random point of the check interval.
