@@ -226,6 +226,7 @@ impl Server {
         let plan = ProbePlan::from_config(&control.config());
         let probed = plan.jobs.len();
         let prober = tokio::task::spawn_blocking(move || Prober::start(plan, tx)).await??;
+        let probe_metrics = prober.metrics();
         if probed > 0 {
             info!("probing {probed} target(s)");
         }
@@ -248,7 +249,8 @@ impl Server {
                 let a = applier.clone();
                 let apply: crate::admin::Apply =
                     Arc::new(move |cfg| a.apply(cfg).map(|t| t.generation));
-                let sources = metrics_sources(&control, &alerter);
+                let mut sources = metrics_sources(&control, &alerter);
+                sources.push(Arc::new(move || probe_metrics.gather()));
                 let api = Api::new(
                     control.clone(),
                     store.clone(),

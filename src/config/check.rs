@@ -15,6 +15,8 @@ const DEFAULT_TIMEOUT: f64 = 2.0;
 const DEFAULT_JITTER: f64 = 0.1;
 const DEFAULT_CONFIRM: u32 = 3;
 const DEFAULT_CONFIRM_GAP: f64 = 0.1;
+const DEFAULT_HEARTBEAT: f64 = 1.0;
+const MIN_HEARTBEAT: f64 = 0.1;
 const DEFAULT_CERT_WARNING_DAYS: u32 = 14;
 const DEFAULT_CONCURRENCY: u64 = 64;
 const DEFAULT_MAX_BYTES: u64 = 1 << 20;
@@ -59,6 +61,9 @@ pub struct Timing {
     pub confirm_gap: Duration,
     /// Keep the connection open between checks; its closing triggers a check at once.
     pub watch: bool,
+    /// Between checks, ask on the kept connection this often whether the edge still answers
+    /// (zero: never).
+    pub heartbeat: Duration,
 }
 
 impl Default for Timing {
@@ -70,6 +75,7 @@ impl Default for Timing {
             confirm: DEFAULT_CONFIRM,
             confirm_gap: Duration::from_secs_f64(DEFAULT_CONFIRM_GAP),
             watch: true,
+            heartbeat: Duration::from_secs_f64(DEFAULT_HEARTBEAT),
         }
     }
 }
@@ -219,6 +225,7 @@ fn timing(
     confirm: Option<u32>,
     confirm_gap: Option<f64>,
     watch: Option<bool>,
+    heartbeat: Option<f64>,
     f: &str,
     issues: &mut Issues,
 ) -> Timing {
@@ -261,6 +268,13 @@ fn timing(
     if let Some(w) = watch {
         t.watch = w;
     }
+    if let Some(h) = heartbeat {
+        if h == 0.0 {
+            t.heartbeat = Duration::ZERO;
+        } else if let Some(d) = seconds(h, &format!("{f}.heartbeat"), MIN_HEARTBEAT, issues) {
+            t.heartbeat = d;
+        }
+    }
     t
 }
 
@@ -296,6 +310,7 @@ pub(super) fn validate_probe(p: &ProbeConfig, ctx: &Context, issues: &mut Issues
         p.confirm,
         p.confirm_gap,
         p.watch,
+        p.heartbeat,
         "probe",
         issues,
     );
@@ -484,6 +499,7 @@ pub(super) fn validate_check(
         c.confirm,
         c.confirm_gap,
         c.watch,
+        c.heartbeat,
         f,
         issues,
     );
