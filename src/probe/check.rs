@@ -172,7 +172,9 @@ impl RunResult {
         RunResult {
             target: target.clone(),
             started_ms,
-            started: Instant::now().checked_sub(total).unwrap_or_else(Instant::now),
+            started: Instant::now()
+                .checked_sub(total)
+                .unwrap_or_else(Instant::now),
             total,
             levels: run.levels,
         }
