@@ -115,7 +115,6 @@ fn killing_the_primary_moves_the_answer_and_it_returns_after_the_recovery_window
 
     // Kill the primary: the answer moves to the secondary.
     std::thread::sleep(Duration::from_millis(1100)); // let the kept connection age (watch)
-    let killed = Instant::now();
     rt.block_on(a.kill());
     let moved = wait_for(Duration::from_secs(10), || {
         answer(&server, "www.example.com").is_ok_and(|(t, _)| t == "edge.cdn-b.example.net.")
