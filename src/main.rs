@@ -202,6 +202,17 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             eprintln!("warning: {line}");
         }
     }
+    let notes: Vec<ConfigIssue> = cfg
+        .health
+        .notes()
+        .into_iter()
+        .map(|(field, text)| issue(field, text))
+        .collect();
+    if !notes.is_empty() {
+        for line in config_error(file, &text, notes).to_string().lines() {
+            eprintln!("note: {line}");
+        }
+    }
     println!("{}: OK: {}", file.display(), cfg.summary());
     ExitCode::SUCCESS
 }

@@ -590,3 +590,26 @@ fn sighup_reload_errors_name_the_file_the_line_and_the_field() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Recovery rules shorter than their fail windows are explained by check-config (a note with
+/// file, line and field), and accepted: hysteresis holds whatever the combination.
+#[test]
+fn check_config_explains_recoveries_shorter_than_the_fail_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steerd.toml");
+    let text = demo_without_checks().replace(
+        "[[zones]]",
+        "[health]\nrecover_for = 20\navailability_recover_for = 20\nmin_dwell = 5\n\n[[zones]]",
+    );
+    assert!(text.contains("availability_recover_for = 20"));
+    std::fs::write(&path, &text).unwrap();
+    let file = path.to_str().unwrap();
+    let (ok, out, err) = steerd_in(dir.path(), &["check-config", file]);
+    assert!(ok, "{err}");
+    assert!(out.contains("OK"), "{out}");
+    let line = line_with(&text, "availability_recover_for = 20");
+    let want =
+        format!("note: {file}:{line}: health.availability_recover_for: a target can recover 20s");
+    assert!(err.contains(&want), "{err}");
+    assert!(err.contains("cannot fail it again"), "{err}");
+}

@@ -416,6 +416,53 @@ impl Default for Thresholds {
 }
 
 impl Thresholds {
+    /// Combinations worth explaining (not errors), as (config field, text): a recovery that
+    /// can complete before its fail rule's window has forgotten the outage. Hysteresis holds
+    /// anyway (see [`TargetMachine::judged_until`]); the note says how.
+    pub fn notes(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let e = &self.error_rate;
+        let a = &self.availability;
+        let rules = [
+            (
+                "health.recover_for",
+                "error rate",
+                e.recover_for,
+                e.recover_window,
+                e.window,
+                format!("{} checks", e.min_samples),
+            ),
+            (
+                "health.availability_recover_for",
+                "availability",
+                a.recover_for,
+                a.recover_window,
+                a.window,
+                format!(
+                    "{} checks and {} of known time",
+                    a.min_samples,
+                    hms(a.window.duration() / 5)
+                ),
+            ),
+        ];
+        for (field, what, recover_for, recover_window, window, needs) in rules {
+            if recover_for + recover_window.duration() < window.duration() {
+                out.push((
+                    field,
+                    format!(
+                        "a target can recover {} after its {what} is clean over {recover_window}, \
+                         while the {what} fail rule reads {window}: after a recovery that rule \
+                         judges only what came after it (it needs {needs} from then on before \
+                         it can fail the target again), so the outage it recovered from cannot \
+                         fail it again",
+                        hms(recover_for)
+                    ),
+                ));
+            }
+        }
+        out
+    }
+
     /// Problems with the values, one message each (empty: fine).
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -1837,6 +1884,22 @@ mod tests {
             "recovered: error rate < 1 % for 10m1s, p95 < 500 ms for 11m0s, \
              availability > 99.9 % for 10m0s"
         );
+    }
+
+    #[test]
+    fn notes_explain_recoveries_shorter_than_the_fail_windows() {
+        assert!(Thresholds::default().notes().is_empty());
+        let mut th = Thresholds::default();
+        th.availability.recover_for = Duration::from_secs(20);
+        let notes = th.notes();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert_eq!(notes[0].0, "health.availability_recover_for");
+        assert!(
+            notes[0]
+                .1
+                .contains("recover 20s after its availability is clean over 1m")
+        );
+        assert!(notes[0].1.contains("reads 5m"), "{}", notes[0].1);
     }
 
     /// The reported flap: short recovery windows (20 s) under a 5-minute availability fail
