@@ -360,7 +360,8 @@ routing_key = "R0UT1NGKEY0123456789abcdef012345"
             "dedup_key": "steerd/target-health/target/cdn-a",
         })
     );
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Every event reached the sink in order: with its queue empty, nothing more can come.
+    wait_for("queue drained", || stats(&a, "pd").queued == 0).await;
     assert_eq!(rx.count(), 2, "the informational event was sent");
 }
 
@@ -410,7 +411,8 @@ url = "{}"
     assert_eq!(resolved[0]["labels"], labels);
     assert_eq!(resolved[0]["startsAt"], "2023-11-14T22:13:21.000Z");
     assert_eq!(resolved[0]["endsAt"], "2023-11-14T22:13:23.000Z");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Every event reached the sink in order: with its queue empty, nothing more can come.
+    wait_for("queue drained", || stats(&a, "am").queued == 0).await;
     assert_eq!(rx.count(), 2, "the informational event was sent");
 }
 
@@ -656,7 +658,8 @@ min_severity = "critical"
     // Recovery comes with failover (its resolve), whatever its severity.
     a.send(&recovery(4));
     wait_for("2 posts", || rx.count() >= 2).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Every event reached the sink in order: with its queue empty, nothing more can come.
+    wait_for("queue drained", || stats(&a, "ops").queued == 0).await;
     assert_eq!(ids(&rx.reqs()), vec![3, 4]);
 }
 
