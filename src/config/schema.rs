@@ -79,7 +79,7 @@ pub struct OverrideConfig {
     pub set_at: Option<u64>,
 }
 
-/// Health thresholds (DESIGN §5); every key optional, defaults = the seed policy.
+/// Health thresholds; every key optional, defaults = the seed policy.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct HealthConfig {

@@ -6,7 +6,7 @@
 //! (`mono_ms`); an override's `until_ms` is wall time (an operator's clock); reasons show wall
 //! times. A plain `u64` converts to a `Now` with both clocks at that reading.
 //!
-//! # Rules (defaults are the seed policy, DESIGN.md §5; everything is in [`Thresholds`])
+//! # Rules (defaults are the design's failover policy; everything is in [`Thresholds`])
 //!
 //! Fail rules (any one tripping takes the target Down):
 //! - error rate: the Wilson score lower bound (z = 1.96) of failures / count over 1m is above

@@ -1,4 +1,4 @@
-//! Cost model for the cost-cap policy step (DESIGN §6): per target, the spend so far this calendar
+//! Cost model for the cost-cap policy step: per target, the spend so far this calendar
 //! month, its projection to month end, and whether that projection is over the target's cap or
 //! under its commit.
 //!
