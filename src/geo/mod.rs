@@ -99,7 +99,7 @@ pub struct GeoData {
     /// Merged CIDR blocks already built on this partition, by (choice per location, service
     /// nets): the control loop recompiles every second, and rebuilding blocks from hundreds of
     /// thousands of ranges each time would cost more than everything else.
-    pub block_cache: std::sync::Mutex<BlockCacheMap>,
+    pub block_cache: parking_lot::Mutex<BlockCacheMap>,
 }
 
 /// See [`GeoData::block_cache`].

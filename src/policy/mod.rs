@@ -623,7 +623,7 @@ fn blocks_for(
         return b.clone();
     }
     // Blocks built by an earlier compile on the same geo data.
-    let shared = geo.block_cache.lock().unwrap().get(&key).cloned();
+    let shared = geo.block_cache.lock().get(&key).cloned();
     if let Some(b) = shared {
         cache.insert(key, b.clone());
         return b;
@@ -634,7 +634,7 @@ fn blocks_for(
         &key.1,
     ));
     {
-        let mut shared = geo.block_cache.lock().unwrap();
+        let mut shared = geo.block_cache.lock();
         if shared.len() >= 4096 {
             shared.clear();
         }

@@ -4,8 +4,9 @@
 //! local reason (this machine out of descriptors, buffers, memory or ports) is a
 //! [`Outcome::Local`], which is no observation of the target.
 
+use parking_lot::Mutex;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -317,7 +318,7 @@ impl Checker {
         servers: &[SocketAddr],
         timeout: Duration,
     ) -> Result<WatchedResolver, Failure> {
-        let mut map = self.resolvers.lock().expect("resolver map");
+        let mut map = self.resolvers.lock();
         if let Some(r) = map.get(servers) {
             return Ok(r.clone());
         }

@@ -3,11 +3,12 @@
 //! observation: no failed check, no confirmation, no down. It is counted
 //! (`steerd_probe_local_errors_total`) and logged, at most one line per [`LOG_EVERY`].
 
+use parking_lot::Mutex;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hickory_net::runtime::RuntimeProvider;
@@ -126,7 +127,7 @@ pub struct Seen {
 impl Seen {
     fn note(&self, e: &std::io::Error) {
         if let Some(l) = LocalError::of_io(e) {
-            *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(l);
+            *self.last.lock() = Some(l);
             self.count.fetch_add(1, Ordering::SeqCst);
         }
     }
@@ -139,7 +140,7 @@ impl Seen {
     /// The last local error, if there was one since `mark`.
     pub fn since(&self, mark: u64) -> Option<LocalError> {
         if self.count.load(Ordering::SeqCst) > mark {
-            *self.last.lock().unwrap_or_else(|e| e.into_inner())
+            *self.last.lock()
         } else {
             None
         }
@@ -244,7 +245,7 @@ impl ProbeMetrics {
         self.local_errors
             .with_label_values(&[target, level, error.name()])
             .inc();
-        let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        let mut log = self.log.lock();
         let now = Instant::now();
         if log.last.is_some_and(|t| now.duration_since(t) < LOG_EVERY) {
             log.suppressed += 1;
@@ -330,7 +331,7 @@ mod tests {
         assert_eq!(m.local_errors("a", "dns", LocalError::Ports), 1);
         assert_eq!(m.local_errors("b", "tcp", LocalError::ProcessFiles), 0);
         // One line logged, three suppressed.
-        assert_eq!(m.log.lock().unwrap().suppressed, 3);
+        assert_eq!(m.log.lock().suppressed, 3);
         let fams = m.gather();
         assert_eq!(fams[0].name(), "steerd_probe_local_errors_total");
     }

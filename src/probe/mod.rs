@@ -30,8 +30,9 @@ pub mod check;
 pub mod local;
 pub mod tls;
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
@@ -152,12 +153,7 @@ impl Prober {
 
     /// Targets whose checks are running.
     pub fn running(&self) -> Vec<String> {
-        self.running
-            .lock()
-            .expect("running map")
-            .keys()
-            .map(|k| k.to_string())
-            .collect()
+        self.running.lock().keys().map(|k| k.to_string()).collect()
     }
 
     /// The prober's own metrics (local errors).
@@ -265,7 +261,7 @@ impl Scheduler {
             debug!(target_name = %name, "check started");
             self.jobs.insert(name, Job { spec, task });
         }
-        *self.running.lock().expect("running map") = self
+        *self.running.lock() = self
             .jobs
             .iter()
             .map(|(k, j)| (k.clone(), j.spec.clone()))
@@ -276,7 +272,7 @@ impl Scheduler {
         for (_, job) in std::mem::take(&mut self.jobs) {
             job.task.abort();
         }
-        self.running.lock().expect("running map").clear();
+        self.running.lock().clear();
     }
 }
 

@@ -1,8 +1,9 @@
 //! TLS level: rustls client configurations (Mozilla roots plus an optional CA file), the
 //! handshake's facts and certificate expiry.
 
+use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 use rustls::pki_types::CertificateDer;
@@ -27,7 +28,7 @@ impl TlsConfigs {
         ca_file: Option<&Path>,
     ) -> Result<TlsConnector, (String, Option<LocalError>)> {
         let key = ca_file.map(Path::to_path_buf);
-        let mut map = self.configs.lock().expect("tls config map");
+        let mut map = self.configs.lock();
         if let Some(c) = map.get(&key) {
             return Ok(c.clone());
         }
