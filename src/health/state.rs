@@ -1428,26 +1428,14 @@ pub fn hms(d: Duration) -> String {
 pub fn fmt_utc(at_ms: u64, ref_ms: u64) -> String {
     let secs = at_ms / 1000;
     let (day, tod) = (secs / 86_400, secs % 86_400);
-    let time = format!("{:02}:{:02}:{:02}", tod / 3600, tod / 60 % 60, tod % 60);
+    let clock = format!("{:02}:{:02}:{:02}", tod / 3600, tod / 60 % 60, tod % 60);
     if day == ref_ms / 1000 / 86_400 {
-        return format!("{time} UTC");
+        return format!("{clock} UTC");
     }
-    let (y, m, d) = civil_from_days(day as i64);
-    format!("{y:04}-{m:02}-{d:02} {time} UTC")
-}
-
-/// (year, month, day) of a day number since 1970-01-01 (H. Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    let date = time::OffsetDateTime::from_unix_timestamp(day as i64 * 86_400)
+        .map_or(time::OffsetDateTime::UNIX_EPOCH.date(), |t| t.date());
+    let (y, m, d) = (date.year(), u8::from(date.month()), date.day());
+    format!("{y:04}-{m:02}-{d:02} {clock} UTC")
 }
 
 #[cfg(test)]

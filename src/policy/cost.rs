@@ -270,17 +270,19 @@ pub struct Month {
 impl Month {
     /// The month containing `t_ms`.
     pub fn containing(t_ms: u64) -> Month {
-        let (year, month, _) = civil_from_days((t_ms / DAY_MS) as i64);
-        let (ny, nm) = if month == 12 {
-            (year + 1, 1)
-        } else {
-            (year, month + 1)
-        };
+        let first = date_of(t_ms)
+            .replace_day(1)
+            .expect("every month has a day 1");
+        let next = first
+            .checked_add(time::Duration::days(i64::from(
+                first.month().length(first.year()),
+            )))
+            .unwrap_or(time::Date::MAX);
         Month {
-            year,
-            month,
-            start_ms: days_from_civil(year, month, 1) as u64 * DAY_MS,
-            end_ms: days_from_civil(ny, nm, 1) as u64 * DAY_MS,
+            year: i64::from(first.year()),
+            month: u32::from(u8::from(first.month())),
+            start_ms: ms_of(first),
+            end_ms: ms_of(next),
         }
     }
 
@@ -297,29 +299,17 @@ impl Month {
     }
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// The UTC date of a Unix millisecond (clamped to the `time` crate's range).
+fn date_of(t_ms: u64) -> time::Date {
+    let secs = i64::try_from(t_ms / 1000).unwrap_or(i64::MAX);
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .date()
 }
 
-/// (year, month 1–12, day 1–31) of a day count since 1970-01-01 (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+/// Unix millisecond of midnight UTC starting `date`.
+fn ms_of(date: time::Date) -> u64 {
+    (date.midnight().assume_utc().unix_timestamp().max(0) as u64) * 1000
 }
 
 /// Spend so far, projection and cap/commit verdicts of one target at `now_ms`.
@@ -532,15 +522,6 @@ mod tests {
         assert_eq!(Month::containing(4_105_123_200 * S).days(), 28);
         assert_eq!(Month::containing(0), Month::containing(DAY_MS * 31 - 1));
         assert_eq!(Month::containing(0).start_ms, 0);
-    }
-
-    #[test]
-    fn civil_round_trip() {
-        for z in -1000..200_000 {
-            let (y, m, d) = civil_from_days(z);
-            assert!((1..=12).contains(&m) && (1..=31).contains(&d));
-            assert_eq!(days_from_civil(y, m, d), z);
-        }
     }
 
     #[test]
