@@ -39,14 +39,9 @@ impl std::str::FromStr for ClientSpec {
         };
         // Like an ECS option: the address is truncated to the prefix. With prefix 0 the query is
         // located by the resolver, so the address stays whole and stands for the resolver.
-        let addr = match (ecs_prefix.filter(|n| *n > 0), addr) {
-            (Some(n), IpAddr::V4(v4)) => IpAddr::V4(
-                (u32::from(v4) & u32::MAX.checked_shl(32 - n as u32).unwrap_or(0)).into(),
-            ),
-            (Some(n), IpAddr::V6(v6)) => IpAddr::V6(
-                (u128::from(v6) & u128::MAX.checked_shl(128 - n as u32).unwrap_or(0)).into(),
-            ),
-            (None, a) => a,
+        let addr = match ecs_prefix.filter(|n| *n > 0) {
+            Some(n) => ipnet::IpNet::new(addr, n).map_or(addr, |net| net.network()),
+            None => addr,
         };
         Ok(Self { addr, ecs_prefix })
     }

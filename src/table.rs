@@ -306,24 +306,14 @@ pub fn client_key(client: IpAddr, prefix_v4: u8, prefix_v6: u8) -> [u8; 17] {
     let mut key = [0u8; 17];
     match client {
         IpAddr::V4(v4) => {
-            let bits = u32::from(v4);
-            let masked = if prefix_v4 == 0 {
-                0
-            } else {
-                bits & (u32::MAX << (32 - prefix_v4 as u32))
-            };
+            let masked = ipnet::Ipv4Net::new(v4, prefix_v4).map_or(v4, |n| n.network());
             key[0] = 4;
-            key[1..5].copy_from_slice(&masked.to_be_bytes());
+            key[1..5].copy_from_slice(&masked.octets());
         }
         IpAddr::V6(v6) => {
-            let bits = u128::from(v6);
-            let masked = if prefix_v6 == 0 {
-                0
-            } else {
-                bits & (u128::MAX << (128 - prefix_v6 as u32))
-            };
+            let masked = ipnet::Ipv6Net::new(v6, prefix_v6).map_or(v6, |n| n.network());
             key[0] = 6;
-            key[1..17].copy_from_slice(&masked.to_be_bytes());
+            key[1..17].copy_from_slice(&masked.octets());
         }
     }
     key
