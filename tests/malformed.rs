@@ -748,3 +748,86 @@ fn oversized_udp_datagram_gets_formerr_and_batching_neighbours_are_answered() {
     }
     assert_still_serving(&srv);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Flags of other opcodes, compression pointers in the question, responses over TCP
+// ---------------------------------------------------------------------------------------------
+
+/// The three ways a query reaches the answer logic: the fast UDP engine (falling back to the
+/// general path), hickory's UDP engine, TCP.
+fn each_path(check: impl Fn(&str, &dyn Fn(&[u8]) -> Option<Vec<u8>>)) {
+    let fast = TestServer::start(DEMO);
+    let hickory = TestServer::start_with(DEMO, |c| {
+        c.server.udp_engine = steerd::config::UdpEngine::Hickory
+    });
+    check("UDP (fast engine)", &|p| raw_udp(fast.udp, p, WAIT));
+    check("UDP (hickory engine)", &|p| raw_udp(hickory.udp, p, WAIT));
+    check("TCP", &|p| raw_tcp(fast.tcp, p, WAIT));
+    assert_still_serving(&fast);
+}
+
+#[test]
+fn other_opcodes_get_notimp_without_rd_and_cd() {
+    each_path(|via, ask| {
+        let mut failures = Vec::new();
+        for opcode in 1u8..16 {
+            let id = 0x6e00 | u16::from(opcode);
+            // RD=1 and CD=1 in the query.
+            let q = raw_msg(
+                id,
+                u16::from_be_bytes([(opcode << 3) | RD, 0x10]),
+                &[question(STATIC, 1)],
+                &[],
+            );
+            let Some(r) = ask(&q) else {
+                failures.push(format!("opcode {opcode}: no answer"));
+                continue;
+            };
+            let what = format!("{via} opcode {opcode}");
+            let rcode = r[3] & 0x0f;
+            if be16(&r, 0) != id || r[2] & QR == 0 || !matches!(rcode, 1 | 4) {
+                failures.push(format!("{what}: want NOTIMP (or FORMERR), got {r:02x?}"));
+            }
+            if r[2] & RD != 0 || r[3] & 0x10 != 0 {
+                failures.push(format!("{what}: RD or CD echoed: {:02x?}", &r[..4]));
+            }
+        }
+        assert_no_failures(&failures, &format!("{via}: opcode cases failing"));
+    });
+}
+
+#[test]
+fn a_compression_pointer_in_the_question_gets_formerr_without_a_question() {
+    // A pointer can only point back into the header (the question starts at byte 12).
+    let cases: [(&str, Vec<u8>); 3] = [
+        ("pointer into the header", with_a_in(&[0xc0, 4])),
+        (
+            "label + pointer into the header",
+            with_a_in(&[3, b'w', b'w', b'w', 0xc0, 5]),
+        ),
+        ("labels + pointer to the root byte", {
+            let mut n = wire("static.example");
+            n.pop();
+            n.extend_from_slice(&[0xc0, 5]);
+            with_a_in(&n)
+        }),
+    ];
+    each_path(|via, ask| {
+        let mut failures = Vec::new();
+        for (i, (what, body)) in cases.iter().enumerate() {
+            let id = 0x7c00 + i as u16;
+            let mut q = hdr(id, RD, 0, 1, 0, 0, 0);
+            q.extend_from_slice(body);
+            match ask(&q) {
+                None => failures.push(format!("{via} {what}: no answer (want FORMERR)")),
+                Some(r) => {
+                    failures.extend(formerr_failure(&r, &q, &format!("{via} {what}")));
+                    if r.len() >= 12 && (be16(&r, 4) != 0 || r.len() != 12) {
+                        failures.push(format!("{via} {what}: question echoed: {r:02x?}"));
+                    }
+                }
+            }
+        }
+        assert_no_failures(&failures, &format!("{via}: pointer cases failing"));
+    });
+}

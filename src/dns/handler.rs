@@ -11,9 +11,9 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::proto::op::{Edns, MessageType, Metadata, OpCode, ResponseCode};
 use hickory_server::proto::rr::Record;
 use hickory_server::proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
-use hickory_server::proto::serialize::binary::BinEncoder;
+use hickory_server::proto::serialize::binary::{BinDecoder, BinEncoder};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
+use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Queries};
 use tracing::debug;
 
 use crate::dns::answer::{self, Pick, Reply};
@@ -38,7 +38,24 @@ impl DnsHandler {
 enum Prepared<'t> {
     /// An error with no records (FORMERR, NOTIMP, BADVERS, REFUSED…).
     Error(ResponseCode),
+    /// An error with no records and no question: the question cannot be echoed as received.
+    Bare(ResponseCode),
     Reply(Reply<'t>),
+}
+
+/// Does the single question's name (from byte 12) use a compression pointer? In a query it can
+/// only point back into the header (hickory allows only backward pointers), and echoing it
+/// verbatim would point into our response's header: FORMERR without a question instead.
+fn question_has_pointer(raw: &[u8]) -> bool {
+    let mut p = 12;
+    while let Some(&l) = raw.get(p) {
+        match l {
+            0 => return false,
+            l if l & 0xc0 == 0xc0 => return true,
+            l => p += 1 + l as usize,
+        }
+    }
+    false
 }
 
 /// The request's answer, and its valid ECS option (echoed in the response) if any.
@@ -54,6 +71,10 @@ fn prepare<'t>(table: &'t RoutingTable, request: &Request) -> (Prepared<'t>, Opt
     let queries = request.queries.queries();
     if queries.len() != 1 {
         return (Prepared::Error(ResponseCode::FormErr), None);
+    }
+    if question_has_pointer(request.as_slice()) {
+        debug!(src = %request.src(), "compression pointer in the question");
+        return (Prepared::Bare(ResponseCode::FormErr), None);
     }
     // RFC 7871 §7.1.1: a malformed ECS option is a FORMERR.
     let ecs = match request.edns {
@@ -101,7 +122,7 @@ fn response_edns(
         if let Some(ecs) = ecs {
             let scope = match prepared {
                 Prepared::Reply(r) => r.scope,
-                Prepared::Error(_) => 0,
+                Prepared::Error(_) | Prepared::Bare(_) => 0,
             };
             e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
                 ecs.addr,
@@ -139,11 +160,19 @@ fn build<'q, 'a>(
     edns: Option<&'q Edns>,
     truncated: bool,
 ) -> Response<'q, 'a> {
-    let builder = MessageResponseBuilder::new(&request.queries, edns);
+    let builder = match prepared {
+        Prepared::Bare(_) => MessageResponseBuilder::new(&NO_QUESTION, edns),
+        _ => MessageResponseBuilder::new(&request.queries, edns),
+    };
     let mut metadata = Metadata::response_from_request(&request.metadata);
+    if metadata.op_code != OpCode::Query {
+        // RD and CD are QUERY's flags (RFC 1035 §4.1.1, RFC 4035 §3.2.2).
+        metadata.recursion_desired = false;
+        metadata.checking_disabled = false;
+    }
     let empty = || -> Box<dyn Iterator<Item = &'a Record> + Send + 'a> { Box::new(iter::empty()) };
     match prepared {
-        Prepared::Error(code) => {
+        Prepared::Error(code) | Prepared::Bare(code) => {
             metadata.response_code = *code;
             builder.build(metadata, empty(), empty(), empty(), empty())
         }
@@ -165,6 +194,11 @@ fn build<'q, 'a>(
     }
 }
 
+/// An empty question section (hickory builds one only by reading zero questions).
+static NO_QUESTION: std::sync::LazyLock<Queries> = std::sync::LazyLock::new(|| {
+    Queries::read(&mut BinDecoder::new(&[]), 0).expect("reading no question cannot fail")
+});
+
 fn boxed<'a>(
     it: impl Iterator<Item = &'a Record> + Send + 'a,
 ) -> Box<dyn Iterator<Item = &'a Record> + Send + 'a> {
@@ -182,7 +216,9 @@ fn encode(response: Response<'_, '_>, max: u16) -> Option<(Vec<u8>, bool)> {
 /// The query-metrics key of a prepared answer.
 fn stats_key(table: &RoutingTable, prepared: &Prepared<'_>, proto: Proto, ecs: bool) -> QueryKey {
     match prepared {
-        Prepared::Error(code) => QueryKey::new(0, 0, rcode_of(*code), proto, ecs),
+        Prepared::Error(code) | Prepared::Bare(code) => {
+            QueryKey::new(0, 0, rcode_of(*code), proto, ecs)
+        }
         Prepared::Reply(r) => r.stats_key(table, proto, ecs),
     }
 }
@@ -209,9 +245,11 @@ pub fn formerr_from_header(raw: &[u8]) -> Option<Vec<u8>> {
     }
     let mut out = vec![0u8; 12];
     out[0..2].copy_from_slice(&raw[0..2]);
-    // QR=1, opcode, RD and CD copied; RCODE=1 (FORMERR).
-    out[2] = 0x80 | (raw[2] & 0x79);
-    out[3] = 0x01 | (raw[3] & 0x10);
+    // QR=1, opcode copied, RCODE=1 (FORMERR); RD and CD copied for QUERY only, the one
+    // opcode that defines them.
+    let query = raw[2] & 0x78 == 0;
+    out[2] = 0x80 | (raw[2] & 0x78) | if query { raw[2] & 0x01 } else { 0 };
+    out[3] = 0x01 | if query { raw[3] & 0x10 } else { 0 };
     Some(out)
 }
 
