@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod alert;
 pub mod config;
+pub mod conns;
 pub mod control;
 pub mod dns;
 pub mod events;
