@@ -377,7 +377,7 @@ pub fn raise_nofile_limit() -> std::io::Result<(u64, u64)> {
         }
         r.rlim_cur = r.rlim_max;
     }
-    Ok((r.rlim_cur as u64, r.rlim_max as u64))
+    Ok((r.rlim_cur, r.rlim_max))
 }
 
 /// The soft RLIMIT_NOFILE.
@@ -387,7 +387,7 @@ pub fn nofile_limit() -> Option<u64> {
         rlim_max: 0,
     };
     // SAFETY: as above.
-    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0).then_some(r.rlim_cur as u64)
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0).then_some(r.rlim_cur)
 }
 
 /// Descriptors open now (Linux: entries of /proc/self/fd).

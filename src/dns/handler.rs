@@ -165,6 +165,15 @@ fn account(table: &RoutingTable, request: &Request, prepared: &Prepared<'_>) -> 
     }
 }
 
+/// Count a served answer (the general answer logic never counts, so explain does not).
+fn count_served(table: &RoutingTable, prep: &Prep<'_>) {
+    if let Prepared::Reply(r) = &prep.prepared
+        && let Some(si) = r.service
+    {
+        table.count_answer(si as usize, r.variant);
+    }
+}
+
 /// The OPT record of our responses: version 0, our maximum UDP payload, the query's DO bit,
 /// the ECS option with our scope and the COOKIE option with our server cookie when the query
 /// had them.
@@ -319,6 +328,9 @@ fn encode_udp(
 ) -> Option<(Vec<u8>, QueryKey)> {
     let mut prep = prepare(table, guard, request, now);
     let slip = limit_udp(table, guard, request, &mut prep, now)?;
+    if !slip {
+        count_served(table, &prep);
+    }
     let key = stats_key(table, &prep.prepared, Proto::Udp, prep.ecs.is_some());
     let edns = response_edns(request, table, &prep);
     let limit = udp_limit(request, table);
@@ -393,6 +405,7 @@ pub fn answer_tcp(
         return None;
     }
     let prep = prepare(table, guard, &request, now);
+    count_served(table, &prep);
     let key = stats_key(table, &prep.prepared, Proto::Tcp, prep.ecs.is_some());
     let edns = response_edns(&request, table, &prep);
     match encode(
@@ -443,6 +456,9 @@ impl RequestHandler for DnsHandler {
                 counts: Default::default(),
             });
         };
+        if !slip {
+            count_served(&table, &prep);
+        }
         let key = stats_key(&table, &prep.prepared, proto, prep.ecs.is_some());
         let edns = response_edns(request, &table, &prep);
         // hickory truncates UDP answers record by record; we prefer an empty TC=1 answer so the
