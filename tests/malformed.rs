@@ -352,6 +352,17 @@ fn short_headers_are_dropped() {
 fn responses_are_never_answered_over_udp() {
     let srv = TestServer::start(DEMO);
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for p in responses() {
+        sock.send_to(&p, srv.udp).unwrap();
+    }
+    if let Some(r) = recv(&sock, SILENCE) {
+        panic!("a packet with QR=1 was answered: {r:02x?}");
+    }
+    assert_still_serving(&srv);
+}
+
+/// The UDP cases of `responses_are_never_answered_over_udp`: messages with QR=1.
+fn responses() -> Vec<Vec<u8>> {
     let mut resp = good_query(0x5151);
     resp[2] |= QR;
     let mut resp_aa = good_query(0x5152);
@@ -368,18 +379,29 @@ fn responses_are_never_answered_over_udp() {
         &[opt_rr(1232, 0, false, &[])],
     );
     let resp_any = raw_msg(0x5156, qr, &[question("example.com", 255)], &[]);
-    for p in [
-        &resp,
-        &resp_aa,
-        &resp_notify,
-        &resp_bad,
-        &resp_edns,
-        &resp_any,
-    ] {
-        sock.send_to(p, srv.udp).unwrap();
-    }
-    if let Some(r) = recv(&sock, SILENCE) {
-        panic!("a packet with QR=1 was answered: {r:02x?}");
+    vec![resp, resp_aa, resp_notify, resp_bad, resp_edns, resp_any]
+}
+
+/// Over TCP a message with QR=1 gets no answer either, and the connection stays open: the
+/// first answer on it is the one to the query sent after the responses (answers come in order).
+#[test]
+fn responses_are_never_answered_over_tcp_and_the_connection_stays_usable() {
+    let srv = TestServer::start(DEMO);
+    let mut s = TcpStream::connect_timeout(&srv.tcp, WAIT).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    for (i, p) in responses().iter().enumerate() {
+        s.write_all(&framed(p)).unwrap();
+        let id = 0x5200 + i as u16;
+        s.write_all(&framed(&good_query(id))).unwrap();
+        match read_framed(&mut s) {
+            Framed::Message(r) if be16(&r, 0) == id => {
+                check_good_answer(&r, id, "TCP query after a response")
+            }
+            other => panic!(
+                "response {:02x?}: want no answer to it and the next query answered, got {other:?}",
+                &p[..4]
+            ),
+        }
     }
     assert_still_serving(&srv);
 }
