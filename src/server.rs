@@ -213,6 +213,7 @@ impl Server {
         let settings = config.server.clone();
         let state_path =
             crate::state::path_for(settings.state_file.as_deref(), source.path.as_deref());
+        let dns_clock = clock.clone();
         let control = tokio::task::spawn_blocking(move || Control::with_clock(config, clock))
             .await?
             .map_err(anyhow::Error::msg)?;
@@ -247,8 +248,13 @@ impl Server {
             );
             (dns, admin)
         };
-        let listeners =
-            DnsListeners::start_with(&settings, control.table().clone(), tcp_limits, &conns)?;
+        let listeners = DnsListeners::start_with(
+            &settings,
+            control.table().clone(),
+            tcp_limits,
+            &conns,
+            dns_clock,
+        )?;
         let watcher = control.spawn_geo_watcher();
         let (tx, rx) = tokio::sync::mpsc::channel(4096);
         let plan = ProbePlan::from_config(&control.config());

@@ -73,12 +73,22 @@ pub struct Now {
 }
 
 impl Now {
+    /// The machine's clocks.
     pub fn read() -> Self {
         Self {
             mono: (crate::dns::stats::monotonic_ns() / 1_000_000_000) as u32,
             unix: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as u32),
+        }
+    }
+
+    /// The server's clock (a test's `ManualClock` decides the limiter's seconds).
+    pub fn of(clock: &crate::clock::SharedClock) -> Self {
+        let n = clock.now();
+        Self {
+            mono: (n.mono_ms / 1000) as u32,
+            unix: (n.wall_ms / 1000) as u32,
         }
     }
 }
@@ -174,10 +184,12 @@ pub struct GuardHandle {
     /// Signs cookies when the environment gives no secret (drawn at start, kept on reload).
     random_secret: [u8; 16],
     stats: Arc<GuardStats>,
+    clock: crate::clock::SharedClock,
 }
 
 impl GuardHandle {
-    pub fn new(settings: &ServerSettings) -> Arc<Self> {
+    /// The guard of `settings`, reading the time from `clock` (the server's).
+    pub fn new(settings: &ServerSettings, clock: crate::clock::SharedClock) -> Arc<Self> {
         let stats = Arc::new(GuardStats::default());
         let random_secret = rand::random();
         let guard = Self::build(settings, None, random_secret, &stats);
@@ -185,7 +197,14 @@ impl GuardHandle {
             current: ArcSwap::from_pointee(guard),
             random_secret,
             stats,
+            clock,
         })
+    }
+
+    /// The time, for one query or one batch.
+    #[inline]
+    pub fn now(&self) -> Now {
+        Now::of(&self.clock)
     }
 
     fn build(

@@ -438,7 +438,7 @@ impl RequestHandler for DnsHandler {
         mut response_handle: R,
     ) -> ResponseInfo {
         let start = Instant::now();
-        let now = Now::read();
+        let now = self.guard.now();
         let table = self.table.load();
         let guard = self.guard.load();
         let udp = request.protocol() == Protocol::Udp;

@@ -17,7 +17,7 @@ use tracing::{debug, info, warn};
 use crate::config::{ServerSettings, UdpEngine};
 use crate::conns::{ConnLimits, Registry, Tracker};
 use crate::dns::fast::{self, FastOutcome};
-use crate::dns::guard::{GuardHandle, Now};
+use crate::dns::guard::GuardHandle;
 use crate::dns::handler::{self, DnsHandler};
 use crate::dns::stats::{self, Proto, QueryKey, QueryStats};
 use crate::dns::tcp::{self, TcpContext};
@@ -94,16 +94,23 @@ impl DnsListeners {
     /// Bind every listen address and start serving, with the TCP limits of `settings`. Must run
     /// inside a tokio runtime.
     pub fn start(settings: &ServerSettings, table: TableHandle) -> anyhow::Result<Self> {
-        Self::start_with(settings, table, settings.tcp, &Registry::default())
+        Self::start_with(
+            settings,
+            table,
+            settings.tcp,
+            &Registry::default(),
+            crate::clock::SystemClock::shared(),
+        )
     }
 
     /// [`DnsListeners::start`], each TCP listener with `tcp_limits` (its connections tracked in
-    /// `registry`).
+    /// `registry`), the rate limiter and cookies reading the time from `clock`.
     pub fn start_with(
         settings: &ServerSettings,
         table: TableHandle,
         tcp_limits: ConnLimits,
         registry: &Registry,
+        clock: crate::clock::SharedClock,
     ) -> anyhow::Result<Self> {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -114,7 +121,7 @@ impl DnsListeners {
             settings.udp_sockets
         };
         let stop = Arc::new(AtomicBool::new(false));
-        let guard = GuardHandle::new(settings);
+        let guard = GuardHandle::new(settings, clock);
         let mut server = Server::new(DnsHandler::new(table.clone(), guard.clone()));
         let (tcp_stop, tcp_stop_rx) = tokio::sync::watch::channel(false);
         let mut tcp_tasks = Vec::new();
@@ -298,7 +305,7 @@ fn udp_worker(sock: UdpSocket, table: TableHandle, guard: Arc<GuardHandle>, stop
             continue;
         }
         let received = stats::monotonic_ns();
-        let now = Now::read();
+        let now = guard.now();
         // One reference count per batch; a reload swaps the guard between batches.
         let g = guard.load_full();
         sends.clear();

@@ -19,7 +19,7 @@ use tokio::time::timeout_at;
 use tracing::debug;
 
 use crate::conns::{self, Closed, Permit, Tracker};
-use crate::dns::guard::{GuardHandle, Now};
+use crate::dns::guard::GuardHandle;
 use crate::dns::handler;
 use crate::table::TableHandle;
 
@@ -139,7 +139,7 @@ async fn connection(mut s: TcpStream, peer: SocketAddr, cx: &TcpContext, permit:
         let answer = {
             let table = cx.table.load();
             let guard = cx.guard.load();
-            handler::answer_tcp(&table, &guard, msg, peer, Now::read()).map(|(resp, key)| {
+            handler::answer_tcp(&table, &guard, msg, peer, cx.guard.now()).map(|(resp, key)| {
                 table.counters.queries.record(key, start.elapsed());
                 resp
             })
