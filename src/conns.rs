@@ -2,14 +2,16 @@
 //! first-message and idle timeouts (enforced by the connection loops), a descriptor budget
 //! that keeps a reserve for the prober, and the `steerd_tcp_*` metrics.
 //!
-//! When a listener is full, a new connection closes the open one that has made no progress
-//! (accepted, or completed a message) for the longest time: idle and half-sent connections go
-//! first, and a flood cannot lock new clients out. Connections over the per-source cap are
+//! When a listener is full, a new connection closes an open one of the source with the most
+//! connections open, the one of them that has made no progress (accepted, or completed a
+//! message) for the longest time: idle and half-sent connections of the heaviest sources go
+//! first, so a flood locks out neither new clients nor a client with a single connection
+//! unless it comes from more sources than the cap. Connections over the per-source cap are
 //! closed at once.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -79,6 +81,8 @@ fn source_key(ip: IpAddr) -> u128 {
 pub struct Conn {
     id: u64,
     source: u128,
+    /// Connections open from its source (shared by them; changed under the state lock).
+    source_open: Arc<AtomicUsize>,
     /// Milliseconds since the listener started at which the connection last made progress.
     progress_ms: AtomicU64,
     evicted: AtomicBool,
@@ -95,7 +99,7 @@ impl Conn {
 #[derive(Default)]
 struct State {
     conns: HashMap<u64, Arc<Conn>>,
-    per_source: HashMap<u128, usize>,
+    per_source: HashMap<u128, Arc<AtomicUsize>>,
     next_id: u64,
     /// Evicted connections whose task has not closed them yet.
     evicting: usize,
@@ -148,11 +152,8 @@ impl Drop for Permit {
     fn drop(&mut self) {
         let mut st = self.tracker.lock();
         st.conns.remove(&self.conn.id);
-        if let Some(n) = st.per_source.get_mut(&self.conn.source) {
-            *n -= 1;
-            if *n == 0 {
-                st.per_source.remove(&self.conn.source);
-            }
+        if self.conn.source_open.fetch_sub(1, Ordering::Relaxed) == 1 {
+            st.per_source.remove(&self.conn.source);
         }
         if self.conn.evicted.load(Ordering::Relaxed) {
             st.evicting -= 1;
@@ -194,7 +195,11 @@ impl Tracker {
         let source = source_key(peer);
         let now = self.now_ms();
         let mut st = self.lock();
-        if st.per_source.get(&source).copied().unwrap_or(0) >= self.limits.per_source {
+        let open_here = st
+            .per_source
+            .get(&source)
+            .map_or(0, |n| n.load(Ordering::Relaxed));
+        if open_here >= self.limits.per_source {
             drop(st);
             self.counters
                 .refused_per_source
@@ -211,7 +216,12 @@ impl Tracker {
                 .conns
                 .values()
                 .filter(|c| !c.evicted.load(Ordering::Relaxed))
-                .min_by_key(|c| c.progress_ms.load(Ordering::Relaxed))
+                .min_by_key(|c| {
+                    (
+                        std::cmp::Reverse(c.source_open.load(Ordering::Relaxed)),
+                        c.progress_ms.load(Ordering::Relaxed),
+                    )
+                })
                 .cloned();
             if let Some(v) = victim {
                 v.evicted.store(true, Ordering::Relaxed);
@@ -220,17 +230,19 @@ impl Tracker {
                 self.counters.closed[Closed::Evicted.index()].fetch_add(1, Ordering::Relaxed);
             }
         }
+        let source_open = st.per_source.entry(source).or_default().clone();
+        source_open.fetch_add(1, Ordering::Relaxed);
         let id = st.next_id;
         st.next_id += 1;
         let conn = Arc::new(Conn {
             id,
             source,
+            source_open,
             progress_ms: AtomicU64::new(now),
             evicted: AtomicBool::new(false),
             evict: tokio::sync::Notify::new(),
         });
         st.conns.insert(id, conn.clone());
-        *st.per_source.entry(source).or_default() += 1;
         drop(st);
         self.counters.accepted.fetch_add(1, Ordering::Relaxed);
         Ok(Permit {
@@ -488,6 +500,32 @@ mod tests {
             None
         );
         drop((p3, p4));
+    }
+
+    #[test]
+    fn a_full_listener_evicts_from_the_source_with_the_most_connections() {
+        let t = Tracker::new("admin", limits(4, 3));
+        let lone: IpAddr = "192.0.2.9".parse().unwrap();
+        let flood: IpAddr = "198.51.100.1".parse().unwrap();
+        // The lone client's connection is the oldest.
+        let old = t.admit(lone).unwrap();
+        std::thread::sleep(Duration::from_millis(3));
+        let f: Vec<Permit> = (0..3).map(|_| t.admit(flood).unwrap()).collect();
+        let _new = t.admit("203.0.113.5".parse().unwrap()).unwrap();
+        assert!(
+            !old.conn().evicted.load(Ordering::Relaxed),
+            "the lone client stays"
+        );
+        let evicted = f
+            .iter()
+            .filter(|p| p.conn().evicted.load(Ordering::Relaxed))
+            .count();
+        assert_eq!(evicted, 1, "one of the flooding source's connections goes");
+        drop(f);
+        assert!(
+            t.lock().per_source.len() == 2,
+            "the flooding source is forgotten"
+        );
     }
 
     #[test]

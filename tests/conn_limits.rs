@@ -282,3 +282,35 @@ fn admin_caps_per_source_and_closes_slow_heads_and_idle_keep_alives() {
     assert_eq!(conn_metric(&m, "closed", "admin", "message_timeout"), 6);
     assert_eq!(conn_metric(&m, "closed", "admin", "idle_timeout"), 1);
 }
+
+/// A full admin listener makes room by closing connections of the sources with the most open,
+/// so an operator's single keep-alive connection (the oldest here) outlives a flood from
+/// sources holding several each.
+#[test]
+fn a_flood_from_a_few_sources_does_not_evict_a_lone_keep_alive_client() {
+    let (srv, _dir) = start(limits(64, 16, 5000, 30000), limits(8, 4, 60_000, 60_000));
+    let admin = srv.admin.unwrap();
+    let mut lone = connect_from("127.0.0.20", admin);
+    lone.set_read_timeout(Some(WAIT)).unwrap();
+    let ask = |s: &mut TcpStream| {
+        s.write_all(b"GET /v1/services HTTP/1.1\r\nHost: steerd\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).unwrap_or(0);
+        buf[..n].starts_with(b"HTTP/1.1 200")
+    };
+    assert!(ask(&mut lone), "first request on the keep-alive connection");
+    // 16 silent connections from 4 sources (4 each): 9 > 8 open, so 8 are evicted.
+    let flood: Vec<TcpStream> = (0..16)
+        .map(|i| connect_from(&format!("127.0.0.{}", 21 + i % 4), admin))
+        .collect();
+    // (The metrics requests' own connections may evict more.)
+    wait_metrics(admin, "8 admin connections evicted", |m| {
+        conn_metric(m, "closed", "admin", "evicted") >= 8
+    });
+    assert!(
+        ask(&mut lone),
+        "the lone client's connection survived the flood"
+    );
+    drop(flood);
+}
