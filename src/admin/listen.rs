@@ -1,6 +1,6 @@
 //! The admin API's accept loop (hyper HTTP/1.1 serving the axum router), with the connection
-//! limits of `[admin]`: a cap per listener (a new connection evicts the one with the oldest
-//! progress) and per source, a header timeout (a request head must be complete within
+//! limits of `[admin]`: a cap per listener (a new connection evicts the least active one of the
+//! busiest source) and per source, a header timeout (a request head must be complete within
 //! `header_timeout` of the connection opening or of its first byte) and an idle timeout
 //! between requests. Request heads are read into a buffer of 64 KiB at most; bodies are
 //! bounded by `admin.max_body`.

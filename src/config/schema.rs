@@ -51,7 +51,7 @@ pub struct AdminConfig {
     /// from; none when serving the embedded demo).
     pub persist: Option<bool>,
     /// Open connections to the admin listener at most (default 64); when full, a new
-    /// connection closes the one that has made no progress for the longest time.
+    /// connection closes the least active one of the source with the most open (`conns`).
     pub max_connections: Option<usize>,
     /// Open connections from one source address (IPv6: one /64) at most (default 16).
     pub max_connections_per_source: Option<usize>,
@@ -336,7 +336,7 @@ pub struct ServerConfig {
     #[serde(default)]
     pub tcp_message_timeout: Option<f64>,
     /// Open TCP connections per DNS listen address at most (default 1024); when full, a new
-    /// connection closes the one that has made no progress for the longest time.
+    /// connection closes the least active one of the source with the most open (`conns`).
     #[serde(default)]
     pub tcp_max_connections: Option<usize>,
     /// Open TCP connections from one source address (IPv6: one /64) per listen address at most

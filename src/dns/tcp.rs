@@ -3,7 +3,7 @@
 //! come) with the general path (`handler::answer_tcp`).
 //!
 //! Each listener's connections are tracked by a [`conns::Tracker`]: a cap per listener (a new
-//! connection evicts the one with the oldest progress) and per source; a query must be
+//! connection evicts the least active one of the busiest source) and per source; a query must be
 //! complete within `first_timeout` of the connection opening or of its first byte, and a
 //! connection waits `idle_timeout` at most for the next query once its answers are sent.
 //! Memory per connection: the bytes of the message being read (it grows with what arrives,
