@@ -208,7 +208,7 @@ targets = [{{ target = "cdn-a" }}]
             let src = |i: usize| [127, 1, (i / 200) as u8, (i % 200 + 1) as u8];
             let open = |i: usize| {
                 let s = connect_from(src(i), dns)?;
-                if i % 2 == 0 {
+                if i.is_multiple_of(2) {
                     let _ = (&s).write_all(&[0, 40, 0, 0, 0, 0, 0, 0]);
                 }
                 s.set_nonblocking(true).ok()?;
