@@ -200,7 +200,8 @@ impl Server {
 
     /// Like [`Server::start_with_source`], with the control plane reading the time from
     /// `clock` (a [`crate::clock::ManualClock`] lets a test run minutes of health time at
-    /// once; the prober's checks still run on the machine's timers).
+    /// once; the DNS rate limiter's seconds and cookie times too; the prober's checks still run
+    /// on the machine's timers).
     pub async fn start_with_clock(
         config: ValidConfig,
         source: ConfigSource,
