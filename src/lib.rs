@@ -8,6 +8,7 @@ pub mod admin;
 pub mod alert;
 pub mod clock;
 pub mod config;
+pub mod conns;
 pub mod control;
 pub mod dns;
 pub mod events;

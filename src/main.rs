@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 const DEFAULT_CONFIG: &str = "config/steerd.toml";
 /// The demo configuration, compiled in: used when the default file is not on disk.
@@ -103,18 +103,11 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// Raise the soft open-files limit to the hard one: the prober keeps a connection per target.
+/// Raise the soft open-files limit to the hard one: the prober keeps a connection per target,
+/// and the TCP listeners' caps are fitted into what is left after `server.fd_reserve`.
 fn raise_nofile_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain getrlimit/setrlimit on a local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
+    if let Err(e) = steerd::conns::raise_nofile_limit() {
+        warn!("cannot raise RLIMIT_NOFILE: {e}");
     }
 }
 

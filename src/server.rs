@@ -41,6 +41,8 @@ struct Applier {
     alerter: Alerter,
     /// The admin API's tokens (from the configuration in force).
     tokens: crate::admin::Tokens,
+    /// The DNS path's rate limiter and cookies.
+    guard: Arc<crate::dns::guard::GuardHandle>,
 }
 
 impl Applier {
@@ -51,7 +53,10 @@ impl Applier {
             || old.udp_sockets != new.udp_sockets
             || old.udp_engine != new.udp_engine
             || old.tcp_idle_timeout != new.tcp_idle_timeout
+            || old.tcp != new.tcp
+            || old.fd_reserve != new.fd_reserve
             || old.admin_listen != new.admin_listen
+            || current.admin.conns != config.admin.conns
         {
             warn!(
                 "listener settings in [server] changed: they take effect after a restart \
@@ -68,8 +73,10 @@ impl Applier {
         let plan = ProbePlan::from_config(&config);
         let alerts = config.alerts.clone();
         let tokens = config.admin.tokens.clone();
+        let server_settings = config.server.clone();
         let compiled = self.control.apply(config)?;
         self.tokens.store(Arc::new(tokens));
+        self.guard.apply(&server_settings);
         {
             // Forget the health data of targets that left the configuration (remote agents'
             // observations of targets this node does not probe are kept).
@@ -193,7 +200,8 @@ impl Server {
 
     /// Like [`Server::start_with_source`], with the control plane reading the time from
     /// `clock` (a [`crate::clock::ManualClock`] lets a test run minutes of health time at
-    /// once; the prober's checks still run on the machine's timers).
+    /// once; the DNS rate limiter's seconds and cookie times too; the prober's checks still run
+    /// on the machine's timers).
     pub async fn start_with_clock(
         config: ValidConfig,
         source: ConfigSource,
@@ -206,6 +214,7 @@ impl Server {
         let settings = config.server.clone();
         let state_path =
             crate::state::path_for(settings.state_file.as_deref(), source.path.as_deref());
+        let dns_clock = clock.clone();
         let control = tokio::task::spawn_blocking(move || Control::with_clock(config, clock))
             .await?
             .map_err(anyhow::Error::msg)?;
@@ -220,7 +229,33 @@ impl Server {
             None => None,
         };
         info!(generation = control.table().load().generation, "{summary}");
-        let listeners = DnsListeners::start(&settings, control.table().clone())?;
+        let conns = crate::conns::Registry::default();
+        let (tcp_limits, admin_limits) = {
+            let mut dns = settings.tcp;
+            let mut admin = control.config().admin.conns;
+            let addrs = settings.dns_listen.len();
+            let udp = addrs
+                * settings
+                    .udp_sockets
+                    .max(std::thread::available_parallelism().map_or(1, |n| n.get()));
+            crate::conns::fit_budget(
+                &conns,
+                &mut [
+                    ("dns", addrs, &mut dns),
+                    ("admin", usize::from(admin_listen.is_some()), &mut admin),
+                ],
+                settings.fd_reserve,
+                udp + addrs + 1,
+            );
+            (dns, admin)
+        };
+        let listeners = DnsListeners::start_with(
+            &settings,
+            control.table().clone(),
+            tcp_limits,
+            &conns,
+            dns_clock,
+        )?;
         let watcher = control.spawn_geo_watcher();
         let (tx, rx) = tokio::sync::mpsc::channel(4096);
         let plan = ProbePlan::from_config(&control.config());
@@ -242,6 +277,7 @@ impl Server {
             prober: Arc::new(Mutex::new(Some(prober))),
             alerter: alerter.clone(),
             tokens: tokens.clone(),
+            guard: listeners.guard().clone(),
         };
         let store = Arc::new(ConfigStore::new(source, version));
         let admin = match admin_listen {
@@ -250,6 +286,9 @@ impl Server {
                 let apply: crate::admin::Apply =
                     Arc::new(move |cfg| a.apply(cfg).map(|t| t.generation));
                 let mut sources = metrics_sources(&control, &alerter);
+                let (c, g) = (conns.clone(), listeners.guard().clone());
+                sources.push(Arc::new(move || c.collect()));
+                sources.push(Arc::new(move || g.collect()));
                 sources.push(Arc::new(move || probe_metrics.gather()));
                 let api = Api::new(
                     control.clone(),
@@ -259,7 +298,7 @@ impl Server {
                     tokens,
                     state.clone(),
                 );
-                match AdminServer::start(addr, api).await {
+                match AdminServer::start(addr, api, admin_limits, &conns).await {
                     Ok(s) => Some(s),
                     Err(e) => {
                         anyhow::bail!("cannot listen on the admin address {addr}: {e}");

@@ -563,3 +563,76 @@ fn ca_files_resolve_from_the_configuration_directory() {
         Some(dir.path().join("certs/ca.pem").as_path())
     );
 }
+
+#[test]
+fn connection_limits_rrl_and_cookie_keys_name_the_field() {
+    for (extra, field, needle) in [
+        (
+            "[server]\ntcp_max_connections = 0",
+            "server.tcp_max_connections",
+            "between 1 and",
+        ),
+        (
+            "[server]\ntcp_max_connections = 10\ntcp_max_connections_per_source = 11",
+            "server.tcp_max_connections_per_source",
+            "at most server.tcp_max_connections",
+        ),
+        (
+            "[server]\ntcp_message_timeout = 0",
+            "server.tcp_message_timeout",
+            "seconds between",
+        ),
+        (
+            "[server]\nfd_reserve = 10",
+            "server.fd_reserve",
+            "between 64",
+        ),
+        (
+            "[admin]\nheader_timeout = -1",
+            "admin.header_timeout",
+            "seconds between",
+        ),
+        (
+            "[admin]\nmax_connections = 4\nmax_connections_per_source = 5",
+            "admin.max_connections_per_source",
+            "at most admin.max_connections",
+        ),
+        (
+            "[server.rrl]\nresponses_per_second = 5000",
+            "server.rrl.responses_per_second",
+            "between 0 and 1000",
+        ),
+        (
+            "[server.rrl]\nresponses_per_second = 5\nslip = 11",
+            "server.rrl.slip",
+            "between 0 and 10",
+        ),
+        (
+            "[server.rrl]\nresponses_per_second = 5\nwindow = 0",
+            "server.rrl.window",
+            "between 1 and 3600",
+        ),
+        (
+            "[server.rrl]\nresponses_per_second = 5\nipv4_prefix_length = 33",
+            "server.rrl.ipv4_prefix_length",
+            "at most 32",
+        ),
+        (
+            "[server.rrl]\nresponses_per_second = 5\nexempt_clients = [\"10.1.2.3/8\"]",
+            "server.rrl.exempt_clients[0]",
+            "10.0.0.0/8",
+        ),
+        (
+            "[server.rrl]\nresponses_per_second = 5\nexempt_clients = [\"nope\"]",
+            "server.rrl.exempt_clients[0]",
+            "not an address or a CIDR",
+        ),
+        (
+            "[server.cookies]\nsecret_env = \"STEERD_TEST_COOKIE_SECRET_UNSET\"",
+            "server.cookies.secret_env",
+            "is not set",
+        ),
+    ] {
+        one_issue(extra, field, needle);
+    }
+}

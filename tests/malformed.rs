@@ -352,6 +352,17 @@ fn short_headers_are_dropped() {
 fn responses_are_never_answered_over_udp() {
     let srv = TestServer::start(DEMO);
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for p in responses() {
+        sock.send_to(&p, srv.udp).unwrap();
+    }
+    if let Some(r) = recv(&sock, SILENCE) {
+        panic!("a packet with QR=1 was answered: {r:02x?}");
+    }
+    assert_still_serving(&srv);
+}
+
+/// The UDP cases of `responses_are_never_answered_over_udp`: messages with QR=1.
+fn responses() -> Vec<Vec<u8>> {
     let mut resp = good_query(0x5151);
     resp[2] |= QR;
     let mut resp_aa = good_query(0x5152);
@@ -368,18 +379,29 @@ fn responses_are_never_answered_over_udp() {
         &[opt_rr(1232, 0, false, &[])],
     );
     let resp_any = raw_msg(0x5156, qr, &[question("example.com", 255)], &[]);
-    for p in [
-        &resp,
-        &resp_aa,
-        &resp_notify,
-        &resp_bad,
-        &resp_edns,
-        &resp_any,
-    ] {
-        sock.send_to(p, srv.udp).unwrap();
-    }
-    if let Some(r) = recv(&sock, SILENCE) {
-        panic!("a packet with QR=1 was answered: {r:02x?}");
+    vec![resp, resp_aa, resp_notify, resp_bad, resp_edns, resp_any]
+}
+
+/// Over TCP a message with QR=1 gets no answer either, and the connection stays open: the
+/// first answer on it is the one to the query sent after the responses (answers come in order).
+#[test]
+fn responses_are_never_answered_over_tcp_and_the_connection_stays_usable() {
+    let srv = TestServer::start(DEMO);
+    let mut s = TcpStream::connect_timeout(&srv.tcp, WAIT).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    for (i, p) in responses().iter().enumerate() {
+        s.write_all(&framed(p)).unwrap();
+        let id = 0x5200 + i as u16;
+        s.write_all(&framed(&good_query(id))).unwrap();
+        match read_framed(&mut s) {
+            Framed::Message(r) if be16(&r, 0) == id => {
+                check_good_answer(&r, id, "TCP query after a response")
+            }
+            other => panic!(
+                "response {:02x?}: want no answer to it and the next query answered, got {other:?}",
+                &p[..4]
+            ),
+        }
     }
     assert_still_serving(&srv);
 }
@@ -747,4 +769,87 @@ fn oversized_udp_datagram_gets_formerr_and_batching_neighbours_are_answered() {
         seen.insert(be16(&r, 0));
     }
     assert_still_serving(&srv);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flags of other opcodes, compression pointers in the question, responses over TCP
+// ---------------------------------------------------------------------------------------------
+
+/// The three ways a query reaches the answer logic: the fast UDP engine (falling back to the
+/// general path), hickory's UDP engine, TCP.
+fn each_path(check: impl Fn(&str, &dyn Fn(&[u8]) -> Option<Vec<u8>>)) {
+    let fast = TestServer::start(DEMO);
+    let hickory = TestServer::start_with(DEMO, |c| {
+        c.server.udp_engine = steerd::config::UdpEngine::Hickory
+    });
+    check("UDP (fast engine)", &|p| raw_udp(fast.udp, p, WAIT));
+    check("UDP (hickory engine)", &|p| raw_udp(hickory.udp, p, WAIT));
+    check("TCP", &|p| raw_tcp(fast.tcp, p, WAIT));
+    assert_still_serving(&fast);
+}
+
+#[test]
+fn other_opcodes_get_notimp_without_rd_and_cd() {
+    each_path(|via, ask| {
+        let mut failures = Vec::new();
+        for opcode in 1u8..16 {
+            let id = 0x6e00 | u16::from(opcode);
+            // RD=1 and CD=1 in the query.
+            let q = raw_msg(
+                id,
+                u16::from_be_bytes([(opcode << 3) | RD, 0x10]),
+                &[question(STATIC, 1)],
+                &[],
+            );
+            let Some(r) = ask(&q) else {
+                failures.push(format!("opcode {opcode}: no answer"));
+                continue;
+            };
+            let what = format!("{via} opcode {opcode}");
+            let rcode = r[3] & 0x0f;
+            if be16(&r, 0) != id || r[2] & QR == 0 || !matches!(rcode, 1 | 4) {
+                failures.push(format!("{what}: want NOTIMP (or FORMERR), got {r:02x?}"));
+            }
+            if r[2] & RD != 0 || r[3] & 0x10 != 0 {
+                failures.push(format!("{what}: RD or CD echoed: {:02x?}", &r[..4]));
+            }
+        }
+        assert_no_failures(&failures, &format!("{via}: opcode cases failing"));
+    });
+}
+
+#[test]
+fn a_compression_pointer_in_the_question_gets_formerr_without_a_question() {
+    // A pointer can only point back into the header (the question starts at byte 12).
+    let cases: [(&str, Vec<u8>); 3] = [
+        ("pointer into the header", with_a_in(&[0xc0, 4])),
+        (
+            "label + pointer into the header",
+            with_a_in(&[3, b'w', b'w', b'w', 0xc0, 5]),
+        ),
+        ("labels + pointer to the root byte", {
+            let mut n = wire("static.example");
+            n.pop();
+            n.extend_from_slice(&[0xc0, 5]);
+            with_a_in(&n)
+        }),
+    ];
+    each_path(|via, ask| {
+        let mut failures = Vec::new();
+        for (i, (what, body)) in cases.iter().enumerate() {
+            let id = 0x7c00 + i as u16;
+            let mut q = hdr(id, RD, 0, 1, 0, 0, 0);
+            q.extend_from_slice(body);
+            match ask(&q) {
+                None => failures.push(format!("{via} {what}: no answer (want FORMERR)")),
+                Some(r) => {
+                    failures.extend(formerr_failure(&r, &q, &format!("{via} {what}")));
+                    if r.len() >= 12 && (be16(&r, 4) != 0 || r.len() != 12) {
+                        failures.push(format!("{via} {what}: question echoed: {r:02x?}"));
+                    }
+                }
+            }
+        }
+        assert_no_failures(&failures, &format!("{via}: pointer cases failing"));
+    });
 }

@@ -5,6 +5,7 @@
 //! `docs/operations.md` and `docs/openapi.json`.
 
 pub mod doc;
+mod listen;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -143,8 +144,14 @@ pub struct AdminServer {
 }
 
 impl AdminServer {
-    /// Bind `addr` and serve the API until [`AdminServer::stop`].
-    pub async fn start(addr: SocketAddr, api: Arc<Api>) -> std::io::Result<Self> {
+    /// Bind `addr` and serve the API until [`AdminServer::stop`], with the connection caps and
+    /// timeouts of `limits` (its connections tracked in `registry`).
+    pub async fn start(
+        addr: SocketAddr,
+        api: Arc<Api>,
+        limits: crate::conns::ConnLimits,
+        registry: &crate::conns::Registry,
+    ) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         if !api.auth_enabled() {
@@ -157,15 +164,14 @@ impl AdminServer {
             warn!(%addr, "admin API without tokens: anyone who can reach {addr} can change the configuration (add [admin] tokens)");
         }
         let app = router(api);
-        let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                warn!("admin API stopped: {e}");
-            }
-        });
+        let tracker = crate::conns::Tracker::new("admin", limits);
+        registry.add(tracker.clone());
+        let task = tokio::spawn(listen::serve(listener, app, tracker));
         info!(%addr, "admin API listening");
         Ok(Self { addr, task })
     }
 
+    /// Stop accepting and close every connection (they are tasks of the accept loop's).
     pub fn stop(&self) {
         self.task.abort();
     }

@@ -5,6 +5,7 @@
 //! the field path (`services[1].targets[0].weight`) and the reason; all of them are reported at once.
 
 pub mod check;
+mod net;
 pub mod schema;
 mod validate;
 

@@ -50,6 +50,16 @@ pub struct AdminConfig {
     /// Where `POST /v1/reload` and API writes persist (default: the file the config was read
     /// from; none when serving the embedded demo).
     pub persist: Option<bool>,
+    /// Open connections to the admin listener at most (default 64); when full, a new
+    /// connection closes the least active one of the source with the most open (`conns`).
+    pub max_connections: Option<usize>,
+    /// Open connections from one source address (IPv6: one /64) at most (default 16).
+    pub max_connections_per_source: Option<usize>,
+    /// Seconds a client has to send a complete request head: the first within this long of
+    /// connecting, later ones within this long of their first byte (default 5).
+    pub header_timeout: Option<f64>,
+    /// Seconds a keep-alive connection may wait for its next request (default 30).
+    pub idle_timeout: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -321,6 +331,74 @@ pub struct ServerConfig {
     /// configuration file; `""` = not kept.
     #[serde(default)]
     pub state_file: Option<String>,
+    /// Seconds a TCP client has to send a complete query: the first within this long of
+    /// connecting, later ones within this long of their first byte (default 2).
+    #[serde(default)]
+    pub tcp_message_timeout: Option<f64>,
+    /// Open TCP connections per DNS listen address at most (default 1024); when full, a new
+    /// connection closes the least active one of the source with the most open (`conns`).
+    #[serde(default)]
+    pub tcp_max_connections: Option<usize>,
+    /// Open TCP connections from one source address (IPv6: one /64) per listen address at most
+    /// (default 32).
+    #[serde(default)]
+    pub tcp_max_connections_per_source: Option<usize>,
+    /// File descriptors the listeners never take: kept for the prober, the alert sinks and
+    /// files (default 1024). The connection caps are lowered at start to fit RLIMIT_NOFILE.
+    #[serde(default)]
+    pub fd_reserve: Option<usize>,
+    /// Response rate limiting (off unless `responses_per_second` is set).
+    #[serde(default)]
+    pub rrl: RrlConfig,
+    /// DNS cookies (RFC 7873, RFC 9018).
+    #[serde(default)]
+    pub cookies: CookiesConfig,
+}
+
+/// `[server.rrl]`: response rate limiting as BIND 9 does it: per client prefix and per
+/// response (the query name, or the zone for NXDOMAIN and NODATA answers, or the delegation
+/// for referrals, or one account for every error).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RrlConfig {
+    /// Identical answers per second to one client prefix; 0 (the default) = RRL off.
+    pub responses_per_second: Option<u32>,
+    /// The same for NXDOMAIN answers (default: `responses_per_second`).
+    pub nxdomains_per_second: Option<u32>,
+    /// The same for NODATA answers (default: `responses_per_second`).
+    pub nodata_per_second: Option<u32>,
+    /// The same for referrals (default: `responses_per_second`).
+    pub referrals_per_second: Option<u32>,
+    /// Error answers (REFUSED, FORMERR, SERVFAIL…) per second (default: `responses_per_second`).
+    pub errors_per_second: Option<u32>,
+    /// Seconds of history: a client over its rate stays limited until its rate over this
+    /// window falls below it (default 15).
+    pub window: Option<u32>,
+    /// Every `slip`-th limited answer is sent truncated (TC=1, or BADCOOKIE to a client that
+    /// sent a cookie) instead of dropped; 0 = drop them all (default 2).
+    pub slip: Option<u32>,
+    /// Prefix lengths that group client addresses (defaults 24 and 56).
+    pub ipv4_prefix_length: Option<u8>,
+    pub ipv6_prefix_length: Option<u8>,
+    /// Addresses and CIDRs never limited.
+    #[serde(default)]
+    pub exempt_clients: Vec<String>,
+    /// Count what would be limited, but answer everything (default false).
+    pub log_only: Option<bool>,
+    /// Accounts kept (rounded up to a power of two; default 65536, 8 bytes each).
+    pub table_size: Option<usize>,
+}
+
+/// `[server.cookies]`: DNS cookies (RFC 7873) with RFC 9018 interoperable server cookies.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CookiesConfig {
+    /// Answer COOKIE options (default true).
+    pub enabled: Option<bool>,
+    /// Environment variable holding the server secret: 32 hex digits (a SipHash-2-4 key), or
+    /// several separated by commas (the first signs, every one is accepted: for rotation).
+    /// Default `STEERD_COOKIE_SECRET`; when that is unset, a random secret is drawn at start.
+    pub secret_env: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -335,6 +413,12 @@ impl Default for ServerConfig {
             hash_prefix_v4: default_hash_prefix_v4(),
             hash_prefix_v6: default_hash_prefix_v6(),
             state_file: None,
+            tcp_message_timeout: None,
+            tcp_max_connections: None,
+            tcp_max_connections_per_source: None,
+            fd_reserve: None,
+            rrl: RrlConfig::default(),
+            cookies: CookiesConfig::default(),
         }
     }
 }

@@ -36,6 +36,13 @@ pub struct ServerSettings {
     /// `server.state_file`, a relative path resolved against the configuration's directory
     /// (see [`crate::state::path_for`]).
     pub state_file: Option<String>,
+    /// Connection caps and timeouts of each DNS TCP listener.
+    pub tcp: crate::conns::ConnLimits,
+    /// Descriptors the listeners never take.
+    pub fd_reserve: usize,
+    /// Response rate limiting (None: off).
+    pub rrl: Option<crate::dns::rrl::RrlSettings>,
+    pub cookies: crate::dns::cookie::CookieSettings,
 }
 
 /// A zone's static data: SOA, apex NS, and every static RRset keyed by lower-case owner name.
@@ -100,6 +107,8 @@ impl std::fmt::Debug for Token {
 pub struct AdminSettings {
     pub tokens: Vec<Token>,
     pub max_body: usize,
+    /// Connection caps and timeouts of the admin listener.
+    pub conns: crate::conns::ConnLimits,
 }
 
 /// An operator override in force (or expired: see `until_ms`).
@@ -1104,7 +1113,12 @@ fn validate_admin(
         None => DEFAULT_MAX_BODY,
     };
     let _ = server;
-    AdminSettings { tokens, max_body }
+    let conns = super::net::admin_limits(&cfg.admin, issues);
+    AdminSettings {
+        tokens,
+        max_body,
+        conns,
+    }
 }
 
 fn validate_overrides(
@@ -1458,6 +1472,10 @@ fn validate_server(cfg: &Config, ctx: &Context, issues: &mut Issues) -> Option<S
             format!("must be at most 1024 (got {})", s.udp_sockets),
         );
     }
+    let tcp = super::net::tcp_limits(s, issues);
+    let fd_reserve = super::net::fd_reserve(s, issues);
+    let rrl = super::net::rrl(&s.rrl, issues);
+    let cookies = super::net::cookies(&s.cookies, issues);
     (issues.0.len() == before).then(|| ServerSettings {
         dns_listen,
         admin_listen,
@@ -1468,6 +1486,10 @@ fn validate_server(cfg: &Config, ctx: &Context, issues: &mut Issues) -> Option<S
         hash_prefix_v4: s.hash_prefix_v4,
         hash_prefix_v6: s.hash_prefix_v6,
         state_file,
+        tcp,
+        fd_reserve,
+        rrl,
+        cookies,
     })
 }
 

@@ -1,5 +1,6 @@
 //! EDNS Client Subnet (RFC 7871): strict parsing of the query option, and writing the response
-//! option. Both DNS paths use these functions on raw bytes, so they agree on what is malformed.
+//! option; also finds the COOKIE option (RFC 7873). Both DNS paths use these functions on raw
+//! bytes, so they agree on what is malformed.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -93,10 +94,22 @@ pub fn parse(data: &[u8]) -> Result<Ecs, &'static str> {
     })
 }
 
-/// Walk the options of an OPT record's RDATA; the ECS option if there is exactly one valid one.
-pub fn from_options(rdata: &[u8]) -> Result<Option<Ecs>, &'static str> {
+/// The options of a query's OPT record that steerd reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EdnsOpts<'a> {
+    /// The valid ECS option, if any.
+    pub ecs: Option<Ecs>,
+    /// The data of the first COOKIE option, if any (judged by `dns::guard`).
+    pub cookie: Option<&'a [u8]>,
+    /// COOKIE options in the record (more than one is malformed, when cookies are on).
+    pub cookies: u8,
+}
+
+/// Walk the options of an OPT record's RDATA: at most one ECS option, which must be valid, and
+/// the COOKIE options.
+pub fn options(rdata: &[u8]) -> Result<EdnsOpts<'_>, &'static str> {
     let mut p = 0;
-    let mut found = None;
+    let mut out = EdnsOpts::default();
     while p < rdata.len() {
         if p + 4 > rdata.len() {
             return Err("truncated EDNS option header");
@@ -108,14 +121,22 @@ pub fn from_options(rdata: &[u8]) -> Result<Option<Ecs>, &'static str> {
             return Err("EDNS option longer than the OPT record");
         }
         if code == OPTION_CODE {
-            if found.is_some() {
+            if out.ecs.is_some() {
                 return Err("more than one ECS option");
             }
-            found = Some(parse(&rdata[p + 4..end])?);
+            out.ecs = Some(parse(&rdata[p + 4..end])?);
+        } else if code == crate::dns::cookie::OPTION_CODE {
+            out.cookies = out.cookies.saturating_add(1);
+            out.cookie = out.cookie.or(Some(&rdata[p + 4..end]));
         }
         p = end;
     }
-    Ok(found)
+    Ok(out)
+}
+
+/// The ECS option of an OPT record's RDATA, if there is exactly one valid one.
+pub fn from_options(rdata: &[u8]) -> Result<Option<Ecs>, &'static str> {
+    options(rdata).map(|o| o.ecs)
 }
 
 /// Skip a (possibly compressed) name starting at `p`; the offset after it.
@@ -133,6 +154,11 @@ fn skip_name(m: &[u8], mut p: usize) -> Option<usize> {
 
 /// Find the OPT record of a whole query message and read its ECS option.
 pub fn from_message(m: &[u8]) -> Result<Option<Ecs>, &'static str> {
+    options_of_message(m).map(|o| o.ecs)
+}
+
+/// Find the OPT record of a whole query message and read its options.
+pub fn options_of_message(m: &[u8]) -> Result<EdnsOpts<'_>, &'static str> {
     const BAD: &str = "malformed message";
     if m.len() < 12 {
         return Err(BAD);
@@ -155,11 +181,11 @@ pub fn from_message(m: &[u8]) -> Result<Option<Ecs>, &'static str> {
             return Err(BAD);
         }
         if rtype == 41 && i >= an + ns {
-            return from_options(&m[start..start + rdlen]);
+            return options(&m[start..start + rdlen]);
         }
         p = start + rdlen;
     }
-    Ok(None)
+    Ok(EdnsOpts::default())
 }
 
 #[cfg(test)]

@@ -16,8 +16,11 @@ use hickory_proto::op::{Message, MessageType, Metadata, OpCode, Query, ResponseC
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 
 use crate::dns::answer::{self, Pick, Reply};
-use crate::dns::ecs::{self, Ecs};
-use crate::dns::stats::{Proto, QueryKey, rcode_of};
+use crate::dns::cookie;
+use crate::dns::ecs;
+use crate::dns::guard::{CookieCheck, Guard, Now};
+use crate::dns::rrl::{self, Account, Class, Verdict};
+use crate::dns::stats::{Proto, QueryKey, rcode_index, rcode_of};
 use crate::table::ClientAddr;
 use crate::table::{RoutingTable, WireKey};
 
@@ -50,6 +53,8 @@ pub struct Template {
     body: Box<[u8]>,
     /// The query-metrics key of this answer (service, target, rcode; UDP, no ECS).
     key: QueryKey,
+    /// Its response-rate-limiting account.
+    rrl: Account,
 }
 
 #[derive(Debug, Clone)]
@@ -108,6 +113,7 @@ fn encode_template(
         ar: be(10),
         body: bytes[12 + qlen..].into(),
         key: reply.stats_key(table, Proto::Udp, false),
+        rrl: rrl::account_of(table, reply, name, qtype),
     })
 }
 
@@ -139,6 +145,7 @@ pub fn precompute_nxdomain(table: &RoutingTable) -> Vec<Option<Template>> {
                     Proto::Udp,
                     false,
                 ),
+                rrl: Account::new(Class::NxDomain, &crate::table::wire_key(&z.apex), 0),
             })
         })
         .collect()
@@ -252,11 +259,26 @@ const OPCODE_MASK: u16 = 0x7800;
 const RD: u16 = 0x0100;
 const AA: u16 = 0x0400;
 const CD: u16 = 0x0010;
+const TC: u16 = 0x0200;
 
-/// Try to answer a UDP query from the precomputed templates.
-#[inline]
+/// [`answer`] without DNS cookies and rate limiting.
 pub fn try_answer(
     table: &RoutingTable,
+    q: &[u8],
+    client: IpAddr,
+    out: &mut [u8; MAX_FAST_RESPONSE],
+) -> FastOutcome {
+    static NONE: std::sync::LazyLock<Guard> = std::sync::LazyLock::new(Guard::none);
+    answer(table, &NONE, Now::read(), q, client, out)
+}
+
+/// Try to answer a UDP query from the precomputed templates, applying DNS cookies and
+/// response rate limiting (`guard`) once the answer is known to fit.
+#[inline]
+pub fn answer(
+    table: &RoutingTable,
+    guard: &Guard,
+    now: Now,
     q: &[u8],
     client: IpAddr,
     out: &mut [u8; MAX_FAST_RESPONSE],
@@ -308,11 +330,11 @@ pub fn try_answer(
     let qend = pos + 4;
 
     // Optional OPT record (RFC 6891): root owner, type 41, version 0, well-formed options, at
-    // most one valid ECS option (anything else goes to the general path, which answers FORMERR
-    // or BADVERS).
+    // most one valid ECS option, a well-formed COOKIE option (anything else goes to the general
+    // path, which answers FORMERR or BADVERS).
     let mut edns_limit = None;
     let mut do_bit = 0u8;
-    let mut ecs: Option<Ecs> = None;
+    let mut opts = ecs::EdnsOpts::default();
     if be(10) == 1 {
         let o = qend;
         if q.len() < o + 11 || q[o] != 0 || be(o + 1) != 41 {
@@ -326,8 +348,8 @@ pub fn try_answer(
         if q.len() != o + 11 + rdlen {
             return FastOutcome::Slow;
         }
-        match ecs::from_options(&q[o + 11..]) {
-            Ok(e) => ecs = e,
+        match ecs::options(&q[o + 11..]) {
+            Ok(e) => opts = e,
             Err(_) => return FastOutcome::Slow,
         }
         edns_limit = Some(udp.clamp(512, table.settings.max_udp_payload) as usize);
@@ -335,8 +357,19 @@ pub fn try_answer(
     } else if q.len() != qend {
         return FastOutcome::Slow;
     }
+    let ecs = opts.ecs;
+    let with_cookie = match opts.cookie {
+        Some(c) if guard.cookies.is_some() => {
+            if opts.cookies > 1 || cookie::well_formed(c).is_err() {
+                return FastOutcome::Slow;
+            }
+            true
+        }
+        _ => false,
+    };
 
     let mut scope = 0u8;
+    let mut counted = None;
     let tpl = match table.fast.get(&key[..klen]).map(|node| node.get(qtype)) {
         Some(None) => return FastOutcome::Slow,
         // Not a name of the table: NXDOMAIN, unless it is outside our zones, at or below a
@@ -363,6 +396,7 @@ pub fn try_answer(
             let Some(slot) = variants.get(i) else {
                 return FastOutcome::Slow;
             };
+            counted = Some((*service as usize, i));
             let tpl = slot.get_or_init(|| {
                 let name = name_from_key(&key[..klen])?;
                 let qt = RecordType::from(qtype);
@@ -370,18 +404,20 @@ pub fn try_answer(
                 encode_template(table, &name, qt, &r)
             });
             match tpl {
-                Some(t) => {
-                    table.count_answer(*service as usize, i);
-                    t
-                }
+                Some(t) => t,
                 None => return FastOutcome::Slow,
             }
         }
     };
 
     let ecs_len = ecs.map_or(0, |e| 4 + e.data_len());
+    let cookie_len = if with_cookie {
+        4 + cookie::REPLY_LEN
+    } else {
+        0
+    };
     let opt_len = if edns_limit.is_some() {
-        11 + ecs_len
+        11 + ecs_len + cookie_len
     } else {
         0
     };
@@ -389,28 +425,82 @@ pub fn try_answer(
     if total > edns_limit.unwrap_or(512) {
         return FastOutcome::Slow;
     }
+
+    // The answer fits: now the cookie and the rate limit (counted once, here).
+    let cookie = if with_cookie {
+        guard.cookie(&opts, client, now)
+    } else {
+        CookieCheck::None
+    };
+    let verdict = if guard.rrl.is_some() {
+        guard.limit(client, &cookie, tpl.rrl, now)
+    } else {
+        Verdict::Send
+    };
+    let (hflags, body, an, ns, ar, ext_rcode, qkey) = match verdict {
+        Verdict::Drop => return FastOutcome::Drop,
+        Verdict::Send => {
+            if let Some((si, i)) = counted {
+                table.count_answer(si, i);
+            }
+            (
+                tpl.flags,
+                &tpl.body[..],
+                tpl.an,
+                tpl.ns,
+                tpl.ar,
+                0u8,
+                tpl.key,
+            )
+        }
+        // RFC 7873 §5.2.3: a client with a cookie gets BADCOOKIE and our cookie, and retries
+        // with it (then passes the limiter).
+        Verdict::Slip if matches!(cookie, CookieCheck::Ok(_)) => {
+            let code = u16::from(ResponseCode::BADCOOKIE);
+            (
+                QR | (code & 0x0f),
+                &[][..],
+                0,
+                0,
+                0,
+                (code >> 4) as u8,
+                QueryKey::new(0, 0, rcode_index(code), Proto::Udp, false),
+            )
+        }
+        Verdict::Slip => (tpl.flags | TC, &[][..], 0, 0, 0, 0, tpl.key),
+    };
     out[0..2].copy_from_slice(&q[0..2]);
-    out[2..4].copy_from_slice(&(tpl.flags | (flags & (RD | CD))).to_be_bytes());
+    out[2..4].copy_from_slice(&(hflags | (flags & (RD | CD))).to_be_bytes());
     out[4..6].copy_from_slice(&1u16.to_be_bytes());
-    out[6..8].copy_from_slice(&tpl.an.to_be_bytes());
-    out[8..10].copy_from_slice(&tpl.ns.to_be_bytes());
-    out[10..12].copy_from_slice(&(tpl.ar + u16::from(opt_len != 0)).to_be_bytes());
+    out[6..8].copy_from_slice(&an.to_be_bytes());
+    out[8..10].copy_from_slice(&ns.to_be_bytes());
+    out[10..12].copy_from_slice(&(ar + u16::from(opt_len != 0)).to_be_bytes());
     out[12..qend].copy_from_slice(&q[12..qend]);
     let mut w = qend;
-    out[w..w + tpl.body.len()].copy_from_slice(&tpl.body);
-    w += tpl.body.len();
+    out[w..w + body.len()].copy_from_slice(body);
+    w += body.len();
     if opt_len != 0 {
         let size = table.settings.max_udp_payload.to_be_bytes();
-        let rdlen = (ecs_len as u16).to_be_bytes();
-        // Version 0, extended RCODE 0, the query's DO bit copied (RFC 3225 §3).
+        let rdlen = ((ecs_len + cookie_len) as u16).to_be_bytes();
+        // Extended RCODE, version 0, the query's DO bit copied (RFC 3225 §3).
         out[w..w + 11].copy_from_slice(&[
-            0, 0, 41, size[0], size[1], 0, 0, do_bit, 0, rdlen[0], rdlen[1],
+            0, 0, 41, size[0], size[1], ext_rcode, 0, do_bit, 0, rdlen[0], rdlen[1],
         ]);
         w += 11;
         if let Some(e) = ecs {
             // RFC 7871 §7.2.1: family, source prefix and address echoed, our scope.
             w += e.write_into(scope, &mut out[w..]);
         }
+        if let CookieCheck::Ok(o) = cookie {
+            out[w..w + 4].copy_from_slice(&[
+                0,
+                cookie::OPTION_CODE as u8,
+                0,
+                cookie::REPLY_LEN as u8,
+            ]);
+            out[w + 4..w + 4 + cookie::REPLY_LEN].copy_from_slice(&o.reply);
+            w += 4 + cookie::REPLY_LEN;
+        }
     }
-    FastOutcome::Answered(w, tpl.key.with_ecs(ecs.is_some()))
+    FastOutcome::Answered(w, qkey.with_ecs(ecs.is_some()))
 }

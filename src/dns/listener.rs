@@ -1,5 +1,6 @@
 //! Sockets: per-core UDP sockets with SO_REUSEPORT on every listen address, plus one TCP listener
-//! per address registered with hickory-server's `Server`.
+//! per address served by `dns::tcp` (connection caps and timeouts). hickory-server's `Server`
+//! runs only the hickory UDP engine.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -14,9 +15,12 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{debug, info, warn};
 
 use crate::config::{ServerSettings, UdpEngine};
+use crate::conns::{ConnLimits, Registry, Tracker};
 use crate::dns::fast::{self, FastOutcome};
+use crate::dns::guard::GuardHandle;
 use crate::dns::handler::{self, DnsHandler};
 use crate::dns::stats::{self, Proto, QueryKey, QueryStats};
+use crate::dns::tcp::{self, TcpContext};
 use crate::table::TableHandle;
 
 /// Running DNS listeners.
@@ -27,6 +31,9 @@ pub struct DnsListeners {
     stop: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
     server: Server<DnsHandler>,
+    tcp_stop: tokio::sync::watch::Sender<bool>,
+    tcp_tasks: Vec<tokio::task::JoinHandle<()>>,
+    guard: Arc<GuardHandle>,
 }
 
 fn udp_socket(addr: SocketAddr) -> io::Result<Socket> {
@@ -84,8 +91,27 @@ fn bind_address(
 }
 
 impl DnsListeners {
-    /// Bind every listen address and start serving. Must run inside a tokio runtime.
+    /// Bind every listen address and start serving, with the TCP limits of `settings`. Must run
+    /// inside a tokio runtime.
     pub fn start(settings: &ServerSettings, table: TableHandle) -> anyhow::Result<Self> {
+        Self::start_with(
+            settings,
+            table,
+            settings.tcp,
+            &Registry::default(),
+            crate::clock::SystemClock::shared(),
+        )
+    }
+
+    /// [`DnsListeners::start`], each TCP listener with `tcp_limits` (its connections tracked in
+    /// `registry`), the rate limiter and cookies reading the time from `clock`.
+    pub fn start_with(
+        settings: &ServerSettings,
+        table: TableHandle,
+        tcp_limits: ConnLimits,
+        registry: &Registry,
+        clock: crate::clock::SharedClock,
+    ) -> anyhow::Result<Self> {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1);
@@ -95,7 +121,10 @@ impl DnsListeners {
             settings.udp_sockets
         };
         let stop = Arc::new(AtomicBool::new(false));
-        let mut server = Server::new(DnsHandler::new(table.clone()));
+        let guard = GuardHandle::new(settings, clock);
+        let mut server = Server::new(DnsHandler::new(table.clone(), guard.clone()));
+        let (tcp_stop, tcp_stop_rx) = tokio::sync::watch::channel(false);
+        let mut tcp_tasks = Vec::new();
         let mut udp_addrs = Vec::new();
         let mut tcp_addrs = Vec::new();
         let mut workers = Vec::new();
@@ -110,13 +139,14 @@ impl DnsListeners {
                     UdpEngine::Fast => {
                         let table = table.clone();
                         let stop = stop.clone();
+                        let guard = guard.clone();
                         let shard = 1 + workers.len();
                         workers.push(
                             std::thread::Builder::new()
                                 .name(format!("udp-{local}-{i}"))
                                 .spawn(move || {
                                     crate::table::set_counter_shard(shard);
-                                    udp_worker(sock, table, stop)
+                                    udp_worker(sock, table, guard, stop)
                                 })
                                 .context("spawning UDP worker")?,
                         );
@@ -127,11 +157,18 @@ impl DnsListeners {
                     }
                 }
             }
-            server.register_listener(
+            let tracker = Tracker::new("dns", tcp_limits);
+            registry.add(tracker.clone());
+            let cx = TcpContext {
+                table: table.clone(),
+                guard: guard.clone(),
+                tracker,
+            };
+            tcp_tasks.push(tokio::spawn(tcp::serve(
                 tokio::net::TcpListener::from_std(tcp)?,
-                settings.tcp_idle_timeout,
-                64,
-            );
+                cx,
+                tcp_stop_rx.clone(),
+            )));
             info!(%local, udp_sockets = per_addr, engine = ?settings.udp_engine, "DNS listening on UDP and TCP");
         }
         Ok(Self {
@@ -141,7 +178,15 @@ impl DnsListeners {
             stop,
             workers,
             server,
+            tcp_stop,
+            tcp_tasks,
+            guard,
         })
+    }
+
+    /// The rate limiter and cookies (updated by [`GuardHandle::apply`] on reload).
+    pub fn guard(&self) -> &Arc<GuardHandle> {
+        &self.guard
     }
 
     pub fn udp_sockets_per_addr(&self) -> usize {
@@ -151,6 +196,10 @@ impl DnsListeners {
     /// Stop accepting queries and wait for the workers to finish.
     pub async fn shutdown(mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        let _ = self.tcp_stop.send(true);
+        for t in std::mem::take(&mut self.tcp_tasks) {
+            let _ = t.await;
+        }
         if let Err(e) = self.server.shutdown_gracefully().await {
             warn!(error = %e, "hickory server shutdown");
         }
@@ -206,7 +255,7 @@ impl Batch {
 
 /// One UDP worker: receive a batch (`recvmmsg`), answer each query (one table `load()` per
 /// query, fast path first), send the batch of answers (`sendmmsg`).
-fn udp_worker(sock: UdpSocket, table: TableHandle, stop: Arc<AtomicBool>) {
+fn udp_worker(sock: UdpSocket, table: TableHandle, guard: Arc<GuardHandle>, stop: Arc<AtomicBool>) {
     use std::os::fd::AsRawFd;
     // The timeout only bounds how long shutdown waits.
     let _ = sock.set_read_timeout(Some(Duration::from_millis(200)));
@@ -256,6 +305,9 @@ fn udp_worker(sock: UdpSocket, table: TableHandle, stop: Arc<AtomicBool>) {
             continue;
         }
         let received = stats::monotonic_ns();
+        let now = guard.now();
+        // One reference count per batch; a reload swaps the guard between batches.
+        let g = guard.load_full();
         sends.clear();
         keys.clear();
         b.slow.clear();
@@ -282,14 +334,14 @@ fn udp_worker(sock: UdpSocket, table: TableHandle, stop: Arc<AtomicBool>) {
             if !Arc::ptr_eq(&t.counters.queries, &stats) {
                 stats = t.counters.queries.clone();
             }
-            match fast::try_answer(&t, packet, src.ip(), &mut b.obufs[i]) {
+            match fast::answer(&t, &g, now, packet, src.ip(), &mut b.obufs[i]) {
                 FastOutcome::Answered(olen, key) => {
                     sends.push((i, olen, false));
                     keys.push(key);
                 }
                 FastOutcome::Drop => {}
                 FastOutcome::Slow => {
-                    if let Some((resp, key)) = handler::answer_udp_slow(&t, packet, src) {
+                    if let Some((resp, key)) = handler::answer_udp_slow(&t, &g, packet, src, now) {
                         b.slow.push(resp);
                         sends.push((i, b.slow.len() - 1, true));
                         keys.push(key);
