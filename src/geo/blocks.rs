@@ -147,6 +147,9 @@ pub fn build_blocks(
             let (s, e) = super::net_bounds(net);
             paint(&mut top, s, e, *choice as u32);
         }
+        if top.is_empty() {
+            return base;
+        }
         let top: Vec<(u128, u128, u16)> =
             top.iter().map(|r| (r.start, r.end, r.loc as u16)).collect();
         base.overlay(&top)

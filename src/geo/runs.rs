@@ -1,7 +1,9 @@
-//! Run tables: one address family cut into runs of equal values, kept as two flat arrays (the
+//! Run tables: one address family cut into runs of equal values, kept as flat arrays (the
 //! sorted start of every run and its value). A run ends where the next one starts, so no end is
-//! stored, and gaps are runs of their own. IPv6 starts are kept as their upper 64 bits while
-//! every start is /64-aligned (all of a country database's are), which halves the table.
+//! stored, and gaps are runs of their own. An IPv6 start takes 8 bytes, not 16: starts below
+//! 2^64 (`::/64`, where an IPv6 database's IPv4 tree lies) as they are, the others as their
+//! upper 64 bits, with the few that are not /64-aligned (networks longer than /64) listed
+//! apart with their lower bits.
 
 /// Address family of a run table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,9 +33,73 @@ impl Family {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Starts {
     V4(Vec<u32>),
-    /// IPv6 starts that are all /64-aligned, as their upper 64 bits.
-    V6Hi(Vec<u64>),
-    V6(Vec<u128>),
+    V6(V6Starts),
+}
+
+/// IPv6 starts: those below 2^64 in `low`, then the others by their upper 64 bits in `hi`;
+/// `lo_at` lists (ascending) the indices into `hi` of the starts whose lower 64 bits are not
+/// zero, and `lo` those bits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct V6Starts {
+    low: Vec<u64>,
+    hi: Vec<u64>,
+    lo_at: Vec<u32>,
+    lo: Vec<u64>,
+}
+
+impl V6Starts {
+    #[inline]
+    fn get(&self, i: usize) -> u128 {
+        if let Some(&s) = self.low.get(i) {
+            return s as u128;
+        }
+        let j = i - self.low.len();
+        let lo = match self.lo_at.binary_search(&(j as u32)) {
+            Ok(k) => self.lo[k],
+            Err(_) => 0,
+        };
+        (self.hi[j] as u128) << 64 | lo as u128
+    }
+
+    /// Number of starts <= x.
+    #[inline]
+    fn count_le(&self, x: u128) -> usize {
+        let Err(_) = u64::try_from(x) else {
+            return self.low.partition_point(|&s| s as u128 <= x);
+        };
+        let (xh, xl) = ((x >> 64) as u64, x as u64);
+        let base = self.low.len();
+        // Every start of hi[..j] has upper bits <= xh; those equal to xh need their lower bits.
+        let j = self.hi.partition_point(|&h| h <= xh);
+        if j == 0 || self.hi[j - 1] != xh || self.lo_at.is_empty() {
+            return base + j;
+        }
+        let k = self.hi[..j].partition_point(|&h| h < xh);
+        let a = self.lo_at.partition_point(|&i| (i as usize) < k);
+        let b = self.lo_at.partition_point(|&i| (i as usize) < j);
+        // Within the group hi[k..j], only the first start may have lower bits 0.
+        let m = self.lo[a..b].partition_point(|&l| l <= xl);
+        if m > 0 {
+            base + self.lo_at[a + m - 1] as usize + 1
+        } else if a < b && self.lo_at[a] as usize == k {
+            base + k
+        } else {
+            base + k + 1
+        }
+    }
+
+    fn push(&mut self, s: u128) {
+        match u64::try_from(s) {
+            Ok(s) if self.hi.is_empty() => self.low.push(s),
+            _ => {
+                if s as u64 != 0 {
+                    self.lo_at.push(self.hi.len() as u32);
+                    self.lo.push(s as u64);
+                }
+                self.hi.push((s >> 64) as u64);
+            }
+        }
+    }
 }
 
 impl Starts {
@@ -41,8 +107,7 @@ impl Starts {
     fn get(&self, i: usize) -> u128 {
         match self {
             Starts::V4(v) => v[i] as u128,
-            Starts::V6Hi(v) => (v[i] as u128) << 64,
-            Starts::V6(v) => v[i],
+            Starts::V6(v) => v.get(i),
         }
     }
 
@@ -51,9 +116,7 @@ impl Starts {
     fn find(&self, x: u128) -> usize {
         let n = match self {
             Starts::V4(v) => v.partition_point(|&s| s as u128 <= x),
-            // s << 64 <= x exactly when s <= x >> 64.
-            Starts::V6Hi(v) => v.partition_point(|&s| s <= (x >> 64) as u64),
-            Starts::V6(v) => v.partition_point(|&s| s <= x),
+            Starts::V6(v) => v.count_le(x),
         };
         n.saturating_sub(1)
     }
@@ -61,12 +124,6 @@ impl Starts {
     fn push(&mut self, s: u128) {
         match self {
             Starts::V4(v) => v.push(s as u32),
-            Starts::V6Hi(v) if s as u64 == 0 => v.push((s >> 64) as u64),
-            Starts::V6Hi(v) => {
-                let mut full: Vec<u128> = v.iter().map(|&h| (h as u128) << 64).collect();
-                full.push(s);
-                *self = Starts::V6(full);
-            }
             Starts::V6(v) => v.push(s),
         }
     }
@@ -74,16 +131,21 @@ impl Starts {
     fn shrink(&mut self) {
         match self {
             Starts::V4(v) => v.shrink_to_fit(),
-            Starts::V6Hi(v) => v.shrink_to_fit(),
-            Starts::V6(v) => v.shrink_to_fit(),
+            Starts::V6(v) => {
+                v.low.shrink_to_fit();
+                v.hi.shrink_to_fit();
+                v.lo_at.shrink_to_fit();
+                v.lo.shrink_to_fit();
+            }
         }
     }
 
     fn heap_bytes(&self) -> usize {
         match self {
             Starts::V4(v) => v.capacity() * 4,
-            Starts::V6Hi(v) => v.capacity() * 8,
-            Starts::V6(v) => v.capacity() * 16,
+            Starts::V6(v) => {
+                (v.low.capacity() + v.hi.capacity() + v.lo.capacity()) * 8 + v.lo_at.capacity() * 4
+            }
         }
     }
 }
@@ -201,7 +263,7 @@ impl<V: Copy + PartialEq> RunsBuilder<V> {
             family,
             starts: match family {
                 Family::V4 => Starts::V4(Vec::new()),
-                Family::V6 => Starts::V6Hi(Vec::new()),
+                Family::V6 => Starts::V6(V6Starts::default()),
             },
             vals: Vec::new(),
         }
@@ -310,27 +372,36 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_starts_are_halved_until_one_is_not_64_aligned() {
+    fn ipv6_starts_below_2_64_aligned_and_not() {
         let a = 0x2001_0db8_0000_0000_0000_0000_0000_0000u128;
-        let r = RunsBuilder::from_ranges(Family::V6, [(a, a + (1 << 64) - 1, 1u16)], 0);
-        assert!(matches!(r.starts, Starts::V6Hi(_)));
-        assert_eq!(r.get(a + 5), 1);
-        assert_eq!(r.get(a - 1), 0);
-        assert_eq!(r.get(a + (1 << 64)), 0);
+        let b = a + (1 << 64);
+        let ranges = [
+            (0x0100_0000, 0x0100_00ff, 3u16),
+            (a, a + (1 << 64) - 1, 1),
+            (b + 0x100, b + 0x1ff, 2),
+            (b + 0x300, b + 0x3ff, 4),
+        ];
+        let r = RunsBuilder::from_ranges(Family::V6, ranges, 0);
+        let Starts::V6(v) = &r.starts else { panic!() };
+        assert_eq!((v.low.len(), v.hi.len(), v.lo_at.len()), (3, 6, 4));
+        assert_eq!(r.run_of(0x0100_0010), (0x0100_0000, 0x0100_00ff, 3));
+        assert_eq!(r.run_of(0x0100_0100), (0x0100_0100, a - 1, 0));
+        assert_eq!(r.run_of(a - 1), (0x0100_0100, a - 1, 0));
         assert_eq!(r.run_of(a + 77), (a, a + (1 << 64) - 1, 1));
-        let r = RunsBuilder::from_ranges(
-            Family::V6,
-            [
-                (a, a + (1 << 64) - 1, 1u16),
-                (a + (1 << 64), a + (1 << 64) + 255, 2),
-            ],
-            0,
-        );
-        assert!(matches!(r.starts, Starts::V6(_)));
-        assert_eq!(r.get(a + 5), 1);
-        assert_eq!(r.get(a + (1 << 64) + 255), 2);
-        assert_eq!(r.get(a + (1 << 64) + 256), 0);
-        assert_eq!(r.run_of(u128::MAX), (a + (1 << 64) + 256, u128::MAX, 0));
+        // b starts a gap (aligned), then two runs inside b's /64 (not aligned).
+        assert_eq!(r.run_of(b), (b, b + 0xff, 0));
+        assert_eq!(r.run_of(b + 0x100), (b + 0x100, b + 0x1ff, 2));
+        assert_eq!(r.run_of(b + 0x2ff), (b + 0x200, b + 0x2ff, 0));
+        assert_eq!(r.run_of(b + 0x350), (b + 0x300, b + 0x3ff, 4));
+        assert_eq!(r.run_of(b + (1 << 64)), (b + 0x400, u128::MAX, 0));
+        assert_eq!(r.run_of(u128::MAX), (b + 0x400, u128::MAX, 0));
+        // A /64 group whose first start is not aligned: below it, the run before the group.
+        let c = b + (5u128 << 64);
+        let r = RunsBuilder::from_ranges(Family::V6, [(a, a, 1u16), (c + 0x10, c + 0x1f, 2)], 0);
+        assert_eq!(r.run_of(c), (a + 1, c + 0xf, 0));
+        assert_eq!(r.run_of(c + 0x10), (c + 0x10, c + 0x1f, 2));
+        assert_eq!(r.run_of(c + 0x20), (c + 0x20, u128::MAX, 0));
+        assert_eq!(r.run_of(3), (0, a - 1, 0));
     }
 
     #[test]
@@ -355,5 +426,66 @@ mod tests {
             ]
         );
         assert_eq!(r.overlay(&[]), r);
+    }
+
+    #[test]
+    fn lookups_match_a_linear_scan() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for family in [Family::V4, Family::V6] {
+            for round in 0..200 {
+                // Sorted, disjoint ranges; in IPv6 some below 2^64, most /64-aligned above it,
+                // and in some rounds an unaligned one.
+                let mut points: Vec<u128> = (0..2 * (rnd() % 40 + 1))
+                    .map(|_| match family {
+                        Family::V4 => rnd() as u32 as u128,
+                        Family::V6 if rnd() % 4 == 0 => rnd() as u128,
+                        // Unaligned starts, some in a few shared /64s.
+                        Family::V6 if round % 3 == 0 => (rnd() as u128 % 4) << 64 | rnd() as u128,
+                        Family::V6 if round % 3 == 1 => (rnd() as u128) << 64 | rnd() as u128,
+                        Family::V6 => (rnd() as u128) << 64,
+                    })
+                    .collect();
+                points.sort();
+                points.dedup();
+                let ranges: Vec<(u128, u128, u16)> = points
+                    .chunks_exact(2)
+                    .map(|p| (p[0], p[1] - 1, (rnd() % 3) as u16))
+                    .filter(|r| r.0 <= r.1)
+                    .collect();
+                let r = RunsBuilder::from_ranges(family, ranges.iter().copied(), 9);
+                let naive = |x: u128| {
+                    ranges
+                        .iter()
+                        .find(|(s, e, _)| *s <= x && x <= *e)
+                        .map_or(9, |r| r.2)
+                };
+                let mut probes = vec![0, family.max()];
+                for &(s, e, _) in &ranges {
+                    probes.extend([
+                        s,
+                        e,
+                        s.saturating_sub(1),
+                        e.saturating_add(1).min(family.max()),
+                    ]);
+                }
+                for x in probes {
+                    assert_eq!(r.get(x), naive(x), "{family:?} round {round} x {x:#x}");
+                    let (s, e, v) = r.run_of(x);
+                    assert!(s <= x && x <= e);
+                    assert_eq!((naive(s), naive(e)), (v, v));
+                }
+                let runs: Vec<_> = r.iter().collect();
+                for w in runs.windows(2) {
+                    assert_eq!(w[0].1 + 1, w[1].0);
+                    assert_ne!(w[0].2, w[1].2, "equal neighbours are merged");
+                }
+            }
+        }
     }
 }
