@@ -1,26 +1,37 @@
 #!/usr/bin/env python3
-"""Failover timing: how long from a CDN dying to steerd noticing, and to the DNS answer moving.
+"""Failover timing: how long from a CDN failing to steerd noticing, and to the DNS answer moving.
 
-Starts two fake CDNs (bench/fakecdn.py) and steerd with a failover service
-(www.example.com: cdn-a, then cdn-b), each target checked over HTTP. Each round kills cdn-a,
-polls `dig` every 50 ms and reads steerd's JSON log, then brings cdn-a back and waits for the
-answer to return. Reports per round and medians:
+Two ways for an edge to fail, measured in turn (MODES, default "dead hung"):
 
-  kill -> first failed check     (depends on where in its interval the check was)
+  dead   the edge process is killed (SIGKILL): its connections close, new ones are refused.
+  hung   the edge process is stopped (SIGSTOP): connections stay open and new ones are even
+         accepted by the kernel, but nothing answers. Restored with SIGCONT.
+
+Each round starts two fake CDNs (bench/fakecdn.py) and a fresh steerd with a failover service
+(www.example.com: cdn-a, then cdn-b), each target checked over HTTP with steerd's default probe
+settings, waits for the checks to settle plus a random part of an interval (so the failure lands
+anywhere in the check schedule), fails cdn-a, polls `dig` every 50 ms and reads steerd's JSON
+log, then restores cdn-a. A fresh steerd per round keeps the rounds independent (no health
+history from the round before). Reports per round, and medians per mode:
+
+  fail -> first failed check     (the first failure steerd logs)
   first failure -> confirmed     (the confirmation burst)
-  kill -> confirmed down
-  kill -> answer moved           (needs the policy engine; "-" when the answer did not move)
-  back -> check passes again, back -> answer returned
+  fail -> confirmed down
+  fail -> answer moved           ("-" when the answer did not move)
+  back -> check ok               (cdn-a restored -> steerd logs a passing check)
 
-Run through bench/failover.sh (which builds steerd first). Environment: ROUNDS (3),
-INTERVAL (check interval, s; default 10 = steerd's default), CONFIRM (3), CONFIRM_GAP (0.1),
-MOVE_WAIT (s to wait for the answer to move after the confirmation; 5), RETURN_WAIT (s; 30), HEALTH ([health] keys),
+Run through bench/failover.sh (which builds steerd first). Environment: ROUNDS (per mode, 5),
+MODES ("dead hung"), SETTLE (s after the first checks before the random wait; 3),
+MOVE_WAIT (s to wait for the answer to move after the confirmation; 5), PROBE (extra [probe]
+keys, e.g. "watch = false"; the defaults otherwise), HEALTH ([health] keys),
 STEERD (binary; target/release/steerd), KEEP_TMP=1.
 """
 import datetime
 import json
 import os
+import random
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -29,17 +40,15 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ROUNDS = int(os.environ.get("ROUNDS", "3"))
-INTERVAL = float(os.environ.get("INTERVAL", "10"))
-CONFIRM = int(os.environ.get("CONFIRM", "3"))
-CONFIRM_GAP = float(os.environ.get("CONFIRM_GAP", "0.1"))
+ROUNDS = int(os.environ.get("ROUNDS", "5"))
+MODES = os.environ.get("MODES", "dead hung").split()
+SETTLE = float(os.environ.get("SETTLE", "3"))
 MOVE_WAIT = float(os.environ.get("MOVE_WAIT", "5"))
-RETURN_WAIT = float(os.environ.get("RETURN_WAIT", "30"))
 STEERD = os.environ.get("STEERD", os.path.join(ROOT, "target/release/steerd"))
-EXTRA = os.environ.get("EXTRA_CONFIG", "")
-# [health] keys, e.g. "recover_for = 20\navailability_recover_for = 20\nmin_dwell = 5" to measure
-# the return within a short run (the defaults hold a recovered CDN back for 10 minutes).
+PROBE = os.environ.get("PROBE", os.environ.get("EXTRA_CONFIG", ""))
 HEALTH = os.environ.get("HEALTH", "")
+# The default check interval (docs/config.md): where in it the failure lands is drawn at random.
+INTERVAL = 10.0
 
 
 def free_port(kind=socket.SOCK_STREAM):
@@ -102,27 +111,16 @@ def wait_for(pred, timeout, step=0.05):
     return None
 
 
-def main():
-    if not shutil.which("dig"):
-        sys.exit("dig is needed (apt-get install bind9-dnsutils)")
-    tmp = tempfile.mkdtemp(prefix="steerd-failover-")
-    pa, pb, dns = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
-    cdn_a, cdn_b = start_cdn(pa, "cdn-a"), start_cdn(pb, "cdn-b")
-    cfg = os.path.join(tmp, "failover.toml")
-    with open(cfg, "w") as f:
-        f.write(f"""
+CONFIG = """
 [server]
 dns_listen = ["127.0.0.1:{dns}"]
+admin_listen = "127.0.0.1:{admin}"
 [geo]
 database = ""
 [probe]
-interval = {INTERVAL}
-timeout = {min(2.0, INTERVAL / 2)}
-confirm = {CONFIRM}
-confirm_gap = {CONFIRM_GAP}
-{EXTRA}
+{probe}
 [health]
-{HEALTH}
+{health}
 [[zones]]
 name = "example.com"
 ns = ["ns1.example.com"]
@@ -150,68 +148,112 @@ name = "www.example.com"
 ttl = 5
 policy = "failover"
 targets = [{{ target = "cdn-a" }}, {{ target = "cdn-b" }}]
-""")
-    log = os.path.join(tmp, "steerd.log")
-    env = dict(os.environ, RUST_LOG="info,hickory_server=warn")
-    steerd = subprocess.Popen(
-        [STEERD, "--log-format", "json", "serve", "--config", cfg],
-        stderr=open(log, "w"),
-        stdout=subprocess.DEVNULL,
-        env=env,
-    )
-    rows = []
+"""
+
+
+def start(mode, tmp, r):
+    """Fake CDNs and steerd on fresh ports; retried when a port picked turns out to be taken."""
+    for attempt in range(3):
+        pa, pb, dns = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
+        cdn_a, cdn_b = start_cdn(pa, "cdn-a"), start_cdn(pb, "cdn-b")
+        cfg = os.path.join(tmp, f"{mode}-{r}.toml")
+        with open(cfg, "w") as f:
+            f.write(CONFIG.format(dns=dns, pa=pa, pb=pb, admin=free_port(), probe=PROBE,
+                                  health=HEALTH))
+        log = os.path.join(tmp, f"{mode}-{r}.log")
+        env = dict(os.environ, RUST_LOG="info,hickory_server=warn")
+        steerd = subprocess.Popen(
+            [STEERD, "--log-format", "json", "serve", "--config", cfg],
+            stderr=open(log, "w"),
+            stdout=subprocess.DEVNULL,
+            env=env,
+        )
+        if wait_for(lambda: dig(dns) or steerd.poll() is not None, 10) and steerd.poll() is None:
+            return pa, dns, cdn_a, cdn_b, steerd, log
+        steerd.kill()
+        steerd.wait()
+        for p in (cdn_a, cdn_b):
+            p.kill()
+            p.wait()
+        with open(log) as f:
+            print(f"{mode} round {r}: steerd did not start (attempt {attempt + 1}): "
+                  f"{f.read()[-400:]}", file=sys.stderr, flush=True)
+    sys.exit("steerd did not start")
+
+
+def one_round(mode, tmp, r):
+    pa, dns, cdn_a, cdn_b, steerd, log = start(mode, tmp, r)
     try:
-        if not wait_for(lambda: dig(dns), 10):
-            sys.exit(f"steerd did not answer; see {log}")
-        print(f"steerd {STEERD}: interval {INTERVAL} s, confirm {CONFIRM} x {CONFIRM_GAP} s; "
-              f"answer before: {dig(dns)}", flush=True)
-        time.sleep(min(INTERVAL, 10) + 0.5)  # every check has run at least once
-        for r in range(1, ROUNDS + 1):
-            before = dig(dns)
-            t_kill = time.time()
+        before = dig(dns)
+        # Every check has run (a lone new target is checked within about a second), then the
+        # failure lands at a random point of the check interval.
+        time.sleep(SETTLE + random.uniform(0, INTERVAL))
+        if dig(dns) != before:
+            sys.exit(f"the answer moved before the failure; see {log}")
+        t_fail = time.time()
+        if mode == "dead":
             cdn_a.kill()
             cdn_a.wait()
-            moved = confirmed = None
-            deadline = t_kill + INTERVAL * 1.5 + 5
-            while time.time() < deadline:
-                if moved is None and dig(dns) != before:
-                    moved = time.time()
-                if confirmed is None:
-                    confirmed = first_event(log, t_kill, "cdn-a", "confirmed down")
-                    if confirmed:
-                        deadline = min(deadline, confirmed + MOVE_WAIT)
-                if moved and confirmed:
-                    break
-                time.sleep(0.05)
-            failed = first_event(log, t_kill, "cdn-a", "check failed")
-            # Bring cdn-a back and wait for the answer to return.
-            t_back = time.time()
+        else:
+            cdn_a.send_signal(signal.SIGSTOP)
+        moved = confirmed = None
+        deadline = t_fail + 2 * INTERVAL + 15
+        while time.time() < deadline:
+            if moved is None and dig(dns) != before:
+                moved = time.time()
+            if confirmed is None:
+                confirmed = first_event(log, t_fail, "cdn-a", "confirmed down")
+                if confirmed:
+                    deadline = min(deadline, confirmed + MOVE_WAIT)
+            if moved and confirmed:
+                break
+            time.sleep(0.05)
+        failed = first_event(log, t_fail, "cdn-a", "check failed")
+        t_back = time.time()
+        if mode == "dead":
             cdn_a = start_cdn(pa, "cdn-a")
-            passes = wait_for(lambda: first_event(log, t_back, "cdn-a", "passes again"), INTERVAL * 1.5 + 5)
-            returned = wait_for(lambda: time.time() if dig(dns) == before else None, RETURN_WAIT)
-            row = {
-                "kill->failed": failed - t_kill if failed else None,
-                "failed->confirmed": confirmed - failed if confirmed and failed else None,
-                "kill->confirmed": confirmed - t_kill if confirmed else None,
-                "kill->answer moved": moved - t_kill if moved else None,
-                "back->check ok": passes - t_back if passes else None,
-                "back->answer returned": returned - t_back if returned and moved else None,
-            }
-            rows.append(row)
-            print(f"round {r}: " + ", ".join(
-                f"{k} {v:.3f} s" if v is not None else f"{k} -" for k, v in row.items()), flush=True)
-            time.sleep(1)
-        print("\nmedians over", ROUNDS, "rounds:")
-        for k in rows[0]:
-            vals = [row[k] for row in rows if row[k] is not None]
-            med = f"{statistics.median(vals):.3f} s" if vals else "-"
-            rng = f" (min {min(vals):.3f}, max {max(vals):.3f})" if vals else ""
-            print(f"  {k:24} {med}{rng}  [{len(vals)}/{len(rows)} rounds]")
+        else:
+            cdn_a.send_signal(signal.SIGCONT)
+        passes = wait_for(lambda: first_event(log, t_back, "cdn-a", "passes again"), 2 * INTERVAL + 5)
+        return {
+            "fail->failed": failed - t_fail if failed else None,
+            "failed->confirmed": confirmed - failed if confirmed and failed else None,
+            "fail->confirmed": confirmed - t_fail if confirmed else None,
+            "fail->answer moved": moved - t_fail if moved else None,
+            "back->check ok": passes - t_back if passes else None,
+        }
     finally:
         steerd.terminate()
         steerd.wait()
         for p in (cdn_a, cdn_b):
+            p.send_signal(signal.SIGCONT)
             p.kill()
+            p.wait()
+
+
+def main():
+    if not shutil.which("dig"):
+        sys.exit("dig is needed (apt-get install bind9-dnsutils)")
+    tmp = tempfile.mkdtemp(prefix="steerd-failover-")
+    probe = PROBE.replace("\n", "; ") or "defaults"
+    print(f"steerd {STEERD}: [probe] {probe}; {ROUNDS} rounds per mode", flush=True)
+    results = {}
+    try:
+        for mode in MODES:
+            rows = results.setdefault(mode, [])
+            for r in range(1, ROUNDS + 1):
+                row = one_round(mode, tmp, r)
+                rows.append(row)
+                print(f"{mode} round {r}: " + ", ".join(
+                    f"{k} {v:.3f} s" if v is not None else f"{k} -" for k, v in row.items()), flush=True)
+        for mode, rows in results.items():
+            print(f"\n{mode} edge: medians over {len(rows)} rounds:")
+            for k in rows[0]:
+                vals = [row[k] for row in rows if row[k] is not None]
+                med = f"{statistics.median(vals):.3f} s" if vals else "-"
+                rng = f" (min {min(vals):.3f}, max {max(vals):.3f})" if vals else ""
+                print(f"  {k:24} {med}{rng}  [{len(vals)}/{len(rows)} rounds]")
+    finally:
         if os.environ.get("KEEP_TMP") == "1":
             print("kept", tmp)
         else:

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Failover timing benchmark: kill a CDN, measure detection, confirmation and the DNS answer
-# moving (and returning). See bench/failover.py for what is measured and the environment.
+# Failover timing benchmark: a CDN edge dies (kill) or hangs (kill -STOP); measure detection,
+# confirmation and the DNS answer moving, at steerd's default probe settings. See
+# bench/failover.py for what is measured and the environment.
 #
 # Usage: bench/failover.sh [--no-build]
-#   ROUNDS=3 INTERVAL=10 CONFIRM=3 CONFIRM_GAP=0.1 bench/failover.sh
+#   ROUNDS=5 MODES="dead hung" bench/failover.sh
+#   PROBE='watch = false' MODES=hung bench/failover.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ "${1:-}" != "--no-build" ]]; then

@@ -3,12 +3,15 @@
 //! and the nets file and reloads them when they change.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, SystemTime};
 
 use tracing::{error, info, warn};
 
 use crate::alert::Alerter;
+use crate::clock::{Now, SharedClock};
 use crate::config::{self, ValidConfig, schema::NetsFile};
 use crate::events::{Event, EventKind, EventLog, Severity};
 use crate::geo::GeoData;
@@ -44,53 +47,146 @@ pub fn stamp(path: &Path) -> Option<FileStamp> {
     })
 }
 
+/// Why the geo data a configuration names could not be loaded: an issue per problem, each
+/// naming its key (`geo.database`, `geo.nets_file`) and the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeoError(pub Vec<config::ConfigIssue>);
+
+impl std::fmt::Display for GeoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, issue) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}: {}", issue.field, issue.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for GeoError {}
+
+impl From<GeoError> for String {
+    fn from(e: GeoError) -> String {
+        e.to_string()
+    }
+}
+
 /// Load the geo data a configuration names: database, country table, config nets plus the
 /// nets file. The shipped default database may be missing (a binary run outside the
 /// repository): then steerd runs without one, with a warning; any other problem is an error.
-pub fn load_geo(cfg: &ValidConfig) -> Result<GeoData, String> {
+pub fn load_geo(cfg: &ValidConfig) -> Result<GeoData, GeoError> {
+    let issue = |field: &str, message: String| config::ConfigIssue {
+        field: field.into(),
+        line: None,
+        message,
+    };
+    let mut issues = Vec::new();
     let mut nets = cfg.geo.nets.clone();
     if let Some(path) = &cfg.geo.nets_file {
-        nets.extend(load_nets_file(path, cfg)?);
+        match load_nets_file(path, cfg) {
+            Ok(n) => nets.extend(n),
+            Err(e) => issues.extend(e.into_iter().map(|m| issue("geo.nets_file", m))),
+        }
     }
-    let default_db = PathBuf::from(config::schema::GeoConfig::default().database);
     let database = match &cfg.geo.database {
-        Some(p) if *p == default_db && !p.exists() => {
+        Some(p) if shipped_database_missing(p) => {
             warn!(path = %p.display(), "the shipped GeoIP database is not there: running without one (every client is in the default region)");
             None
         }
         other => other.as_deref(),
     };
-    let started = std::time::Instant::now();
-    let geo = GeoData::load(database, cfg.countries.clone(), nets)?;
-    if let Some(db) = &geo.db {
-        info!(
-            path = %db.path.display(),
-            database_type = %db.database_type,
-            ranges = db.ranges(),
-            locations = db.locations.len() - 1,
-            ms = started.elapsed().as_millis() as u64,
-            "GeoIP database loaded"
-        );
+    let db = match database.map(|p| open_db(p, &cfg.countries)) {
+        None => None,
+        Some(Ok(db)) => Some(db),
+        Some(Err(e)) => {
+            issues.push(issue("geo.database", e));
+            None
+        }
+    };
+    if !issues.is_empty() {
+        return Err(GeoError(issues));
     }
-    Ok(geo)
+    Ok(GeoData::new(db, cfg.countries.clone(), nets))
 }
 
-fn load_nets_file(path: &Path, cfg: &ValidConfig) -> Result<Vec<config::NetOverride>, String> {
+/// The database last opened, while something holds it: opening the same unchanged file with the
+/// same country table again (the admin API's check of a new configuration, then its apply)
+/// shares it instead of reading it twice.
+#[allow(clippy::type_complexity)]
+static LAST_DB: Mutex<
+    Option<(
+        PathBuf,
+        FileStamp,
+        Arc<crate::geo::CountryTable>,
+        std::sync::Weak<crate::geo::GeoDb>,
+    )>,
+> = Mutex::new(None);
+
+fn open_db(
+    path: &Path,
+    countries: &Arc<crate::geo::CountryTable>,
+) -> Result<Arc<crate::geo::GeoDb>, String> {
+    let before = stamp(path);
+    let mut last = LAST_DB.lock();
+    if let (Some(st), Some((p, s, c, db))) = (before, last.as_ref())
+        && p == path
+        && *s == st
+        && **c == **countries
+        && let Some(db) = db.upgrade()
+    {
+        return Ok(db);
+    }
+    drop(last);
+    let started = std::time::Instant::now();
+    let db = Arc::new(crate::geo::GeoDb::open(path, countries)?);
+    info!(
+        path = %db.path.display(),
+        database_type = %db.database_type,
+        ranges = db.ranges(),
+        locations = db.locations.len() - 1,
+        ms = started.elapsed().as_millis() as u64,
+        "GeoIP database loaded"
+    );
+    if let Some(st) = before {
+        last = LAST_DB.lock();
+        *last = Some((
+            path.to_path_buf(),
+            st,
+            countries.clone(),
+            Arc::downgrade(&db),
+        ));
+    }
+    Ok(db)
+}
+
+/// `path` is the shipped default database (`geo.database` left at its default) and it is not
+/// there: steerd then runs without a database.
+pub fn shipped_database_missing(path: &Path) -> bool {
+    path == Path::new(&config::schema::GeoConfig::default().database) && !path.exists()
+}
+
+/// Read a nets file; each problem as "PATH[:LINE]: [FIELD: ]reason".
+fn load_nets_file(path: &Path, cfg: &ValidConfig) -> Result<Vec<config::NetOverride>, Vec<String>> {
+    let shown = path.display();
     let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read nets file: {e}", path.display()))?;
+        .map_err(|e| vec![format!("{shown}: cannot read nets file: {e}")])?;
     let file: NetsFile = toml::from_str(&text).map_err(|e| {
         let line = e
             .span()
             .map(|s| text[..s.start].matches('\n').count() + 1)
             .map_or(String::new(), |l| format!(":{l}"));
-        format!("{}{line}: {}", path.display(), e.message().trim())
+        vec![format!("{shown}{line}: {}", e.message().trim())]
     })?;
-    config::validate_nets(&file.nets, "nets", &cfg.countries).map_err(|issues| {
+    config::validate_nets(&file.nets, "nets", &cfg.countries).map_err(|mut issues| {
+        config::locate_lines(&text, &mut issues);
         issues
             .iter()
-            .map(|i| format!("{}: {}: {}", path.display(), i.field, i.message))
-            .collect::<Vec<_>>()
-            .join("\n")
+            .map(|i| match i.line {
+                Some(l) => format!("{shown}:{l}: {}: {}", i.field, i.message),
+                None => format!("{shown}: {}: {}", i.field, i.message),
+            })
+            .collect()
     })
 }
 
@@ -111,8 +207,11 @@ pub struct Live {
     pub cert_warn: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
     /// Usage reported by the CDNs' billing, per target.
     pub usage: std::collections::BTreeMap<String, Usage>,
-    /// Cache metrics reported per target.
+    /// Cache metrics reported per target, for all its clients…
     pub cache_reports: std::collections::BTreeMap<String, CacheReport>,
+    /// … and per target and region (continent code).
+    pub cache_regions:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, CacheReport>>,
     /// Overrides limited to a region (from the configuration).
     pub region_overrides: Vec<config::OverrideSpec>,
     /// Cost status per target as of the last compile.
@@ -124,22 +223,28 @@ pub struct Live {
 }
 
 impl Live {
-    fn new(targets: usize) -> Self {
+    fn new(targets: usize, now: Now) -> Self {
         Self {
             machines: Default::default(),
             confirmed: Default::default(),
             memory: Default::default(),
             transitions: Default::default(),
             // Ids start from the time (µs) so they keep increasing across restarts.
-            log: EventLog::starting_at(MAX_EVENTS, now_ms().saturating_mul(1000).max(1)),
+            log: EventLog::starting_at(MAX_EVENTS, now.wall_ms.saturating_mul(1000).max(1)),
             over_cap: Default::default(),
             cert_warn: Default::default(),
             usage: Default::default(),
             cache_reports: Default::default(),
+            cache_regions: Default::default(),
             region_overrides: Vec::new(),
             costs: Default::default(),
             counters: Arc::new(crate::table::AnswerCounters::new(targets)),
-            month_base: (0, vec![0; targets]),
+            // This month from the start: answers given before the first compile are this
+            // month's too.
+            month_base: (
+                crate::policy::cost::Month::containing(now.wall_ms).start_ms,
+                vec![0; targets],
+            ),
         }
     }
 }
@@ -147,14 +252,49 @@ impl Live {
 /// Events kept in memory.
 const MAX_EVENTS: usize = 10_000;
 
-/// Cache figures a CDN reported (each 0..=1).
+/// Cache figures a CDN reported (each 0..=1), for all its clients or one region's.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CacheReport {
     pub hit_ratio: Option<f64>,
     pub popularity: Option<f64>,
     pub ttl_factor: Option<f64>,
     pub purge_ratio: Option<f64>,
+    /// When it was received (Unix ms, wall clock).
     pub at_ms: u64,
+    /// When it was received, in health time (how old it is: see [`CACHE_REPORT_MAX_AGE`]).
+    #[serde(skip)]
+    pub received_ms: u64,
+}
+
+/// The seed's cache score looks at the last 5 minutes: older reports no longer count.
+pub const CACHE_REPORT_MAX_AGE: Duration = Duration::from_secs(300);
+
+/// Cache lookups the prober must have seen in 5 minutes before its hit ratio counts.
+pub const MIN_PROBE_CACHE_LOOKUPS: u64 = 3;
+
+/// The cache-aware inputs of one target for one group of clients: each of the seed's factors
+/// from the first source that has it — the region's report, the target's report (both only
+/// while fresh) — and for popularity, failing a reported one, the measured hit ratio (reported,
+/// else the prober's over 5 minutes) as its observable proxy; then the seed's defaults.
+pub fn cache_inputs(reports: &[&CacheReport], probe_hit_ratio: Option<f64>) -> CacheInputs {
+    let d = CacheInputs::default();
+    let first = |f: fn(&CacheReport) -> Option<f64>| reports.iter().find_map(|r| f(r));
+    let (popularity, popularity_from) = match (
+        first(|r| r.popularity),
+        first(|r| r.hit_ratio),
+        probe_hit_ratio,
+    ) {
+        (Some(p), _, _) => (p, "reported"),
+        (None, Some(h), _) => (h, "reported hit ratio"),
+        (None, None, Some(h)) => (h, "probed hit ratio"),
+        (None, None, None) => (d.popularity, "default"),
+    };
+    CacheInputs {
+        popularity,
+        ttl_factor: first(|r| r.ttl_factor).unwrap_or(d.ttl_factor),
+        purge_ratio: first(|r| r.purge_ratio).unwrap_or(d.purge_ratio),
+        popularity_from,
+    }
 }
 
 impl CacheReport {
@@ -175,14 +315,14 @@ impl CacheReport {
         Ok(())
     }
 
-    /// The cache-aware policy's inputs: reported figures over the defaults.
+    /// The cache-aware policy's inputs from this report alone.
     pub fn inputs(&self) -> CacheInputs {
-        let d = CacheInputs::default();
-        CacheInputs {
-            popularity: self.popularity.unwrap_or(d.popularity),
-            ttl_factor: self.ttl_factor.unwrap_or(d.ttl_factor),
-            purge_ratio: self.purge_ratio.unwrap_or(d.purge_ratio),
-        }
+        cache_inputs(&[self], None)
+    }
+
+    /// Received less than [`CACHE_REPORT_MAX_AGE`] before `now_ms` (health time).
+    pub fn fresh(&self, now_ms: u64) -> bool {
+        now_ms.saturating_sub(self.received_ms) <= CACHE_REPORT_MAX_AGE.as_millis() as u64
     }
 }
 
@@ -249,6 +389,57 @@ impl RumStore {
 pub const MAX_FUTURE_SKEW_MS: u64 = 5_000;
 pub const MAX_AGE_MS: u64 = 600_000;
 
+/// A pushed wall-clock stamp is usable at `now_ms`: not more than [`MAX_FUTURE_SKEW_MS`] ahead,
+/// not older than the windows keep. Err("FIELD: reason") otherwise.
+fn check_stamp(at_ms: u64, now_ms: u64, field: &str) -> Result<(), String> {
+    if at_ms > now_ms + MAX_FUTURE_SKEW_MS {
+        return Err(format!(
+            "{field}: {} ms in the future (clock skew over {MAX_FUTURE_SKEW_MS} ms)",
+            at_ms - now_ms
+        ));
+    }
+    if at_ms + MAX_AGE_MS < now_ms {
+        return Err(format!(
+            "{field}: {} s old (the windows keep 10 minutes)",
+            (now_ms - at_ms) / 1000
+        ));
+    }
+    Ok(())
+}
+
+/// The check-level verdicts missing from a batch of observations: for every (target, vantage,
+/// time) that has levels but no `check`, one check that is ok when every level was, with the
+/// slowest level's latency and the first failure's detail.
+fn derive_checks(batch: &[Observation]) -> Vec<Observation> {
+    let mut runs: std::collections::BTreeMap<(&str, &str, u64), (bool, Option<Observation>)> =
+        Default::default();
+    for o in batch {
+        let (has_check, derived) = runs
+            .entry((&*o.target, &*o.vantage, o.at_ms))
+            .or_insert((false, None));
+        if o.level == Level::Check {
+            *has_check = true;
+            continue;
+        }
+        let d = derived.get_or_insert_with(|| Observation {
+            level: Level::Check,
+            ok: true,
+            detail: String::new(),
+            cache: None,
+            ..o.clone()
+        });
+        d.latency = d.latency.max(o.latency);
+        if !o.ok && d.ok {
+            d.ok = false;
+            d.detail = format!("{}: {}", o.level, o.detail);
+        }
+    }
+    runs.into_values()
+        .filter(|(has_check, _)| !has_check)
+        .filter_map(|(_, d)| d)
+        .collect()
+}
+
 /// Build an event (its id is given by the log).
 fn event(
     kind: EventKind,
@@ -271,8 +462,8 @@ fn event(
     }
 }
 
-/// The event a health transition is.
-fn transition_event(tr: &Transition) -> Event {
+/// The event a health transition is (its time on the wall clock of `now`).
+fn transition_event(tr: &Transition, now: Now) -> Event {
     let (kind, severity) = match (tr.from.usable(), tr.to) {
         (_, EffectiveState::Down) => (EventKind::Failover, Severity::Critical),
         (_, EffectiveState::ForcedDown | EffectiveState::Drained) => {
@@ -295,18 +486,16 @@ fn transition_event(tr: &Transition) -> Event {
             tr.to.as_str(),
             tr.reason
         ),
-        tr.at_ms,
+        now.wall_of(tr.at_ms),
     );
     ev.from = Some(tr.from.as_str().into());
     ev.to = Some(tr.to.as_str().into());
     ev
 }
 
+/// Unix time now from the wall clock (ms).
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    crate::clock::wall_ms()
 }
 
 struct State {
@@ -401,11 +590,16 @@ const STATE_GAUGES: [(&str, &str, &[&str]); 16] = [
 #[derive(Clone)]
 pub struct Control {
     table: TableHandle,
+    clock: SharedClock,
     state: Arc<Mutex<State>>,
     health: Arc<Mutex<HealthStore>>,
     rum: Arc<Mutex<RumStore>>,
     alerter: Arc<Mutex<Option<Alerter>>>,
     metrics: Arc<Metrics>,
+    /// Remote agents' vantage names as metric labels (bounded).
+    vantage_labels: Arc<crate::metrics::BoundedLabel>,
+    /// Held by an apply or a geo reload from start to swap (they read files without `state`).
+    applying: Arc<Mutex<()>>,
 }
 
 /// Record `ev` everywhere it goes: the log, the metrics, the journal and the alert sinks.
@@ -418,7 +612,7 @@ fn emit(live: &mut Live, metrics: &Metrics, alerter: &Mutex<Option<Alerter>>, ev
         }
         Severity::Info => info!(kind = ev.kind.as_str(), id = ev.id, "event: {}", ev.summary),
     }
-    if let Some(a) = alerter.lock().unwrap().as_ref() {
+    if let Some(a) = alerter.lock().as_ref() {
         a.send(&ev);
     }
 }
@@ -429,6 +623,7 @@ fn record_transition(
     metrics: &Metrics,
     alerter: &Mutex<Option<Alerter>>,
     tr: Transition,
+    now: Now,
 ) {
     metrics
         .transitions
@@ -436,7 +631,7 @@ fn record_transition(
         .inc();
     // From one unusable state to another (down → drained, forced down → down) nothing fails
     // over: the operator's override has its own event.
-    let ev = (tr.from.usable() || tr.to.usable()).then(|| transition_event(&tr));
+    let ev = (tr.from.usable() || tr.to.usable()).then(|| transition_event(&tr, now));
     live.transitions.push_back(tr);
     if live.transitions.len() > MAX_EVENTS {
         live.transitions.pop_front();
@@ -454,16 +649,23 @@ fn stamps(cfg: &ValidConfig) -> (Option<FileStamp>, Option<FileStamp>) {
 }
 
 impl Control {
-    /// Load geo data for `config` and compile the first table into a new handle.
+    /// Load geo data for `config` and compile the first table into a new handle, on the
+    /// machine's clock.
     pub fn new(config: ValidConfig) -> Result<Self, String> {
+        Self::with_clock(config, crate::clock::SystemClock::shared())
+    }
+
+    /// Like [`Control::new`], reading the time from `clock`.
+    pub fn with_clock(config: ValidConfig, clock: SharedClock) -> Result<Self, String> {
         let (db_stamp, nets_stamp) = stamps(&config);
         let geo = Arc::new(load_geo(&config)?);
-        let live = Live::new(config.targets.len());
+        let live = Live::new(config.targets.len(), clock.now());
         let mut first = policy::compile(&config, &geo);
         first.counters = live.counters.clone();
         let table = crate::table::handle(first);
         let me = Self {
             table,
+            clock,
             state: Arc::new(Mutex::new(State {
                 live,
                 config,
@@ -478,11 +680,13 @@ impl Control {
             })),
             alerter: Arc::new(Mutex::new(None)),
             metrics: Arc::new(Metrics::new()),
+            vantage_labels: Default::default(),
+            applying: Default::default(),
         };
         {
-            let mut st = me.state.lock().unwrap();
+            let mut st = me.state.lock();
             if !st.config.overrides.is_empty() {
-                let now = now_ms();
+                let now = me.now();
                 me.sync_overrides(&mut st, now);
                 me.compile_locked(&mut st, now, true);
             }
@@ -490,9 +694,19 @@ impl Control {
         Ok(me)
     }
 
+    /// The time now on this control plane's clock.
+    pub fn now(&self) -> Now {
+        self.clock.now()
+    }
+
+    /// The clock this control plane reads.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
     /// Send every event from now on to these sinks too.
     pub fn set_alerter(&self, a: Option<Alerter>) {
-        *self.alerter.lock().unwrap() = a;
+        *self.alerter.lock() = a;
     }
 
     /// The counters and histograms of this control plane.
@@ -502,8 +716,9 @@ impl Control {
 
     /// Make the machines' global overrides and the region overrides match the configuration's
     /// `[[overrides]]` (expired ones are ignored).
-    fn sync_overrides(&self, st: &mut State, now_ms: u64) {
+    fn sync_overrides(&self, st: &mut State, now: Now) {
         let st = &mut *st;
+        let now_ms = now.wall_ms;
         let live_now = |o: &&config::OverrideSpec| o.until_ms.is_none_or(|u| u > now_ms);
         let global: Vec<config::OverrideSpec> = st
             .config
@@ -543,12 +758,12 @@ impl Control {
                 .live
                 .machines
                 .entry(name.clone())
-                .or_insert_with(|| TargetMachine::new(name, now_ms));
+                .or_insert_with(|| TargetMachine::new(name, now.mono_ms));
             let summary = match &want {
                 Some(o) => format!("{}: {}", t.name, o.describe(now_ms)),
                 None => format!("{}: override cleared", t.name),
             };
-            let transitions = machine.set_override(want, now_ms);
+            let transitions = machine.set_override(want, now);
             emit(
                 &mut st.live,
                 &self.metrics,
@@ -563,7 +778,7 @@ impl Control {
                 ),
             );
             for tr in transitions {
-                record_transition(&mut st.live, &self.metrics, &self.alerter, tr);
+                record_transition(&mut st.live, &self.metrics, &self.alerter, tr, now);
             }
         }
         let regional: Vec<config::OverrideSpec> = st
@@ -641,11 +856,19 @@ impl Control {
         observations: &[Observation],
         confirmed_down: Option<(&Arc<str>, u64)>,
     ) -> bool {
-        {
-            let mut store = self.health.lock().unwrap();
-            for o in observations {
-                store.record(o);
-            }
+        let now = self.now();
+        let refused = {
+            let mut store = self.health.lock();
+            observations.iter().filter(|o| !store.record(o)).count()
+        };
+        if refused > 0 {
+            // Older than the windows keep (health time never goes back, so only a stamp taken
+            // long before it was recorded is): counted, never silently lost.
+            self.metrics.observations_refused.inc_by(refused as u64);
+            warn!(
+                refused,
+                "observations older than the health windows were not recorded"
+            );
         }
         for o in observations {
             let level = o.level.as_str();
@@ -665,7 +888,7 @@ impl Control {
             // The TLS level passes with a warning when the certificate is close to expiry. The
             // target warns while any vantage point's latest check does.
             let warn_now = o.detail.contains(crate::probe::tls::EXPIRY_WARNING);
-            let mut st = self.state.lock().unwrap();
+            let mut st = self.state.lock();
             let live = &mut st.live;
             let per = live.cert_warn.entry(o.target.to_string()).or_default();
             let was = !per.is_empty();
@@ -682,7 +905,7 @@ impl Control {
                     "target",
                     &o.target,
                     format!("{}: {}", o.target, o.detail),
-                    o.at_ms,
+                    now.wall_of(o.at_ms),
                 );
                 emit(live, &self.metrics, &self.alerter, ev);
             } else if !is && was {
@@ -692,43 +915,41 @@ impl Control {
                     "target",
                     &o.target,
                     format!("{}: {}", o.target, o.detail),
-                    o.at_ms,
+                    now.wall_of(o.at_ms),
                 );
                 emit(live, &self.metrics, &self.alerter, ev);
             }
         }
         match confirmed_down {
             Some((t, at)) => {
-                self.state
-                    .lock()
-                    .unwrap()
-                    .live
-                    .confirmed
-                    .insert(t.clone(), at);
+                self.state.lock().live.confirmed.insert(t.clone(), at);
                 true
             }
             None => false,
         }
     }
 
-    /// Step every target's health state machine to `now_ms`, compile with the result and
-    /// swap the new table in when its answers differ from the table in force. Returns the
+    /// Step every target's health state machine to the clock's time, compile with the result
+    /// and swap the new table in when its answers differ from the table in force. Returns the
     /// new table when one was swapped in.
-    pub fn tick(&self, now_ms: u64) -> Option<Arc<RoutingTable>> {
-        let mut st = self.state.lock().unwrap();
-        self.compile_locked(&mut st, now_ms, false)
+    pub fn tick(&self) -> Option<Arc<RoutingTable>> {
+        let mut st = self.state.lock();
+        // Read under the lock: steps see time in the order they take it.
+        let now = self.now();
+        self.compile_locked(&mut st, now, false)
     }
 
-    /// The policy inputs as of `now_ms` (health states, latencies), without stepping.
-    pub fn inputs(&self, now_ms: u64) -> PolicyInputs {
-        let mut st = self.state.lock().unwrap();
+    /// The policy inputs now (health states, latencies), without stepping.
+    pub fn inputs(&self) -> PolicyInputs {
+        let now = self.now();
+        let mut st = self.state.lock();
         let st = &mut *st;
-        self.build_inputs(&st.config, &mut st.live, now_ms, false)
+        self.build_inputs(&st.config, &mut st.live, now, false)
     }
 
     /// The latency incumbents of the last compile.
     pub fn memory(&self) -> policy::chain::Memory {
-        self.state.lock().unwrap().live.memory.clone()
+        self.state.lock().live.memory.clone()
     }
 
     /// Force a target up, down or drained (None clears it); takes effect in the returned table.
@@ -736,9 +957,9 @@ impl Control {
         &self,
         target: &str,
         o: Option<crate::health::state::Override>,
-        now_ms: u64,
     ) -> Result<Option<Arc<RoutingTable>>, String> {
-        let mut st = self.state.lock().unwrap();
+        let now = self.now();
+        let mut st = self.state.lock();
         if !st.config.targets.iter().any(|t| t.name == target) {
             return Err(format!("no target named \"{target}\""));
         }
@@ -747,12 +968,12 @@ impl Control {
             .live
             .machines
             .entry(name.clone())
-            .or_insert_with(|| TargetMachine::new(name, now_ms));
+            .or_insert_with(|| TargetMachine::new(name, now.mono_ms));
         let summary = match &o {
-            Some(o) => format!("{target}: {}", o.describe(now_ms)),
+            Some(o) => format!("{target}: {}", o.describe(now.wall_ms)),
             None => format!("{target}: override cleared"),
         };
-        let transitions = machine.set_override(o, now_ms);
+        let transitions = machine.set_override(o, now);
         let live = &mut st.live;
         emit(
             live,
@@ -764,25 +985,18 @@ impl Control {
                 "target",
                 target,
                 summary,
-                now_ms,
+                now.wall_ms,
             ),
         );
         for tr in transitions {
-            record_transition(live, &self.metrics, &self.alerter, tr);
+            record_transition(live, &self.metrics, &self.alerter, tr, now);
         }
-        Ok(self.compile_locked(&mut st, now_ms, false))
+        Ok(self.compile_locked(&mut st, now, false))
     }
 
     /// Health transitions so far, oldest first.
     pub fn events(&self) -> Vec<Transition> {
-        self.state
-            .lock()
-            .unwrap()
-            .live
-            .transitions
-            .iter()
-            .cloned()
-            .collect()
+        self.state.lock().live.transitions.iter().cloned().collect()
     }
 
     /// Events with an id above `after`, oldest first (see [`EventLog::page`]), and the newest
@@ -794,7 +1008,7 @@ impl Control {
         kinds: &[EventKind],
         subject: Option<&str>,
     ) -> (Vec<Event>, u64, Option<u64>) {
-        let st = self.state.lock().unwrap();
+        let st = self.state.lock();
         (
             st.live.log.page(after, limit, kinds, subject),
             st.live.log.last_id(),
@@ -804,7 +1018,7 @@ impl Control {
 
     /// Record a configuration change (API write or reload) as an event.
     pub fn note_config_change(&self, summary: String) {
-        let mut st = self.state.lock().unwrap();
+        let mut st = self.state.lock();
         emit(
             &mut st.live,
             &self.metrics,
@@ -815,85 +1029,76 @@ impl Control {
                 "config",
                 "",
                 summary,
-                now_ms(),
+                self.now().wall_ms,
             ),
         );
     }
 
-    /// Observations pushed by a remote probe agent: each is checked (known target, time not
-    /// more than 5 s ahead nor 10 min old) and recorded like the local prober's. Returns, per
-    /// observation, `Ok` or why it was refused.
-    pub fn record_remote(
-        &self,
-        observations: &[Observation],
-        now_ms: u64,
-    ) -> Vec<Result<(), String>> {
+    /// Observations pushed by a remote probe agent, stamped on the agent's wall clock: each is
+    /// checked (known target, time not more than 5 s ahead nor 10 min old) and recorded like
+    /// the local prober's, at the health time its stamp corresponds to. Any level counts: an
+    /// agent that reports levels without the run's verdict (`check`) gets one derived per
+    /// target, vantage and time (ok when every level reported was ok), so its failures and
+    /// its recoveries move the target's health. Returns, per observation, `Ok` or why it was
+    /// refused.
+    pub fn record_remote(&self, observations: &[Observation]) -> Vec<Result<(), String>> {
+        let now = self.now();
         let known: Vec<String> = {
-            let st = self.state.lock().unwrap();
+            let st = self.state.lock();
             st.config.targets.iter().map(|t| t.name.clone()).collect()
         };
         let mut out = Vec::with_capacity(observations.len());
-        let mut good = Vec::new();
+        let mut good: Vec<Observation> = Vec::new();
         for o in observations {
-            let r = if !known.iter().any(|k| **k == *o.target) {
-                Err(format!("no target named \"{}\"", o.target))
-            } else if o.at_ms > now_ms + MAX_FUTURE_SKEW_MS {
-                Err(format!(
-                    "at_ms is {} ms in the future (clock skew over {MAX_FUTURE_SKEW_MS} ms)",
-                    o.at_ms - now_ms
-                ))
-            } else if o.at_ms + MAX_AGE_MS < now_ms {
-                Err(format!(
-                    "at_ms is {} s old (the windows keep 10 minutes)",
-                    (now_ms - o.at_ms) / 1000
-                ))
-            } else {
-                Ok(())
-            };
+            let r = check_stamp(o.at_ms, now.wall_ms, "at_ms").and_then(|()| {
+                if known.iter().any(|k| **k == *o.target) {
+                    Ok(())
+                } else {
+                    Err(format!("target: no target named \"{}\"", o.target))
+                }
+            });
+            let vantage = self.vantage_labels.label(&o.vantage, r.is_ok());
             self.metrics
                 .observations
-                .with_label_values(&[&*o.vantage, if r.is_ok() { "accepted" } else { "rejected" }])
+                .with_label_values(&[
+                    vantage.as_str(),
+                    if r.is_ok() { "accepted" } else { "rejected" },
+                ])
                 .inc();
             if r.is_ok() {
-                good.push(o.clone());
+                let mut o = o.clone();
+                o.at_ms = now.mono_of(o.at_ms);
+                good.push(o);
             }
             out.push(r);
         }
+        let derived = derive_checks(&good);
+        good.extend(derived);
         self.record(&good, None);
         out
     }
 
     /// Real-user beacons (same time rules as [`Control::record_remote`]).
-    pub fn record_rum(&self, beacons: &[RumBeacon], now_ms: u64) -> Vec<Result<(), String>> {
+    pub fn record_rum(&self, beacons: &[RumBeacon]) -> Vec<Result<(), String>> {
+        let now = self.now();
         let known: Vec<String> = {
-            let st = self.state.lock().unwrap();
+            let st = self.state.lock();
             st.config.targets.iter().map(|t| t.name.clone()).collect()
         };
-        let mut rum = self.rum.lock().unwrap();
+        let mut rum = self.rum.lock();
         beacons
             .iter()
             .map(|b| {
                 if !known.contains(&b.target) {
-                    return Err(format!("no target named \"{}\"", b.target));
+                    return Err(format!("target: no target named \"{}\"", b.target));
                 }
-                if b.at_ms > now_ms + MAX_FUTURE_SKEW_MS {
-                    return Err(format!(
-                        "at is {} ms in the future (clock skew over {MAX_FUTURE_SKEW_MS} ms)",
-                        b.at_ms - now_ms
-                    ));
-                }
-                if b.at_ms + MAX_AGE_MS < now_ms {
-                    return Err(format!(
-                        "at is {} s old (the windows keep 10 minutes)",
-                        (now_ms - b.at_ms) / 1000
-                    ));
-                }
+                check_stamp(b.at_ms, now.wall_ms, "at")?;
                 let region = b.region.clone().unwrap_or_else(|| "unknown".into());
                 let obs = |key: &str| Observation {
                     target: Arc::from(key),
                     level: Level::Check,
                     vantage: Arc::from(region.as_str()),
-                    at_ms: b.at_ms,
+                    at_ms: now.mono_of(b.at_ms),
                     ok: b.ok,
                     latency: b.latency,
                     detail: String::new(),
@@ -915,7 +1120,7 @@ impl Control {
 
     /// Usage reported by a target's billing (None clears it). Takes effect at the next tick.
     pub fn set_usage(&self, target: &str, usage: Option<Usage>) -> Result<(), String> {
-        let mut st = self.state.lock().unwrap();
+        let mut st = self.state.lock();
         if !st.config.targets.iter().any(|t| t.name == target) {
             return Err(format!("no target named \"{target}\""));
         }
@@ -923,27 +1128,46 @@ impl Control {
             Some(u) => st.live.usage.insert(target.to_string(), u),
             None => st.live.usage.remove(target),
         };
-        let now = now_ms();
+        let now = self.now();
         self.compile_locked(&mut st, now, false);
         Ok(())
     }
 
-    /// Cache metrics reported for a target.
-    pub fn set_cache_report(&self, target: &str, report: CacheReport) -> Result<(), String> {
-        let mut st = self.state.lock().unwrap();
+    /// Cache metrics reported for a target, for all its clients or (`region`, a continent
+    /// code) one region's.
+    pub fn set_cache_report(
+        &self,
+        target: &str,
+        region: Option<&str>,
+        mut report: CacheReport,
+    ) -> Result<(), String> {
+        let mut st = self.state.lock();
         if !st.config.targets.iter().any(|t| t.name == target) {
             return Err(format!("no target named \"{target}\""));
         }
-        st.live.cache_reports.insert(target.to_string(), report);
-        let now = now_ms();
+        report.received_ms = self.now().mono_ms;
+        match region {
+            None => {
+                st.live.cache_reports.insert(target.to_string(), report);
+            }
+            Some(r) => {
+                st.live
+                    .cache_regions
+                    .entry(target.to_string())
+                    .or_default()
+                    .insert(r.to_string(), report);
+            }
+        }
+        let now = self.now();
         self.compile_locked(&mut st, now, false);
         Ok(())
     }
 
     /// What [`crate::state`] saves: this month's answers, billing reports and cache metrics
     /// of the targets of the configuration in force.
-    pub fn saved_state(&self, now_ms: u64) -> crate::state::Saved {
-        let st = self.state.lock().unwrap();
+    pub fn saved_state(&self) -> crate::state::Saved {
+        let now_ms = self.now().wall_ms;
+        let st = self.state.lock();
         let month = crate::policy::cost::Month::containing(now_ms).start_ms;
         let totals = st.live.counters.totals();
         let answers = st
@@ -969,14 +1193,17 @@ impl Control {
             answers,
             usage: st.live.usage.clone(),
             cache: st.live.cache_reports.clone(),
+            cache_regions: st.live.cache_regions.clone(),
         }
     }
 
     /// Take back what an earlier run saved: billing reports and cache metrics of targets that
     /// still exist, and their answer counts when they are of this month. Applied at once (one
     /// compile). What was taken, in words.
-    pub fn restore_state(&self, saved: crate::state::Saved, now_ms: u64) -> String {
-        let mut st = self.state.lock().unwrap();
+    pub fn restore_state(&self, saved: crate::state::Saved) -> String {
+        let now = self.now();
+        let now_ms = now.wall_ms;
+        let mut st = self.state.lock();
         let month = crate::policy::cost::Month::containing(now_ms).start_ms;
         if st.live.month_base.0 != month {
             st.live.month_base = (month, st.live.counters.totals());
@@ -1001,13 +1228,25 @@ impl Control {
             }
         }
         let mut cache = 0;
+        // Their age goes on from when they were received.
+        let received = |mut c: CacheReport| {
+            c.received_ms = now.mono_of(c.at_ms);
+            c
+        };
         for (name, c) in saved.cache {
             if names.contains(&name) {
-                st.live.cache_reports.insert(name, c);
+                st.live.cache_reports.insert(name, received(c));
                 cache += 1;
             }
         }
-        self.compile_locked(&mut st, now_ms, false);
+        for (name, regions) in saved.cache_regions {
+            if names.contains(&name) {
+                cache += regions.len();
+                let kept = regions.into_iter().map(|(r, c)| (r, received(c))).collect();
+                st.live.cache_regions.insert(name, kept);
+            }
+        }
+        self.compile_locked(&mut st, now, false);
         format!(
             "this month's answers of {answers} target(s), {usage} usage report(s), {cache} cache report(s)"
         )
@@ -1018,7 +1257,7 @@ impl Control {
         &self,
         target: &str,
     ) -> (Option<Usage>, Option<CacheReport>, Option<CostStatus>) {
-        let st = self.state.lock().unwrap();
+        let st = self.state.lock();
         (
             st.live.usage.get(target).cloned(),
             st.live.cache_reports.get(target).cloned(),
@@ -1026,16 +1265,46 @@ impl Control {
         )
     }
 
-    /// A target's machine: effective state, since, reason, override (None when never stepped).
+    /// A target's cache reports, each with whether it still counts (fresh): for all its
+    /// clients, then per region.
+    #[allow(clippy::type_complexity)]
+    pub fn cache_reports(
+        &self,
+        target: &str,
+    ) -> (
+        Option<(CacheReport, bool)>,
+        Vec<(String, CacheReport, bool)>,
+    ) {
+        let now = self.now().mono_ms;
+        let st = self.state.lock();
+        let all = st
+            .live
+            .cache_reports
+            .get(target)
+            .map(|r| (r.clone(), r.fresh(now)));
+        let regions = st
+            .live
+            .cache_regions
+            .get(target)
+            .into_iter()
+            .flatten()
+            .map(|(k, r)| (k.clone(), r.clone(), r.fresh(now)))
+            .collect();
+        (all, regions)
+    }
+
+    /// A target's machine: effective state, since (wall clock), reason, override (None when
+    /// never stepped).
     pub fn target_state(
         &self,
         target: &str,
     ) -> Option<(EffectiveState, u64, String, Option<Override>)> {
-        let st = self.state.lock().unwrap();
+        let now = self.now();
+        let st = self.state.lock();
         st.live.machines.get(target).map(|m| {
             (
                 m.effective(),
-                m.since_ms(),
+                now.wall_of(m.since_ms()),
                 m.reason().to_string(),
                 m.current_override().cloned(),
             )
@@ -1043,18 +1312,17 @@ impl Control {
     }
 
     /// RUM statistics of a target: all regions, then per region (5-minute window).
-    pub fn rum_stats(
-        &self,
-        target: &str,
-        now_ms: u64,
-    ) -> (Option<WindowStats>, Vec<(String, WindowStats)>) {
-        let mut rum = self.rum.lock().unwrap();
+    pub fn rum_stats(&self, target: &str) -> (Option<WindowStats>, Vec<(String, WindowStats)>) {
+        let now_ms = self.now().mono_ms;
+        let mut rum = self.rum.lock();
         let keys = rum.regions_by_target();
         rum.stats(target, &keys, now_ms)
     }
 
     /// The gauges describing the state now (for `GET /metrics`).
-    pub fn gauges(&self, now_ms: u64) -> Gauges {
+    pub fn gauges(&self) -> Gauges {
+        let now = self.now();
+        let now_ms = now.mono_ms;
         let mut g = Gauges::new();
         let [
             up,
@@ -1077,7 +1345,7 @@ impl Control {
         let table = self.table.load();
         g.set(generation, &[], table.generation as f64);
         let (targets, states, costs, reports, cfg_version, services) = {
-            let st = self.state.lock().unwrap();
+            let st = self.state.lock();
             (
                 st.config
                     .targets
@@ -1110,7 +1378,7 @@ impl Control {
             let down = table.all_down.iter().any(|d| d == s);
             g.set(all_down, &[s], if down { 1.0 } else { 0.0 });
         }
-        let mut store = self.health.lock().unwrap();
+        let mut store = self.health.lock();
         for (name, role, monthly_cap) in &targets {
             let eff = states.get(name).copied().unwrap_or(EffectiveState::Healthy);
             g.set(up, &[name, role], if eff.usable() { 1.0 } else { 0.0 });
@@ -1136,7 +1404,7 @@ impl Control {
                     }
                 }
                 if let Some(t) = th.last(Level::Check).iter().map(|o| o.at_ms).max() {
-                    g.set(last, &[name], t as f64 / 1000.0);
+                    g.set(last, &[name], now.wall_of(t) as f64 / 1000.0);
                 }
             }
             if let Some(r) = reports.get(name).and_then(|r| r.hit_ratio) {
@@ -1153,7 +1421,7 @@ impl Control {
             }
         }
         drop(store);
-        let mut rum = self.rum.lock().unwrap();
+        let mut rum = self.rum.lock();
         let keys = rum.regions_by_target();
         for (name, _, _) in &targets {
             let (all, regions) = rum.stats(name, &keys, now_ms);
@@ -1177,14 +1445,17 @@ impl Control {
         &self,
         cfg: &ValidConfig,
         live: &mut Live,
-        now_ms: u64,
+        now: Now,
         step: bool,
     ) -> PolicyInputs {
-        let mut store = self.health.lock().unwrap();
+        // Calendar months, cost projections, override expiry and event times: the wall clock;
+        // health windows and machines: health time.
+        let (wall_ms, now_ms) = (now.wall_ms, now.mono_ms);
+        let mut store = self.health.lock();
         let mut targets = Vec::with_capacity(cfg.targets.len());
         // Answers this month, per target.
         let totals = live.counters.totals();
-        let month = crate::policy::cost::Month::containing(now_ms).start_ms;
+        let month = crate::policy::cost::Month::containing(wall_ms).start_ms;
         if live.month_base.0 != month || live.month_base.1.len() != totals.len() {
             live.month_base = (month, totals.clone());
         }
@@ -1193,7 +1464,7 @@ impl Control {
             .zip(&live.month_base.1)
             .map(|(t, b)| t.saturating_sub(*b))
             .collect();
-        let mut rum = self.rum.lock().unwrap();
+        let mut rum = self.rum.lock();
         // RUM windows per region, keyed `target|region`: grouped by target once per compile.
         let region_keys = rum.regions_by_target();
         let mut pending: Vec<Transition> = Vec::new();
@@ -1205,7 +1476,7 @@ impl Control {
                         reported: live.usage.get(&t.name).cloned(),
                         answers: vec![("default".into(), this_month[ti])],
                     },
-                    now_ms,
+                    wall_ms,
                 ),
                 None => CostStatus::unmetered(),
             };
@@ -1225,7 +1496,7 @@ impl Control {
                             cost.cap.unwrap_or(0.0),
                             cost.source
                         ),
-                        now_ms,
+                        wall_ms,
                     ));
                 } else if !cost.over_cap && was {
                     live.over_cap.remove(&t.name);
@@ -1238,7 +1509,7 @@ impl Control {
                             "{}: projected month-end spend ${:.2} is under the cap again",
                             t.name, cost.projected
                         ),
-                        now_ms,
+                        wall_ms,
                     ));
                 }
                 live.costs.insert(t.name.clone(), cost.clone());
@@ -1257,15 +1528,31 @@ impl Control {
                     latency_by_region.push((region.to_string(), p));
                 }
             }
-            let cache = live
-                .cache_reports
+            // The cache score's inputs (seed: over the last 5 minutes): fresh reports, the
+            // prober's measured hit ratio.
+            let probe_hit = store
+                .target(&t.name)
+                .map(|th| th.stats(Level::Cache, now_ms, Win::M5))
+                .filter(|s| s.cache_lookups >= MIN_PROBE_CACHE_LOOKUPS)
+                .and_then(|s| s.cache_hit_ratio);
+            let overall = live.cache_reports.get(&t.name).filter(|r| r.fresh(now_ms));
+            let cache = cache_inputs(overall.as_slice(), probe_hit);
+            let cache_by_region: Vec<(String, CacheInputs)> = live
+                .cache_regions
                 .get(&t.name)
-                .map(CacheReport::inputs)
-                .unwrap_or_default();
+                .into_iter()
+                .flatten()
+                .filter(|(_, r)| r.fresh(now_ms))
+                .map(|(region, r)| {
+                    let layers: Vec<&CacheReport> = std::iter::once(r).chain(overall).collect();
+                    (region.clone(), cache_inputs(&layers, probe_hit))
+                })
+                .collect();
             if t.check.is_none() && store.target(&t.name).is_none() {
                 let mut input = TargetInput::unknown();
                 input.cost = cost;
                 input.cache = cache;
+                input.cache_by_region = cache_by_region;
                 input.latency_by_region = latency_by_region;
                 let mut signals = Signals::empty();
                 let has_rum = rum_stats.is_some();
@@ -1278,7 +1565,7 @@ impl Control {
                 }
                 if let Some(m) = live.machines.get_mut(t.name.as_str()) {
                     if step {
-                        pending.extend(m.step(&signals, &cfg.health, now_ms));
+                        pending.extend(m.step(&signals, &cfg.health, now));
                     }
                     input.state = m.effective();
                     input.unstable = m.unstable(now_ms);
@@ -1297,13 +1584,14 @@ impl Control {
             let (mut signals, latency) = match th {
                 Some(th) => {
                     let lat = th.stats(Level::Check, now_ms, Win::M5).p95;
-                    (Signals::from_target(th, now_ms, confirmed), lat)
+                    let judged = machine.judged_until();
+                    (Signals::from_target(th, now_ms, confirmed, judged), lat)
                 }
                 None => (Signals::empty(), None),
             };
             signals.rum = rum_stats;
             if step {
-                pending.extend(machine.step(&signals, &cfg.health, now_ms));
+                pending.extend(machine.step(&signals, &cfg.health, now));
             }
             let mut input = TargetInput::unknown();
             input.state = machine.effective();
@@ -1312,13 +1600,14 @@ impl Control {
             input.latency = latency;
             input.latency_by_region = latency_by_region;
             input.cache = cache;
+            input.cache_by_region = cache_by_region;
             input.cost = cost;
             targets.push(input);
         }
         drop(rum);
         drop(store);
         for tr in pending {
-            record_transition(live, &self.metrics, &self.alerter, tr);
+            record_transition(live, &self.metrics, &self.alerter, tr, now);
         }
         for ev in cost_events {
             emit(live, &self.metrics, &self.alerter, ev);
@@ -1326,7 +1615,7 @@ impl Control {
         if step {
             let (keep, ended): (Vec<_>, Vec<_>) = std::mem::take(&mut live.region_overrides)
                 .into_iter()
-                .partition(|o| o.until_ms.is_none_or(|u| u > now_ms));
+                .partition(|o| o.until_ms.is_none_or(|u| u > wall_ms));
             live.region_overrides = keep;
             for o in ended {
                 let region = o.region.as_ref().map(|r| r.1.as_str()).unwrap_or("");
@@ -1336,7 +1625,7 @@ impl Control {
                     "target",
                     &o.target,
                     format!("{}: override for clients in {region} expired", o.target),
-                    now_ms,
+                    wall_ms,
                 );
                 emit(live, &self.metrics, &self.alerter, ev);
             }
@@ -1344,7 +1633,7 @@ impl Control {
         let region_overrides = live
             .region_overrides
             .iter()
-            .filter(|o| o.until_ms.is_none_or(|u| u > now_ms))
+            .filter(|o| o.until_ms.is_none_or(|u| u > wall_ms))
             .filter_map(|o| {
                 let target = cfg.targets.iter().position(|t| t.name == o.target)?;
                 let (key, label) = o.region.clone()?;
@@ -1361,24 +1650,19 @@ impl Control {
             })
             .collect();
         PolicyInputs {
-            now_ms,
+            now_ms: wall_ms,
             targets,
             region_overrides,
         }
     }
 
-    fn compile_locked(
-        &self,
-        st: &mut State,
-        now_ms: u64,
-        force: bool,
-    ) -> Option<Arc<RoutingTable>> {
+    fn compile_locked(&self, st: &mut State, now: Now, force: bool) -> Option<Arc<RoutingTable>> {
         let st = &mut *st;
         // Forget targets that left the configuration.
         st.live
             .machines
             .retain(|k, _| st.config.targets.iter().any(|t| *t.name == **k));
-        let inputs = self.build_inputs(&st.config, &mut st.live, now_ms, true);
+        let inputs = self.build_inputs(&st.config, &mut st.live, now, true);
         let started = std::time::Instant::now();
         let (mut table, memory) =
             policy::compile_with(&st.config, &st.geo, &inputs, &st.live.memory);
@@ -1400,7 +1684,7 @@ impl Control {
                 "service",
                 svc,
                 format!("{svc}: every candidate is down for some clients (answering per all_down)"),
-                now_ms,
+                now.wall_ms,
             );
             emit(&mut st.live, &self.metrics, &self.alerter, ev);
         }
@@ -1416,7 +1700,7 @@ impl Control {
                 "service",
                 svc,
                 format!("{svc}: a candidate is up again for every client"),
-                now_ms,
+                now.wall_ms,
             );
             emit(&mut st.live, &self.metrics, &self.alerter, ev);
         }
@@ -1442,32 +1726,44 @@ impl Control {
 
     /// The configuration in force.
     pub fn config(&self) -> ValidConfig {
-        self.state.lock().unwrap().config.clone()
+        self.state.lock().config.clone()
     }
 
     /// The geo data in force.
     pub fn geo(&self) -> Arc<GeoData> {
-        self.state.lock().unwrap().geo.clone()
+        self.state.lock().geo.clone()
     }
 
     /// Apply a new configuration: reload the geo data if its settings changed, compile, swap.
     /// On error nothing changes.
     pub fn apply(&self, config: ValidConfig) -> Result<Arc<RoutingTable>, String> {
-        let mut st = self.state.lock().unwrap();
-        let geo = if config.geo != st.config.geo || *config.countries != *st.config.countries {
-            let (db, nets) = stamps(&config);
-            let g = Arc::new(load_geo(&config)?);
-            st.db_stamp = db;
-            st.nets_stamp = nets;
-            g
+        // One apply or geo reload at a time; the geo files are read without the state lock,
+        // so ticks, pushed inputs and views go on meanwhile.
+        let _one = self.applying.lock();
+        let reload = {
+            let st = self.state.lock();
+            config.geo != st.config.geo || *config.countries != *st.config.countries
+        };
+        let loaded = if reload {
+            let stamps = stamps(&config);
+            Some((Arc::new(load_geo(&config)?), stamps))
         } else {
-            st.geo.clone()
+            None
+        };
+        let mut st = self.state.lock();
+        let geo = match loaded {
+            Some((g, (db, nets))) => {
+                st.db_stamp = db;
+                st.nets_stamp = nets;
+                g
+            }
+            None => st.geo.clone(),
         };
         let old = (
             std::mem::replace(&mut st.config, config),
             std::mem::replace(&mut st.geo, geo),
         );
-        let now = now_ms();
+        let now = self.now();
         {
             let st = &mut *st;
             // Answer counters are indexed like the targets: when the list changes, carry each
@@ -1507,18 +1803,24 @@ impl Control {
     /// that fails to load is logged and the data in force keeps serving. Returns the new
     /// table when one was swapped in.
     pub fn reload_geo_if_changed(&self) -> Option<Arc<RoutingTable>> {
-        let mut st = self.state.lock().unwrap();
-        let (db, nets) = stamps(&st.config);
-        if db == st.db_stamp && nets == st.nets_stamp {
-            return None;
-        }
-        st.db_stamp = db;
-        st.nets_stamp = nets;
-        match load_geo(&st.config) {
+        let _one = self.applying.lock();
+        let config = {
+            let mut st = self.state.lock();
+            let (db, nets) = stamps(&st.config);
+            if db == st.db_stamp && nets == st.nets_stamp {
+                return None;
+            }
+            st.db_stamp = db;
+            st.nets_stamp = nets;
+            st.config.clone()
+        };
+        match load_geo(&config) {
             Ok(geo) => {
+                let mut st = self.state.lock();
                 st.geo = Arc::new(geo);
+                let now = self.now();
                 let table = self
-                    .compile_locked(&mut st, now_ms(), true)
+                    .compile_locked(&mut st, now, true)
                     .expect("a forced compile always swaps");
                 info!(
                     generation = table.generation,
@@ -1539,7 +1841,7 @@ impl Control {
         let me = self.clone();
         tokio::spawn(async move {
             loop {
-                let every = me.state.lock().unwrap().config.geo.reload_interval;
+                let every = me.state.lock().config.geo.reload_interval;
                 tokio::time::sleep(if every.is_zero() {
                     Duration::from_secs(5)
                 } else {

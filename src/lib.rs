@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod alert;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod dns;

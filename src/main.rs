@@ -35,7 +35,8 @@ enum LogFormat {
 enum Command {
     /// Run the DNS server (the default command).
     Serve(ServeArgs),
-    /// Validate a configuration file and print a one-line summary.
+    /// Validate a configuration file, open every file `serve` would open (GeoIP database,
+    /// nets file, country table, CA files, state file), and print a one-line summary.
     CheckConfig {
         /// Configuration file to check.
         file: PathBuf,
@@ -157,17 +158,79 @@ fn main() -> ExitCode {
     }
 }
 
+/// `FILE:LINE: FIELD: reason` lines for `issues` of `file`, whose text is `text`.
+fn config_error(
+    file: &std::path::Path,
+    text: &str,
+    mut issues: Vec<steerd::config::ConfigIssue>,
+) -> steerd::config::ConfigError {
+    steerd::config::locate_lines(text, &mut issues);
+    steerd::config::ConfigError {
+        source: file.display().to_string(),
+        issues,
+    }
+}
+
 fn check_config(file: &std::path::Path) -> ExitCode {
-    match steerd::config::load(file) {
-        Ok(cfg) => {
-            println!("{}: OK: {}", file.display(), cfg.summary());
-            ExitCode::SUCCESS
-        }
+    use steerd::config::ConfigIssue;
+    let mut cfg = match steerd::config::load(file) {
+        Ok(cfg) => cfg,
         Err(e) => {
             eprintln!("{e}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
+        }
+    };
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let issue = |field: &str, message: String| ConfigIssue {
+        field: field.into(),
+        line: None,
+        message,
+    };
+    // The files validation has not opened: the geo data (as serve loads it) and the state file.
+    let mut warnings = Vec::new();
+    if let Some(db) = cfg.geo.database.clone()
+        && steerd::control::shipped_database_missing(&db)
+    {
+        warnings.push(issue(
+            "geo.database",
+            format!(
+                "the shipped database {} is not there: serve runs without one (every client \
+                 in the default region)",
+                db.display()
+            ),
+        ));
+        cfg.geo.database = None;
+    }
+    if let Err(e) = steerd::control::load_geo(&cfg) {
+        eprintln!("{}", config_error(file, &text, e.0));
+        return ExitCode::FAILURE;
+    }
+    if let Some(path) = steerd::state::path_for(cfg.server.state_file.as_deref(), Some(file))
+        && let Err(e) = steerd::state::load(&path, steerd::control::now_ms())
+    {
+        warnings.push(issue(
+            "server.state_file",
+            format!("{e}: serve starts without it"),
+        ));
+    }
+    if !warnings.is_empty() {
+        for line in config_error(file, &text, warnings).to_string().lines() {
+            eprintln!("warning: {line}");
         }
     }
+    let notes: Vec<ConfigIssue> = cfg
+        .health
+        .notes()
+        .into_iter()
+        .map(|(field, text)| issue(field, text))
+        .collect();
+    if !notes.is_empty() {
+        for line in config_error(file, &text, notes).to_string().lines() {
+            eprintln!("note: {line}");
+        }
+    }
+    println!("{}: OK: {}", file.display(), cfg.summary());
+    ExitCode::SUCCESS
 }
 
 fn resolve(
@@ -337,7 +400,7 @@ fn load_for_serve(args: &ServeArgs) -> Result<steerd::config::ValidConfig, Strin
         Some(path) => steerd::config::load(path),
         None if !std::path::Path::new(DEFAULT_CONFIG).exists() => {
             info!("{DEFAULT_CONFIG} not found: serving the embedded demo configuration");
-            steerd::config::parse(EMBEDDED_CONFIG, "<embedded config/steerd.toml>")
+            steerd::config::parse_to_serve(EMBEDDED_CONFIG, "<embedded config/steerd.toml>", None)
         }
         None => steerd::config::load(std::path::Path::new(DEFAULT_CONFIG)),
     }

@@ -22,6 +22,52 @@ pub struct Metrics {
     pub rum_beacons: IntCounterVec,
     pub observations: IntCounterVec,
     pub admin_requests: IntCounterVec,
+    pub observations_refused: IntCounter,
+    pub task_panics: IntCounterVec,
+}
+
+/// At most this many distinct values of a label that comes from outside (a remote agent's
+/// vantage name): later values are counted under [`OTHER`].
+pub const MAX_LABEL_VALUES: usize = 64;
+
+/// The label value counted in place of a new one once [`MAX_LABEL_VALUES`] are in use.
+pub const OTHER: &str = "other";
+
+/// A label whose values come from untrusted input: the first [`MAX_LABEL_VALUES`] distinct
+/// values of accepted items are kept, every later one (and every rejected item's) counts as
+/// [`OTHER`], so no input can grow the metric without bound.
+#[derive(Default)]
+pub struct BoundedLabel {
+    seen: parking_lot::Mutex<rustc_hash::FxHashSet<String>>,
+}
+
+impl BoundedLabel {
+    /// The label value to count `value` under; `accepted` items may claim a new value.
+    pub fn label(&self, value: &str, accepted: bool) -> String {
+        let mut seen = self.seen.lock();
+        if seen.contains(value) {
+            return value.to_string();
+        }
+        if accepted && seen.len() < MAX_LABEL_VALUES {
+            seen.insert(value.to_string());
+            return value.to_string();
+        }
+        OTHER.to_string()
+    }
+}
+
+/// An HTTP method as a label: the methods the admin API serves, else [`OTHER`].
+pub fn method_label(m: &http::Method) -> &'static str {
+    match *m {
+        http::Method::GET => "GET",
+        http::Method::HEAD => "HEAD",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::DELETE => "DELETE",
+        http::Method::OPTIONS => "OPTIONS",
+        http::Method::PATCH => "PATCH",
+        _ => OTHER,
+    }
 }
 
 fn counter_vec(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -111,8 +157,24 @@ impl Metrics {
             "Admin API requests per route, method and status.",
             &["route", "method", "status"],
         );
+        let observations_refused = IntCounter::new(
+            "steerd_observations_refused_total",
+            "Observations not recorded because they were older than the health windows keep.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(observations_refused.clone()))
+            .expect("unique metric");
+        let task_panics = counter_vec(
+            &registry,
+            "steerd_task_panics_total",
+            "Control-plane tasks that panicked (logged; the next run goes on).",
+            &["task"],
+        );
         Self {
             registry,
+            observations_refused,
+            task_panics,
             probe_checks,
             probe_duration,
             transitions,

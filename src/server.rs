@@ -1,9 +1,11 @@
 //! A running steerd: the routing table handle, the DNS listeners, and config application.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use tracing::{info, warn};
+use parking_lot::Mutex;
+
+use tracing::{error, info, warn};
 
 use crate::admin::store::{ConfigSource, ConfigStore};
 use crate::admin::{AdminServer, Api, MetricsSource};
@@ -81,10 +83,9 @@ impl Applier {
             self.control
                 .health()
                 .lock()
-                .expect("health store")
                 .retain_targets(|t| keep.iter().any(|k| k == t));
         }
-        if let Some(p) = self.prober.lock().unwrap().as_ref() {
+        if let Some(p) = self.prober.lock().as_ref() {
             p.apply(plan);
         }
         self.alerter.apply(&alerts);
@@ -96,22 +97,57 @@ impl Applier {
     }
 }
 
-/// Records every probe report in the health windows; a confirmed failure recompiles at once.
+/// Records every probe report in the health windows (at the health time the run started); a
+/// confirmed failure recompiles at once.
 async fn consume_reports(mut rx: tokio::sync::mpsc::Receiver<ProbeReport>, control: Control) {
     let mut down: rustc_hash::FxHashSet<Arc<str>> = Default::default();
     while let Some(report) = rx.recv().await {
-        let observations = report.run.observations(&report.vantage);
-        let target = report.run.target.clone();
-        let confirmed = report
-            .confirmed_down
-            .then_some((&target, report.run.started_ms));
-        if control.record(&observations, confirmed) {
-            down.insert(target.clone());
-            let c = control.clone();
-            let _ = tokio::task::spawn_blocking(move || c.tick(crate::control::now_ms())).await;
-        } else if report.run.ok() && down.remove(&target) {
-            info!(target_name = %target, "check passes again: {}", report.run.summary());
+        let at = control.now().mono_of_instant(report.run.started);
+        let mut observations = report.run.observations(&report.vantage);
+        for o in &mut observations {
+            o.at_ms = at;
         }
+        let target = report.run.target.clone();
+        let confirmed = report.confirmed_down.then(|| (target.clone(), at));
+        let c = control.clone();
+        let recorded = tokio::task::spawn_blocking(move || {
+            let now_down = c.record(&observations, confirmed.as_ref().map(|(t, at)| (t, *at)));
+            if now_down {
+                c.tick();
+            }
+            now_down
+        })
+        .await;
+        match recorded {
+            Ok(true) => {
+                down.insert(target.clone());
+            }
+            Ok(false) => {
+                if report.run.ok() && down.remove(&target) {
+                    info!(target_name = %target, "check passes again: {}", report.run.summary());
+                }
+            }
+            Err(e) => control_task_failed(&control, "record", e),
+        }
+    }
+}
+
+/// A control-plane task that panicked: logged and counted; the caller goes on with the next
+/// run (the DNS path keeps answering from the table in force).
+fn control_task_failed(control: &Control, task: &str, e: tokio::task::JoinError) {
+    if e.is_panic() {
+        control
+            .metrics()
+            .task_panics
+            .with_label_values(&[task])
+            .inc();
+        let what = e
+            .into_panic()
+            .downcast::<String>()
+            .map(|s| *s)
+            .or_else(|p| p.downcast::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|_| "(no message)".into());
+        error!(task, "control-plane task panicked: {what}; carrying on");
     }
 }
 
@@ -133,7 +169,9 @@ async fn tick_loop(control: Control) {
     loop {
         every.tick().await;
         let c = control.clone();
-        let _ = tokio::task::spawn_blocking(move || c.tick(crate::control::now_ms())).await;
+        if let Err(e) = tokio::task::spawn_blocking(move || c.tick()).await {
+            control_task_failed(&control, "tick", e);
+        }
     }
 }
 
@@ -150,6 +188,17 @@ impl Server {
         config: ValidConfig,
         source: ConfigSource,
     ) -> anyhow::Result<Self> {
+        Self::start_with_clock(config, source, crate::clock::SystemClock::shared()).await
+    }
+
+    /// Like [`Server::start_with_source`], with the control plane reading the time from
+    /// `clock` (a [`crate::clock::ManualClock`] lets a test run minutes of health time at
+    /// once; the prober's checks still run on the machine's timers).
+    pub async fn start_with_clock(
+        config: ValidConfig,
+        source: ConfigSource,
+        clock: crate::clock::SharedClock,
+    ) -> anyhow::Result<Self> {
         let summary = config.summary();
         let admin_listen = config.server.admin_listen;
         let version = config.version;
@@ -157,7 +206,7 @@ impl Server {
         let settings = config.server.clone();
         let state_path =
             crate::state::path_for(settings.state_file.as_deref(), source.path.as_deref());
-        let control = tokio::task::spawn_blocking(move || Control::new(config))
+        let control = tokio::task::spawn_blocking(move || Control::with_clock(config, clock))
             .await?
             .map_err(anyhow::Error::msg)?;
         // Before the listeners: the first answers already see the month's counts.
@@ -176,7 +225,8 @@ impl Server {
         let (tx, rx) = tokio::sync::mpsc::channel(4096);
         let plan = ProbePlan::from_config(&control.config());
         let probed = plan.jobs.len();
-        let prober = Prober::start(plan, tx)?;
+        let prober = tokio::task::spawn_blocking(move || Prober::start(plan, tx)).await??;
+        let probe_metrics = prober.metrics();
         if probed > 0 {
             info!("probing {probed} target(s)");
         }
@@ -199,8 +249,16 @@ impl Server {
                 let a = applier.clone();
                 let apply: crate::admin::Apply =
                     Arc::new(move |cfg| a.apply(cfg).map(|t| t.generation));
-                let sources = metrics_sources(&control, &alerter);
-                let api = Api::new(control.clone(), store.clone(), apply, sources, tokens);
+                let mut sources = metrics_sources(&control, &alerter);
+                sources.push(Arc::new(move || probe_metrics.gather()));
+                let api = Api::new(
+                    control.clone(),
+                    store.clone(),
+                    apply,
+                    sources,
+                    tokens,
+                    state.clone(),
+                );
                 match AdminServer::start(addr, api).await {
                     Ok(s) => Some(s),
                     Err(e) => {
@@ -277,7 +335,6 @@ impl Server {
         self.applier
             .prober
             .lock()
-            .unwrap()
             .as_ref()
             .map(Prober::running)
             .unwrap_or_default()
@@ -302,7 +359,7 @@ impl Server {
             a.stop();
         }
         self.applier.alerter.stop();
-        let prober = self.applier.prober.lock().unwrap().take();
+        let prober = self.applier.prober.lock().take();
         if let Some(p) = prober {
             let _ = tokio::task::spawn_blocking(move || p.stop()).await;
         }

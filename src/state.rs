@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -50,9 +52,12 @@ pub struct Saved {
     /// The latest billing report, per target name.
     #[serde(default)]
     pub usage: BTreeMap<String, Usage>,
-    /// The latest cache metrics, per target name.
+    /// The latest cache metrics, per target name…
     #[serde(default)]
     pub cache: BTreeMap<String, CacheReport>,
+    /// … and per target name and region.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cache_regions: BTreeMap<String, BTreeMap<String, CacheReport>>,
 }
 
 impl Saved {
@@ -62,6 +67,7 @@ impl Saved {
             && self.answers == other.answers
             && self.usage == other.usage
             && self.cache == other.cache
+            && self.cache_regions == other.cache_regions
     }
 
     /// The checks the admin API applies to the same figures (as of `now_ms`), naming the
@@ -100,11 +106,21 @@ impl Saved {
                 ));
             }
         }
-        for (name, c) in &self.cache {
+        let regional = self.cache_regions.iter().flat_map(|(name, regions)| {
+            regions
+                .iter()
+                .map(move |(r, c)| (format!("cache_regions.{name}.{r}"), c))
+        });
+        for (field, c) in self
+            .cache
+            .iter()
+            .map(|(name, c)| (format!("cache.{name}"), c))
+            .chain(regional)
+        {
             if c.at_ms > latest {
-                return Err(format!("cache.{name}.at_ms: {} is in the future", c.at_ms));
+                return Err(format!("{field}.at_ms: {} is in the future", c.at_ms));
             }
-            c.check().map_err(|e| format!("cache.{name}.{e}"))?;
+            c.check().map_err(|e| format!("{field}.{e}"))?;
         }
         Ok(())
     }
@@ -190,10 +206,10 @@ impl StateSaver {
     /// or fails its checks is moved aside; one that cannot be read at all (permissions, I/O)
     /// is left alone and nothing is kept (None), so that it is never replaced. Blocking.
     pub fn open(path: PathBuf, control: Control) -> Option<StateSaver> {
-        let now = crate::control::now_ms();
+        let now = control.now().wall_ms;
         match load(&path, now) {
             Ok(Some(saved)) => {
-                let took = control.restore_state(saved, now);
+                let took = control.restore_state(saved);
                 info!(path = %path.display(), "state restored: {took}");
             }
             Ok(None) => {}
@@ -212,7 +228,7 @@ impl StateSaver {
                 return None;
             }
         }
-        let saved = control.saved_state(now);
+        let saved = control.saved_state();
         let failing = match save(&path, &saved) {
             Ok(()) => false,
             Err(e) => {
@@ -227,13 +243,14 @@ impl StateSaver {
         })
     }
 
-    /// Write the state if its figures changed since the last write. Blocking. The snapshot
-    /// is taken under the lock, so snapshots are written in the order they were taken.
-    pub fn save(&self) {
-        let mut last = self.last.lock().unwrap();
-        let saved = self.control.saved_state(crate::control::now_ms());
+    /// Write the state if its figures changed since the last write; Ok when the file holds
+    /// them. Blocking. The snapshot is taken under the lock, so snapshots are written in the
+    /// order they were taken.
+    pub fn save(&self) -> Result<(), String> {
+        let mut last = self.last.lock();
+        let saved = self.control.saved_state();
         if saved.same_figures(&last.0) {
-            return;
+            return Ok(());
         }
         match save(&self.path, &saved) {
             Ok(()) => {
@@ -241,12 +258,14 @@ impl StateSaver {
                     info!(path = %self.path.display(), "state saved again");
                 }
                 *last = (saved, false);
+                Ok(())
             }
             Err(e) => {
                 if !last.1 {
                     warn!(path = %self.path.display(), "cannot save the state: {e}");
                 }
                 last.1 = true;
+                Err(format!("{}: {e}", self.path.display()))
             }
         }
     }
@@ -294,7 +313,24 @@ mod tests {
                     ttl_factor: Some(0.5),
                     purge_ratio: None,
                     at_ms: 1_699_999_500_000,
+                    received_ms: 0,
                 },
+            )]
+            .into(),
+            cache_regions: [(
+                "cdn-b".to_string(),
+                [(
+                    "EU".to_string(),
+                    CacheReport {
+                        hit_ratio: Some(0.5),
+                        popularity: Some(0.2),
+                        ttl_factor: None,
+                        purge_ratio: Some(0.1),
+                        at_ms: 1_699_999_600_000,
+                        received_ms: 0,
+                    },
+                )]
+                .into(),
             )]
             .into(),
         }

@@ -11,10 +11,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::http::{Body, Http, Resp};
 use common::{DEMO, TestServer, opt_rr, question, raw_msg, raw_tcp, raw_udp};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
@@ -87,164 +87,6 @@ impl Fixture {
 // ---------------------------------------------------------------------------------------------
 // HTTP
 // ---------------------------------------------------------------------------------------------
-
-/// A blocking facade over an async reqwest client, on its own runtime.
-struct Http {
-    rt: tokio::runtime::Runtime,
-    client: reqwest::Client,
-    base: String,
-    token: Option<String>,
-}
-
-enum Body {
-    None,
-    Json(Value),
-    Raw(Vec<u8>),
-}
-
-struct Resp {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    text: String,
-    what: String,
-}
-
-impl Resp {
-    /// Assert the status (the body is shown on failure).
-    #[track_caller]
-    fn expect(self, status: u16) -> Self {
-        assert_eq!(
-            self.status, status,
-            "{}: status (body: {})",
-            self.what, self.text
-        );
-        self
-    }
-
-    #[track_caller]
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.text).unwrap_or_else(|e| {
-            panic!(
-                "{}: body is not JSON ({e}): {:?}",
-                self.what,
-                &self.text[..self.text.len().min(300)]
-            )
-        })
-    }
-
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().expect("ASCII header").to_string())
-    }
-
-    /// The ETag as a version: `"7"` → 7.
-    #[track_caller]
-    fn etag(&self) -> u64 {
-        let e = self
-            .header("etag")
-            .unwrap_or_else(|| panic!("{}: no ETag header", self.what));
-        assert!(
-            e.starts_with('"') && e.ends_with('"') && e.len() > 2,
-            "{}: ETag {e:?} is not a quoted version",
-            self.what
-        );
-        e.trim_matches('"')
-            .parse()
-            .unwrap_or_else(|_| panic!("{}: ETag {e:?} is not a number", self.what))
-    }
-
-    /// The `error` string of a JSON error body.
-    #[track_caller]
-    fn error(&self) -> String {
-        let j = self.json();
-        j["error"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{}: no \"error\" string in {j}", self.what))
-            .to_string()
-    }
-}
-
-impl Http {
-    fn new(addr: SocketAddr) -> Self {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap();
-        Http {
-            rt,
-            client,
-            base: format!("http://{addr}"),
-            token: None,
-        }
-    }
-
-    fn with_token(addr: SocketAddr, token: &str) -> Self {
-        let mut h = Self::new(addr);
-        h.token = Some(token.to_string());
-        h
-    }
-
-    fn send(&self, method: &str, path: &str, body: Body, headers: &[(&str, &str)]) -> Resp {
-        let what = format!("{method} {path}");
-        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self.client.request(m, format!("{}{path}", self.base));
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        req = match body {
-            Body::None => req,
-            Body::Json(v) => req
-                .header("content-type", "application/json")
-                .body(serde_json::to_vec(&v).unwrap()),
-            Body::Raw(b) => req.header("content-type", "application/json").body(b),
-        };
-        self.rt.block_on(async {
-            let r = req
-                .send()
-                .await
-                .unwrap_or_else(|e| panic!("{what}: request failed: {e}"));
-            let status = r.status().as_u16();
-            let headers = r.headers().clone();
-            let text = r.text().await.unwrap();
-            Resp {
-                status,
-                headers,
-                text,
-                what,
-            }
-        })
-    }
-
-    fn get(&self, path: &str) -> Resp {
-        self.send("GET", path, Body::None, &[])
-    }
-
-    fn put(&self, path: &str, body: Value) -> Resp {
-        self.send("PUT", path, Body::Json(body), &[])
-    }
-
-    fn put_if(&self, path: &str, body: Value, version: u64) -> Resp {
-        let v = format!("\"{version}\"");
-        self.send("PUT", path, Body::Json(body), &[("if-match", &v)])
-    }
-
-    fn post(&self, path: &str, body: Value) -> Resp {
-        self.send("POST", path, Body::Json(body), &[])
-    }
-
-    fn delete(&self, path: &str) -> Resp {
-        self.send("DELETE", path, Body::None, &[])
-    }
-}
 
 /// Poll `f` every 50 ms until it gives Some, for at most `secs` seconds.
 #[track_caller]
@@ -2002,8 +1844,10 @@ fn invalid_writes_name_the_field_like_check_config_and_change_nothing() {
         "{}",
         r.text
     );
-    let line = r.json()["issues"][0]["line"].as_u64();
-    assert!(line.is_some(), "the issue has a line: {}", r.text);
+    // The candidate text was never saved: the issue names the field, not a line of it.
+    let j = r.json();
+    assert!(j["issues"][0]["line"].is_null(), "no line: {}", r.text);
+    assert!(j.get("file").is_none(), "no file: {}", r.text);
     let cli = check_config(
         &dir,
         &format!(
@@ -2907,4 +2751,285 @@ fn metrics_parse_and_counters_move() {
         Some(0.0)
     );
     assert_eq!(m4.get("steerd_config_version", &[]), Some(2.0));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 12: configurations that serve nothing, errors that point, names that are names
+// ---------------------------------------------------------------------------------------------
+
+/// One zone and nothing steered: deleting the zone leaves a configuration without zones.
+const SOLO: &str = r#"
+[geo]
+database = ""
+
+[[zones]]
+name = "solo.example"
+ns = ["ns1.solo.example"]
+
+[zones.soa]
+mname = "ns1.solo.example"
+rname = "hostmaster.solo.example"
+
+[[zones.records]]
+name = "ns1"
+type = "A"
+data = "192.0.2.53"
+"#;
+
+/// The rcode and data of an A query for `name` (UDP).
+fn a_answer(srv: &TestServer, name: &str) -> String {
+    let m = dns(srv, name, RecordType::A, None, false);
+    format!("{:?} {}", m.metadata.response_code, rdata(&m).join(" "))
+}
+
+#[test]
+fn a_configuration_that_would_serve_nothing_is_refused_on_reload_and_on_write() {
+    let f = Fixture::start(&base());
+    let h = &f.http;
+    let file = f.path.display().to_string();
+    let original = f.file();
+
+    // An empty file (a truncated copy, a bad deploy): POST /v1/reload refuses it.
+    std::fs::write(&f.path, "").unwrap();
+    let r = h.post("/v1/reload", json!({})).expect(422);
+    let j = r.json();
+    assert_eq!(j["file"], file.as_str(), "{j}");
+    assert_eq!(issues(&r).len(), 1, "{j}");
+    assert!(issues(&r)[0].starts_with("zones: no zone"), "{j}");
+    assert!(
+        r.error().contains(&format!("{file}: zones: no zone")),
+        "{j}"
+    );
+    assert_eq!(f.version(), 0);
+    assert_eq!(answer(&f.srv, "assets.example.com", None), "cdn-a");
+    std::fs::write(&f.path, &original).unwrap();
+
+    // DELETE of the last zone.
+    let f = Fixture::start(SOLO);
+    let h = &f.http;
+    assert_eq!(a_answer(&f.srv, "ns1.solo.example"), "NoError 192.0.2.53");
+    let r = h.delete("/v1/zones/solo.example").expect(422);
+    let is = issues(&r);
+    assert_eq!(is.len(), 1, "{is:?}");
+    assert!(is[0].starts_with("zones: no zone"), "{is:?}");
+    assert!(is[0].contains("allow_no_zones = true"), "{is:?}");
+    assert!(r.json()["issues"][0]["line"].is_null(), "{}", r.text);
+    assert_eq!(a_answer(&f.srv, "ns1.solo.example"), "NoError 192.0.2.53");
+    assert_eq!(f.version(), 0);
+
+    // Said so: then it is accepted, and every query is REFUSED.
+    let f = Fixture::start(&format!("allow_no_zones = true\n{SOLO}"));
+    f.http.delete("/v1/zones/solo.example").expect(200);
+    assert_eq!(a_answer(&f.srv, "ns1.solo.example"), "Refused ");
+    std::fs::write(&f.path, "allow_no_zones = true\n").unwrap();
+    f.http.post("/v1/reload", json!({})).expect(200);
+}
+
+#[test]
+fn reload_errors_name_the_file_and_the_line() {
+    let f = Fixture::start(&base());
+    let h = &f.http;
+    let file = f.path.display().to_string();
+    std::fs::write(&f.path, format!("{}\n[server\n", f.file())).unwrap();
+    let r = h.post("/v1/reload", json!({})).expect(422);
+    let j = r.json();
+    let line = f.file().lines().count();
+    assert_eq!(j["file"], file.as_str(), "{j}");
+    assert_eq!(j["issues"][0]["line"], line, "{j}");
+    assert!(
+        r.error().contains(&format!("{file}:{line}: ")),
+        "the error names FILE:LINE: {j}"
+    );
+    assert_eq!(answer(&f.srv, "assets.example.com", None), "cdn-a");
+}
+
+#[test]
+fn a_bad_nets_file_on_reload_is_refused_naming_the_key_not_a_500() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("nets.toml");
+    std::fs::write(
+        &good,
+        "[[nets]]\ncidr = \"192.0.2.0/24\"\ncountry = \"DE\"\n",
+    )
+    .unwrap();
+    let config = |nets: &Path| {
+        base().replace(
+            "countries = \"geodb/countries.csv\"",
+            &format!(
+                "countries = \"geodb/countries.csv\"\nnets_file = \"{}\"",
+                nets.display()
+            ),
+        )
+    };
+    let f = Fixture::start(&config(&good));
+    let h = &f.http;
+    let file = f.path.display().to_string();
+
+    // The file now names another nets file, which does not parse as nets.
+    let bad = dir.path().join("nets-new.toml");
+    std::fs::write(
+        &bad,
+        "[[nets]]\ncidr = \"192.0.2.0/33\"\ncountry = \"DE\"\n",
+    )
+    .unwrap();
+    let text = config(&bad);
+    std::fs::write(&f.path, &text).unwrap();
+    let r = h.post("/v1/reload", json!({})).expect(422);
+    let j = r.json();
+    let line = text.lines().position(|l| l.contains("nets_file")).unwrap() + 1;
+    assert_eq!(j["issues"][0]["field"], "geo.nets_file", "{j}");
+    assert_eq!(j["issues"][0]["line"], line, "{j}");
+    let msg = j["issues"][0]["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with(&format!("{}:2: nets[0].cidr: ", bad.display())),
+        "{msg}"
+    );
+    assert!(
+        r.error()
+            .contains(&format!("{file}:{line}: geo.nets_file: ")),
+        "{j}"
+    );
+    // ... and one that is not there.
+    std::fs::remove_file(&bad).unwrap();
+    let r = h.post("/v1/reload", json!({})).expect(422);
+    assert_eq!(
+        r.json()["issues"][0]["field"],
+        "geo.nets_file",
+        "{}",
+        r.text
+    );
+    assert!(r.error().contains("cannot read nets file"), "{}", r.text);
+    assert_eq!(f.version(), 0);
+
+    // Unchanged geo settings are not read again: a write elsewhere goes through.
+    std::fs::write(&f.path, config(&good)).unwrap();
+    h.post("/v1/reload", json!({})).expect(200);
+    h.put("/v1/targets/cdn-c", json!({"a": ["192.0.2.99"]}))
+        .expect(201);
+}
+
+#[test]
+fn deleting_a_target_still_in_use_is_one_issue_naming_the_services() {
+    let f = Fixture::start(&base());
+    let h = &f.http;
+    h.put(
+        "/v1/targets/cdn-b/override",
+        json!({"state": "drained", "reason": "maintenance"}),
+    )
+    .expect(200);
+    // cdn-b: the geo map of www, the weighted split, near and assets.
+    let r = h.delete("/v1/targets/cdn-b").expect(422);
+    let is = issues(&r);
+    assert_eq!(is.len(), 1, "one issue, not one per reference: {is:?}");
+    let msg = &is[0];
+    assert!(msg.starts_with("services[0].geo.EU[0]: "), "{msg}");
+    assert!(
+        msg.contains("target \"cdn-b\" is in use by services"),
+        "{msg}"
+    );
+    for s in [
+        "www.example.com (services[0].geo.EU[0])",
+        "split.example.com (services[1].targets[1].target)",
+        "near.example.com (services[2].targets[1].target)",
+        "assets.example.com (services[3].targets[1].target)",
+    ] {
+        assert!(msg.contains(s), "{s} in {msg}");
+    }
+    assert!(msg.contains("1 override(s)"), "{msg}");
+    assert!(r.json()["issues"][0]["line"].is_null(), "{}", r.text);
+    assert_eq!(f.version(), 1);
+}
+
+#[test]
+fn names_from_the_api_are_checked_like_the_file() {
+    let f = Fixture::start(&base());
+    let h = &f.http;
+    // Target names: in the path (URL-encoded) and in the file alike.
+    for (path, needle) in [
+        ("/v1/targets/cdn%0Ax", "not allowed"),
+        ("/v1/targets/cdn%22x", "not allowed"),
+        ("/v1/targets/cdn%20x", "not allowed"),
+    ] {
+        let r = h.put(path, json!({"a": ["192.0.2.9"]})).expect(422);
+        let is = issues(&r);
+        assert!(
+            is.iter()
+                .any(|i| i.starts_with("targets[3].name: ") && i.contains(needle)),
+            "{path}: {is:?}"
+        );
+    }
+    let long = "c".repeat(10_000);
+    let r = h
+        .put(&format!("/v1/targets/{long}"), json!({"a": ["192.0.2.9"]}))
+        .expect(422);
+    assert!(
+        issues(&r)
+            .iter()
+            .any(|i| i.starts_with("targets[3].name: must be at most 64 characters")),
+        "{}",
+        &r.text[..r.text.len().min(500)]
+    );
+    assert!(r.text.len() < 2_000, "the 10 KB name is not echoed back");
+    // An override's reason: one line of text.
+    let r = h
+        .put(
+            "/v1/targets/cdn-a/override",
+            json!({"state": "drained", "reason": "first\nsecond"}),
+        )
+        .expect(422);
+    assert!(
+        issues(&r)
+            .iter()
+            .any(|i| i.starts_with("overrides[0].reason: ") && i.contains("control characters")),
+        "{}",
+        r.text
+    );
+    assert_eq!(f.version(), 0);
+
+    // Pushed inputs: the vantage (a metric label) and the targets, at the boundary.
+    let obs = |vantage: &str, target: &str| {
+        json!({"vantage": vantage, "observations": [
+            {"target": target, "level": "check", "ok": true, "latency_ms": 5}]})
+    };
+    let huge = "v".repeat(100_000);
+    for v in [huge.as_str(), "fra\n1", "fra\"1"] {
+        let r = h.post("/v1/observations", obs(v, "cdn-a")).expect(422);
+        assert!(
+            r.error().starts_with("vantage: "),
+            "{}",
+            &r.text[..r.text.len().min(300)]
+        );
+        assert!(r.text.len() < 2_000);
+    }
+    let r = h
+        .post("/v1/observations", obs("fra1", "cdn\"a"))
+        .expect(422);
+    assert!(
+        r.json()["rejected"][0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("target: "),
+        "{}",
+        r.text
+    );
+    let metrics = h.get("/metrics").expect(200).text;
+    assert!(!metrics.contains("vvvvvvvvvvvvvvvv"), "no 100 KB label");
+    assert!(!metrics.contains("fra\\n1") && !metrics.contains("fra\\\"1"));
+    let r = h
+        .post(
+            "/v1/rum",
+            json!({"beacons": [{"target": "cdn-a\n", "country": "DE", "latency_ms": 20, "ok": true}]}),
+        )
+        .expect(422);
+    assert!(
+        r.json()["rejected"][0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("target: "),
+        "{}",
+        r.text
+    );
+    // Good names still pass.
+    h.post("/v1/observations", obs("fra-1.eu_west", "cdn-a"))
+        .expect(202);
 }

@@ -706,6 +706,42 @@ fn sigkill_during_a_burst_of_writes_leaves_a_valid_file() {
     );
 }
 
+/// Pushed billing usage and cache metrics are answered only once they are on disk: a SIGKILL
+/// right after the answer loses neither.
+#[test]
+fn acknowledged_usage_and_cache_metrics_survive_a_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steerd.toml");
+    std::fs::write(&path, SMALL).unwrap();
+    let mut previous: Option<(f64, f64)> = None;
+    for round in 1..=5u32 {
+        let mut proc = Steerd::spawn(&path, logs.path(), &[]).unwrap_or_else(|e| panic!("{e}"));
+        let h = Http::new(proc.admin, None);
+        let view = h.get("/v1/targets/cdn-a").expect(200).json();
+        if let Some((spend, hit)) = previous {
+            assert_eq!(
+                view["usage"]["spend_usd"],
+                json!(spend),
+                "round {round}: {view}"
+            );
+            assert_eq!(
+                view["cache_metrics"]["hit_ratio"],
+                json!(hit),
+                "round {round}: {view}"
+            );
+        }
+        let spend = f64::from(round) * 10.0 + 0.5;
+        let hit = f64::from(round) / 10.0;
+        h.put("/v1/targets/cdn-a/usage", json!({"spend_usd": spend}))
+            .expect(200);
+        h.put("/v1/targets/cdn-a/cache-metrics", json!({"hit_ratio": hit}))
+            .expect(200);
+        proc.sigkill();
+        previous = Some((spend, hit));
+    }
+}
+
 #[test]
 fn tokens_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();
@@ -820,11 +856,24 @@ fn www(srv: &TestServer) -> String {
     answer(srv.udp, srv.tcp, "www.example.com", None)
 }
 
+/// The first answer of www.example.com, over UDP only: it may put cdn-a over its cap, so a
+/// second query (the TCP one of [`www`]) may already see the next table.
+fn www_first(srv: &TestServer) -> String {
+    let m = common::udp(
+        srv.udp,
+        &common::query("www.example.com", RecordType::A, None),
+    );
+    m.answers
+        .first()
+        .map(|r| r.data.to_string())
+        .unwrap_or_else(|| format!("{:?}", m.metadata.response_code))
+}
+
 /// Answer cdn-a until its answers put it over the cap: the answer moves to cdn-b.
 fn spend_cdn_a(srv: &TestServer) {
-    assert_eq!(www(srv), "edge.cdn-a.example.net.");
+    assert_eq!(www_first(srv), "edge.cdn-a.example.net.");
     let deadline = Instant::now() + Duration::from_secs(15);
-    while www(srv) != "edge.cdn-b.example.net." {
+    while www_first(srv) != "edge.cdn-b.example.net." {
         assert!(Instant::now() < deadline, "cdn-a never went over its cap");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -907,7 +956,7 @@ fn without_a_state_file_a_restart_forgets_the_month() {
         .collect();
     assert_eq!(names, ["steerd.toml"], "no state written");
     let srv = TestServer::start_file(&path, false);
-    assert_eq!(www(&srv), "edge.cdn-a.example.net.");
+    assert_eq!(www_first(&srv), "edge.cdn-a.example.net.");
 }
 
 #[test]
@@ -935,7 +984,7 @@ fn answers_of_an_earlier_month_are_not_carried_but_reports_are() {
     let srv = TestServer::start_file(&path, false);
     let h = Http::new(srv.admin.unwrap(), None);
     assert_eq!(
-        www(&srv),
+        www_first(&srv),
         "edge.cdn-a.example.net.",
         "a new month, a new budget"
     );
@@ -953,7 +1002,7 @@ fn an_unreadable_state_file_is_set_aside_and_steerd_starts_without_it() {
     std::fs::write(&state, garbage).unwrap();
 
     let srv = TestServer::start_file(&path, false);
-    assert_eq!(www(&srv), "edge.cdn-a.example.net.", "started afresh");
+    assert_eq!(www_first(&srv), "edge.cdn-a.example.net.", "started afresh");
     let aside: Vec<PathBuf> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -998,4 +1047,71 @@ fn a_directory_as_state_file_is_a_config_error() {
         .to_string();
     assert!(errs.contains("server.state_file"), "{errs}");
     assert!(errs.contains("is a directory"), "{errs}");
+}
+
+/// Issue 12, item 17: a crash between writing the temporary file and renaming it over the
+/// configuration leaves `.steerd.toml.tmp.PID`; steerd removes those of processes that are gone,
+/// at start and before each write, and leaves every other file alone.
+#[test]
+fn temporary_files_left_by_an_interrupted_write_are_removed_at_start_and_before_each_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steerd.toml");
+    std::fs::write(&path, SMALL).unwrap();
+    let at = |name: &str| dir.path().join(name);
+    // A process id no process has (above any pid_max), and pid 1, which always runs.
+    let dead = at(".steerd.toml.tmp.2147483646");
+    let dead_state = at(".steerd.state.json.tmp.2147483645");
+    let live = at(".steerd.toml.tmp.1");
+    let not_ours = [
+        at(".steerd.toml.tmp.12x"),
+        at(".steerd.toml.tmp."),
+        at(".other.toml.tmp.2147483646"),
+        at("steerd.toml.tmp.2147483646"),
+    ];
+    for p in [&dead, &dead_state, &live].into_iter().chain(&not_ours) {
+        std::fs::write(p, "half a configuration").unwrap();
+    }
+
+    let srv = TestServer::start_file(&path, false);
+    assert!(
+        !dead.exists(),
+        "the stale temporary file is removed at start"
+    );
+    assert!(
+        !dead_state.exists(),
+        "the state file's stale temporary file is removed before its first write"
+    );
+    assert!(
+        live.exists(),
+        "a live process's temporary file is left alone"
+    );
+    for p in &not_ours {
+        assert!(
+            p.exists(),
+            "{} is not a temporary file of ours",
+            p.display()
+        );
+    }
+
+    // Another crash, then a write: removed first.
+    std::fs::write(&dead, "half a configuration").unwrap();
+    let h = Http::new(srv.admin.unwrap(), None);
+    h.put(
+        "/v1/zones/example.com/records/new/A",
+        json!({"data": "192.0.2.7"}),
+    )
+    .expect(201);
+    assert!(
+        !dead.exists(),
+        "the stale temporary file is removed before a write"
+    );
+    assert!(live.exists());
+    // The write itself leaves nothing behind.
+    let ours = format!(".steerd.toml.tmp.{}", std::process::id());
+    assert!(!at(&ours).exists());
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("192.0.2.7")
+    );
 }

@@ -446,11 +446,18 @@ resend = 0.05
     .await;
     // Counted once the receiver's answer is back, a little after the receiver saw it.
     wait_for("the resolve counted", || stats(&a, "am").delivered == 2).await;
+    // Re-sends come only from the firing set: nothing is firing after the resolve.
+    wait_for("nothing firing", || stats(&a, "am").firing == 0).await;
     let n = rx.count();
-    // 4 re-send periods.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(rx.count(), n, "re-sent after the resolve");
-    assert_eq!(stats(&a, "am").delivered, 2, "re-sends are not deliveries");
+    // A new alert is sent at once; nothing of the resolved one went before it.
+    a.send(&failover(3));
+    wait_for("the next alert", || stats(&a, "am").delivered == 3).await;
+    let next = &rx.reqs()[n];
+    assert_eq!(
+        next.body[0]["startsAt"], "2023-11-14T22:13:23.000Z",
+        "re-sent after the resolve: {:?}",
+        next.body
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -351,3 +351,265 @@ fn dig_subnet_against_the_default_config_gets_european_and_american_answers() {
     );
     assert!(eu_tcp.contains(scope_line.trim()), "{eu_tcp}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 12: what `check-config` and `serve` refuse, and where their errors point.
+
+/// `steerd ARGS` run in `cwd`: (success, stdout, stderr).
+fn steerd_in(cwd: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The 1-based line of `text` holding `needle`.
+fn line_with(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).unwrap() + 1
+}
+
+#[test]
+fn check_config_and_serve_refuse_a_configuration_without_zones_unless_it_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.toml");
+    std::fs::write(&empty, "").unwrap();
+    let file = empty.to_str().unwrap();
+    let (ok, _, err) = steerd_in(dir.path(), &["check-config", file]);
+    assert!(!ok, "an empty file is refused: {err}");
+    assert!(err.contains(&format!("{file}: zones: no zone")), "{err}");
+    assert!(err.contains("allow_no_zones = true"), "{err}");
+    let (ok, _, err) = steerd_in(
+        dir.path(),
+        &["serve", "--config", file, "--dns-listen", "127.0.0.1:0"],
+    );
+    assert!(!ok, "serve refuses it too: {err}");
+    assert!(err.contains(&format!("{file}: zones: no zone")), "{err}");
+
+    std::fs::write(
+        &empty,
+        "allow_no_zones = true  # zones come through the API\n",
+    )
+    .unwrap();
+    let (ok, out, err) = steerd_in(dir.path(), &["check-config", file]);
+    assert!(ok, "said so: {err}");
+    assert!(out.contains("OK: 0 zone(s)"), "{out}");
+}
+
+#[test]
+fn check_config_opens_the_geo_files_serve_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("steerd.toml");
+    let file = cfg.to_str().unwrap();
+    let with_geo = |geo: &str| {
+        let text =
+            demo_without_checks().replace("database = \"geodb/geo-whois-asn-country.mmdb\"", geo);
+        std::fs::write(&cfg, &text).unwrap();
+        text
+    };
+
+    // A database that is not there (relative: beside the configuration).
+    let text = with_geo("database = \"missing.mmdb\"");
+    let (ok, out, err) = steerd_in(env!("CARGO_MANIFEST_DIR").as_ref(), &["check-config", file]);
+    assert!(!ok, "check-config accepted a missing database: {out}");
+    let line = line_with(&text, "missing.mmdb");
+    let want = format!(
+        "{file}:{line}: geo.database: {}",
+        dir.path().join("missing.mmdb").display()
+    );
+    assert!(err.contains(&want), "want {want:?} in:\n{err}");
+
+    // A file that is not a MaxMind database.
+    std::fs::write(dir.path().join("junk.mmdb"), b"not a database").unwrap();
+    let text = with_geo("database = \"junk.mmdb\"");
+    let (ok, _, err) = steerd_in(env!("CARGO_MANIFEST_DIR").as_ref(), &["check-config", file]);
+    assert!(!ok);
+    let line = line_with(&text, "junk.mmdb");
+    assert!(
+        err.contains(&format!("{file}:{line}: geo.database: ")),
+        "{err}"
+    );
+
+    // A nets file with a bad entry: its own file and line in the reason.
+    std::fs::write(
+        dir.path().join("nets.toml"),
+        "[[nets]]\ncidr = \"192.0.2.0/24\"\ncountry = \"DE\"\n\n[[nets]]\ncidr = \"not a net\"\ncountry = \"DE\"\n",
+    )
+    .unwrap();
+    let text = with_geo("database = \"\"\nnets_file = \"nets.toml\"");
+    let (ok, _, err) = steerd_in(env!("CARGO_MANIFEST_DIR").as_ref(), &["check-config", file]);
+    assert!(!ok);
+    let line = line_with(&text, "nets_file");
+    let nets = dir.path().join("nets.toml");
+    let want = format!(
+        "{file}:{line}: geo.nets_file: {}:6: nets[1].cidr: ",
+        nets.display()
+    );
+    assert!(err.contains(&want), "want {want:?} in:\n{err}");
+    // ... and a nets file that is not there.
+    std::fs::remove_file(&nets).unwrap();
+    let (ok, _, err) = steerd_in(env!("CARGO_MANIFEST_DIR").as_ref(), &["check-config", file]);
+    assert!(!ok);
+    assert!(
+        err.contains(&format!("{file}:{line}: geo.nets_file: ")),
+        "{err}"
+    );
+    assert!(err.contains("cannot read nets file"), "{err}");
+}
+
+#[test]
+fn the_shipped_database_missing_is_a_warning_of_check_config_as_serve_runs_without_it() {
+    // The demo copied elsewhere and checked from a directory without geodb/: serve would run
+    // without a database, so check-config passes, and says so.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("steerd.toml");
+    std::fs::write(&cfg, DEMO).unwrap();
+    let file = cfg.to_str().unwrap();
+    let (ok, out, err) = steerd_in(dir.path(), &["check-config", file]);
+    assert!(ok, "{err}");
+    assert!(out.contains("OK"), "{out}");
+    let line = line_with(DEMO, "database = ");
+    assert!(
+        err.contains(&format!(
+            "warning: {file}:{line}: geo.database: the shipped database"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_copied_configuration_keeps_its_relative_geo_database() {
+    // The configuration and its database in one directory, run from another one.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        "geodb/geo-whois-asn-country.mmdb",
+        dir.path().join("country.mmdb"),
+    )
+    .unwrap();
+    let cfg = dir.path().join("steerd.toml");
+    std::fs::write(
+        &cfg,
+        DEMO.replace("geodb/geo-whois-asn-country.mmdb", "country.mmdb"),
+    )
+    .unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let args = [
+        "resolve",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--client",
+        "81.2.69.160/24",
+        "www.example.com",
+    ];
+    let (ok, out, err) = steerd_in(elsewhere.path(), &args);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("country GB, continent EU (located by ECS, source: database)"),
+        "{out}"
+    );
+    let (ok, _, err) = steerd_in(elsewhere.path(), &["check-config", cfg.to_str().unwrap()]);
+    assert!(ok, "{err}");
+}
+
+#[test]
+fn sighup_reload_errors_name_the_file_the_line_and_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("steerd.toml");
+    let file = cfg.display().to_string();
+    // No GeoIP database to start with (a debug build loads the shipped one slowly).
+    let demo = demo_without_checks().replace(
+        "database = \"geodb/geo-whois-asn-country.mmdb\"",
+        "database = \"\"",
+    );
+    std::fs::write(&cfg, &demo).unwrap();
+    let mut attempt = 0;
+    let (mut child, addr) = loop {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut child = Command::new(BIN)
+            .args(["--log-format", "json", "serve", "--config"])
+            .arg(&cfg)
+            .args(["--dns-listen", &addr.to_string()])
+            .args(["--admin-listen", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        match try_wait_for(addr, "example.global.cdn-a.net.", &mut child) {
+            Ok(()) => break (child, addr),
+            Err(e) if attempt < 4 => {
+                attempt += 1;
+                eprintln!("{e}; retrying on another port");
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let mut log = Lines::new(&mut child);
+    let rejected = |log: &mut Lines, want: &str| {
+        log.wait_for(want);
+        assert!(
+            log.seen
+                .iter()
+                .any(|l| l.contains("reload rejected") && l.contains(want)),
+            "{want:?} in a rejection:\n{}",
+            log.seen.join("\n")
+        );
+        assert_eq!(
+            assets_answer(addr).as_deref(),
+            Some("example.global.cdn-a.net."),
+            "the running configuration keeps serving"
+        );
+    };
+
+    // A syntax error: the file and its line.
+    std::fs::write(&cfg, "[server\n").unwrap();
+    signal(&child, "-HUP");
+    rejected(&mut log, &format!("{file}:1: "));
+
+    // An empty file serves nothing: refused.
+    std::fs::write(&cfg, "").unwrap();
+    signal(&child, "-HUP");
+    rejected(&mut log, &format!("{file}: zones: no zone"));
+
+    // A database that is not one: the line of geo.database.
+    std::fs::write(dir.path().join("junk.mmdb"), b"junk").unwrap();
+    let bad = demo.replace("database = \"\"", "database = \"junk.mmdb\"");
+    std::fs::write(&cfg, &bad).unwrap();
+    signal(&child, "-HUP");
+    let line = line_with(&bad, "junk.mmdb");
+    rejected(&mut log, &format!("{file}:{line}: geo.database: "));
+
+    signal(&child, "-TERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "steerd did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Recovery rules shorter than their fail windows are explained by check-config (a note with
+/// file, line and field), and accepted: hysteresis holds whatever the combination.
+#[test]
+fn check_config_explains_recoveries_shorter_than_the_fail_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steerd.toml");
+    let text = demo_without_checks().replace(
+        "[[zones]]",
+        "[health]\nrecover_for = 20\navailability_recover_for = 20\nmin_dwell = 5\n\n[[zones]]",
+    );
+    assert!(text.contains("availability_recover_for = 20"));
+    std::fs::write(&path, &text).unwrap();
+    let file = path.to_str().unwrap();
+    let (ok, out, err) = steerd_in(dir.path(), &["check-config", file]);
+    assert!(ok, "{err}");
+    assert!(out.contains("OK"), "{out}");
+    let line = line_with(&text, "availability_recover_for = 20");
+    let want =
+        format!("note: {file}:{line}: health.availability_recover_for: a target can recover 20s");
+    assert!(err.contains(&want), "{err}");
+    assert!(err.contains("cannot fail it again"), "{err}");
+}

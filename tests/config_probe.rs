@@ -157,6 +157,7 @@ fn probe_defaults_without_a_probe_table() {
     assert_eq!(p.defaults.jitter, 0.1);
     assert_eq!(p.defaults.confirm, 3);
     assert_eq!(p.defaults.confirm_gap, secs(0.1));
+    assert_eq!(p.defaults.heartbeat, secs(1.0));
     assert!(p.resolvers.is_empty());
     assert_eq!(p.cert_warning_days, 14);
     assert_eq!(p.ca_file, None);
@@ -394,6 +395,23 @@ fn confirm_gap_must_be_a_number_of_seconds() {
         "between 0 and 86400 (got -1)",
         "confirm_gap = -1",
     );
+}
+
+#[test]
+fn heartbeat_is_zero_or_at_least_a_tenth_of_a_second() {
+    only_issue(
+        &probe("heartbeat = 0.05"),
+        "probe.heartbeat",
+        "between 0.1 and 86400 (got 0.05)",
+        "heartbeat = 0.05",
+    );
+    let cfg = valid(&format!(
+        "{}{}",
+        probe("heartbeat = 0"),
+        addr_target("t", "port = 80\nheartbeat = 2.5")
+    ));
+    assert_eq!(cfg.probe.defaults.heartbeat, Duration::ZERO);
+    assert_eq!(check_of(&cfg, "t").timing.heartbeat, secs(2.5));
 }
 
 #[test]
@@ -1522,6 +1540,7 @@ fn per_target_overrides_of_probe_defaults() {
         confirm: 5,
         confirm_gap: secs(0.5),
         watch: true,
+        heartbeat: secs(1.0),
     };
     assert_eq!(p.defaults, probe_timing);
     assert_eq!(p.cert_warning_days, 30);
@@ -1542,6 +1561,7 @@ fn per_target_overrides_of_probe_defaults() {
             confirm: 0,
             confirm_gap: secs(2.0),
             watch: false,
+            heartbeat: secs(1.0),
         }
     );
     assert_eq!(c.resolvers, vec![sa("192.0.2.54:5353")]);

@@ -351,3 +351,215 @@ fn zone_below_a_delegation_is_rejected_and_bad_names_too() {
         "empty label",
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Names (issue 12, item 17): the file and the admin API apply the same rules.
+
+#[test]
+fn target_names_are_short_plain_names() {
+    for (bad, needle) in [
+        ("cdn\\nx", "not allowed"),
+        ("cdn\\\"x", "not allowed"),
+        ("cdn x", "not allowed"),
+        ("-cdn", "must start with a letter or a digit"),
+    ] {
+        let i = one_issue(
+            &format!("[[targets]]\nname = \"{bad}\"\na = [\"192.0.2.9\"]\n"),
+            "targets[2].name",
+            needle,
+        );
+        assert!(i.line.is_some(), "{bad}: {i:?}");
+    }
+    let long = "c".repeat(10_000);
+    let i = one_issue(
+        &format!("[[targets]]\nname = \"{long}\"\na = [\"192.0.2.9\"]\n"),
+        "targets[2].name",
+        "at most 64 characters",
+    );
+    assert!(
+        i.message.len() < 200,
+        "the message does not echo 10 KB: {i:?}"
+    );
+    // The widest name allowed.
+    let ok = format!(
+        "{BASE}\n[[targets]]\nname = \"C.d-e_{}\"\na = [\"192.0.2.9\"]\n",
+        "f".repeat(58)
+    );
+    config::parse(&ok, "ok").expect("64 characters of letters, digits, . - _ are a name");
+}
+
+#[test]
+fn dns_names_hold_host_name_characters_only() {
+    one_issue(
+        "[[services]]\nname = \"w\\\"w.example.com\"\npolicy = \"failover\"\ntargets = [{ target = \"cdn-a\" }]\n",
+        "services[0].name",
+        "not a valid domain name",
+    );
+    one_issue(
+        "[[zones.records]]\nname = \"a/b\"\ntype = \"A\"\ndata = \"192.0.2.1\"\n",
+        "zones[0].records[0].name",
+        "not a valid domain name",
+    );
+    // Nor through an escape: `\\.` would put a dot inside a label, `*` a wildcard in a name.
+    one_issue(
+        "[[zones.records]]\nname = \"a\\\\.b\"\ntype = \"A\"\ndata = \"192.0.2.1\"\n",
+        "zones[0].records[0].name",
+        "not allowed",
+    );
+    one_issue(
+        "[[targets]]\nname = \"c\"\ncname = \"*x.cdn.net\"\n",
+        "targets[2].cname",
+        "not allowed",
+    );
+    one_issue(
+        "[[zones]]\nname = \"bad!x.example\"\nns = [\"ns1.example.com\"]\n[zones.soa]\nmname = \"ns1.example.com\"\nrname = \"h.example.com\"\n",
+        "zones[1].name",
+        "not a valid domain name",
+    );
+    // Underscores stay allowed (_dmarc, _acme-challenge).
+    let ok = format!(
+        "{BASE}\n[[zones.records]]\nname = \"_dmarc\"\ntype = \"TXT\"\ndata = \"v=DMARC1; p=none\"\n"
+    );
+    config::parse(&ok, "ok").expect("underscore labels");
+}
+
+#[test]
+fn override_reasons_are_one_line_of_bounded_text() {
+    let i = one_issue(
+        "[[overrides]]\ntarget = \"cdn-a\"\nstate = \"drained\"\nreason = \"line one\\nline two\"\n",
+        "overrides[0].reason",
+        "control characters",
+    );
+    assert!(i.line.is_some());
+    one_issue(
+        &format!(
+            "[[overrides]]\ntarget = \"cdn-a\"\nstate = \"drained\"\nreason = \"{}\"\n",
+            "r".repeat(257)
+        ),
+        "overrides[0].reason",
+        "at most 256 bytes",
+    );
+}
+
+#[test]
+fn vantage_names_follow_the_target_name_rule() {
+    one_issue(
+        "[probe]\nvantage = \"fra\\\"1\"\n",
+        "probe.vantage",
+        "not allowed",
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// A configuration that would serve nothing (issue 12, item 15).
+
+#[test]
+fn a_configuration_without_zones_is_refused_unless_it_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("empty.toml");
+    for text in [
+        "",
+        "# nothing yet\n",
+        "[server]\ndns_listen = [\"127.0.0.1:5353\"]\n",
+    ] {
+        std::fs::write(&p, text).unwrap();
+        let e = config::load(&p).expect_err("no zone");
+        assert_eq!(e.issues.len(), 1, "{e}");
+        assert_eq!(e.issues[0].field, "zones", "{e}");
+        assert!(e.to_string().contains("REFUSED"), "{e}");
+        assert!(e.to_string().contains("allow_no_zones = true"), "{e}");
+    }
+    std::fs::write(&p, "allow_no_zones = true\n").unwrap();
+    let cfg = config::load(&p).expect("said so");
+    assert!(cfg.zones.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Relative paths start from the configuration's directory (issue 12, item 18).
+
+/// A configuration file `steerd.toml` in a new directory.
+fn file_in_dir(extra: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("steerd.toml");
+    std::fs::write(&p, format!("{BASE}\n{extra}")).unwrap();
+    (dir, p)
+}
+
+#[test]
+fn relative_paths_resolve_from_the_configuration_directory() {
+    let (dir, p) = file_in_dir(
+        "[server]\nstate_file = \"run/steerd.state.json\"\n\n[geo]\ndatabase = \"data/geo.mmdb\"\ncountries = \"data/countries.csv\"\nnets_file = \"nets.toml\"\n",
+    );
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::copy("geodb/countries.csv", dir.path().join("data/countries.csv")).unwrap();
+    // Loaded from a working directory (the repository's) that holds none of these files.
+    let cfg = config::load(&p).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        cfg.geo.database.as_deref(),
+        Some(dir.path().join("data/geo.mmdb").as_path())
+    );
+    assert_eq!(cfg.geo.countries, dir.path().join("data/countries.csv"));
+    assert_eq!(
+        cfg.geo.nets_file.as_deref(),
+        Some(dir.path().join("nets.toml").as_path())
+    );
+    assert_eq!(
+        cfg.server.state_file.as_deref().map(std::path::Path::new),
+        Some(dir.path().join("run/steerd.state.json").as_path())
+    );
+    // Absolute paths stay as written.
+    let abs = dir.path().join("data/countries.csv");
+    let (_d2, p2) = file_in_dir(&format!("[geo]\ncountries = \"{}\"\n", abs.display()));
+    assert_eq!(config::load(&p2).unwrap().geo.countries, abs);
+    // A relative country table that is not beside the file is an error naming it there.
+    let (d3, p3) = file_in_dir("[geo]\ncountries = \"mine.csv\"\n");
+    let e = config::load(&p3).expect_err("not beside the file");
+    let i = e
+        .issues
+        .iter()
+        .find(|i| i.field == "geo.countries")
+        .expect("geo.countries");
+    assert!(
+        i.message
+            .contains(&d3.path().join("mine.csv").display().to_string()),
+        "{i:?}"
+    );
+}
+
+#[test]
+fn the_shipped_geo_files_are_found_from_the_working_directory_too() {
+    // Written as shipped (`geodb/...`), not beside the file: the working directory's (the
+    // repository root here, /usr/share/steerd for the packaged unit and image).
+    let (_dir, p) = file_in_dir(
+        "[geo]\ndatabase = \"geodb/geo-whois-asn-country.mmdb\"\ncountries = \"geodb/countries.csv\"\n",
+    );
+    let cfg = config::load(&p).unwrap();
+    assert_eq!(
+        cfg.geo.database.as_deref(),
+        Some(std::path::Path::new("geodb/geo-whois-asn-country.mmdb"))
+    );
+    assert_eq!(
+        cfg.geo.countries,
+        std::path::Path::new("geodb/countries.csv")
+    );
+    // Left out: the same defaults.
+    let (_dir, p) = file_in_dir("");
+    let cfg = config::load(&p).unwrap();
+    assert_eq!(
+        cfg.geo.database.as_deref(),
+        Some(std::path::Path::new("geodb/geo-whois-asn-country.mmdb"))
+    );
+}
+
+#[test]
+fn ca_files_resolve_from_the_configuration_directory() {
+    let (dir, p) = file_in_dir("[probe]\nca_file = \"certs/ca.pem\"\n");
+    std::fs::create_dir(dir.path().join("certs")).unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["ca.test".to_string()]).unwrap();
+    std::fs::write(dir.path().join("certs/ca.pem"), cert.cert.pem()).unwrap();
+    let cfg = config::load(&p).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        cfg.probe.ca_file.as_deref(),
+        Some(dir.path().join("certs/ca.pem").as_path())
+    );
+}

@@ -46,7 +46,7 @@ fn adding_a_metered_target_keeps_counting_by_name() {
     cfg.geo.database = None;
     server.server().apply(cfg).unwrap();
     // The control loop steps and compiles with the new list (this panicked before).
-    control.tick(steerd::control::now_ms());
+    control.tick();
     for _ in 0..3 {
         udp(server.udp, &query("c.example.com.", RecordType::A, None));
     }
@@ -60,5 +60,5 @@ fn adding_a_metered_target_keeps_counting_by_name() {
     let of = |n: &str| totals[names.iter().position(|x| x == n).unwrap()];
     assert_eq!(of("cdn-a"), 5, "{names:?} {totals:?}");
     assert_eq!(of("cdn-c"), 3, "{names:?} {totals:?}");
-    control.tick(steerd::control::now_ms());
+    control.tick();
 }

@@ -307,3 +307,38 @@ fn labels_stay_right_across_a_config_change() {
         "{text}"
     );
 }
+
+/// `GET /v1/resolve` (explain) answers what a client would get without counting it as served:
+/// the answer counts (the cost cap's spend estimate) move only for real queries.
+#[test]
+fn explain_never_counts_as_a_served_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steerd.toml");
+    std::fs::write(&path, DEMO).unwrap();
+    let srv = TestServer::start_file(&path, false);
+    let http = common::http::Http::new(srv.admin.unwrap());
+    let totals = || table(&srv).load().counters.totals().iter().sum::<u64>();
+    let before = totals();
+    for client in ["8.8.8.8", "81.2.69.0/24", "127.0.0.1"] {
+        for name in ["assets.example.com", "www.example.com", "split.example.com"] {
+            let r = http
+                .get(&format!("/v1/resolve?name={name}&client={client}"))
+                .expect(200)
+                .json();
+            assert!(
+                r["answers"].as_array().is_some_and(|a| !a.is_empty()),
+                "{r}"
+            );
+        }
+    }
+    assert_eq!(totals(), before, "explain moved the answer counts");
+    // A real query over each path counts once.
+    udp(srv.udp, &query("assets.example.com", RecordType::A, None));
+    tcp(srv.tcp, &query("assets.example.com", RecordType::A, None));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while totals() < before + 2 {
+        assert!(Instant::now() < deadline, "real queries not counted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(totals(), before + 2);
+}

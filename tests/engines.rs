@@ -58,17 +58,14 @@ fn fast_and_hickory_udp_engines_agree() {
         ("example.org.", RecordType::A),
         ("big.example.com.", RecordType::TXT),
     ];
-    let mut compared = 0;
     for (name, t) in cases {
         for edns in [None, Some(1232), Some(4096)] {
             let q = query(name, t, edns);
             let a = udp(fast.udp, &q);
             let b = udp(hick.udp, &q);
             assert_eq!(summary(&a), summary(&b), "{name} {t} edns={edns:?}");
-            compared += 1;
         }
     }
-    assert_eq!(compared, 48);
     // The big TXT set does not fit: both engines set TC and send no partial RRset.
     let m = udp(hick.udp, &query("big.example.com.", RecordType::TXT, None));
     assert!(m.metadata.truncation && m.answers.is_empty());

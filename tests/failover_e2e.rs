@@ -101,7 +101,10 @@ fn killing_the_primary_moves_the_answer_and_it_returns_after_the_recovery_window
     let a_addr = a.addr();
     // Short recovery windows so the test sees the return (the defaults are 5 and 10 minutes).
     let health = "recover_for = 3\navailability_recover_for = 3\nmin_dwell = 1\nunstable_for = 60";
-    let server = TestServer::start_probing(&config(a_addr, b.addr(), health));
+    // Health time runs with the machine's and jumps over the minute the failures stay in the
+    // 1-minute windows (injected, not waited for).
+    let clock = common::RunningClock::start();
+    let server = TestServer::start_probing_clock(&config(a_addr, b.addr(), health), clock.shared());
 
     // Both healthy: the primary, with the normal TTL once checks have run.
     wait_for(Duration::from_secs(10), || a.hits() > 0 && b.hits() > 0).expect("both checked");
@@ -112,7 +115,6 @@ fn killing_the_primary_moves_the_answer_and_it_returns_after_the_recovery_window
 
     // Kill the primary: the answer moves to the secondary.
     std::thread::sleep(Duration::from_millis(1100)); // let the kept connection age (watch)
-    let killed = Instant::now();
     rt.block_on(a.kill());
     let moved = wait_for(Duration::from_secs(10), || {
         answer(&server, "www.example.com").is_ok_and(|(t, _)| t == "edge.cdn-b.example.net.")
@@ -145,26 +147,39 @@ fn killing_the_primary_moves_the_answer_and_it_returns_after_the_recovery_window
     // Bring it back: checks pass at once, but the answer returns only after the recovery
     // conditions have held for `recover_for` (3 s here): error rate < 1 % and availability
     // > 99.9 %, both measured over the last minute, so the failures must first leave that
-    // 1-minute window. About 63 s.
+    // 1-minute window.
     let back = Instant::now();
+    let control = server.server.as_ref().unwrap().control().clone();
+    let back_health = control.now().mono_ms;
     let a2 = rt.block_on(http_cdn_on(a_addr, CdnOptions::default()));
     wait_for(Duration::from_secs(10), || a2.hits() > 0).expect("cdn-a checked again");
-    let first_ok = back.elapsed();
-    let returned = wait_for(Duration::from_secs(180), || {
+    // Passing checks for a few seconds: still cdn-b (the failures are in the windows).
+    let passing = a2.hits();
+    wait_for(Duration::from_secs(20), || a2.hits() >= passing + 4).expect("more passes");
+    assert_eq!(
+        answer(&server, "www.example.com").unwrap().0,
+        "edge.cdn-b.example.net.",
+        "returned while the failures were still in the 1-minute windows"
+    );
+    // The minute passes (jumped over); passes go on: back after the 3 s recovery window.
+    clock.jump(Duration::from_secs(61));
+    let jumped = Instant::now();
+    let returned = wait_for(Duration::from_secs(30), || {
         answer(&server, "www.example.com").is_ok_and(|(t, _)| t == "edge.cdn-a.example.net.")
     })
-    .map(|_| back.elapsed())
     .expect("the answer returns to cdn-a");
-    eprintln!("back → first passing check {first_ok:?}, back → answer returned {returned:?}");
-    assert!(
-        returned >= first_ok + Duration::from_secs(3) - Duration::from_millis(100),
-        "returned after {returned:?}, first passing check after {first_ok:?}: before the 3 s recovery window"
+    eprintln!(
+        "back → jump {:?}, jump → answer returned {returned:?}",
+        jumped - back
     );
-    // The failures stay in the 1-minute windows for a minute after the kill.
     assert!(
-        killed.elapsed() >= Duration::from_secs(60),
-        "returned {:?} after the kill: before the failures left the 1-minute window",
-        killed.elapsed()
+        returned >= Duration::from_secs(3) - Duration::from_millis(100),
+        "returned {returned:?} after the failures left the windows: before the 3 s recovery window"
+    );
+    let health = control.now().mono_ms - back_health;
+    assert!(
+        health >= 64_000,
+        "returned after {health} ms of health time"
     );
     drop(server);
     drop(b);
@@ -252,8 +267,8 @@ targets = [{ target = "cdn-a" }, { target = "cdn-b" }]
         reason: "maintenance".into(),
         set_at_ms: now,
     };
-    assert!(control.set_override("nope", Some(o.clone()), now).is_err());
-    control.set_override("cdn-a", Some(o), now).unwrap();
+    assert!(control.set_override("nope", Some(o.clone())).is_err());
+    control.set_override("cdn-a", Some(o)).unwrap();
     // Applied at once, in the returned table.
     assert_eq!(
         answer(&server, "www.example.com").unwrap().0,

@@ -932,6 +932,7 @@ fn cache(popularity: f64, ttl_factor: f64, purge_ratio: f64) -> CacheInputs {
         popularity,
         ttl_factor,
         purge_ratio,
+        popularity_from: "reported",
     }
 }
 
@@ -1747,4 +1748,132 @@ fn fail_closed_servfail_over_udp_and_tcp() {
         assert_eq!(m.answers.len(), 1, "{engine:?}: fail-open answers");
         runtime.block_on(listeners.shutdown());
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ordering steps keep the demotions of the steps before them
+// ---------------------------------------------------------------------------------------------
+
+/// What an earlier step does to one target.
+#[derive(Debug, Clone, Copy)]
+enum Demotion {
+    /// The cost step demotes it: projected over its cap.
+    OverCap,
+    /// The health step demotes it: degraded (RUM complaints).
+    Degraded,
+    /// The cost step prefers another target, under its commit (`prefer_commit`).
+    OtherUnderCommit,
+}
+
+/// For every ordering step × every demotion: cdn-a is the best by the ordering's own measure
+/// (first in the configured order, lowest latency, highest cache-aware score) and an earlier
+/// step demotes it (or prefers cdn-c); the ordering must keep that, and say why in the trace.
+#[test]
+fn every_ordering_keeps_every_earlier_demotion() {
+    let names = names(&["cdn-a", "cdn-b", "cdn-c"]);
+    for order in [Order::Failover, Order::Latency, Order::CacheAware] {
+        for demotion in [
+            Demotion::OverCap,
+            Demotion::Degraded,
+            Demotion::OtherUnderCommit,
+        ] {
+            let mut targets: Vec<TargetInput> = (0..3).map(|_| TargetInput::unknown()).collect();
+            // The ordering's own measure: a best, b second, c last.
+            for (i, t) in targets.iter_mut().enumerate() {
+                t.latency = Some(ms(20 + 40 * i as u64));
+                t.cache = cache(0.9 - 0.3 * i as f64, 0.9 - 0.3 * i as f64, 0.0);
+            }
+            let mut s = settings();
+            let want_first = match demotion {
+                Demotion::OverCap => {
+                    targets[0].cost = capped_status(300 * HOUR_MS + 3 * 60_000);
+                    assert!(targets[0].cost.over_cap);
+                    1
+                }
+                Demotion::Degraded => {
+                    targets[0].state = EffectiveState::Degraded;
+                    targets[0].reason = "RUM complaints".into();
+                    1
+                }
+                Demotion::OtherUnderCommit => {
+                    s.prefer_commit = true;
+                    let mut c = CostStatus::unmetered();
+                    c.commit = Some(1000.0);
+                    c.under_commit = true;
+                    targets[2].cost = c;
+                    2
+                }
+            };
+            let (o, _) = run(
+                &cell(&[0, 1, 2]),
+                order,
+                &s,
+                &names,
+                &targets,
+                &Memory::default(),
+            );
+            assert_eq!(
+                fixed(&o),
+                vec![want_first],
+                "{order:?} × {demotion:?}: {:#?}",
+                o.trace
+            );
+            if let (Order::Latency | Order::CacheAware, Demotion::OverCap | Demotion::Degraded) =
+                (order, demotion)
+            {
+                let step = if order == Order::Latency {
+                    "order: latency"
+                } else {
+                    "order: cache_aware"
+                };
+                assert!(
+                    has_note(&o, step, "cdn-a stays behind"),
+                    "{order:?} × {demotion:?}: {:#?}",
+                    o.trace
+                );
+            }
+            // Without the demotion, cdn-a (the best) answers.
+            let plain: Vec<TargetInput> = targets
+                .iter()
+                .map(|t| {
+                    let mut t = t.clone();
+                    t.state = EffectiveState::Healthy;
+                    t.cost = CostStatus::unmetered();
+                    t
+                })
+                .collect();
+            let (o, _) = run(
+                &cell(&[0, 1, 2]),
+                order,
+                &s,
+                &names,
+                &plain,
+                &Memory::default(),
+            );
+            assert_eq!(fixed(&o), vec![0], "{order:?} without {demotion:?}");
+        }
+    }
+}
+
+/// The latency incumbent keeps the lead inside the stabilize band only among equals: an
+/// incumbent demoted since (over its cap) gives way even to a slower target.
+#[test]
+fn a_demoted_latency_incumbent_does_not_keep_the_lead() {
+    let names = names(&["cdn-a", "cdn-b"]);
+    let mut targets: Vec<TargetInput> = (0..2).map(|_| TargetInput::unknown()).collect();
+    targets[0].latency = Some(ms(20));
+    targets[1].latency = Some(ms(25));
+    targets[0].cost = capped_status(300 * HOUR_MS + 3 * 60_000);
+    let mut prev = Memory::default();
+    prev.insert("svc.example.com.|all clients".into(), "cdn-a".to_string());
+    let (o, next) = run(
+        &cell(&[0, 1]),
+        Order::Latency,
+        &settings(),
+        &names,
+        &targets,
+        &prev,
+    );
+    assert_eq!(fixed(&o), vec![1], "{:#?}", o.trace);
+    assert_eq!(next.values().next().map(String::as_str), Some("cdn-b"));
 }

@@ -980,7 +980,7 @@ async fn hot_config_starts_stops_and_retargets_checks() {
     );
     let health = server.health().clone();
     let counted = eventually(Duration::from_secs(2), || {
-        let mut h = health.lock().unwrap();
+        let mut h = health.lock();
         h.target("cdn-a").is_some_and(|t| {
             let s = t.stats(Level::Check, now_ms(), Win::M1);
             s.count > 0 && s.failures == 0
@@ -990,10 +990,10 @@ async fn hot_config_starts_stops_and_retargets_checks() {
     assert!(
         counted,
         "check observations in the health store: {:?}",
-        health.lock().unwrap()
+        health.lock()
     );
     {
-        let mut h = health.lock().unwrap();
+        let mut h = health.lock();
         let t = h.target("cdn-a").unwrap();
         assert!(t.stats(Level::Http, now_ms(), Win::M1).count > 0);
         assert!(t.last_from(Level::Check, "local").is_some_and(|o| o.ok));
@@ -1166,4 +1166,150 @@ async fn kill_right_after_a_check_is_still_seen_by_the_watch() {
         first < Duration::from_secs(3),
         "kill → first failure {first:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hung edges: connections open, nothing answered
+// ---------------------------------------------------------------------------------------------
+
+/// Reports from now until one confirms the target down (at most `max` reports, each within
+/// `within`), with the time each arrived since `t0`.
+async fn until_confirmed(
+    rx: &mut mpsc::Receiver<ProbeReport>,
+    t0: Instant,
+    within: Duration,
+) -> Vec<(Duration, ProbeReport)> {
+    let mut out = Vec::new();
+    loop {
+        let r = next_report(rx, within).await;
+        let done = r.confirmed_down;
+        out.push((t0.elapsed(), r));
+        if done || out.len() > 8 {
+            return out;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_edge_is_confirmed_down_within_a_few_seconds() {
+    // The default settings (interval 10 s, timeout 2 s, confirm 3 × 0.1 s, watch, heartbeat
+    // 1 s). The edge hangs right after a passing check: the next check is about 10 s away, so
+    // before heartbeats it took that interval plus a 2 s timeout plus three re-checks of 2 s
+    // each (≥ 17 s); a heartbeat finds it within a second and confirmation needs one timeout.
+    let cdn = http_cdn(CdnOptions::default()).await;
+    let (prober, mut rx) = first_ok(&http_check(cdn.addr(), "/health")).await;
+    let hung = Instant::now();
+    cdn.hang();
+    let reports = until_confirmed(&mut rx, hung, Duration::from_secs(25)).await;
+    tokio::task::block_in_place(|| prober.stop());
+    let kinds: Vec<(RunKind, bool, bool)> = reports
+        .iter()
+        .map(|(_, r)| (r.kind, r.run.ok(), r.confirmed_down))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (RunKind::Scheduled, false, false),
+            (RunKind::Confirm { n: 1, of: 3 }, false, false),
+            (RunKind::Confirm { n: 2, of: 3 }, false, false),
+            (RunKind::Confirm { n: 3, of: 3 }, false, true),
+        ],
+        "{reports:#?}"
+    );
+    let confirmed = reports[3].0;
+    eprintln!("hung edge: hang → confirmed down {confirmed:?}");
+    assert!(
+        confirmed < Duration::from_secs(8),
+        "hang → confirmed {confirmed:?}"
+    );
+    // The first failure is the heartbeat on the kept connection; the re-checks, on fresh
+    // connections, got no answer either.
+    let first = reports[0].1.run.failure().expect("a failure");
+    assert_eq!(first.level, Level::Http);
+    assert!(first.detail.contains("heartbeat"), "{}", first.detail);
+    for (_, r) in &reports[1..] {
+        let f = r.run.failure().expect("a failure");
+        assert_eq!(f.level, Level::Http, "{:#?}", r.run);
+        assert!(f.detail.contains("timed out"), "{}", f.detail);
+    }
+    cdn.resume();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_edge_without_watch_is_confirmed_one_timeout_after_the_check() {
+    // No kept connection, so no heartbeat: the next scheduled check finds the hang. Its
+    // re-checks start while it waits out its 2 s timeout and end with it, where they used to
+    // run one after another, 2 s each (6.3 s).
+    let cdn = http_cdn(CdnOptions::default()).await;
+    let check = format!(
+        "{}interval = 5\njitter = 0\nwatch = false\n",
+        http_check(cdn.addr(), "/health")
+    );
+    let (prober, mut rx) = first_ok(&check).await;
+    cdn.hang();
+    let t0 = Instant::now();
+    let reports = until_confirmed(&mut rx, t0, Duration::from_secs(12)).await;
+    tokio::task::block_in_place(|| prober.stop());
+    let kinds: Vec<(RunKind, bool)> = reports
+        .iter()
+        .map(|(_, r)| (r.kind, r.confirmed_down))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (RunKind::Scheduled, false),
+            (RunKind::Confirm { n: 1, of: 3 }, false),
+            (RunKind::Confirm { n: 2, of: 3 }, false),
+            (RunKind::Confirm { n: 3, of: 3 }, true),
+        ],
+        "{reports:#?}"
+    );
+    let first = &reports[0].1.run;
+    assert!(
+        first
+            .failure()
+            .is_some_and(|f| f.detail.contains("check timeout 2.0 s")),
+        "{first:#?}"
+    );
+    let burst = reports[3].0 - reports[0].0;
+    eprintln!("hung edge, no watch: first failure → confirmed {burst:?}");
+    assert!(
+        burst < Duration::from_secs(3),
+        "first failure → confirmed {burst:?}"
+    );
+    cdn.resume();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_but_answering_edge_is_not_confirmed_down() {
+    // Usually 200 ms. Then 1.5× that, then 5× (1 s: past the point where re-checks start, still
+    // inside the 1.5 s timeout). Every check and heartbeat is answered within the timeout, so
+    // nothing fails and nothing is confirmed down.
+    let cdn = http_cdn(CdnOptions::default().delay(Duration::from_millis(200))).await;
+    let check = format!(
+        "{}interval = 3\ntimeout = 1.5\njitter = 0\nheartbeat = 1\n",
+        http_check(cdn.addr(), "/health")
+    );
+    let (prober, mut rx) = first_ok(&check).await;
+    for delay in [300, 1000] {
+        cdn.set_delay(Duration::from_millis(delay));
+        // Two scheduled checks at this latency, with heartbeats between them.
+        let hits = cdn.hits();
+        let mut passed = 0;
+        while passed < 2 {
+            let r = next_report(&mut rx, Duration::from_secs(10)).await;
+            assert!(
+                r.run.ok() && !r.confirmed_down && r.kind == RunKind::Scheduled,
+                "at {delay} ms: {r:#?}"
+            );
+            passed += 1;
+        }
+        assert!(
+            cdn.hits() >= hits + 4,
+            "heartbeats were sent ({} → {})",
+            hits,
+            cdn.hits()
+        );
+    }
+    tokio::task::block_in_place(|| prober.stop());
 }

@@ -209,3 +209,62 @@ async fn target_filter_and_unknown_target() {
     );
     assert_eq!(cdn.hits(), 2);
 }
+
+/// `steerd probe --once` with at most `limit` file descriptors.
+fn probe_with_fd_limit(config: &Path, limit: u64) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.arg("probe")
+        .arg("--once")
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "warn");
+    let rl = libc::rlimit {
+        rlim_cur: limit,
+        rlim_max: limit,
+    };
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    cmd.output().expect("steerd runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_descriptors_is_a_local_error_not_a_failure() {
+    // With too few descriptors the check cannot open its socket: the table says "local error"
+    // (exit 1: nothing could be verified), never FAIL. The limit that leaves none for the check
+    // depends on what the binary opens first, so try a range: the lowest cannot even start, the
+    // highest check normally.
+    let cdn = http_cdn(CdnOptions::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), &[("good", cdn.addr())]);
+    let mut local = 0;
+    let mut passed = 0;
+    for limit in 4..=32 {
+        let out = tokio::task::block_in_place(|| probe_with_fd_limit(&cfg, limit));
+        let stdout = text(&out.stdout);
+        let r = rows(&stdout);
+        assert!(
+            r.iter().all(|(_, _, s)| s != "FAIL"),
+            "limit {limit}:\n{stdout}{}",
+            text(&out.stderr)
+        );
+        if r.contains(&row("good", "check", "local error")) {
+            assert_eq!(out.status.code(), Some(1), "limit {limit}:\n{stdout}");
+            assert!(stdout.contains("EMFILE"), "limit {limit}:\n{stdout}");
+            local += 1;
+        } else if r.contains(&row("good", "check", "ok")) {
+            assert_eq!(out.status.code(), Some(0), "limit {limit}:\n{stdout}");
+            passed += 1;
+        }
+    }
+    assert!(local > 0, "no limit gave a local error");
+    assert!(passed > 0, "no limit let the check pass");
+}

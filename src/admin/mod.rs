@@ -56,6 +56,8 @@ pub struct Api {
     /// Tokens from the configuration in force plus the environment's.
     tokens: Tokens,
     env_tokens: Vec<Token>,
+    /// Where pushed usage and cache metrics are kept across restarts (None: not kept).
+    state: Option<Arc<crate::state::StateSaver>>,
 }
 
 /// Tokens from `STEERD_ADMIN_TOKEN` and `STEERD_READ_TOKEN` (comma-separated lists).
@@ -94,6 +96,7 @@ impl Api {
         apply: Apply,
         metrics_sources: Vec<MetricsSource>,
         tokens: Tokens,
+        state: Option<Arc<crate::state::StateSaver>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             control,
@@ -103,6 +106,7 @@ impl Api {
             metrics_sources,
             tokens,
             env_tokens: tokens_from_env(),
+            state,
         })
     }
 
@@ -255,21 +259,30 @@ impl From<StoreError> for ApiError {
                 err.headers.push((header::ETAG, etag_value(current)));
                 err
             }
-            StoreError::Invalid(issues) => {
+            StoreError::Invalid {
+                ref file,
+                ref issues,
+            } => {
                 let list: Vec<Value> = issues
                     .iter()
                     .map(|i| json!({"field": i.field, "line": i.line, "message": i.message}))
                     .collect();
-                let first = issues
-                    .first()
-                    .map(|i| format!("{}: {}", i.field, i.message))
-                    .unwrap_or_default();
+                // The first issue as the message: FILE:LINE: FIELD: reason for a reload,
+                // FIELD: reason for a write.
+                let first = StoreError::Invalid {
+                    file: file.clone(),
+                    issues: issues.iter().take(1).cloned().collect(),
+                };
+                let mut body = json!({
+                    "error": format!("the configuration would not be valid: {first}"),
+                    "issues": list,
+                });
+                if let Some(f) = file {
+                    body["file"] = json!(f);
+                }
                 ApiError {
                     status: StatusCode::UNPROCESSABLE_ENTITY,
-                    body: json!({
-                        "error": format!("the configuration would not be valid: {first}"),
-                        "issues": list,
-                    }),
+                    body,
                     headers: Vec::new(),
                 }
             }
@@ -346,7 +359,11 @@ async fn auth(State(api): State<Arc<Api>>, req: Request, next: Next) -> Response
     api.control
         .metrics()
         .admin_requests
-        .with_label_values(&[&route, method.as_str(), response.status().as_str()])
+        .with_label_values(&[
+            &route,
+            crate::metrics::method_label(&method),
+            response.status().as_str(),
+        ])
         .inc();
     response
 }
@@ -447,6 +464,34 @@ async fn blocking(
         .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, e))
 }
 
+/// Like [`blocking`] for a pushed input that outlives restarts (usage, cache metrics): it is
+/// answered only once written to the state file (fsynced), so an acknowledged input survives
+/// a SIGKILL. A state file that cannot be written is a 503: the input is in force, but the
+/// caller should retry for it to be kept.
+async fn blocking_durable(
+    api: &Arc<Api>,
+    f: impl FnOnce(&Control) -> Result<(), String> + Send + 'static,
+) -> Result<(), ApiError> {
+    blocking(api, f).await?;
+    let Some(state) = api.state.clone() else {
+        return Ok(());
+    };
+    tokio::task::spawn_blocking(move || state.save())
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("saving the state failed: {e}"),
+            )
+        })?
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("in force, but not saved (retry): server.state_file: {e}"),
+            )
+        })
+}
+
 /// `If-Match: "7"` (or 7, or *) → Some(7) / None.
 fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(v) = headers.get(header::IF_MATCH) else {
@@ -524,7 +569,7 @@ async fn edit(
                 .note_config_change(format!("version {}: {what} (admin API)", w.version));
         }
         // Only a configuration that was refused counts as a failed reload (not a 404 or 412).
-        Err(StoreError::Invalid(_) | StoreError::Internal(_)) => {
+        Err(StoreError::Invalid { .. } | StoreError::Internal(_)) => {
             m.with_label_values(&["error"]).inc()
         }
         Err(_) => {}
@@ -567,8 +612,47 @@ fn override_json(o: &crate::health::state::Override) -> Value {
     })
 }
 
-fn target_json(api: &Api, cfg: &ValidConfig, t: &crate::config::Target, config: Value) -> Value {
-    let now = now_ms();
+/// What every view of one request reads from the control plane, gathered once (building the
+/// policy inputs walks every target's windows).
+struct Views {
+    inputs: crate::policy::PolicyInputs,
+    geo: Arc<crate::geo::GeoData>,
+    memory: crate::policy::chain::Memory,
+}
+
+impl Views {
+    fn now(api: &Api) -> Self {
+        Views {
+            inputs: api.control.inputs(),
+            geo: api.control.geo(),
+            memory: api.control.memory(),
+        }
+    }
+}
+
+/// Build a response on a blocking thread: views walk windows and run the policy chain, which
+/// must not hold up the async threads (they serve TCP DNS and the rest of the API too).
+async fn view(api: &Arc<Api>, f: impl FnOnce(&Api) -> ApiResult + Send + 'static) -> ApiResult {
+    let api = api.clone();
+    tokio::task::spawn_blocking(move || f(&api))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("view failed: {e}"),
+            )
+        })?
+}
+
+fn target_json(
+    api: &Api,
+    views: &Views,
+    cfg: &ValidConfig,
+    t: &crate::config::Target,
+    config: Value,
+) -> Value {
+    let clock = api.control.now();
+    let now = clock.mono_ms;
     let name = t.name.as_str();
     let (state, since, reason, ovr) = match api.control.target_state(name) {
         Some((s, since, reason, o)) => (s.as_str(), Some(since), reason, o),
@@ -577,7 +661,7 @@ fn target_json(api: &Api, cfg: &ValidConfig, t: &crate::config::Target, config: 
     let mut levels = Vec::new();
     let mut windows = serde_json::Map::new();
     {
-        let mut store = api.control.health().lock().unwrap();
+        let mut store = api.control.health().lock();
         if let Some(th) = store.target(name) {
             for level in Level::ALL {
                 for o in th.last(level) {
@@ -585,7 +669,7 @@ fn target_json(api: &Api, cfg: &ValidConfig, t: &crate::config::Target, config: 
                         "level": level.as_str(),
                         "vantage": &*o.vantage,
                         "ok": o.ok,
-                        "at": rfc3339(o.at_ms),
+                        "at": rfc3339(clock.wall_of(o.at_ms)),
                         "latency_ms": ms(Some(o.latency)),
                         "detail": o.detail,
                     }));
@@ -601,13 +685,13 @@ fn target_json(api: &Api, cfg: &ValidConfig, t: &crate::config::Target, config: 
             }
         }
     }
-    let (rum_all, rum_regions) = api.control.rum_stats(name, now);
+    let (rum_all, rum_regions) = api.control.rum_stats(name);
     let (usage, cache, cost) = api.control.reports(name);
     let region_overrides: Vec<Value> = cfg
         .overrides
         .iter()
         .filter(|o| o.target == name && o.region.is_some())
-        .filter(|o| o.until_ms.is_none_or(|u| u > now))
+        .filter(|o| o.until_ms.is_none_or(|u| u > clock.wall_ms))
         .map(|o| {
             json!({
                 "state": o.kind.as_str(),
@@ -643,20 +727,55 @@ fn target_json(api: &Api, cfg: &ValidConfig, t: &crate::config::Target, config: 
         })),
         "usage": usage.map(|u| json!({"spend_usd": u.spend_usd, "bytes": u.bytes, "as_of": u.as_of_ms / 1000})),
         "cache_metrics": cache,
+        "cache": cache_json(api, &views.inputs, name, cfg),
         "config": config,
+    })
+}
+
+/// The cache-aware inputs of a target as the next compile sees them, and its reports with
+/// whether they still count (reports older than 5 minutes do not).
+fn cache_json(
+    api: &Api,
+    inputs: &crate::policy::PolicyInputs,
+    name: &str,
+    cfg: &ValidConfig,
+) -> Value {
+    let (all, regions) = api.control.cache_reports(name);
+    let i = cfg.targets.iter().position(|t| t.name == name);
+    let input = i.and_then(|i| inputs.targets.get(i));
+    let score = |c: &crate::policy::chain::CacheInputs| {
+        json!({
+            "score": c.score(),
+            "popularity": c.popularity,
+            "popularity_from": c.popularity_from,
+            "ttl_factor": c.ttl_factor,
+            "purge_ratio": c.purge_ratio,
+        })
+    };
+    json!({
+        "inputs": input.map(|t| score(&t.cache)),
+        "report_fresh": all.as_ref().map(|(_, fresh)| *fresh),
+        "regions": regions
+            .iter()
+            .map(|(r, report, fresh)| {
+                let inputs = input
+                    .and_then(|t| t.cache_by_region.iter().find(|(k, _)| k == r))
+                    .map(|(_, c)| score(c));
+                (r.clone(), json!({"report": report, "fresh": fresh, "inputs": inputs}))
+            })
+            .collect::<serde_json::Map<_, _>>(),
     })
 }
 
 fn service_json(
     api: &Api,
+    views: &Views,
     cfg: &ValidConfig,
     svc: &crate::config::Service,
     config: Value,
 ) -> Value {
-    let inputs = api.control.inputs(now_ms());
-    let geo = api.control.geo();
-    let memory = api.control.memory();
-    let cells = crate::policy::cell_answers(cfg, &geo, &inputs, &memory, &svc.name);
+    let cells =
+        crate::policy::cell_answers(cfg, &views.geo, &views.inputs, &views.memory, &svc.name);
     let table = api.control.table().load();
     json!({
         "name": svc.name.to_string(),
@@ -675,7 +794,7 @@ fn service_json(
 async fn status(State(api): State<Arc<Api>>) -> ApiResult {
     let table = api.control.table().load();
     let cfg = api.control.config();
-    let now = now_ms();
+    let now = api.control.now().wall_ms;
     let version = api.store.version();
     Ok(with_etag(
         Json(json!({
@@ -724,40 +843,48 @@ fn config_json(api: &Api) -> (Value, u64) {
 }
 
 async fn list_targets(State(api): State<Arc<Api>>) -> ApiResult {
-    let cfg = api.control.config();
-    let (doc, version) = config_json(&api);
-    let list: Vec<Value> = cfg
-        .targets
-        .iter()
-        .map(|t| {
-            let c = json_find(json_list(&doc, "targets"), "name", &t.name, false)
-                .cloned()
-                .unwrap_or(Value::Null);
-            target_json(&api, &cfg, t, c)
-        })
-        .collect();
-    Ok(with_etag(
-        Json(json!({ "targets": list })).into_response(),
-        version,
-    ))
+    view(&api, |api| {
+        let cfg = api.control.config();
+        let (doc, version) = config_json(api);
+        let views = Views::now(api);
+        let list: Vec<Value> = cfg
+            .targets
+            .iter()
+            .map(|t| {
+                let c = json_find(json_list(&doc, "targets"), "name", &t.name, false)
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                target_json(api, &views, &cfg, t, c)
+            })
+            .collect();
+        Ok(with_etag(
+            Json(json!({ "targets": list })).into_response(),
+            version,
+        ))
+    })
+    .await
 }
 
 async fn get_target(State(api): State<Arc<Api>>, Path(name): Path<String>) -> ApiResult {
-    let cfg = api.control.config();
-    let Some(t) = cfg.targets.iter().find(|t| t.name == name) else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no target named \"{name}\""),
-        ));
-    };
-    let (doc, version) = config_json(&api);
-    let c = json_find(json_list(&doc, "targets"), "name", &name, false)
-        .cloned()
-        .unwrap_or(Value::Null);
-    Ok(with_etag(
-        Json(target_json(&api, &cfg, t, c)).into_response(),
-        version,
-    ))
+    view(&api, move |api| {
+        let cfg = api.control.config();
+        let Some(t) = cfg.targets.iter().find(|t| t.name == name) else {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no target named \"{name}\""),
+            ));
+        };
+        let (doc, version) = config_json(api);
+        let c = json_find(json_list(&doc, "targets"), "name", &name, false)
+            .cloned()
+            .unwrap_or(Value::Null);
+        let views = Views::now(api);
+        Ok(with_etag(
+            Json(target_json(api, &views, &cfg, t, c)).into_response(),
+            version,
+        ))
+    })
+    .await
 }
 
 async fn put_target(
@@ -783,6 +910,55 @@ async fn put_target(
     ))
 }
 
+/// Where the services of `doc` name the target `name`: (field, service name), in file order.
+fn target_uses(doc: &toml_edit::DocumentMut, name: &str) -> Vec<(String, String)> {
+    use toml::Value as T;
+    let Ok(root) = doc.to_string().parse::<toml::Table>() else {
+        return Vec::new();
+    };
+    let named = |v: &T, key: &str| match v {
+        T::String(s) => s == name,
+        T::Table(t) => t.get(key).and_then(T::as_str) == Some(name),
+        _ => false,
+    };
+    let mut out = Vec::new();
+    let services = root.get("services").and_then(T::as_array);
+    for (i, svc) in services.into_iter().flatten().enumerate() {
+        let service = svc
+            .get("name")
+            .and_then(T::as_str)
+            .unwrap_or("?")
+            .to_string();
+        let f = format!("services[{i}]");
+        let list = |key: &str| svc.get(key).and_then(T::as_array).into_iter().flatten();
+        for (k, m) in list("targets").enumerate() {
+            if named(m, "target") {
+                out.push((format!("{f}.targets[{k}].target"), service.clone()));
+            }
+        }
+        for (region, entries) in svc.get("geo").and_then(T::as_table).into_iter().flatten() {
+            for (k, e) in entries.as_array().into_iter().flatten().enumerate() {
+                if named(e, "target") {
+                    let field = match e {
+                        T::Table(_) => format!("{f}.geo.{region}[{k}].target"),
+                        _ => format!("{f}.geo.{region}[{k}]"),
+                    };
+                    out.push((field, service.clone()));
+                }
+            }
+        }
+        for (k, n) in list("nets").enumerate() {
+            let targets = n.get("targets").and_then(T::as_array).into_iter().flatten();
+            for (j, t) in targets.enumerate() {
+                if named(t, "target") {
+                    out.push((format!("{f}.nets[{k}].targets[{j}]"), service.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
 async fn delete_target(
     State(api): State<Arc<Api>>,
     Path(name): Path<String>,
@@ -794,6 +970,44 @@ async fn delete_target(
             let a = tables_mut(doc.as_table_mut(), "targets", "targets")?;
             if !remove(a, "name", &name, false) {
                 return Err(StoreError::NotFound(format!("no target named \"{name}\"")));
+            }
+            // Still used by services: one issue naming them (not one per reference).
+            let uses = target_uses(doc, &name);
+            if let Some((first, _)) = uses.first() {
+                let mut services: Vec<String> = Vec::new();
+                for (field, s) in &uses {
+                    if !services.iter().any(|x| x.starts_with(&format!("{s} "))) {
+                        services.push(format!("{s} ({field})"));
+                    }
+                }
+                let plural = if services.len() > 1 {
+                    "services"
+                } else {
+                    "service"
+                };
+                let overrides = tables_mut(doc.as_table_mut(), "overrides", "overrides")
+                    .map(|o| {
+                        o.iter()
+                            .filter(|t| t.get("target").and_then(|v| v.as_str()) == Some(&name))
+                            .count()
+                    })
+                    .unwrap_or(0);
+                let also = match overrides {
+                    0 => String::new(),
+                    n => format!(" (its {n} override(s) go with it once it is deleted)"),
+                };
+                return Err(StoreError::Invalid {
+                    file: None,
+                    issues: vec![crate::config::ConfigIssue {
+                        field: first.clone(),
+                        line: None,
+                        message: format!(
+                            "target \"{name}\" is in use by {plural} {}: remove it from there \
+                             first{also}",
+                            services.join(", ")
+                        ),
+                    }],
+                });
             }
             // Its overrides go with it.
             if let Ok(o) = tables_mut(doc.as_table_mut(), "overrides", "overrides") {
@@ -874,7 +1088,7 @@ async fn put_override(
             "reason: say why (it is shown in events, alerts and explain output)",
         ));
     }
-    let now = now_ms();
+    let now = api.control.now().wall_ms;
     let until = match (b.until, &b.for_) {
         (Some(_), Some(_)) => {
             return Err(ApiError::new(
@@ -983,7 +1197,7 @@ async fn delete_override(
 
 async fn list_overrides(State(api): State<Arc<Api>>) -> ApiResult {
     let cfg = api.control.config();
-    let now = now_ms();
+    let now = api.control.now().wall_ms;
     let list: Vec<Value> = cfg
         .overrides
         .iter()
@@ -1035,7 +1249,7 @@ async fn put_usage(
             format!("spend_usd: must be a non-negative amount (got {s})"),
         ));
     }
-    let now = now_ms();
+    let now = api.control.now().wall_ms;
     if b.as_of.is_some_and(|s| s > MAX_UNIX_SECS) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -1054,7 +1268,7 @@ async fn put_usage(
         bytes: b.bytes,
         as_of_ms,
     };
-    blocking(&api, {
+    blocking_durable(&api, {
         let name = name.clone();
         move |c| c.set_usage(&name, Some(usage))
     })
@@ -1080,7 +1294,7 @@ async fn put_usage(
 }
 
 async fn delete_usage(State(api): State<Arc<Api>>, Path(name): Path<String>) -> ApiResult {
-    blocking(&api, {
+    blocking_durable(&api, {
         let name = name.clone();
         move |c| c.set_usage(&name, None)
     })
@@ -1095,6 +1309,8 @@ struct CacheBody {
     popularity: Option<f64>,
     ttl_factor: Option<f64>,
     purge_ratio: Option<f64>,
+    /// The figures are those of this region's clients (continent code).
+    region: Option<String>,
 }
 
 async fn put_cache_metrics(
@@ -1103,72 +1319,96 @@ async fn put_cache_metrics(
     body: axum::body::Bytes,
 ) -> ApiResult {
     let b: CacheBody = parse_body(&body)?;
+    if let Some(r) = &b.region
+        && !crate::geo::CONTINENTS.contains(&r.as_str())
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "region: \"{}\" is not a continent code ({})",
+                r.chars().take(16).collect::<String>(),
+                crate::geo::CONTINENTS.join(", ")
+            ),
+        ));
+    }
     let report = CacheReport {
         hit_ratio: b.hit_ratio,
         popularity: b.popularity,
         ttl_factor: b.ttl_factor,
         purge_ratio: b.purge_ratio,
-        at_ms: now_ms(),
+        at_ms: api.control.now().wall_ms,
+        received_ms: 0,
     };
     report
         .check()
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     let score = report.inputs().score();
-    blocking(&api, {
-        let (name, report) = (name.clone(), report.clone());
-        move |c| c.set_cache_report(&name, report)
+    blocking_durable(&api, {
+        let (name, report, region) = (name.clone(), report.clone(), b.region.clone());
+        move |c| c.set_cache_report(&name, region.as_deref(), report)
     })
     .await?;
-    Ok(
-        Json(json!({ "target": name, "cache_metrics": report, "cache_score": score }))
-            .into_response(),
-    )
+    Ok(Json(json!({
+        "target": name,
+        "region": b.region,
+        "cache_metrics": report,
+        "cache_score": score,
+    }))
+    .into_response())
 }
 
 async fn list_services(State(api): State<Arc<Api>>) -> ApiResult {
-    let cfg = api.control.config();
-    let (doc, version) = config_json(&api);
-    let list: Vec<Value> = cfg
-        .services
-        .iter()
-        .map(|s| {
-            let c = json_find(
-                json_list(&doc, "services"),
-                "name",
-                &s.name.to_string(),
-                true,
-            )
-            .cloned()
-            .unwrap_or(Value::Null);
-            service_json(&api, &cfg, s, c)
-        })
-        .collect();
-    Ok(with_etag(
-        Json(json!({ "services": list })).into_response(),
-        version,
-    ))
+    view(&api, |api| {
+        let cfg = api.control.config();
+        let (doc, version) = config_json(api);
+        let views = Views::now(api);
+        let list: Vec<Value> = cfg
+            .services
+            .iter()
+            .map(|s| {
+                let c = json_find(
+                    json_list(&doc, "services"),
+                    "name",
+                    &s.name.to_string(),
+                    true,
+                )
+                .cloned()
+                .unwrap_or(Value::Null);
+                service_json(api, &views, &cfg, s, c)
+            })
+            .collect();
+        Ok(with_etag(
+            Json(json!({ "services": list })).into_response(),
+            version,
+        ))
+    })
+    .await
 }
 
 async fn get_service(State(api): State<Arc<Api>>, Path(name): Path<String>) -> ApiResult {
-    let cfg = api.control.config();
-    let Some(s) = cfg
-        .services
-        .iter()
-        .find(|s| same_name(&s.name.to_string(), &name))
-    else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no service named \"{name}\""),
-        ));
-    };
-    let (doc, version) = config_json(&api);
-    let c = json_find(json_list(&doc, "services"), "name", &name, true)
-        .cloned()
-        .unwrap_or(Value::Null);
-    Ok(with_etag(
-        Json(service_json(&api, &cfg, s, c)).into_response(),
-        version,
-    ))
+    view(&api, move |api| {
+        let cfg = api.control.config();
+        let Some(s) = cfg
+            .services
+            .iter()
+            .find(|s| same_name(&s.name.to_string(), &name))
+        else {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no service named \"{name}\""),
+            ));
+        };
+        let (doc, version) = config_json(api);
+        let c = json_find(json_list(&doc, "services"), "name", &name, true)
+            .cloned()
+            .unwrap_or(Value::Null);
+        let views = Views::now(api);
+        Ok(with_etag(
+            Json(service_json(api, &views, &cfg, s, c)).into_response(),
+            version,
+        ))
+    })
+    .await
 }
 
 async fn put_service(
@@ -1464,11 +1704,26 @@ async fn resolve(State(api): State<Arc<Api>>, Query(q): Query<ResolveQuery>) -> 
         )
     })?;
     name.set_fqdn(true);
+    let client_text = q.client.clone();
+    view(&api, move |api| {
+        resolve_view(api, client, client_text, name, qtype)
+    })
+    .await
+}
+
+/// `GET /v1/resolve`'s answer and explain trace (runs the policy chain: blocking).
+fn resolve_view(
+    api: &Api,
+    client: crate::resolve::ClientSpec,
+    client_text: String,
+    name: hickory_proto::rr::Name,
+    qtype: hickory_proto::rr::RecordType,
+) -> ApiResult {
     let table = api.control.table().load();
     let geo = api.control.geo();
     let r = crate::resolve::resolve(&table, &geo, client, &name, qtype);
     let cfg = api.control.config();
-    let inputs = api.control.inputs(now_ms());
+    let inputs = api.control.inputs();
     let memory = api.control.memory();
     let explain = crate::policy::explain(&cfg, &geo, &inputs, &memory, &name, client.addr);
     let explain_json = explain.as_ref().map(|e| {
@@ -1488,7 +1743,7 @@ async fn resolve(State(api): State<Arc<Api>>, Query(q): Query<ResolveQuery>) -> 
     Ok(Json(json!({
         "name": r.name.to_string(),
         "type": r.qtype.to_string(),
-        "client": q.client,
+        "client": client_text,
         "located_by": r.located_by,
         "location": {
             "country": r.location.country.map(|_| r.location.country_str().to_string()),
@@ -1536,6 +1791,13 @@ async fn post_observations(State(api): State<Arc<Api>>, body: axum::body::Bytes)
             "vantage: must not be empty",
         ));
     }
+    // The vantage becomes a metric label: a name, like the targets'.
+    if let Err(e) = crate::config::check_name(&b.vantage) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("vantage: {e}"),
+        ));
+    }
     let local = api.control.config().probe.vantage.clone();
     if b.vantage == local {
         return Err(ApiError::new(
@@ -1543,12 +1805,17 @@ async fn post_observations(State(api): State<Arc<Api>>, body: axum::body::Bytes)
             format!("vantage: \"{local}\" is this node's own prober; name the remote agent"),
         ));
     }
-    let now = now_ms();
+    let now = api.control.now().wall_ms;
     let vantage: Arc<str> = Arc::from(b.vantage.as_str());
     let mut results: Vec<Result<(), String>> = Vec::with_capacity(b.observations.len());
     let mut good = Vec::new();
     let mut slots = Vec::new();
     for o in &b.observations {
+        if let Err(e) = crate::config::check_name(&o.target) {
+            slots.push(false);
+            results.push(Err(format!("target: {e}")));
+            continue;
+        }
         let level = Level::parse(&o.level);
         let r = match level {
             None => Err(format!(
@@ -1576,7 +1843,7 @@ async fn post_observations(State(api): State<Arc<Api>>, body: axum::body::Bytes)
         slots.push(r.is_ok());
         results.push(r);
     }
-    let recorded = api.control.record_remote(&good, now);
+    let recorded = api.control.record_remote(&good);
     let mut it = recorded.into_iter();
     for (r, ok) in results.iter_mut().zip(slots) {
         if ok {
@@ -1627,13 +1894,18 @@ struct BeaconBody {
 
 async fn post_rum(State(api): State<Arc<Api>>, body: axum::body::Bytes) -> ApiResult {
     let b: RumBody = parse_body(&body)?;
-    let now = now_ms();
+    let now = api.control.now().wall_ms;
     let cfg = api.control.config();
     let geo = api.control.geo();
     let mut results = Vec::with_capacity(b.beacons.len());
     let mut good = Vec::new();
     let mut slots = Vec::new();
     for x in &b.beacons {
+        if let Err(e) = crate::config::check_name(&x.target) {
+            slots.push(false);
+            results.push(Err(format!("target: {e}")));
+            continue;
+        }
         let region: Result<Option<String>, String> = match (&x.client, &x.country) {
             (Some(_), Some(_)) => Err("set client or country, not both".into()),
             (None, None) => Err("set client (address or subnet) or country".into()),
@@ -1683,7 +1955,7 @@ async fn post_rum(State(api): State<Arc<Api>>, body: axum::body::Bytes) -> ApiRe
         slots.push(r.is_ok());
         results.push(r);
     }
-    let recorded = api.control.record_rum(&good, now);
+    let recorded = api.control.record_rum(&good);
     let mut it = recorded.into_iter();
     for (r, ok) in results.iter_mut().zip(slots) {
         if ok {
@@ -1803,8 +2075,21 @@ async fn openapi() -> Response {
 }
 
 async fn metrics(State(api): State<Arc<Api>>) -> Response {
+    let a = api.clone();
+    match tokio::task::spawn_blocking(move || metrics_text(&a)).await {
+        Ok(r) => r,
+        Err(e) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("metrics failed: {e}"),
+        )
+        .into_response(),
+    }
+}
+
+/// The exposition text of every metric family (walks every target's windows: blocking).
+fn metrics_text(api: &Api) -> Response {
     let mut families = api.control.metrics().gather();
-    families.extend(api.control.gauges(now_ms()).collect());
+    families.extend(api.control.gauges().collect());
     for src in &api.metrics_sources {
         families.extend(src());
     }

@@ -266,6 +266,11 @@ impl AmState {
         self.active.is_empty()
     }
 
+    /// Alerts firing.
+    pub fn len(&self) -> usize {
+        self.active.len()
+    }
+
     /// The body to post for `ev` and the change to make once it is accepted; None for
     /// informational events.
     pub fn render(

@@ -40,6 +40,9 @@ pub struct SinkStats {
     pub dropped: u64,
     /// Events waiting now (including the one being delivered).
     pub queued: u64,
+    /// Alertmanager sinks: alerts firing, re-sent every `resend` period (none: nothing is
+    /// re-sent).
+    pub firing: u64,
 }
 
 const METRICS: [(&str, &str); 4] = [
@@ -215,6 +218,7 @@ impl Alerter {
                     failures: c.failures,
                     dropped: c.dropped,
                     queued: c.queued,
+                    firing: c.firing,
                 }
             })
             .collect()

@@ -51,6 +51,8 @@ pub(crate) struct Sink {
     delivered: AtomicU64,
     failures: AtomicU64,
     dropped: AtomicU64,
+    /// Alertmanager: the alerts firing (kept alive by re-sends).
+    firing: AtomicU64,
     task: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
@@ -60,6 +62,7 @@ pub(crate) struct Counts {
     pub failures: u64,
     pub dropped: u64,
     pub queued: u64,
+    pub firing: u64,
 }
 
 enum Outcome {
@@ -87,6 +90,7 @@ impl Sink {
             delivered: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            firing: AtomicU64::new(0),
             task: Mutex::new(None),
         })
     }
@@ -204,6 +208,7 @@ impl Sink {
             failures: self.failures.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
             queued,
+            firing: self.firing.load(Ordering::Relaxed),
         }
     }
 
@@ -332,6 +337,7 @@ async fn run(sink: Arc<Sink>, client: reqwest::Client) {
                         next_refresh = Instant::now() + spec.resend;
                     }
                     am.apply(c);
+                    sink.firing.store(am.len() as u64, Ordering::Relaxed);
                 }
                 if attempts > 0 {
                     info!(

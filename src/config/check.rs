@@ -7,7 +7,7 @@ use std::time::Duration;
 use hickory_proto::rr::Name;
 
 use super::schema::{CheckConfig, ContentCheckConfig, ProbeConfig, StatusSpec, TargetConfig};
-use super::validate::{Issues, parse_name};
+use super::validate::{Context, Issues, check_name, parse_name};
 use crate::health::Level;
 
 const DEFAULT_INTERVAL: f64 = 10.0;
@@ -15,6 +15,8 @@ const DEFAULT_TIMEOUT: f64 = 2.0;
 const DEFAULT_JITTER: f64 = 0.1;
 const DEFAULT_CONFIRM: u32 = 3;
 const DEFAULT_CONFIRM_GAP: f64 = 0.1;
+const DEFAULT_HEARTBEAT: f64 = 1.0;
+const MIN_HEARTBEAT: f64 = 0.1;
 const DEFAULT_CERT_WARNING_DAYS: u32 = 14;
 const DEFAULT_CONCURRENCY: u64 = 64;
 const DEFAULT_MAX_BYTES: u64 = 1 << 20;
@@ -59,6 +61,9 @@ pub struct Timing {
     pub confirm_gap: Duration,
     /// Keep the connection open between checks; its closing triggers a check at once.
     pub watch: bool,
+    /// Between checks, ask on the kept connection this often whether the edge still answers
+    /// (zero: never).
+    pub heartbeat: Duration,
 }
 
 impl Default for Timing {
@@ -70,6 +75,7 @@ impl Default for Timing {
             confirm: DEFAULT_CONFIRM,
             confirm_gap: Duration::from_secs_f64(DEFAULT_CONFIRM_GAP),
             watch: true,
+            heartbeat: Duration::from_secs_f64(DEFAULT_HEARTBEAT),
         }
     }
 }
@@ -219,6 +225,7 @@ fn timing(
     confirm: Option<u32>,
     confirm_gap: Option<f64>,
     watch: Option<bool>,
+    heartbeat: Option<f64>,
     f: &str,
     issues: &mut Issues,
 ) -> Timing {
@@ -261,20 +268,28 @@ fn timing(
     if let Some(w) = watch {
         t.watch = w;
     }
+    if let Some(h) = heartbeat {
+        if h == 0.0 {
+            t.heartbeat = Duration::ZERO;
+        } else if let Some(d) = seconds(h, &format!("{f}.heartbeat"), MIN_HEARTBEAT, issues) {
+            t.heartbeat = d;
+        }
+    }
     t
 }
 
 /// `[probe]`.
-pub(super) fn validate_probe(p: &ProbeConfig, issues: &mut Issues) -> ProbeSettings {
+pub(super) fn validate_probe(p: &ProbeConfig, ctx: &Context, issues: &mut Issues) -> ProbeSettings {
     let mut s = ProbeSettings::default();
     if let Some(v) = &p.vantage {
-        if v.trim().is_empty() || v.len() > 64 || v.chars().any(char::is_control) {
-            issues.push(
+        let v = v.trim();
+        match check_name(v) {
+            Ok(()) => s.vantage = v.to_string(),
+            Err(_) if v.is_empty() => issues.push(
                 "probe.vantage",
-                "must be a non-empty name of at most 64 printable characters",
-            );
-        } else {
-            s.vantage = v.trim().to_string();
+                "must be a non-empty name: letters, digits, '-', '_' and '.', at most 64",
+            ),
+            Err(e) => issues.push("probe.vantage", e),
         }
     }
     if let Some(c) = p.concurrency {
@@ -295,6 +310,7 @@ pub(super) fn validate_probe(p: &ProbeConfig, issues: &mut Issues) -> ProbeSetti
         p.confirm,
         p.confirm_gap,
         p.watch,
+        p.heartbeat,
         "probe",
         issues,
     );
@@ -319,13 +335,15 @@ pub(super) fn validate_probe(p: &ProbeConfig, issues: &mut Issues) -> ProbeSetti
         s.cert_warning_days = d;
     }
     if let Some(f) = &p.ca_file {
-        s.ca_file = ca_file(f, "probe.ca_file", issues);
+        s.ca_file = ca_file(f, "probe.ca_file", ctx, issues);
     }
     s
 }
 
-fn ca_file(path: &str, field: &str, issues: &mut Issues) -> Option<PathBuf> {
-    let p = PathBuf::from(path);
+/// A CA file (relative to the configuration's directory), read and checked now.
+fn ca_file(value: &str, field: &str, ctx: &Context, issues: &mut Issues) -> Option<PathBuf> {
+    let p = ctx.path(value, None);
+    let path = p.display().to_string();
     match std::fs::read(&p) {
         Ok(bytes) => {
             let n = rustls_pki_certs(&bytes);
@@ -469,6 +487,7 @@ pub(super) fn validate_check(
     f: &str,
     probe: &ProbeSettings,
     addrs: &[IpAddr],
+    ctx: &Context,
     issues: &mut Issues,
 ) -> Option<CheckSpec> {
     let before = issues.0.len();
@@ -480,6 +499,7 @@ pub(super) fn validate_check(
         c.confirm,
         c.confirm_gap,
         c.watch,
+        c.heartbeat,
         f,
         issues,
     );
@@ -786,7 +806,7 @@ pub(super) fn validate_check(
         None => probe.resolvers.clone(),
     };
     let ca_file = match &c.ca_file {
-        Some(p) => ca_file(p, &format!("{f}.ca_file"), issues),
+        Some(p) => ca_file(p, &format!("{f}.ca_file"), ctx, issues),
         None => probe.ca_file.clone(),
     };
     if issues.0.len() != before {

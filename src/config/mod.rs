@@ -13,9 +13,10 @@ use std::path::Path;
 
 pub use schema::{Config, PolicyKind, UdpEngine};
 pub use validate::{
-    AdminSettings, DEFAULT_MAX_BODY, GeoSettings, Member, NetOverride, OverrideSpec, RegionChoice,
-    RegionKey, Scope, ServerSettings, Service, StaticZone, Target, TargetAnswer, Token,
-    ValidConfig, validate, validate_nets,
+    AdminSettings, Context, DEFAULT_MAX_BODY, GeoSettings, MAX_NAME_LEN, MAX_REASON_LEN, Member,
+    NetOverride, OverrideSpec, RegionChoice, RegionKey, Scope, ServerSettings, Service, StaticZone,
+    Target, TargetAnswer, Token, ValidConfig, check_name, check_text, validate, validate_in,
+    validate_nets,
 };
 
 /// One problem found in a configuration.
@@ -56,7 +57,7 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Read, parse and validate a configuration file.
+/// Read, parse and validate a configuration file to serve (see [`parse_to_serve`]).
 pub fn load(path: &Path) -> Result<ValidConfig, ConfigError> {
     let source = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
@@ -67,11 +68,34 @@ pub fn load(path: &Path) -> Result<ValidConfig, ConfigError> {
             message: format!("cannot read file: {e}"),
         }],
     })?;
-    parse(&text, &source)
+    parse_to_serve(&text, &source, path.parent())
 }
 
-/// Parse and validate configuration text; `source` names it in errors.
+/// Parse and validate the text of a configuration to serve: its relative paths start from
+/// `dir` (the file's directory; None: the working directory), and a configuration without
+/// zones is refused unless it says `allow_no_zones = true`. Start, reload, API writes and
+/// `check-config` all read configurations this way.
+pub fn parse_to_serve(
+    text: &str,
+    source: &str,
+    dir: Option<&Path>,
+) -> Result<ValidConfig, ConfigError> {
+    let ctx = Context {
+        dir: dir.map(Path::to_path_buf),
+        serve: true,
+    };
+    parse_in(text, source, &ctx)
+}
+
+/// Parse and validate configuration text; `source` names it in errors. Relative paths start
+/// from the working directory, and no zone is required (a fragment, e.g. in tests; what steerd
+/// serves is read with [`parse_to_serve`]).
 pub fn parse(text: &str, source: &str) -> Result<ValidConfig, ConfigError> {
+    parse_in(text, source, &Context::default())
+}
+
+/// Parse and validate configuration text read in `ctx`.
+pub fn parse_in(text: &str, source: &str, ctx: &Context) -> Result<ValidConfig, ConfigError> {
     let de = toml::Deserializer::new(text);
     let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
         // The path of the value that failed (e.g. `services[0].ttl`), when serde knows it.
@@ -87,17 +111,22 @@ pub fn parse(text: &str, source: &str) -> Result<ValidConfig, ConfigError> {
             }],
         }
     })?;
-    validate(&config).map_err(|mut issues| {
-        if let Ok(doc) = toml_edit::ImDocument::parse(text) {
-            for issue in &mut issues {
-                issue.line = locate(&doc, &issue.field).map(|off| line_of(text, off));
-            }
-        }
+    validate_in(&config, ctx).map_err(|mut issues| {
+        locate_lines(text, &mut issues);
         ConfigError {
             source: source.to_string(),
             issues,
         }
     })
+}
+
+/// Set the line of each issue that has none to the line of its field in `text`.
+pub fn locate_lines(text: &str, issues: &mut [ConfigIssue]) {
+    if let Ok(doc) = toml_edit::ImDocument::parse(text) {
+        for issue in issues.iter_mut().filter(|i| i.line.is_none()) {
+            issue.line = locate(&doc, &issue.field).map(|off| line_of(text, off));
+        }
+    }
 }
 
 fn line_of(text: &str, offset: usize) -> usize {

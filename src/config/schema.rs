@@ -10,6 +10,10 @@ pub struct Config {
     /// Configuration version, bumped by every admin API write (the API's ETag).
     #[serde(default)]
     pub version: u64,
+    /// A configuration without zones answers every query REFUSED: it is refused unless this
+    /// says that is meant (e.g. a node whose zones come later through the admin API).
+    #[serde(default)]
+    pub allow_no_zones: bool,
     #[serde(default)]
     pub server: ServerConfig,
     #[serde(default)]
@@ -130,6 +134,9 @@ pub struct ProbeConfig {
     /// target closes or resets it (a crashed edge is then seen in well under a second, not at
     /// the next interval). Default true.
     pub watch: Option<bool>,
+    /// Seconds between two heartbeats on a kept connection (a HEAD of the check's path; an
+    /// edge that stops answering is re-checked at once). 0 = none. Default 1.
+    pub heartbeat: Option<f64>,
     /// Resolvers ("ip" or "ip:port") the dns level asks; empty = the system's (/etc/resolv.conf).
     pub resolvers: Option<Vec<String>>,
     /// A TLS certificate expiring in fewer days than this is reported as a warning. Default 14.
@@ -170,6 +177,7 @@ pub struct CheckConfig {
     pub confirm: Option<u32>,
     pub confirm_gap: Option<f64>,
     pub watch: Option<bool>,
+    pub heartbeat: Option<f64>,
     pub resolvers: Option<Vec<String>>,
     pub cert_warning_days: Option<u32>,
     pub ca_file: Option<String>,

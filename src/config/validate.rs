@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, SOA, TXT};
@@ -32,7 +33,8 @@ pub struct ServerSettings {
     pub tcp_idle_timeout: Duration,
     pub hash_prefix_v4: u8,
     pub hash_prefix_v6: u8,
-    /// `server.state_file` as written (see [`crate::state::path_for`]).
+    /// `server.state_file`, a relative path resolved against the configuration's directory
+    /// (see [`crate::state::path_for`]).
     pub state_file: Option<String>,
 }
 
@@ -226,6 +228,107 @@ impl ValidConfig {
     }
 }
 
+/// Where a configuration comes from, for the rules that depend on it.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// Directory relative paths start from (the configuration file's); None: the working
+    /// directory.
+    pub dir: Option<PathBuf>,
+    /// The configuration is to be served: without zones it is refused unless it sets
+    /// `allow_no_zones = true`.
+    pub serve: bool,
+}
+
+impl Context {
+    /// The path a path key names: as written when absolute (or when there is no directory),
+    /// else relative to the configuration's directory. `shipped` is the key's default, which
+    /// names a file shipped with steerd: written as is, it is looked up beside the
+    /// configuration first, then from the working directory (where the repository root and
+    /// the packaged installs keep `geodb/`).
+    pub(crate) fn path(&self, value: &str, shipped: Option<&str>) -> PathBuf {
+        let p = Path::new(value);
+        let Some(dir) = self.dir.as_deref().filter(|d| !d.as_os_str().is_empty()) else {
+            return p.to_path_buf();
+        };
+        if p.is_absolute() || value.is_empty() {
+            return p.to_path_buf();
+        }
+        let beside = dir.join(p);
+        if shipped == Some(value) && !beside.exists() {
+            return p.to_path_buf();
+        }
+        beside
+    }
+}
+
+/// Longest target or vantage name.
+pub const MAX_NAME_LEN: usize = 64;
+/// Longest override reason, in bytes.
+pub const MAX_REASON_LEN: usize = 256;
+
+/// `s` for an error message: at most 64 characters of it.
+pub(crate) fn excerpt(s: &str) -> String {
+    match s.char_indices().nth(64) {
+        Some((i, _)) => format!("{}… ({} bytes)", &s[..i], s.len()),
+        None => s.to_string(),
+    }
+}
+
+/// A target or vantage name (it appears in URLs, metric labels, logs and the TOML file):
+/// 1 to 64 letters, digits, `-`, `_` and `.`, starting with a letter or a digit.
+pub fn check_name(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if s.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "must be at most {MAX_NAME_LEN} characters (got {} bytes)",
+            s.len()
+        ));
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "{c:?} is not allowed in a name: use letters, digits, '-', '_' and '.'"
+        ));
+    }
+    if !s.as_bytes()[0].is_ascii_alphanumeric() {
+        return Err("must start with a letter or a digit".into());
+    }
+    Ok(())
+}
+
+/// Free text that goes into logs, events and alerts one line each (an override's reason): at
+/// most `max` bytes, no control characters (no newline).
+pub fn check_text(s: &str, max: usize) -> Result<(), String> {
+    if s.len() > max {
+        return Err(format!("must be at most {max} bytes (got {})", s.len()));
+    }
+    if let Some(c) = s.chars().find(|c| c.is_control()) {
+        return Err(format!("{c:?}: control characters are not allowed"));
+    }
+    Ok(())
+}
+
+/// Host-name characters only: each label holds letters, digits, `-` and `_`.
+fn check_labels(name: &Name, s: &str) -> Result<(), String> {
+    for label in name.iter() {
+        if let Some(&b) = label
+            .iter()
+            .find(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_')))
+        {
+            return Err(format!(
+                "\"{}\" is not a valid domain name: {:?} is not allowed (a label holds letters, digits, '-' and '_')",
+                excerpt(s),
+                b as char
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub(super) struct Issues(pub(super) Vec<ConfigIssue>);
 
 impl Issues {
@@ -247,6 +350,7 @@ pub(crate) fn parse_name(s: &str) -> Result<Name, String> {
     if t == "." {
         return Ok(Name::root());
     }
+    let s = excerpt(s);
     if t.contains(char::is_whitespace) {
         return Err(format!(
             "\"{s}\" is not a valid domain name: contains whitespace"
@@ -260,6 +364,7 @@ pub(crate) fn parse_name(s: &str) -> Result<Name, String> {
     if name.iter().any(|l| l.is_empty()) {
         return Err(format!("\"{s}\" is not a valid domain name: empty label"));
     }
+    check_labels(&name, t)?;
     name.set_fqdn(true);
     Ok(name.to_lowercase())
 }
@@ -274,10 +379,24 @@ fn parse_ttl(ttl: u32, field: String, issues: &mut Issues) -> u32 {
     ttl
 }
 
-/// Validate a parsed configuration; returns every issue found.
+/// Validate a parsed configuration (relative paths from the working directory; a
+/// configuration without zones is accepted); returns every issue found.
 pub fn validate(cfg: &Config) -> Result<ValidConfig, Vec<ConfigIssue>> {
+    validate_in(cfg, &Context::default())
+}
+
+/// Validate a parsed configuration read in `ctx`; returns every issue found.
+pub fn validate_in(cfg: &Config, ctx: &Context) -> Result<ValidConfig, Vec<ConfigIssue>> {
     let mut issues = Issues(Vec::new());
-    let server = validate_server(cfg, &mut issues);
+    let server = validate_server(cfg, ctx, &mut issues);
+    if ctx.serve && cfg.zones.is_empty() && !cfg.allow_no_zones {
+        issues.push(
+            "zones",
+            "no zone: this configuration would answer every query REFUSED; add a [[zones]] \
+             table, or set `allow_no_zones = true` (at the top of the file) to serve nothing on \
+             purpose",
+        );
+    }
 
     // Zones: apex names first, so records can be checked against every zone.
     let mut apexes: Vec<Option<Name>> = Vec::new();
@@ -346,7 +465,7 @@ pub fn validate(cfg: &Config) -> Result<ValidConfig, Vec<ConfigIssue>> {
         }
     }
 
-    let probe = validate_probe(&cfg.probe, &mut issues);
+    let probe = validate_probe(&cfg.probe, ctx, &mut issues);
     let health = super::check::validate_health(&cfg.health, &mut issues);
 
     // Targets.
@@ -356,6 +475,8 @@ pub fn validate(cfg: &Config) -> Result<ValidConfig, Vec<ConfigIssue>> {
         let f = format!("targets[{i}]");
         if t.name.trim().is_empty() {
             issues.push(format!("{f}.name"), "target name must not be empty");
+        } else if let Err(e) = check_name(&t.name) {
+            issues.push(format!("{f}.name"), e);
         } else if let Some(j) = target_idx.get(t.name.as_str()) {
             issues.push(
                 format!("{f}.name"),
@@ -444,8 +565,16 @@ pub fn validate(cfg: &Config) -> Result<ValidConfig, Vec<ConfigIssue>> {
                     .collect(),
                 _ => Vec::new(),
             };
-            validate_check(t, c, &format!("{f}.check"), &probe, &addrs, &mut issues)
-                .map(std::sync::Arc::new)
+            validate_check(
+                t,
+                c,
+                &format!("{f}.check"),
+                &probe,
+                &addrs,
+                ctx,
+                &mut issues,
+            )
+            .map(std::sync::Arc::new)
         });
         let cost = t.cost.as_ref().and_then(|c| {
             let cf = format!("{f}.cost");
@@ -511,7 +640,7 @@ pub fn validate(cfg: &Config) -> Result<ValidConfig, Vec<ConfigIssue>> {
     }
 
     // Geography.
-    let (geo, countries) = validate_geo(cfg, &mut issues);
+    let (geo, countries) = validate_geo(cfg, ctx, &mut issues);
 
     // Services.
     let mut services = Vec::new();
@@ -586,7 +715,7 @@ pub fn validate(cfg: &Config) -> Result<ValidConfig, Vec<ConfigIssue>> {
                     format!("{mf}.target"),
                     format!(
                         "unknown target \"{}\" (not defined in [[targets]])",
-                        m.target
+                        excerpt(&m.target)
                     ),
                 );
                 continue;
@@ -653,7 +782,10 @@ pub fn validate(cfg: &Config) -> Result<ValidConfig, Vec<ConfigIssue>> {
             let Some(&ti) = target_idx.get(name) else {
                 issues.push(
                     field,
-                    format!("unknown target \"{name}\" (not defined in [[targets]])"),
+                    format!(
+                        "unknown target \"{}\" (not defined in [[targets]])",
+                        excerpt(name)
+                    ),
                 );
                 return None;
             };
@@ -987,7 +1119,7 @@ fn validate_overrides(
         if !cfg.targets.iter().any(|t| t.name == o.target) {
             issues.push(
                 format!("{f}.target"),
-                format!("no target named \"{}\"", o.target),
+                format!("no target named \"{}\"", excerpt(&o.target)),
             );
             ok = false;
         }
@@ -1012,6 +1144,10 @@ fn validate_overrides(
                 }
             },
         };
+        if let Err(e) = check_text(&o.reason, MAX_REASON_LEN) {
+            issues.push(format!("{f}.reason"), e);
+            ok = false;
+        }
         for (key, t) in [("until", o.until), ("set_at", o.set_at)] {
             if let Some(u) = t
                 && u > 253_402_300_799
@@ -1203,10 +1339,13 @@ pub fn validate_nets(
 
 fn validate_geo(
     cfg: &Config,
+    ctx: &Context,
     issues: &mut Issues,
 ) -> (Option<GeoSettings>, Option<std::sync::Arc<CountryTable>>) {
     let g = &cfg.geo;
-    let countries = match CountryTable::load(std::path::Path::new(&g.countries)) {
+    let shipped = super::schema::GeoConfig::default();
+    let countries_path = ctx.path(&g.countries, Some(&shipped.countries));
+    let countries = match CountryTable::load(&countries_path) {
         Ok(t) => Some(std::sync::Arc::new(t)),
         Err(e) => {
             issues.push("geo.countries", e);
@@ -1231,17 +1370,22 @@ fn validate_geo(
     }
     let settings = GeoSettings {
         database: (!g.database.trim().is_empty())
-            .then(|| std::path::PathBuf::from(g.database.trim())),
-        countries: std::path::PathBuf::from(&g.countries),
-        nets_file: g.nets_file.as_ref().map(std::path::PathBuf::from),
+            .then(|| ctx.path(g.database.trim(), Some(&shipped.database))),
+        countries: countries_path,
+        nets_file: g.nets_file.as_deref().map(|p| ctx.path(p, None)),
         reload_interval: Duration::from_secs(g.reload_interval),
         nets,
     };
     (Some(settings), countries)
 }
 
-fn validate_server(cfg: &Config, issues: &mut Issues) -> Option<ServerSettings> {
+fn validate_server(cfg: &Config, ctx: &Context, issues: &mut Issues) -> Option<ServerSettings> {
     let s = &cfg.server;
+    // Relative to the configuration's directory ("" = no state file).
+    let state_file = s
+        .state_file
+        .as_deref()
+        .map(|p| ctx.path(p, None).to_string_lossy().into_owned());
     let before = issues.0.len();
     let mut dns_listen = Vec::new();
     if s.dns_listen.is_empty() {
@@ -1300,7 +1444,7 @@ fn validate_server(cfg: &Config, issues: &mut Issues) -> Option<ServerSettings> 
             format!("must be at most 128 (got {})", s.hash_prefix_v6),
         );
     }
-    if let Some(p) = s.state_file.as_deref().filter(|p| !p.is_empty())
+    if let Some(p) = state_file.as_deref().filter(|p| !p.is_empty())
         && (p.ends_with('/') || std::path::Path::new(p).is_dir())
     {
         issues.push(
@@ -1323,7 +1467,7 @@ fn validate_server(cfg: &Config, issues: &mut Issues) -> Option<ServerSettings> 
         tcp_idle_timeout: Duration::from_secs(s.tcp_idle_timeout),
         hash_prefix_v4: s.hash_prefix_v4,
         hash_prefix_v6: s.hash_prefix_v6,
-        state_file: s.state_file.clone(),
+        state_file,
     })
 }
 
@@ -1615,16 +1759,26 @@ fn owner_name(s: &str, apex: &Name, field: &str, issues: &mut Issues) -> Option<
     let rel = match Name::from_ascii(t) {
         Ok(n) => n,
         Err(e) => {
-            issues.push(field, format!("\"{s}\" is not a valid domain name: {e}"));
+            issues.push(
+                field,
+                format!("\"{}\" is not a valid domain name: {e}", excerpt(s)),
+            );
             return None;
         }
     };
+    if let Err(e) = check_labels(&rel, t) {
+        issues.push(field, e);
+        return None;
+    }
     match rel.append_domain(apex) {
         Ok(n) => Some(n.to_lowercase()),
         Err(e) => {
             issues.push(
                 field,
-                format!("\"{s}\" under \"{apex}\" is not a valid name: {e}"),
+                format!(
+                    "\"{}\" under \"{apex}\" is not a valid name: {e}",
+                    excerpt(s)
+                ),
             );
             None
         }

@@ -140,7 +140,6 @@ fn answer_node<'t>(
                     table.settings.hash_prefix_v6,
                 );
                 reply.scope = reply.scope.max(scope);
-                table.count_answer(si as usize, i);
                 i
             }
             Pick::Variant(i) => i,

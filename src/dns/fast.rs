@@ -363,7 +363,6 @@ pub fn try_answer(
             let Some(slot) = variants.get(i) else {
                 return FastOutcome::Slow;
             };
-            table.count_answer(*service as usize, i);
             let tpl = slot.get_or_init(|| {
                 let name = name_from_key(&key[..klen])?;
                 let qt = RecordType::from(qtype);
@@ -371,7 +370,10 @@ pub fn try_answer(
                 encode_template(table, &name, qt, &r)
             });
             match tpl {
-                Some(t) => t,
+                Some(t) => {
+                    table.count_answer(*service as usize, i);
+                    t
+                }
                 None => return FastOutcome::Slow,
             }
         }

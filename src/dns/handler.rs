@@ -81,6 +81,10 @@ fn prepare<'t>(table: &'t RoutingTable, request: &Request) -> (Prepared<'t>, Opt
     if !client.from_ecs {
         reply.scope = 0;
     }
+    // Served: count the answer (the general answer logic never counts, so explain does not).
+    if let Some(si) = reply.service {
+        table.count_answer(si as usize, reply.variant);
+    }
     (Prepared::Reply(reply), ecs)
 }
 

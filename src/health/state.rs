@@ -1,8 +1,10 @@
 //! The per-target health state machine: from window statistics to Healthy / Degraded / Down,
 //! with operator overrides on top.
 //!
-//! Pure: every input, the time included (`now_ms`, milliseconds since the Unix epoch), is passed
-//! in. Nothing here reads the clock, sleeps or does I/O.
+//! Pure: every input, the time included, is passed in. Nothing here reads the clock, sleeps or
+//! does I/O. Time is a [`Now`]: durations, windows and dwell run on its monotonic health time
+//! (`mono_ms`); an override's `until_ms` is wall time (an operator's clock); reasons show wall
+//! times. A plain `u64` converts to a `Now` with both clocks at that reading.
 //!
 //! # Rules (defaults are the seed policy, DESIGN.md §5; everything is in [`Thresholds`])
 //!
@@ -32,7 +34,7 @@
 //! Recovery from Down: every fail rule that is *active* (enabled and has data in its recovery
 //! window: a check for the error rate, a latency sample for p95, a known availability) is in its
 //! recovery condition and has held it for its `recover_for`; at least one rule is active (a Down
-//! target with no data stays Down); and no newer hard failure. After a hard failure, a passing
+//! target with no data in its recovery windows stays Down); and no newer hard failure. After a hard failure, a passing
 //! check newer than the failure is needed as well, and the recovery durations count from the
 //! failure at the earliest. The target comes back Healthy, or Degraded when RUM is spiking.
 //!
@@ -57,15 +59,23 @@
 //! When several fail rules trip at the same step, the reason names them all ("; "-separated).
 //!
 //! Hysteresis comes from the separate fail and recovery thresholds and the recovery durations.
-//! With no data at all the target is Healthy (fail-open), reason "no data yet".
+//! With no data at all the target is Healthy (fail-open), reason "no data yet". A Down target
+//! whose windows have held no observation for the longest window (10 min: its vantage points
+//! fell silent, e.g. a remote agent that reported failures and stopped) goes back to that
+//! default: Healthy, "no health data for 10 min", as Route 53 and NS1 fail open on missing
+//! data. Hysteresis (after a recovery, the fail rules judge only what came after it) holds for
+//! that return too.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Level, TargetHealth, Win, WindowStats};
+use crate::clock::{Now, shift};
 
 const NO_DATA: &str = "no data yet";
+/// A Down target with no observation for this long goes back to the no-data default.
+const SILENT_MS: u64 = super::window::HORIZON_SECS * 1000;
 const NO_RULE: &str = "no failure rule tripped";
 
 // ---------------------------------------------------------------------------------------------
@@ -406,6 +416,53 @@ impl Default for Thresholds {
 }
 
 impl Thresholds {
+    /// Combinations worth explaining (not errors), as (config field, text): a recovery that
+    /// can complete before its fail rule's window has forgotten the outage. Hysteresis holds
+    /// anyway (see [`TargetMachine::judged_until`]); the note says how.
+    pub fn notes(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let e = &self.error_rate;
+        let a = &self.availability;
+        let rules = [
+            (
+                "health.recover_for",
+                "error rate",
+                e.recover_for,
+                e.recover_window,
+                e.window,
+                format!("{} checks", e.min_samples),
+            ),
+            (
+                "health.availability_recover_for",
+                "availability",
+                a.recover_for,
+                a.recover_window,
+                a.window,
+                format!(
+                    "{} checks and {} of known time",
+                    a.min_samples,
+                    hms(a.window.duration() / 5)
+                ),
+            ),
+        ];
+        for (field, what, recover_for, recover_window, window, needs) in rules {
+            if recover_for + recover_window.duration() < window.duration() {
+                out.push((
+                    field,
+                    format!(
+                        "a target can recover {} after its {what} is clean over {recover_window}, \
+                         while the {what} fail rule reads {window}: after a recovery that rule \
+                         judges only what came after it (it needs {needs} from then on before \
+                         it can fail the target again), so the outage it recovered from cannot \
+                         fail it again",
+                        hms(recover_for)
+                    ),
+                ));
+            }
+        }
+        out
+    }
+
     /// Problems with the values, one message each (empty: fine).
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -476,14 +533,16 @@ pub struct Signals {
 }
 
 impl Signals {
-    /// Check-level statistics of the three windows at `now_ms`; `last_ok_at` is the newest
-    /// passing check among the latest observation of each vantage point; no RUM.
+    /// Check-level statistics of the three windows at `now_ms`, of what happened after
+    /// `judged_until` (see [`TargetMachine::judged_until`]); `last_ok_at` is the newest passing
+    /// check among the latest observation of each vantage point; no RUM.
     pub fn from_target(
         t: &mut TargetHealth,
         now_ms: u64,
         confirmed_down_at: Option<u64>,
+        judged_until: Option<u64>,
     ) -> Signals {
-        let stats = t.series(Level::Check).all_stats(now_ms);
+        let stats = t.series(Level::Check).all_stats_since(now_ms, judged_until);
         let last_ok_at = t
             .last(Level::Check)
             .iter()
@@ -506,6 +565,13 @@ impl Signals {
             confirmed_down_at: None,
             last_ok_at: None,
         }
+    }
+
+    /// Nothing observed in the longest window (10 min).
+    fn silent(&self) -> bool {
+        self.stats
+            .iter()
+            .all(|s| s.count == 0 && s.availability.is_none())
     }
 
     fn has_data(&self) -> bool {
@@ -659,6 +725,8 @@ pub struct TargetMachine {
     changed: Option<u64>,
     /// The hard failure the machine is Down for (cleared on recovery).
     hard_at: Option<u64>,
+    /// The time of the last recovery: observations up to it were judged already.
+    judged_until: Option<u64>,
     tracks: [Track; 3],
     rum: RumTrack,
     last_ok_at: Option<u64>,
@@ -666,6 +734,8 @@ pub struct TargetMachine {
     recovering: bool,
     /// The thresholds of the last step (for explain and unstable).
     th: Thresholds,
+    /// Wall time minus health time at the last step (to show wall times).
+    wall_offset: i64,
 }
 
 impl TargetMachine {
@@ -682,6 +752,7 @@ impl TargetMachine {
             reason: NO_DATA.into(),
             changed: None,
             hard_at: None,
+            judged_until: None,
             tracks: [Track::default(); 3],
             rum: RumTrack {
                 spiking: false,
@@ -697,7 +768,13 @@ impl TargetMachine {
             last_step: None,
             recovering: false,
             th: Thresholds::default(),
+            wall_offset: 0,
         }
+    }
+
+    /// A health-time instant on the wall clock, formatted relative to the health time `now`.
+    fn utc(&self, t: u64, now: u64) -> String {
+        fmt_utc(shift(t, self.wall_offset), shift(now, self.wall_offset))
     }
 
     pub fn target(&self) -> &Arc<str> {
@@ -746,6 +823,15 @@ impl TargetMachine {
         self.hard_at
     }
 
+    /// When the machine last recovered from Down. Everything observed up to then was judged
+    /// already (it took the target down, then its recovery conditions held), so the signals of
+    /// later steps must count only what came after it ([`Signals::from_target`]): a recovered
+    /// target cannot be failed again by the outage it recovered from, whatever the fail and
+    /// recovery windows are.
+    pub fn judged_until(&self) -> Option<u64> {
+        self.judged_until
+    }
+
     /// The RUM complaint-rate baseline, once there is one.
     pub fn rum_baseline(&self) -> Option<f64> {
         self.rum.baseline()
@@ -763,11 +849,14 @@ impl TargetMachine {
 
     /// Sets (Some) or clears (None) the operator override. An event when the effective state
     /// changes; replacing an override by one of the same kind only updates the reason.
-    pub fn set_override(&mut self, o: Option<Override>, now_ms: u64) -> Vec<Transition> {
+    pub fn set_override(&mut self, o: Option<Override>, now: impl Into<Now>) -> Vec<Transition> {
+        let now: Now = now.into();
+        self.wall_offset = now.wall_offset_ms();
+        let now_ms = now.mono_ms;
         let mut out = Vec::new();
         let from = self.effective();
         let reason = match &o {
-            Some(o) => o.describe(now_ms),
+            Some(o) => o.describe(now.wall_ms),
             None if self.ovr.is_none() => return out,
             None => self.with_machine("override cleared by operator".into(), now_ms),
         };
@@ -783,8 +872,15 @@ impl TargetMachine {
 
     /// One step: evaluates every rule on `signals`, takes at most one machine transition and
     /// expires the override when its time has come. Returns the effective-state changes.
-    pub fn step(&mut self, signals: &Signals, th: &Thresholds, now_ms: u64) -> Vec<Transition> {
-        let now = now_ms;
+    pub fn step(
+        &mut self,
+        signals: &Signals,
+        th: &Thresholds,
+        now: impl Into<Now>,
+    ) -> Vec<Transition> {
+        let clock: Now = now.into();
+        let now = clock.mono_ms;
+        self.wall_offset = clock.wall_offset_ms();
         let mut out = Vec::new();
         self.th = *th;
         self.last_step = Some(now);
@@ -810,7 +906,7 @@ impl TargetMachine {
                     self.hard_at = Some(c);
                     let reason = format!(
                         "hard failure confirmed by the prober at {}",
-                        fmt_utc(c, now)
+                        self.utc(c, now)
                     );
                     self.machine_to(State::Down, reason, now, &mut out);
                 } else if !fails.is_empty() {
@@ -836,6 +932,15 @@ impl TargetMachine {
                 if let Some(c) = hard {
                     // Down already: recovery now has to wait for this newer failure.
                     self.hard_at = Some(self.hard_at.map_or(c, |h| h.max(c)));
+                } else if dwell_over && signals.silent() && self.machine_since + SILENT_MS <= now {
+                    let reason = format!(
+                        "no health data for {} (down since {}): back to the no-data default",
+                        hms(Duration::from_millis(SILENT_MS)),
+                        self.utc(self.machine_since, now)
+                    );
+                    self.hard_at = None;
+                    self.judged_until = Some(now);
+                    self.machine_to(State::Healthy, reason, now, &mut out);
                 } else if dwell_over && let Some(reason) = self.recovery_reason(now) {
                     let to = if self.rum.spiking {
                         State::Degraded
@@ -848,6 +953,7 @@ impl TargetMachine {
                         reason
                     };
                     self.hard_at = None;
+                    self.judged_until = Some(now);
                     self.machine_to(to, reason, now, &mut out);
                 }
             }
@@ -862,7 +968,7 @@ impl TargetMachine {
             }
         };
         if let Some(o) = &self.ovr
-            && o.until_ms.is_some_and(|u| now >= u)
+            && o.until_ms.is_some_and(|u| clock.wall_ms >= u)
         {
             let from = self.effective();
             let what = match o.reason.as_str() {
@@ -1134,7 +1240,7 @@ impl TargetMachine {
         Some(match self.hard_at {
             Some(h) => format!(
                 "recovered after the hard failure at {}: {}",
-                fmt_utc(h, now),
+                self.utc(h, now),
                 parts.join(", ")
             ),
             None => format!("recovered: {}", parts.join(", ")),
@@ -1180,7 +1286,7 @@ impl TargetMachine {
         format!(
             "{head}; {} since {}: {}",
             self.state,
-            fmt_utc(self.machine_since, now),
+            self.utc(self.machine_since, now),
             self.machine_reason
         )
     }
@@ -1192,14 +1298,14 @@ impl TargetMachine {
         let mut s = format!(
             "{} since {}: {}",
             self.effective(),
-            fmt_utc(self.since, now),
+            self.utc(self.since, now),
             self.reason
         );
         if self.ovr.is_some() {
             s += &format!(
                 "; underneath {} since {}: {}",
                 self.state,
-                fmt_utc(self.machine_since, now),
+                self.utc(self.machine_since, now),
                 self.machine_reason
             );
         }
@@ -1230,7 +1336,7 @@ impl TargetMachine {
         {
             parts.push(format!(
                 "a passing check after the hard failure at {}",
-                fmt_utc(h, now)
+                self.utc(h, now)
             ));
         }
         let checks = self.recovery(now);
@@ -1253,7 +1359,7 @@ impl TargetMachine {
         if let Some(t) = self.last_transition {
             let until = t.saturating_add(ms(self.th.min_dwell));
             if now < until {
-                parts.push(format!("the minimum dwell until {}", fmt_utc(until, now)));
+                parts.push(format!("the minimum dwell until {}", self.utc(until, now)));
             }
         }
         parts.join(", ")
@@ -1447,7 +1553,12 @@ mod tests {
                     self.rum.record("rum", t + u64::from(i), ok, None, None);
                 }
                 let now = t + 500;
-                let mut sig = Signals::from_target(&mut self.health, now, self.confirmed);
+                let mut sig = Signals::from_target(
+                    &mut self.health,
+                    now,
+                    self.confirmed,
+                    self.m.judged_until(),
+                );
                 if self.rum_on {
                     sig.rum = Some(self.rum.all_stats(now));
                 }
@@ -1773,6 +1884,135 @@ mod tests {
             "recovered: error rate < 1 % for 10m1s, p95 < 500 ms for 11m0s, \
              availability > 99.9 % for 10m0s"
         );
+    }
+
+    #[test]
+    fn notes_explain_recoveries_shorter_than_the_fail_windows() {
+        assert!(Thresholds::default().notes().is_empty());
+        let mut th = Thresholds::default();
+        th.availability.recover_for = Duration::from_secs(20);
+        let notes = th.notes();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert_eq!(notes[0].0, "health.availability_recover_for");
+        assert!(
+            notes[0]
+                .1
+                .contains("recover 20s after its availability is clean over 1m")
+        );
+        assert!(notes[0].1.contains("reads 5m"), "{}", notes[0].1);
+    }
+
+    /// The reported flap: short recovery windows (20 s) under a 5-minute availability fail
+    /// window. A 10-second outage fails the target once; after its recovery the old failures,
+    /// still inside the 5-minute window, must not fail it again.
+    #[test]
+    fn a_short_outage_fails_once_and_recovers_once_with_short_recovery_windows() {
+        let mut th = Thresholds::default();
+        th.error_rate.recover_for = Duration::from_secs(20);
+        th.latency.recover_for = Duration::from_secs(20);
+        th.availability.recover_for = Duration::from_secs(20);
+        th.min_dwell = Duration::from_secs(5);
+        let mut sim = Sim::new(th);
+        sim.run(599, |_| Check::Ok);
+        let mut log = sim.run(609, |_| Check::Fail);
+        log.extend(sim.run(600 + 900, |_| Check::Ok));
+        let ev = events(&log);
+        let kinds: Vec<(u64, &str, &str)> = ev
+            .iter()
+            .map(|(s, t)| (*s, t.from.as_str(), t.to.as_str()))
+            .collect();
+        assert_eq!(kinds.len(), 2, "{kinds:?}");
+        assert_eq!((kinds[0].1, kinds[0].2), ("healthy", "down"), "{kinds:?}");
+        assert_eq!((kinds[1].1, kinds[1].2), ("down", "healthy"), "{kinds:?}");
+        // It came back once the 1-minute recovery windows were clean for 20 s.
+        assert!(kinds[1].0 > 609 + 60 && kinds[1].0 < 609 + 120, "{kinds:?}");
+        assert_eq!(sim.m.judged_until(), Some(at(kinds[1].0) + 500));
+        let x = sim.m.explain();
+        assert!(x.starts_with("healthy since"), "{x}");
+    }
+
+    /// A Down target whose observations stop (an agent fell silent) keeps its state while the
+    /// windows still hold its failures, then goes back to the no-data default.
+    #[test]
+    fn a_silent_down_target_goes_back_to_the_no_data_default() {
+        let mut sim = Sim::new(Thresholds::default());
+        sim.run(599, |_| Check::Ok);
+        let log = sim.run(659, |_| Check::Fail);
+        assert_eq!(events(&log).len(), 1);
+        assert_eq!(sim.m.effective(), EffectiveState::Down);
+        // Five silent minutes: still down (its failures are in the windows).
+        let log = sim.run(659 + 300, |_| Check::Skip);
+        assert!(events(&log).is_empty());
+        let log = sim.run(659 + 700, |_| Check::Skip);
+        let ev = events(&log);
+        assert_eq!(ev.len(), 1, "{ev:#?}");
+        // The last failure (second 659) speaks for its vantage for `max_gap` (60 s) more: the
+        // 10-minute window is empty 600 s after that.
+        assert_eq!(ev[0].0, 659 + 60 + 600);
+        assert_eq!(ev[0].1.to, EffectiveState::Healthy);
+        assert!(
+            ev[0]
+                .1
+                .reason
+                .starts_with("no health data for 10m0s (down since"),
+            "{}",
+            ev[0].1.reason
+        );
+        // When checks come back failing, it fails again (new evidence).
+        let log = sim.run(659 + 760, |_| Check::Fail);
+        assert_eq!(events(&log).len(), 1);
+        assert_eq!(sim.m.effective(), EffectiveState::Down);
+    }
+
+    /// Property: one outage (every check failing for a while, then passing for good) gives at
+    /// most one down → healthy cycle, whatever the fail and recovery windows, durations, dwell
+    /// and the outage's length and start.
+    #[test]
+    fn one_outage_gives_at_most_one_down_healthy_cycle() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let wins = [Win::M1, Win::M5, Win::M10];
+        for case in 0..60 {
+            let mut th = Thresholds::default();
+            let secs =
+                |rng: &mut StdRng, lo: u64, hi: u64| Duration::from_secs(rng.gen_range(lo..=hi));
+            th.error_rate.window = wins[rng.gen_range(0..3)];
+            th.error_rate.recover_window = wins[rng.gen_range(0..3)];
+            th.error_rate.recover_for = secs(&mut rng, 0, 300);
+            th.latency.recover_for = th.error_rate.recover_for;
+            th.availability.window = wins[rng.gen_range(0..3)];
+            th.availability.recover_window = wins[rng.gen_range(0..3)];
+            th.availability.recover_for = secs(&mut rng, 0, 600);
+            th.min_dwell = secs(&mut rng, 0, 60);
+            let mut sim = Sim::new(th);
+            let start = rng.gen_range(0..120);
+            sim.run(599 + start, |_| Check::Ok);
+            let outage = rng.gen_range(1..=240);
+            let hard = rng.gen_bool(0.3);
+            let first = sim.sec;
+            let mut log = sim.run(first + outage - 1, |_| Check::Fail);
+            if hard {
+                sim.confirmed = Some(at(first) + 300);
+            }
+            log.extend(sim.run(first + outage + 1500, |_| Check::Ok));
+            let ev = events(&log);
+            let recoveries = ev
+                .iter()
+                .filter(|(_, t)| t.from == EffectiveState::Down && t.to.usable())
+                .count();
+            let failures = ev
+                .iter()
+                .filter(|(_, t)| t.to == EffectiveState::Down)
+                .count();
+            assert!(
+                recoveries <= 1 && failures <= 1,
+                "case {case}: outage {outage} s from {first}, {th:?}: {:#?}",
+                ev.iter()
+                    .map(|(s, t)| (s, t.from.as_str(), t.to.as_str(), &t.reason))
+                    .collect::<Vec<_>>()
+            );
+            // It ends healthy: the outage is over and every rule's recovery can be met.
+            assert_eq!(sim.m.effective(), EffectiveState::Healthy, "case {case}");
+        }
     }
 
     /// How a minute's error rate turns into failing checks.

@@ -581,6 +581,56 @@ impl Series {
         true
     }
 
+    /// The statistics of one window at `now_ms`, counting only what happened after
+    /// `since_ms` when that is inside the window: observations of later seconds than
+    /// `since_ms`'s, and availability over `(since_ms, now_ms]`. This is how a target that
+    /// recovered is judged only on what came after its recovery.
+    pub fn stats_since(&mut self, now_ms: u64, win: Win, since_ms: Option<u64>) -> WindowStats {
+        let from = now_ms.saturating_sub(win.secs() * 1000);
+        let Some(since) = since_ms.filter(|&s| s > from) else {
+            return self.stats(now_ms, win);
+        };
+        self.advance(now_ms);
+        let (lo_s, now_s) = (since / 1000 + 1, now_ms / 1000);
+        let mut agg = Agg::new();
+        let first = self.buckets.partition_point(|b| b.second < lo_s);
+        for b in self.buckets.range(first..) {
+            if b.second > now_s {
+                break;
+            }
+            agg.add(b);
+        }
+        let (mut up, mut down) = (0, 0);
+        for tl in self.vantages.values() {
+            tl.accumulate(since.min(now_ms), now_ms, self.gap_ms, &mut up, &mut down);
+        }
+        Self::window_stats(win, &agg, up, down)
+    }
+
+    /// [`Series::stats_since`] for every window, in [`WINDOWS`] order.
+    pub fn all_stats_since(&mut self, now_ms: u64, since_ms: Option<u64>) -> [WindowStats; 3] {
+        WINDOWS.map(|w| self.stats_since(now_ms, w, since_ms))
+    }
+
+    fn window_stats(win: Win, agg: &Agg, up: u64, down: u64) -> WindowStats {
+        let [p50, p95, p99] = agg.percentiles();
+        let ratio = |a: u64, b: u64| (b > 0).then(|| a as f64 / b as f64);
+        WindowStats {
+            window: win.duration(),
+            count: agg.count,
+            failures: agg.failures,
+            error_rate: ratio(agg.failures, agg.count),
+            availability: ratio(up, up + down),
+            availability_known: Duration::from_millis(up + down),
+            p50,
+            p95,
+            p99,
+            cache_lookups: agg.cache_lookups,
+            cache_hits: agg.cache_hits,
+            cache_hit_ratio: ratio(agg.cache_hits, agg.cache_lookups),
+        }
+    }
+
     /// The statistics of one window at `now_ms`.
     pub fn stats(&mut self, now_ms: u64, win: Win) -> WindowStats {
         self.advance(now_ms);
@@ -599,23 +649,8 @@ impl Series {
         } else {
             &self.aggs[w]
         };
-        let [p50, p95, p99] = agg.percentiles();
         let (up, down) = self.availability_ms(now_ms, win);
-        let ratio = |a: u64, b: u64| (b > 0).then(|| a as f64 / b as f64);
-        WindowStats {
-            window: win.duration(),
-            count: agg.count,
-            failures: agg.failures,
-            error_rate: ratio(agg.failures, agg.count),
-            availability: ratio(up, up + down),
-            availability_known: Duration::from_millis(up + down),
-            p50,
-            p95,
-            p99,
-            cache_lookups: agg.cache_lookups,
-            cache_hits: agg.cache_hits,
-            cache_hit_ratio: ratio(agg.cache_hits, agg.cache_lookups),
-        }
+        Self::window_stats(win, agg, up, down)
     }
 
     /// The statistics of all windows at `now_ms`, in [`WINDOWS`] order.
@@ -978,6 +1013,33 @@ mod tests {
             let st = s.stats((now_s + 1) * 1000, win);
             assert_eq!((st.count, st.failures), (1, 1), "{win}");
         }
+    }
+
+    #[test]
+    fn stats_since_counts_only_what_came_after() {
+        let mut s = series();
+        // Failures over seconds 100..110, passes afterwards, one check a second.
+        for sec in 100..200u64 {
+            s.record("v", sec * 1000, sec >= 110, Some(ms(10)), None);
+        }
+        let now = 199_500;
+        let all = s.stats(now, Win::M5);
+        assert_eq!((all.count, all.failures), (100, 10));
+        // Judged until second 120: only seconds 121..=199 count, availability from 120 s.
+        let after = s.stats_since(now, Win::M5, Some(120_000));
+        assert_eq!((after.count, after.failures), (79, 0));
+        assert_eq!(after.availability, Some(1.0));
+        assert_eq!(
+            after.availability_known,
+            Duration::from_millis(now - 120_000)
+        );
+        // A floor before the window changes nothing.
+        let same = s.stats_since(now, Win::M1, Some(100_000));
+        assert_eq!(same, s.stats(now, Win::M1));
+        // A floor inside the outage sees its tail.
+        let tail = s.stats_since(now, Win::M5, Some(105_000));
+        assert_eq!((tail.count, tail.failures), (94, 4));
+        assert!(tail.availability.unwrap() < 1.0);
     }
 
     #[test]

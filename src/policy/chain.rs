@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 
-use super::cost::{CostMode, CostStatus, apply_cost};
+use super::cost::{CostMode, CostPlace, CostStatus, apply_cost, cost_place};
 use crate::config::schema::{AllDownMode, CostModeConfig};
 use crate::health::state::EffectiveState;
 
@@ -25,6 +25,8 @@ pub struct TargetInput {
     /// Recent p95 latency seen from clients of a region (continent code, e.g. "EU").
     pub latency_by_region: Vec<(String, Duration)>,
     pub cache: CacheInputs,
+    /// Cache inputs for the clients of a region (continent code), where a report has them.
+    pub cache_by_region: Vec<(String, CacheInputs)>,
     pub cost: CostStatus,
 }
 
@@ -38,8 +40,20 @@ impl TargetInput {
             latency: None,
             latency_by_region: Vec::new(),
             cache: CacheInputs::default(),
+            cache_by_region: Vec::new(),
             cost: CostStatus::unmetered(),
         }
+    }
+
+    /// The cache inputs for clients of `region`: its own where there are some, else the
+    /// target's.
+    pub fn cache_in(&self, region: Option<&str>) -> (CacheInputs, bool) {
+        if let Some(r) = region
+            && let Some((_, c)) = self.cache_by_region.iter().find(|(k, _)| k == r)
+        {
+            return (*c, true);
+        }
+        (self.cache, false)
     }
 
     fn latency_in(&self, region: Option<&str>) -> Option<(Duration, &'static str)> {
@@ -61,6 +75,8 @@ pub struct CacheInputs {
     pub ttl_factor: f64,
     /// Share of recent objects purged.
     pub purge_ratio: f64,
+    /// Where `popularity` came from ("reported", "probed hit ratio", "default", …), for traces.
+    pub popularity_from: &'static str,
 }
 
 impl Default for CacheInputs {
@@ -69,6 +85,7 @@ impl Default for CacheInputs {
             popularity: 0.5,
             ttl_factor: 0.5,
             purge_ratio: 0.0,
+            popularity_from: "default",
         }
     }
 }
@@ -347,12 +364,24 @@ pub fn run(
     });
 
     // cost
+    // Where the steps before the ordering put each candidate: by the cost step (ahead for an
+    // unmet commit, behind when over its cap), then by health (degraded behind healthy). An
+    // ordering step sorts within these ranks only, so it never undoes a demotion.
+    let mut cost_rank: Vec<(usize, CostPlace)> = Vec::new();
     if settings.cost != CostModeConfig::Off {
         let mode = match (settings.cost, order) {
             (CostModeConfig::Drop, _) | (_, Order::Weighted) => CostMode::Drop,
             _ => CostMode::Demote,
         };
         let before = cands.clone();
+        let unmetered = CostStatus::unmetered();
+        let status = |t: usize| ctx.costs.get(t).unwrap_or(&unmetered);
+        if !before.iter().all(|&t| status(t).over_cap) {
+            cost_rank = before
+                .iter()
+                .map(|&t| (t, cost_place(status(t), mode, settings.prefer_commit)))
+                .collect();
+        }
         let (after, reasons) = if ctx.costs.iter().any(|c| c.over_cap || c.under_commit) {
             apply_cost(&cands, ctx.costs, mode, settings.prefer_commit)
         } else {
@@ -378,6 +407,21 @@ pub fn run(
     // order
     let before = cands.clone();
     let mut notes = Vec::new();
+    let rank = |t: usize| {
+        let place = cost_rank
+            .iter()
+            .find(|(x, _)| *x == t)
+            .map_or(CostPlace::InPlace, |(_, p)| *p);
+        (place, !all_down && input(t).state.is_degraded())
+    };
+    // Why a candidate ranks behind the others, for the trace.
+    let behind_because = |t: usize| -> Option<&'static str> {
+        match rank(t) {
+            (CostPlace::Behind, _) => Some("over its cost cap"),
+            (_, true) => Some("degraded"),
+            _ => None,
+        }
+    };
     let pick = match order {
         Order::Failover => {
             note!(notes, "configured order");
@@ -409,11 +453,15 @@ pub fn run(
         Order::Latency => {
             let region = cell.region.as_deref();
             let lat = |t: usize| input(t).latency_in(region);
-            cands.sort_by(|a, b| match (lat(*a), lat(*b)) {
-                (Some((x, _)), Some((y, _))) => x.cmp(&y),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (None, None) => std::cmp::Ordering::Equal,
+            cands.sort_by(|a, b| {
+                rank(*a)
+                    .cmp(&rank(*b))
+                    .then_with(|| match (lat(*a), lat(*b)) {
+                        (Some((x, _)), Some((y, _))) => x.cmp(&y),
+                        (Some(_), None) => std::cmp::Ordering::Less,
+                        (None, Some(_)) => std::cmp::Ordering::Greater,
+                        (None, None) => std::cmp::Ordering::Equal,
+                    })
             });
             for &t in &cands {
                 match lat(t) {
@@ -436,6 +484,7 @@ pub fn run(
             if let Some(inc_name) = prev.get(&key)
                 && let Some(pos) = cands.iter().position(|&t| name(t) == inc_name)
                 && pos > 0
+                && rank(cands[pos]) == rank(cands[0])
                 && let (Some((inc, _)), Some((best, _))) = (lat(cands[pos]), lat(cands[0]))
             {
                 let gain = inc.saturating_sub(best);
@@ -479,31 +528,51 @@ pub fn run(
                         .and_then(|p| d[p])
                 });
                 let p = proximity_score(d);
-                let c = input(t).cache.score();
+                let c = input(t).cache_in(cell.region.as_deref()).0.score();
                 (
                     settings.proximity_weight * p + settings.cache_weight * c,
                     p,
                     c,
                 )
             };
-            cands.sort_by(|a, b| score(*b).0.total_cmp(&score(*a).0));
+            cands.sort_by(|a, b| {
+                rank(*a)
+                    .cmp(&rank(*b))
+                    .then_with(|| score(*b).0.total_cmp(&score(*a).0))
+            });
             for &t in &cands {
                 let (s, p, c) = score(t);
-                let ci = input(t).cache;
+                let (ci, regional) = input(t).cache_in(cell.region.as_deref());
                 note!(
                     notes,
-                    "{} {s:.3} = {} × proximity {p:.3} + {} × cache {c:.3} (popularity {:.2}, ttl {:.2}, purge {:.2})",
+                    "{} {s:.3} = {} × proximity {p:.3} + {} × cache {c:.3} (popularity {:.2}, ttl {:.2}, purge {:.2}){}{}",
                     name(t),
                     settings.proximity_weight,
                     settings.cache_weight,
                     ci.popularity,
                     ci.ttl_factor,
-                    ci.purge_ratio
+                    ci.purge_ratio,
+                    match ci.popularity_from {
+                        "reported" | "default" => String::new(),
+                        from => format!("; popularity from the {from}"),
+                    },
+                    if regional {
+                        format!("; {}'s figures", cell.region.as_deref().unwrap_or("?"))
+                    } else {
+                        String::new()
+                    }
                 );
             }
             None
         }
     };
+    if matches!(order, Order::Latency | Order::CacheAware) {
+        for &t in &cands {
+            if let Some(why) = behind_because(t) {
+                note!(notes, "{} stays behind: {why} (an earlier step)", name(t));
+            }
+        }
+    }
     trace.push(Step {
         step: match order {
             Order::Failover => "order: failover",

@@ -387,6 +387,33 @@ pub enum CostMode {
     Drop,
 }
 
+/// Where the cost step puts a candidate, first to last (see [`apply_cost`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CostPlace {
+    /// Under its commit, with `prefer_commit`: ahead of the others.
+    Ahead,
+    InPlace,
+    /// Over its cap, with [`CostMode::Demote`]: behind the others.
+    Behind,
+    /// Over its cap, with [`CostMode::Drop`]: removed.
+    Out,
+}
+
+/// The place of a candidate with status `s`, among candidates not all over their caps (when
+/// every candidate is over its cap, every one stays in place).
+pub fn cost_place(s: &CostStatus, mode: CostMode, prefer_commit: bool) -> CostPlace {
+    if s.over_cap {
+        match mode {
+            CostMode::Demote => CostPlace::Behind,
+            CostMode::Drop => CostPlace::Out,
+        }
+    } else if prefer_commit && s.under_commit {
+        CostPlace::Ahead
+    } else {
+        CostPlace::InPlace
+    }
+}
+
 /// The cost step of the policy chain: the seed rule `if spend(best) > cap: best = next_best`,
 /// generalised to the whole candidate list.
 ///
@@ -428,19 +455,17 @@ pub fn apply_cost(
     let mut back = Vec::new();
     for &t in candidates {
         let s = st(t);
-        if s.over_cap {
-            match mode {
-                CostMode::Demote => {
-                    back.push(t);
-                    reasons.push(format!("target {t} demoted: {}", s.explain()));
-                }
-                CostMode::Drop => reasons.push(format!("target {t} dropped: {}", s.explain())),
+        match cost_place(s, mode, prefer_commit) {
+            CostPlace::Behind => {
+                back.push(t);
+                reasons.push(format!("target {t} demoted: {}", s.explain()));
             }
-        } else if prefer_commit && s.under_commit {
-            front.push(t);
-            reasons.push(format!("target {t} preferred: {}", s.explain()));
-        } else {
-            middle.push(t);
+            CostPlace::Out => reasons.push(format!("target {t} dropped: {}", s.explain())),
+            CostPlace::Ahead => {
+                front.push(t);
+                reasons.push(format!("target {t} preferred: {}", s.explain()));
+            }
+            CostPlace::InPlace => middle.push(t),
         }
     }
     front.append(&mut middle);

@@ -1,6 +1,8 @@
 //! One check run: the levels of a [`CheckSpec`] in dependency order over one connection
 //! (dns → tcp → tls → http → content, cache). Each level has its own result and latency; once a
-//! level fails, the ones above it are reported as not reached.
+//! level fails, the ones above it are reported as not reached. A level that could not run for a
+//! local reason (this machine out of descriptors, buffers, memory or ports) is a
+//! [`Outcome::Local`], which is no observation of the target.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -16,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::cache::read_cache_headers;
+use super::local::{LocalError, Seen, WatchedRuntime};
 use super::tls::TlsConfigs;
 use crate::config::check::{CheckSpec, Connect, ContentMatch, HttpSpec};
 use crate::health::{CacheObservation, Level, Observation};
@@ -33,6 +36,8 @@ pub enum Outcome {
     Fail,
     /// A level below failed, so this one did not run.
     NotReached,
+    /// Not run for a local reason: says nothing about the target.
+    Local(LocalError),
 }
 
 impl Outcome {
@@ -42,6 +47,7 @@ impl Outcome {
             Outcome::Warn => "warn",
             Outcome::Fail => "FAIL",
             Outcome::NotReached => "not reached",
+            Outcome::Local(_) => "local error",
         }
     }
     pub fn passed(self) -> bool {
@@ -64,14 +70,18 @@ pub struct RunResult {
     pub target: Arc<str>,
     /// Wall-clock start, ms since the Unix epoch.
     pub started_ms: u64,
+    /// The same start on the monotonic clock (health time is derived from it).
+    pub started: Instant,
     pub total: Duration,
     pub levels: Vec<LevelResult>,
 }
 
 impl RunResult {
-    /// Every level that ran passed.
+    /// Every level that ran passed (a local error is no pass).
     pub fn ok(&self) -> bool {
-        self.levels.iter().all(|l| l.outcome != Outcome::Fail)
+        self.levels
+            .iter()
+            .all(|l| !matches!(l.outcome, Outcome::Fail | Outcome::Local(_)))
     }
 
     /// The level that failed, if any.
@@ -79,8 +89,19 @@ impl RunResult {
         self.levels.iter().find(|l| l.outcome == Outcome::Fail)
     }
 
-    /// One-line summary: "ok" or "tcp: connection refused".
+    /// The level that could not run for a local reason, and that reason.
+    pub fn local_error(&self) -> Option<(&LevelResult, LocalError)> {
+        self.levels.iter().find_map(|l| match l.outcome {
+            Outcome::Local(e) => Some((l, e)),
+            _ => None,
+        })
+    }
+
+    /// One-line summary: "ok", "tcp: connection refused" or "tcp: local error: …".
     pub fn summary(&self) -> String {
+        if let Some((l, _)) = self.local_error() {
+            return format!("{}: local error: {}", l.level, l.detail);
+        }
         match self.failure() {
             Some(f) => format!("{}: {}", f.level, f.detail),
             None => "ok".into(),
@@ -88,11 +109,14 @@ impl RunResult {
     }
 
     /// Observations for the health windows: one per level that ran, plus the run's verdict
-    /// (level `check`, latency = the whole run). Levels not reached are not observations.
+    /// (level `check`, latency = the whole run). Levels not reached are not observations. A run
+    /// with a local error gives only the levels that passed before it, and no verdict.
     pub fn observations(&self, vantage: &Arc<str>) -> Vec<Observation> {
+        let local = self.local_error().is_some();
         let mut out: Vec<Observation> = self
             .levels
             .iter()
+            .take_while(|l| !matches!(l.outcome, Outcome::Local(_)))
             .filter(|l| l.outcome != Outcome::NotReached)
             .map(|l| Observation {
                 target: self.target.clone(),
@@ -105,6 +129,9 @@ impl RunResult {
                 cache: l.cache.clone(),
             })
             .collect();
+        if local {
+            return out;
+        }
         out.push(Observation {
             target: self.target.clone(),
             level: Level::Check,
@@ -119,6 +146,41 @@ impl RunResult {
     }
 }
 
+impl RunResult {
+    /// A heartbeat on the kept connection that got no answer within the check's timeout: a
+    /// failure of the http level (the levels below it were not run again).
+    pub fn unanswered_beat(
+        target: &Arc<str>,
+        spec: &CheckSpec,
+        started_ms: u64,
+        total: Duration,
+    ) -> RunResult {
+        let path = spec.http.as_ref().map_or("/", |h| h.path.as_str());
+        let mut run = Run {
+            spec,
+            levels: Vec::new(),
+        };
+        run.fail(
+            Level::Http,
+            total,
+            format!(
+                "no answer to a heartbeat (HEAD {path}) on the kept connection within {:.1} s \
+                 (check timeout)",
+                spec.timing.timeout.as_secs_f64()
+            ),
+        );
+        RunResult {
+            target: target.clone(),
+            started_ms,
+            started: Instant::now()
+                .checked_sub(total)
+                .unwrap_or_else(Instant::now),
+            total,
+            levels: run.levels,
+        }
+    }
+}
+
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -126,12 +188,15 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-type Resolver = hickory_resolver::TokioResolver;
+type Resolver = hickory_resolver::Resolver<WatchedRuntime>;
+/// A resolver, and the local errors of its sockets.
+type WatchedResolver = (Resolver, Arc<Seen>);
 
-/// What checks share: resolvers per resolver list, TLS configurations per CA file.
+/// What checks share: resolvers per resolver list (with the local errors of their sockets),
+/// TLS configurations per CA file.
 #[derive(Default)]
 pub struct Checker {
-    resolvers: Mutex<FxHashMap<Vec<SocketAddr>, Resolver>>,
+    resolvers: Mutex<FxHashMap<Vec<SocketAddr>, WatchedResolver>>,
     tls: TlsConfigs,
 }
 
@@ -144,15 +209,52 @@ fn ms(d: Duration) -> String {
     }
 }
 
-/// Run `fut` until `deadline`; Err(detail) on timeout.
-async fn until<T>(
+/// How long a run may take: until `deadline`, `allotted` after its start; `timeout` is the
+/// check's (a confirmation re-check may be allotted less, see `super::target_loop`).
+#[derive(Debug, Clone, Copy)]
+struct Budget {
     deadline: tokio::time::Instant,
-    budget: Duration,
-    fut: impl std::future::Future<Output = T>,
-) -> Result<T, String> {
-    tokio::time::timeout_at(deadline, fut)
+    timeout: Duration,
+    allotted: Duration,
+}
+
+impl Budget {
+    fn timed_out(&self) -> String {
+        if self.allotted + Duration::from_millis(1) < self.timeout {
+            format!(
+                "timed out (no answer in {:.2} s, after the first failure's {:.1} s check timeout)",
+                self.allotted.as_secs_f64(),
+                self.timeout.as_secs_f64()
+            )
+        } else {
+            format!(
+                "timed out (check timeout {:.1} s)",
+                self.timeout.as_secs_f64()
+            )
+        }
+    }
+}
+
+/// Run `fut` until the budget's deadline; Err(detail) on timeout.
+async fn until<T>(b: Budget, fut: impl std::future::Future<Output = T>) -> Result<T, String> {
+    tokio::time::timeout_at(b.deadline, fut)
         .await
-        .map_err(|_| format!("timed out (check timeout {:.1} s)", budget.as_secs_f64()))
+        .map_err(|_| b.timed_out())
+}
+
+/// Why a level failed, and whether the cause is local (then it is no failure of the target).
+struct Failure {
+    detail: String,
+    local: Option<LocalError>,
+}
+
+impl From<String> for Failure {
+    fn from(detail: String) -> Self {
+        Failure {
+            detail,
+            local: None,
+        }
+    }
 }
 
 /// Where the check is: results so far and the levels still to run.
@@ -174,12 +276,28 @@ impl Run<'_> {
     /// Record a failure of `level` and mark every later level not reached.
     fn fail(&mut self, level: Level, latency: Duration, detail: String) {
         self.push(level, Outcome::Fail, latency, detail);
+        self.not_reached(level, "failed");
+    }
+
+    /// Record `f`: a failure of `level`, or a local error when that is its cause.
+    fn failed(&mut self, level: Level, latency: Duration, f: Failure) {
+        match f.local {
+            None => self.fail(level, latency, f.detail),
+            Some(e) => {
+                let detail = format!("{} ({}: not a failure of the target)", f.detail, e.name());
+                self.push(level, Outcome::Local(e), latency, detail);
+                self.not_reached(level, "had a local error");
+            }
+        }
+    }
+
+    fn not_reached(&mut self, level: Level, why: &str) {
         for l in self.spec.levels.iter().filter(|l| **l > level) {
             self.levels.push(LevelResult {
                 level: *l,
                 outcome: Outcome::NotReached,
                 latency: Duration::ZERO,
-                detail: format!("{level} failed"),
+                detail: format!("{level} {why}"),
                 cache: None,
             });
         }
@@ -194,7 +312,11 @@ impl Checker {
         Self::default()
     }
 
-    fn resolver(&self, servers: &[SocketAddr], timeout: Duration) -> Result<Resolver, String> {
+    fn resolver(
+        &self,
+        servers: &[SocketAddr],
+        timeout: Duration,
+    ) -> Result<WatchedResolver, Failure> {
         let mut map = self.resolvers.lock().expect("resolver map");
         if let Some(r) = map.get(servers) {
             return Ok(r.clone());
@@ -202,10 +324,13 @@ impl Checker {
         use hickory_resolver::config::{
             ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig,
         };
-        use hickory_resolver::net::runtime::TokioRuntimeProvider;
+        let runtime = WatchedRuntime::default();
+        let seen = runtime.seen();
         let mut builder = if servers.is_empty() {
-            hickory_resolver::Resolver::builder_tokio()
-                .map_err(|e| format!("cannot read the system resolver configuration: {e}"))?
+            hickory_resolver::Resolver::builder(runtime).map_err(|e| Failure {
+                detail: format!("cannot read the system resolver configuration: {e}"),
+                local: LocalError::of_net(&e),
+            })?
         } else {
             let ns = servers
                 .iter()
@@ -219,7 +344,7 @@ impl Checker {
                 .collect();
             hickory_resolver::Resolver::builder_with_config(
                 ResolverConfig::from_name_servers(ns),
-                TokioRuntimeProvider::default(),
+                runtime,
             )
         };
         let o = builder.options_mut();
@@ -229,11 +354,12 @@ impl Checker {
         o.attempts = 1;
         o.timeout = timeout;
         o.ip_strategy = hickory_resolver::config::LookupIpStrategy::Ipv4AndIpv6;
-        let r = builder
-            .build()
-            .map_err(|e| format!("cannot build the resolver: {e}"))?;
-        map.insert(servers.to_vec(), r.clone());
-        Ok(r)
+        let r = builder.build().map_err(|e| Failure {
+            detail: format!("cannot build the resolver: {e}"),
+            local: LocalError::of_net(&e),
+        })?;
+        map.insert(servers.to_vec(), (r.clone(), seen.clone()));
+        Ok((r, seen))
     }
 
     /// Run every level of `spec` against `target` within the spec's timeout.
@@ -248,18 +374,34 @@ impl Checker {
         target: &Arc<str>,
         spec: &CheckSpec,
     ) -> (RunResult, Option<Watch>) {
+        let deadline = tokio::time::Instant::now() + spec.timing.timeout;
+        self.run_watch_until(target, spec, deadline).await
+    }
+
+    /// Like [`Checker::run_watch`], with `deadline` instead of the check's timeout (a
+    /// confirmation re-check's, which may be shorter).
+    pub async fn run_watch_until(
+        &self,
+        target: &Arc<str>,
+        spec: &CheckSpec,
+        deadline: tokio::time::Instant,
+    ) -> (RunResult, Option<Watch>) {
         let started_ms = now_ms();
         let t0 = Instant::now();
-        let budget = spec.timing.timeout;
-        let deadline = tokio::time::Instant::now() + budget;
+        let budget = Budget {
+            deadline,
+            timeout: spec.timing.timeout,
+            allotted: deadline.saturating_duration_since(tokio::time::Instant::now()),
+        };
         let mut run = Run {
             spec,
             levels: Vec::with_capacity(spec.levels.len()),
         };
-        let watch = self.run_levels(&mut run, deadline, budget).await;
+        let watch = self.run_levels(&mut run, budget).await;
         let result = RunResult {
             target: target.clone(),
             started_ms,
+            started: t0,
             total: t0.elapsed(),
             levels: run.levels,
         };
@@ -267,12 +409,7 @@ impl Checker {
         (result, watch)
     }
 
-    async fn run_levels(
-        &self,
-        run: &mut Run<'_>,
-        deadline: tokio::time::Instant,
-        budget: Duration,
-    ) -> Option<Watch> {
+    async fn run_levels(&self, run: &mut Run<'_>, budget: Budget) -> Option<Watch> {
         let spec = run.spec;
         // dns
         let mut resolved: Vec<IpAddr> = Vec::new();
@@ -282,17 +419,30 @@ impl Checker {
                 .clone()
                 .expect("validated: dns level has a host");
             let t = Instant::now();
-            let outcome = match self.resolver(&spec.resolvers, budget) {
+            let outcome = match self.resolver(&spec.resolvers, budget.timeout) {
                 Err(e) => Err(e),
-                Ok(r) => match until(deadline, budget, r.lookup_ip(host.clone())).await {
-                    Err(e) => Err(e),
-                    Ok(Err(e)) if e.is_nx_domain() => Err(format!("{host}: NXDOMAIN")),
-                    Ok(Err(e)) if e.is_no_records_found() => {
-                        Err(format!("{host}: no A/AAAA records"))
+                Ok((r, seen)) => {
+                    let mark = seen.mark();
+                    match until(budget, r.lookup_ip(host.clone())).await {
+                        // A lookup that timed out while its sockets could not be opened.
+                        Err(e) => Err(Failure {
+                            detail: e,
+                            local: seen.since(mark),
+                        }),
+                        Ok(Err(e)) if e.is_nx_domain() => Err(format!("{host}: NXDOMAIN").into()),
+                        Ok(Err(e)) if e.is_no_records_found() => {
+                            Err(format!("{host}: no A/AAAA records").into())
+                        }
+                        Ok(Err(e)) => {
+                            let local = LocalError::of(&e).or_else(|| seen.since(mark));
+                            Err(Failure {
+                                detail: format!("{host}: {e}"),
+                                local,
+                            })
+                        }
+                        Ok(Ok(l)) => Ok(l.iter().collect::<Vec<_>>()),
                     }
-                    Ok(Err(e)) => Err(format!("{host}: {e}")),
-                    Ok(Ok(l)) => Ok(l.iter().collect::<Vec<_>>()),
-                },
+                }
             };
             match outcome {
                 Ok(addrs) if !addrs.is_empty() => {
@@ -311,7 +461,7 @@ impl Checker {
                     return None;
                 }
                 Err(e) => {
-                    run.fail(Level::Dns, t.elapsed(), e);
+                    run.failed(Level::Dns, t.elapsed(), e);
                     return None;
                 }
             }
@@ -331,7 +481,7 @@ impl Checker {
             Connect::Addrs(ips, port) => SocketAddr::new(ips[0], *port),
         };
         let t = Instant::now();
-        let tcp = match until(deadline, budget, TcpStream::connect(addr)).await {
+        let tcp = match until(budget, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => {
                 let _ = s.set_nodelay(true);
                 run.push(
@@ -343,11 +493,11 @@ impl Checker {
                 s
             }
             Ok(Err(e)) => {
-                run.fail(
-                    Level::Tcp,
-                    t.elapsed(),
-                    format!("{addr}: {}", io_reason(&e)),
-                );
+                let f = Failure {
+                    detail: format!("{addr}: {}", io_reason(&e)),
+                    local: LocalError::of_io(&e),
+                };
+                run.failed(Level::Tcp, t.elapsed(), f);
                 return None;
             }
             Err(e) => {
@@ -362,21 +512,25 @@ impl Checker {
             let t = Instant::now();
             let connector = match self.tls.connector(spec.ca_file.as_deref()) {
                 Ok(c) => c,
-                Err(e) => {
-                    run.fail(Level::Tls, t.elapsed(), e);
+                Err((detail, local)) => {
+                    run.failed(Level::Tls, t.elapsed(), Failure { detail, local });
                     return None;
                 }
             };
             let name = rustls::pki_types::ServerName::try_from(http.sni.clone())
                 .expect("validated server name");
-            match until(deadline, budget, connector.connect(name, tcp)).await {
+            match until(budget, connector.connect(name, tcp)).await {
                 Ok(Ok(tls)) => {
                     let (outcome, detail) = super::tls::describe(&tls, spec.cert_warning_days);
                     run.push(Level::Tls, outcome, t.elapsed(), detail);
                     Box::new(tls)
                 }
                 Ok(Err(e)) => {
-                    run.fail(Level::Tls, t.elapsed(), super::tls::error_reason(&e));
+                    let f = Failure {
+                        detail: super::tls::error_reason(&e),
+                        local: LocalError::of_io(&e),
+                    };
+                    run.failed(Level::Tls, t.elapsed(), f);
                     return None;
                 }
                 Err(e) => {
@@ -390,7 +544,7 @@ impl Checker {
 
         if spec.has(Level::Http) {
             let http = spec.http.as_ref().expect("validated: http has a url");
-            self.http_levels(run, http, stream, deadline, budget).await
+            self.http_levels(run, http, stream, budget).await
         } else {
             Some(Watch::new(WatchInner::Stream(stream)))
         }
@@ -401,13 +555,11 @@ impl Checker {
         run: &mut Run<'_>,
         http: &HttpSpec,
         stream: Box<dyn StreamBox>,
-        deadline: tokio::time::Instant,
-        budget: Duration,
+        budget: Budget,
     ) -> Option<Watch> {
         let spec = run.spec;
         let t = Instant::now();
         let (mut sender, conn) = match until(
-            deadline,
             budget,
             http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)),
         )
@@ -415,7 +567,11 @@ impl Checker {
         {
             Ok(Ok(x)) => x,
             Ok(Err(e)) => {
-                run.fail(Level::Http, t.elapsed(), format!("HTTP/1.1 setup: {e}"));
+                let f = Failure {
+                    detail: format!("HTTP/1.1 setup: {e}"),
+                    local: LocalError::of(&e),
+                };
+                run.failed(Level::Http, t.elapsed(), f);
                 return None;
             }
             Err(e) => {
@@ -432,19 +588,10 @@ impl Checker {
             .as_ref()
             .map(|c| c.max_bytes)
             .unwrap_or(DEFAULT_BODY_LIMIT);
-        let main = fetch(
-            &mut sender,
-            http,
-            &http.path,
-            http.head,
-            limit,
-            deadline,
-            budget,
-        )
-        .await;
+        let main = fetch(&mut sender, http, &http.path, http.head, limit, budget).await;
         let resp = match main {
             Err(e) => {
-                run.fail(Level::Http, t.elapsed(), e);
+                run.failed(Level::Http, t.elapsed(), e);
                 return None;
             }
             Ok(r) => r,
@@ -503,25 +650,27 @@ impl Checker {
             let tc = Instant::now();
             let (headers, latency) = match &http.cache_path {
                 None => (resp.headers, resp.ttfb),
-                Some(path) => {
-                    match fetch(&mut sender, http, path, false, limit, deadline, budget).await {
-                        Ok(r) if http.expect.iter().any(|m| m.matches(r.status)) => {
-                            (r.headers, tc.elapsed())
-                        }
-                        Ok(r) => {
-                            run.fail(
-                                Level::Cache,
-                                tc.elapsed(),
-                                format!("canary {path}: status {} {}", r.status, r.reason),
-                            );
-                            return None;
-                        }
-                        Err(e) => {
-                            run.fail(Level::Cache, tc.elapsed(), format!("canary {path}: {e}"));
-                            return None;
-                        }
+                Some(path) => match fetch(&mut sender, http, path, false, limit, budget).await {
+                    Ok(r) if http.expect.iter().any(|m| m.matches(r.status)) => {
+                        (r.headers, tc.elapsed())
                     }
-                }
+                    Ok(r) => {
+                        run.fail(
+                            Level::Cache,
+                            tc.elapsed(),
+                            format!("canary {path}: status {} {}", r.status, r.reason),
+                        );
+                        return None;
+                    }
+                    Err(e) => {
+                        let f = Failure {
+                            detail: format!("canary {path}: {}", e.detail),
+                            local: e.local,
+                        };
+                        run.failed(Level::Cache, tc.elapsed(), f);
+                        return None;
+                    }
+                },
             };
             let (obs, detail) = read_cache_headers(&headers);
             run.levels.push(LevelResult {
@@ -537,7 +686,7 @@ impl Checker {
         let mut conn = conn;
         match conn.0.take() {
             Some(handle) if !closing => Some(Watch::new(WatchInner::Http {
-                _sender: sender,
+                sender,
                 conn: handle,
             })),
             Some(handle) => {
@@ -563,16 +712,30 @@ impl<T> Drop for AbortOnDrop<T> {
 
 enum WatchInner {
     Http {
-        /// Dropping the sender would close the connection.
-        _sender: http1::SendRequest<Empty<Bytes>>,
+        /// Heartbeats go out on it; dropping it would close the connection.
+        sender: http1::SendRequest<Empty<Bytes>>,
         conn: tokio::task::JoinHandle<Result<(), hyper::Error>>,
     },
     Stream(Box<dyn StreamBox>),
 }
 
+/// What a heartbeat on a kept connection found.
+#[derive(Debug)]
+pub enum Beat {
+    /// An answer, whatever its status: the edge is alive. `closing`: it said it will close the
+    /// connection.
+    Answered { latency: Duration, closing: bool },
+    /// The connection closed or failed.
+    Lost(String),
+    /// No answer by the deadline.
+    TimedOut,
+}
+
 /// A passing check's connection, kept open until the next check. [`Watch::closed`] completes
 /// when the target closes or resets it — an edge that crashed or was killed — so the prober
-/// re-checks at once instead of at the next interval. Dropping it closes the connection.
+/// re-checks at once instead of at the next interval; [`Watch::beat`] asks on it whether the
+/// edge still answers (an edge that hangs keeps its connections open). Dropping it closes the
+/// connection.
 pub struct Watch {
     inner: WatchInner,
     since: Instant,
@@ -589,6 +752,49 @@ impl Watch {
     /// How long the connection has been watched.
     pub fn age(&self) -> Duration {
         self.since.elapsed()
+    }
+
+    /// Heartbeats need an HTTP connection.
+    pub fn can_beat(&self) -> bool {
+        matches!(self.inner, WatchInner::Http { .. })
+    }
+
+    /// Send `HEAD <path>` on the kept connection and wait for the answer until `deadline`.
+    pub async fn beat(&mut self, spec: &HttpSpec, deadline: tokio::time::Instant) -> Beat {
+        let WatchInner::Http { sender, .. } = &mut self.inner else {
+            return Beat::Lost("not an HTTP connection".into());
+        };
+        let req = match request(spec, &spec.path, true) {
+            Ok(r) => r,
+            Err(e) => return Beat::Lost(e),
+        };
+        let t = Instant::now();
+        let answer = tokio::time::timeout_at(deadline, async {
+            sender
+                .ready()
+                .await
+                .map_err(|e| format!("connection closed: {e}"))?;
+            sender
+                .send_request(req)
+                .await
+                .map_err(|e| format!("no response: {}", hyper_reason(&e)))
+        })
+        .await;
+        match answer {
+            Err(_) => Beat::TimedOut,
+            Ok(Err(e)) => Beat::Lost(e),
+            Ok(Ok(resp)) => {
+                let closing = resp
+                    .headers()
+                    .get(http::header::CONNECTION)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.to_ascii_lowercase().contains("close"));
+                Beat::Answered {
+                    latency: t.elapsed(),
+                    closing,
+                }
+            }
+        }
     }
 
     /// Completes when the peer closes or resets the connection.
@@ -629,15 +835,8 @@ struct Fetched {
     body_time: Duration,
 }
 
-async fn fetch(
-    sender: &mut http1::SendRequest<Empty<Bytes>>,
-    spec: &HttpSpec,
-    path: &str,
-    head: bool,
-    limit: u64,
-    deadline: tokio::time::Instant,
-    budget: Duration,
-) -> Result<Fetched, String> {
+/// The check's request for `path`: its Host header, User-Agent and extra headers.
+fn request(spec: &HttpSpec, path: &str, head: bool) -> Result<http::Request<Empty<Bytes>>, String> {
     let mut req = http::Request::builder()
         .method(if head {
             http::Method::HEAD
@@ -656,16 +855,30 @@ async fn fetch(
     for (k, v) in &spec.headers {
         req = req.header(k.as_str(), v.as_str());
     }
-    let req = req
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| format!("bad request: {e}"))?;
-    until(deadline, budget, sender.ready())
-        .await?
-        .map_err(|e| format!("connection closed: {e}"))?;
+    req.body(Empty::<Bytes>::new())
+        .map_err(|e| format!("bad request: {e}"))
+}
+
+async fn fetch(
+    sender: &mut http1::SendRequest<Empty<Bytes>>,
+    spec: &HttpSpec,
+    path: &str,
+    head: bool,
+    limit: u64,
+    budget: Budget,
+) -> Result<Fetched, Failure> {
+    let req = request(spec, path, head)?;
+    until(budget, sender.ready()).await?.map_err(|e| Failure {
+        detail: format!("connection closed: {e}"),
+        local: LocalError::of(&e),
+    })?;
     let t = Instant::now();
-    let resp = until(deadline, budget, sender.send_request(req))
+    let resp = until(budget, sender.send_request(req))
         .await?
-        .map_err(|e| format!("no response: {}", hyper_reason(&e)))?;
+        .map_err(|e| Failure {
+            detail: format!("no response: {}", hyper_reason(&e)),
+            local: LocalError::of(&e),
+        })?;
     let ttfb = t.elapsed();
     let status = resp.status();
     let (parts, mut body) = resp.into_parts();
@@ -674,10 +887,15 @@ async fn fetch(
     let mut truncated = false;
     if !head {
         loop {
-            let frame = until(deadline, budget, body.frame()).await?;
+            let frame = until(budget, body.frame()).await?;
             match frame {
                 None => break,
-                Some(Err(e)) => return Err(format!("body: {}", hyper_reason(&e))),
+                Some(Err(e)) => {
+                    return Err(Failure {
+                        detail: format!("body: {}", hyper_reason(&e)),
+                        local: LocalError::of(&e),
+                    });
+                }
                 Some(Ok(f)) => {
                     if let Ok(data) = f.into_data() {
                         if buf.len() as u64 + data.len() as u64 > limit {

@@ -11,6 +11,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::check::Outcome;
+use super::local::LocalError;
 
 /// Client configurations, one per CA file (None = the Mozilla roots only).
 #[derive(Default)]
@@ -19,13 +20,18 @@ pub struct TlsConfigs {
 }
 
 impl TlsConfigs {
-    pub fn connector(&self, ca_file: Option<&Path>) -> Result<TlsConnector, String> {
+    /// The connector for `ca_file`; on error, why, and whether that is a local error (the CA
+    /// file could not be opened for lack of descriptors).
+    pub fn connector(
+        &self,
+        ca_file: Option<&Path>,
+    ) -> Result<TlsConnector, (String, Option<LocalError>)> {
         let key = ca_file.map(Path::to_path_buf);
         let mut map = self.configs.lock().expect("tls config map");
         if let Some(c) = map.get(&key) {
             return Ok(c.clone());
         }
-        let connector = TlsConnector::from(Arc::new(client_config(ca_file)?));
+        let connector = TlsConnector::from(Arc::new(config(ca_file)?));
         map.insert(key, connector.clone());
         Ok(connector)
     }
@@ -33,23 +39,34 @@ impl TlsConfigs {
 
 /// A rustls client configuration trusting the Mozilla roots and the certificates of `ca_file`.
 pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    config(ca_file).map_err(|(e, _)| e)
+}
+
+fn config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, (String, Option<LocalError>)> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca_file {
-        let pem =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let pem = std::fs::read(path).map_err(|e| {
+            (
+                format!("cannot read {}: {e}", path.display()),
+                LocalError::of_io(&e),
+            )
+        })?;
         for c in CertificateDer::pem_slice_iter(&pem) {
-            let c = c.map_err(|e| format!("{}: bad PEM: {e}", path.display()))?;
-            roots
-                .add(c)
-                .map_err(|e| format!("{}: unusable CA certificate: {e}", path.display()))?;
+            let c = c.map_err(|e| (format!("{}: bad PEM: {e}", path.display()), None))?;
+            roots.add(c).map_err(|e| {
+                (
+                    format!("{}: unusable CA certificate: {e}", path.display()),
+                    None,
+                )
+            })?;
         }
     }
     let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| format!("TLS setup: {e}"))?
+    .map_err(|e| (format!("TLS setup: {e}"), None))?
     .with_root_certificates(roots)
     .with_no_client_auth();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];

@@ -1,7 +1,9 @@
 //! Fake CDNs for the prober's tests: real HTTP and HTTPS servers on 127.0.0.1 (axum router
 //! served by hyper's HTTP/1 connection builder, rustls for TLS), a black hole that accepts and
 //! never answers, and a port with nothing listening. Certificates come from a throwaway CA
-//! made with rcgen ([`TestCa`]).
+//! made with rcgen ([`TestCa`]). A running server can hang ([`FakeCdn::hang`], like an edge
+//! process under `kill -STOP`: connections stay open and new ones are accepted, nothing is
+//! answered) and resume, or change its response delay ([`FakeCdn::set_delay`]).
 //!
 //! Every server remembers what it saw (request count, Host header, SNI, request headers) so a
 //! test can prove what the prober sent. Stopping a server ([`FakeCdn::kill`] or drop) closes the
@@ -231,6 +233,26 @@ pub struct CdnStats {
     pub last_method: Mutex<Option<String>>,
     pub last_sni: Mutex<Option<String>>,
     pub last_headers: Mutex<Vec<(String, String)>>,
+    /// While set, requests (and TLS handshakes) wait, unanswered.
+    pub hung: AtomicBool,
+    pub resumed: tokio::sync::Notify,
+    /// Replaces `CdnOptions::delay` when set.
+    pub delay_now: Mutex<Option<Duration>>,
+}
+
+impl CdnStats {
+    /// Return once the server is not hung.
+    async fn wait_while_hung(&self) {
+        loop {
+            let resumed = self.resumed.notified();
+            tokio::pin!(resumed);
+            resumed.as_mut().enable();
+            if !self.hung.load(Ordering::SeqCst) {
+                return;
+            }
+            resumed.await;
+        }
+    }
 }
 
 struct RouterCtx {
@@ -285,7 +307,9 @@ async fn record(State(ctx): State<Arc<RouterCtx>>, req: Request, next: Next) -> 
     *stats.last_method.lock().unwrap() = Some(req.method().to_string());
     stats.hits.fetch_add(1, Ordering::SeqCst);
 
-    if let Some(d) = ctx.opts.delay {
+    stats.wait_while_hung().await;
+    let delay = stats.delay_now.lock().unwrap().or(ctx.opts.delay);
+    if let Some(d) = delay {
         tokio::time::sleep(d).await;
     }
     let mut resp = next.run(req).await;
@@ -393,6 +417,23 @@ impl FakeCdn {
     /// Connections currently open.
     pub fn open_connections(&self) -> usize {
         self.conns.lock().unwrap().len()
+    }
+
+    /// Hang like a stopped process: open connections stay open, new ones are accepted, and
+    /// nothing is answered until [`resume`](Self::resume) (requests still count as hits).
+    pub fn hang(&self) {
+        self.stats.hung.store(true, Ordering::SeqCst);
+    }
+
+    /// Answer again, the requests that waited included.
+    pub fn resume(&self) {
+        self.stats.hung.store(false, Ordering::SeqCst);
+        self.stats.resumed.notify_waiters();
+    }
+
+    /// Delay every response from now on by `d` (instead of the options' delay).
+    pub fn set_delay(&self, d: Duration) {
+        *self.stats.delay_now.lock().unwrap() = Some(d);
     }
 
     /// Stop: close the listener and every open connection, and wait for the server task to end.
@@ -519,6 +560,7 @@ async fn serve_conn(stream: TcpStream, mode: &Mode, stats: &CdnStats) {
     match mode {
         Mode::Http(router) => serve_http(stream, router.clone()).await,
         Mode::Https(router, config) => {
+            stats.wait_while_hung().await;
             let acceptor =
                 tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream);
             let Ok(start) = acceptor.await else { return };

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fakecdn;
+pub mod http;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -37,15 +38,25 @@ impl TestServer {
     /// health state machine steer the answers. (`start` removes the checks, so the demo's
     /// targets — checked on ports nothing listens on — stay healthy.)
     pub fn start_probing(config: &str) -> Self {
-        Self::start_inner(config, true, |_| {})
+        Self::start_inner(config, true, steerd::clock::SystemClock::shared(), |_| {})
+    }
+
+    /// Like [`TestServer::start_probing`], the control plane reading the time from `clock`.
+    pub fn start_probing_clock(config: &str, clock: steerd::clock::SharedClock) -> Self {
+        Self::start_inner(config, true, clock, |_| {})
     }
 
     /// Start, letting the caller adjust the validated configuration first.
     pub fn start_with(config: &str, adjust: impl FnOnce(&mut ValidConfig)) -> Self {
-        Self::start_inner(config, false, adjust)
+        Self::start_inner(config, false, steerd::clock::SystemClock::shared(), adjust)
     }
 
-    fn start_inner(config: &str, probing: bool, adjust: impl FnOnce(&mut ValidConfig)) -> Self {
+    fn start_inner(
+        config: &str,
+        probing: bool,
+        clock: steerd::clock::SharedClock,
+        adjust: impl FnOnce(&mut ValidConfig),
+    ) -> Self {
         let mut cfg = steerd::config::parse(config, "test").expect("test config is valid");
         if !probing {
             for t in &mut cfg.targets {
@@ -67,7 +78,11 @@ impl TestServer {
             .build()
             .unwrap();
         let server = runtime
-            .block_on(steerd::Server::start(cfg))
+            .block_on(steerd::Server::start_with_clock(
+                cfg,
+                steerd::admin::store::ConfigSource::none(),
+                clock,
+            ))
             .expect("server starts");
         Self {
             udp: server.udp_addrs()[0],
@@ -89,6 +104,17 @@ impl TestServer {
     pub fn start_file_with(
         path: &std::path::Path,
         probing: bool,
+        extra: impl Fn(&mut ValidConfig) + Send + Sync + 'static,
+    ) -> Self {
+        Self::start_file_clock(path, probing, steerd::clock::SystemClock::shared(), extra)
+    }
+
+    /// Like [`TestServer::start_file_with`], the control plane reading the time from `clock`
+    /// (a `ManualClock` lets a test run minutes of health time in milliseconds).
+    pub fn start_file_clock(
+        path: &std::path::Path,
+        probing: bool,
+        clock: steerd::clock::SharedClock,
         extra: impl Fn(&mut ValidConfig) + Send + Sync + 'static,
     ) -> Self {
         let adjust: steerd::admin::store::Adjust =
@@ -116,7 +142,7 @@ impl TestServer {
             .build()
             .unwrap();
         let server = runtime
-            .block_on(steerd::Server::start_with_source(cfg, source))
+            .block_on(steerd::Server::start_with_clock(cfg, source, clock))
             .expect("server starts");
         Self {
             udp: server.udp_addrs()[0],
@@ -134,6 +160,59 @@ impl TestServer {
 
     pub fn server(&mut self) -> &mut steerd::Server {
         self.server.as_mut().unwrap()
+    }
+}
+
+/// A clock that runs with the machine's time and can also be jumped ahead
+/// ([`RunningClock::jump`]): end-to-end tests with a real prober skip the minutes a recovery
+/// window would take instead of waiting them out.
+pub struct RunningClock {
+    pub clock: std::sync::Arc<steerd::clock::ManualClock>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ticker: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RunningClock {
+    pub fn start() -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let clock = steerd::clock::ManualClock::from_wall();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let (clock, stop) = (clock.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let started = std::time::Instant::now();
+                let mut applied = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(5));
+                    let total = started.elapsed().as_millis() as u64;
+                    clock.advance(Duration::from_millis(total - applied));
+                    applied = total;
+                }
+            })
+        };
+        Self {
+            clock,
+            stop,
+            ticker: Some(ticker),
+        }
+    }
+
+    pub fn shared(&self) -> steerd::clock::SharedClock {
+        self.clock.clone()
+    }
+
+    /// Health time (and the wall clock with it) jumps `d` ahead.
+    pub fn jump(&self, d: Duration) {
+        self.clock.advance(d);
+    }
+}
+
+impl Drop for RunningClock {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
     }
 }
 
