@@ -87,6 +87,19 @@ pub struct GeoDb {
 }
 
 impl GeoDb {
+    /// This database's description and locations, without its runs (they went to a partition).
+    pub(super) fn without_runs(&self) -> Self {
+        Self {
+            path: self.path.clone(),
+            database_type: self.database_type.clone(),
+            build_epoch: self.build_epoch,
+            locations: self.locations.clone(),
+            ranges: self.ranges,
+            v4: Runs::whole(Family::V4, 0),
+            v6: Runs::whole(Family::V6, 0),
+        }
+    }
+
     /// Open and fully read a database; any structural problem is an error (the caller keeps
     /// the previous database).
     pub fn open(path: &Path, countries: &CountryTable) -> Result<Self, String> {

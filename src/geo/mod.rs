@@ -123,18 +123,29 @@ impl GeoData {
     /// Combine a database (optional), the country table and overrides (longest prefix wins,
     /// and overrides win over the database).
     pub fn new(
-        db: Option<GeoDb>,
+        db: Option<Arc<GeoDb>>,
         countries: Arc<CountryTable>,
         mut nets: Vec<NetOverride>,
     ) -> Self {
         let mut locations = vec![Location::default()];
         let (db, mut v4, mut v6) = match db {
-            Some(mut db) => {
+            Some(db) => {
                 locations.extend(db.locations.iter().skip(1).copied());
-                // The database's runs become the partition: one copy, not two.
-                let v4 = std::mem::replace(&mut db.v4, Runs::whole(Family::V4, 0));
-                let v6 = std::mem::replace(&mut db.v6, Runs::whole(Family::V6, 0));
-                (Some(Arc::new(db)), v4, v6)
+                // The database's runs become the partition: one copy, not two. A database
+                // still shared (another load of the same file in flight) keeps its runs.
+                let (db, v4, v6) = match Arc::try_unwrap(db) {
+                    Ok(mut db) => {
+                        let v4 = std::mem::replace(&mut db.v4, Runs::whole(Family::V4, 0));
+                        let v6 = std::mem::replace(&mut db.v6, Runs::whole(Family::V6, 0));
+                        (Arc::new(db), v4, v6)
+                    }
+                    Err(shared) => (
+                        Arc::new(shared.without_runs()),
+                        shared.v4.clone(),
+                        shared.v6.clone(),
+                    ),
+                };
+                (Some(db), v4, v6)
             }
             None => (None, Runs::whole(Family::V4, 0), Runs::whole(Family::V6, 0)),
         };
@@ -207,7 +218,7 @@ impl GeoData {
             None => None,
             Some(p) => Some(GeoDb::open(p, &countries)?),
         };
-        Ok(Self::new(db, countries, nets))
+        Ok(Self::new(db.map(Arc::new), countries, nets))
     }
 }
 
