@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Memory benchmark: steerd's resident set size (RSS) at start, after an idle minute, and every
-# SAMPLE seconds during and after a dnsperf run over UDP on loopback. See bench/README.md.
+# SAMPLE seconds during and after a dnsperf run over UDP on loopback, then after each of RELOADS
+# configuration reloads that also swap the geo database. See bench/README.md.
 #
 # Usage: bench/memory.sh [--no-build] [--help]
 #
@@ -9,6 +10,8 @@
 #   SETTLE=60          idle seconds between start and the load (the "after a minute" figure)
 #   COOLDOWN=30        idle seconds sampled after the load
 #   SAMPLE=10          seconds between two RSS samples
+#   RELOADS=15         reloads after the cooldown: each replaces the geo database (a copy, by
+#                      rename) and then POST /v1/reload; 0 = none
 #   CLIENTS=8 THREADS=2 OUTSTANDING=100   dnsperf -c, -T, -q (as bench/dnsperf.sh)
 #   QPS=               dnsperf -Q: rate limit; empty = as fast as possible
 #   ECS=1              send every query with ECS 81.2.69.0/24 (the geo path); 0 = without
@@ -27,6 +30,7 @@ DURATION=${DURATION:-600}
 SETTLE=${SETTLE:-60}
 COOLDOWN=${COOLDOWN:-30}
 SAMPLE=${SAMPLE:-10}
+RELOADS=${RELOADS:-15}
 CLIENTS=${CLIENTS:-8}
 THREADS=${THREADS:-2}
 OUTSTANDING=${OUTSTANDING:-100}
@@ -123,12 +127,20 @@ hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 threads() { awk '/^Threads:/ {print $2}' "/proc/$1/status"; }
 mb() { awk -v v="${1:-0}" 'BEGIN { printf "%.1f", v / 1024 }'; }
 
+# steerd runs on a copy of the configuration and of geodb/ (relative paths resolve beside the
+# configuration): the reloads replace the copy's database, and state is written in the temp dir.
+[[ -f $STEERD_CONFIG ]] || die "$STEERD_CONFIG not found"
+cp "$STEERD_CONFIG" "$TMP/steerd.toml"
+[[ -d geodb ]] && cp -r geodb "$TMP/geodb"
+GEO_DB=$(sed -n 's/^database *= *"\(.*\)".*/\1/p' "$TMP/steerd.toml" | head -n 1)
+[[ -n $GEO_DB && $GEO_DB != /* ]] && GEO_DB="$TMP/$GEO_DB"
+
 dns_port=$(free_port)
 admin_port=$(free_port)
 log "starting steerd on 127.0.0.1:$dns_port (admin 127.0.0.1:$admin_port)${STEERD_ENV:+ with $STEERD_ENV}"
 # shellcheck disable=SC2086 # STEERD_ENV is deliberately word-split into VAR=value words
 env RUST_LOG="$STEERD_LOG" $STEERD_ENV "${SRV_PIN[@]}" "$STEERD_BIN" serve \
-  --config "$STEERD_CONFIG" --dns-listen "127.0.0.1:$dns_port" \
+  --config "$TMP/steerd.toml" --dns-listen "127.0.0.1:$dns_port" \
   --admin-listen "127.0.0.1:$admin_port" >"$TMP/steerd.log" 2>&1 &
 PID=$!
 started=$(date +%s)
@@ -175,6 +187,21 @@ LOADGEN_PID=
 END_KB=$(rss_kb "$PID")
 idle after "$COOLDOWN"
 AFTER_KB=$(rss_kb "$PID")
+RELOADED_KB=$AFTER_KB reloads_ok=0
+if (( RELOADS > 0 )); then
+  log "$RELOADS reloads${GEO_DB:+, each with a new copy of $(basename "$GEO_DB")}"
+  for i in $(seq "$RELOADS"); do
+    if [[ -n $GEO_DB && -f $GEO_DB ]]; then
+      cp "$GEO_DB" "$GEO_DB.new" && mv "$GEO_DB.new" "$GEO_DB"
+    fi
+    if curl -fsS -X POST "http://127.0.0.1:$admin_port/v1/reload" >/dev/null 2>&1; then
+      reloads_ok=$((reloads_ok + 1))
+    fi
+    sleep 1
+    sample "reload$i"
+  done
+  RELOADED_KB=$(rss_kb "$PID")
+fi
 HWM_KB=$(hwm_kb "$PID")
 ROLLUP=$(awk '/^(Anonymous|Rss|Pss_File):/ {printf "%s %s kB; ", $1, $2}' "/proc/$PID/smaps_rollup")
 
@@ -198,9 +225,10 @@ report() {
     printf '%s %s %s %s\n' "$t" "$phase" "$(mb "$rss")" "$thr"
   done | column -t -R 1,3,4
   echo
-  printf 'RSS MB: start %s | after %ss idle %s | load: first %s, min %s, max %s, end %s | %ss after %s | peak (VmHWM) %s\n' \
+  printf 'RSS MB: start %s | after %ss idle %s | load: first %s, min %s, max %s, end %s | %ss after %s | after %s reloads (%s ok) %s | peak (VmHWM) %s\n' \
     "$(mb "$START_KB")" "$SETTLE" "$(mb "$SETTLED_KB")" "$(mb "$first_load")" "$(mb "$load_min")" \
-    "$(mb "$load_max")" "$(mb "$END_KB")" "$COOLDOWN" "$(mb "$AFTER_KB")" "$(mb "$HWM_KB")"
+    "$(mb "$load_max")" "$(mb "$END_KB")" "$COOLDOWN" "$(mb "$AFTER_KB")" "$RELOADS" "$reloads_ok" \
+    "$(mb "$RELOADED_KB")" "$(mb "$HWM_KB")"
   echo "smaps_rollup at the end: $ROLLUP"
 }
 text=$(report)
