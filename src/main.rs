@@ -111,7 +111,23 @@ fn raise_nofile_limit() {
     }
 }
 
+/// glibc malloc: give every allocation of 128 KiB or more its own mapping, unmapped when it
+/// is freed. By default glibc raises this threshold to the largest block freed so far (up to
+/// 32 MiB), so once the multi-megabyte run tables of a geo reload are freed, the next ones
+/// come from the heap, fragment it, and RSS grows with every reload (35 → 99 MB after 15
+/// reloads; with the fixed threshold 33 MB). `MALLOC_MMAP_THRESHOLD_` in the environment wins.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+        // SAFETY: mallopt only changes a malloc parameter; called before any other thread runs.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     raise_nofile_limit();

@@ -5,12 +5,14 @@
 //!
 //! Every label value is a small integer on the query path:
 //!
-//! - service and target names are *interned* once, process-wide, into stable ids (`intern`):
-//!   the id of a name never changes, so a count can never be relabelled by a configuration
-//!   change (targets renamed, reordered, services added or removed). Each routing table
-//!   resolves its zones', services' and answers' names to ids once, when it is compiled
-//!   ([`TableLabels`], computed by `fast::precompute`), and the fast path's precomputed
-//!   answers carry their ids;
+//! - service and target names are *interned* process-wide into ids: while a routing table
+//!   holds a name (its [`TableLabels`], computed once when it is compiled by
+//!   `fast::precompute`; the fast path's precomputed answers carry the ids) its id does not
+//!   change, so a count is never relabelled by a configuration change (targets renamed,
+//!   reordered, services added or removed). A name no table holds any more keeps its id and
+//!   series until more than [`MAX_IDLE_LABELS`] such names pile up (configurations with
+//!   ever-new names); then the oldest are reclaimed with their series, so the names and
+//!   series kept are bounded by the configuration plus that many;
 //! - rcode, protocol and ECS presence are a few bits.
 //!
 //! They are packed into one `u64` ([`QueryKey`]). The counts live in [`QueryStats`], which the
@@ -51,7 +53,7 @@
 //! counted there; the fast UDP engine counts them (`formerr`, service `""`).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
@@ -137,52 +139,184 @@ pub fn rcode_of(code: ResponseCode) -> u8 {
 const ID_BITS: u32 = 28;
 const ID_MASK: u64 = (1 << ID_BITS) - 1;
 
-/// Process-wide interned label values; id 0 is `""`.
+/// Names kept interned, with their series, after the last table that used them is dropped
+/// (renamed or removed services and targets). Beyond it the oldest are reclaimed: the name
+/// and its `steerd_dns_queries_total` series are dropped, and the id may name another.
+pub const MAX_IDLE_LABELS: usize = 1024;
+
+/// `refs` of a name that is never reclaimed (`""`, [`intern`]).
+const PINNED: u32 = u32::MAX;
+
+#[derive(Debug)]
+struct Entry {
+    name: Arc<str>,
+    /// Label sets ([`TableLabels`]) holding the id, or [`PINNED`].
+    refs: u32,
+    /// Its key in `Interner::idle` while no label set holds it; 0 otherwise.
+    idle: u64,
+}
+
+/// Interned label values; id 0 is `""`. An id names one text while a routing table holds
+/// it (and its counts are counted under that text); a name no table holds stays (idle) until
+/// more than `max_idle` are, then the oldest idle ids are reclaimed: their counts are dropped
+/// from every [`QueryStats`] before the id is given to another name.
+#[derive(Debug)]
 struct Interner {
     ids: FxHashMap<Arc<str>, u32>,
-    names: Vec<Arc<str>>,
+    /// By id; None: a free id (in `free`).
+    entries: Vec<Option<Entry>>,
+    free: Vec<u32>,
+    /// Idle ids by when they became idle (oldest first).
+    idle: BTreeMap<u64, u32>,
+    seq: u64,
+    max_idle: usize,
+    /// The shards of every live [`QueryStats`], to drop the counts of reclaimed ids.
+    stats: Vec<Weak<[Shard]>>,
+    stats_gc_at: usize,
 }
 
 impl Interner {
-    fn id(&mut self, name: &str) -> u32 {
+    fn new(max_idle: usize) -> Self {
+        let mut i = Self {
+            ids: FxHashMap::default(),
+            entries: Vec::new(),
+            free: Vec::new(),
+            idle: BTreeMap::new(),
+            seq: 0,
+            max_idle,
+            stats: Vec::new(),
+            stats_gc_at: 64,
+        };
+        i.pin("");
+        i
+    }
+
+    /// The id of `name`, held once more (0 once ids run out, which the bound prevents).
+    fn acquire(&mut self, name: &str) -> u32 {
         if let Some(&id) = self.ids.get(name) {
+            let e = self.entries[id as usize].as_mut().expect("interned id");
+            if e.refs != PINNED {
+                e.refs += 1;
+                if e.idle != 0 {
+                    self.idle.remove(&e.idle);
+                    e.idle = 0;
+                }
+            }
             return id;
         }
-        let id = self.names.len() as u64;
-        if id > ID_MASK {
-            // 268 million distinct names: count the rest under "".
-            return 0;
-        }
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None if (self.entries.len() as u64) <= ID_MASK => {
+                self.entries.push(None);
+                (self.entries.len() - 1) as u32
+            }
+            None => return 0,
+        };
         let name: Arc<str> = Arc::from(name);
-        self.names.push(name.clone());
-        self.ids.insert(name, id as u32);
-        id as u32
+        self.ids.insert(name.clone(), id);
+        self.entries[id as usize] = Some(Entry {
+            name,
+            refs: 1,
+            idle: 0,
+        });
+        id
+    }
+
+    /// The id of `name`, never reclaimed.
+    fn pin(&mut self, name: &str) -> u32 {
+        let id = self.acquire(name);
+        if let Some(e) = self.entries[id as usize].as_mut() {
+            e.refs = PINNED;
+        }
+        id
+    }
+
+    /// Let go of one hold of `id`; with none left it becomes idle.
+    fn release(&mut self, id: u32) {
+        let Some(e) = self.entries.get_mut(id as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        if e.refs == PINNED || e.refs == 0 {
+            return;
+        }
+        e.refs -= 1;
+        if e.refs == 0 {
+            self.seq += 1;
+            e.idle = self.seq;
+            self.idle.insert(self.seq, id);
+        }
+    }
+
+    /// Reclaim the oldest idle ids beyond `max_idle`, and drop their counts.
+    fn reclaim(&mut self) {
+        if self.idle.len() <= self.max_idle {
+            return;
+        }
+        let mut freed = rustc_hash::FxHashSet::default();
+        while self.idle.len() > self.max_idle {
+            let Some((_, id)) = self.idle.pop_first() else {
+                break;
+            };
+            if let Some(e) = self.entries[id as usize].take() {
+                self.ids.remove(&e.name);
+            }
+            self.free.push(id);
+            freed.insert(id);
+        }
+        self.stats.retain(|w| w.strong_count() > 0);
+        for shards in self.stats.iter().filter_map(Weak::upgrade) {
+            for shard in shards.iter() {
+                lock(&shard.0)
+                    .counts
+                    .retain(|k, _| !freed.contains(&k.service()) && !freed.contains(&k.target()));
+            }
+        }
+    }
+
+    fn register(&mut self, shards: &Arc<[Shard]>) {
+        if self.stats.len() >= self.stats_gc_at {
+            self.stats.retain(|w| w.strong_count() > 0);
+            self.stats_gc_at = (2 * self.stats.len()).max(64);
+        }
+        self.stats.push(Arc::downgrade(shards));
+    }
+
+    fn name(&self, id: u32) -> Option<&Arc<str>> {
+        self.entries.get(id as usize)?.as_ref().map(|e| &e.name)
+    }
+
+    /// Names interned (held, pinned or idle).
+    fn len(&self) -> usize {
+        self.ids.len()
     }
 }
 
-static LABELS: LazyLock<Mutex<Interner>> = LazyLock::new(|| {
-    let empty: Arc<str> = Arc::from("");
-    let mut ids = FxHashMap::default();
-    ids.insert(empty.clone(), 0);
-    Mutex::new(Interner {
-        ids,
-        names: vec![empty],
-    })
-});
+static LABELS: LazyLock<Mutex<Interner>> =
+    LazyLock::new(|| Mutex::new(Interner::new(MAX_IDLE_LABELS)));
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The stable id of a label value (the same id for the same text, for the process' life).
+/// The id of a label value, pinned: the same id for the same text for the process' life
+/// (fixed names and tests; a table's names are held by its [`TableLabels`]).
 pub fn intern(name: &str) -> u32 {
-    lock(&LABELS).id(name)
+    lock(&LABELS).pin(name)
 }
 
 /// The text of a label id (`""` for an unknown id).
 pub fn label(id: u32) -> Arc<str> {
     let l = lock(&LABELS);
-    l.names.get(id as usize).unwrap_or(&l.names[0]).clone()
+    l.name(id)
+        .or_else(|| l.name(0))
+        .expect("id 0 is pinned")
+        .clone()
+}
+
+/// Label values interned process-wide (held by a table, pinned, or idle: at most
+/// [`MAX_IDLE_LABELS`] of these).
+pub fn interned_labels() -> usize {
+    lock(&LABELS).len()
 }
 
 /// The `target` label value of a steered answer.
@@ -200,7 +334,9 @@ pub fn target_label(a: &ServiceAnswer) -> &str {
     }
 }
 
-/// A routing table's names as label ids: zone apexes, service names, answer targets.
+/// A routing table's names as label ids: zone apexes, service names, answer targets. It
+/// holds its ids while it lives (so the ids keep naming these texts), and lets go of them
+/// when dropped (with the table).
 #[derive(Debug, Default)]
 pub struct TableLabels {
     zones: Box<[u32]>,
@@ -211,21 +347,40 @@ pub struct TableLabels {
 impl TableLabels {
     /// Intern every name of `table` (one lock for the whole table).
     pub fn of(table: &RoutingTable) -> Self {
-        let mut l = lock(&LABELS);
         let name = |n: &hickory_proto::rr::Name| n.to_lowercase().to_string();
-        Self {
-            zones: table.zones.iter().map(|z| l.id(&name(&z.apex))).collect(),
-            services: table
+        Self::from_names(
+            table.zones.iter().map(|z| name(&z.apex)),
+            table.services.iter().map(|s| name(&s.name)),
+            table
                 .services
                 .iter()
-                .map(|s| l.id(&name(&s.name)))
+                .map(|s| s.answers.iter().map(target_label)),
+        )
+    }
+
+    /// Intern these zone apexes, service names and answer targets (per service).
+    pub fn from_names<Z, S, T, A>(zones: Z, services: S, targets: T) -> Self
+    where
+        Z: IntoIterator<Item: AsRef<str>>,
+        S: IntoIterator<Item: AsRef<str>>,
+        T: IntoIterator<Item = A>,
+        A: IntoIterator<Item: AsRef<str>>,
+    {
+        let mut l = lock(&LABELS);
+        let labels = Self {
+            zones: zones.into_iter().map(|n| l.acquire(n.as_ref())).collect(),
+            services: services
+                .into_iter()
+                .map(|n| l.acquire(n.as_ref()))
                 .collect(),
-            targets: table
-                .services
-                .iter()
-                .map(|s| s.answers.iter().map(|a| l.id(target_label(a))).collect())
+            targets: targets
+                .into_iter()
+                .map(|a| a.into_iter().map(|n| l.acquire(n.as_ref())).collect())
                 .collect(),
-        }
+        };
+        // Ids let go of by dropped tables are reclaimed here, on the control plane.
+        l.reclaim();
+        labels
     }
 
     /// Label id of zone `zone`'s apex.
@@ -257,6 +412,16 @@ impl TableLabels {
             (Some((s, i)), _) => (self.service(s), self.target(s, i)),
             (None, Some(z)) => (self.zone(z), 0),
             (None, None) => (0, 0),
+        }
+    }
+}
+
+impl Drop for TableLabels {
+    fn drop(&mut self) {
+        let mut l = lock(&LABELS);
+        let ids = self.zones.iter().chain(&*self.services);
+        for &id in ids.chain(self.targets.iter().flat_map(|t| t.iter())) {
+            l.release(id);
         }
     }
 }
@@ -366,7 +531,7 @@ struct Shard(Mutex<ShardData>);
 /// Query counts and latency histograms, sharded per thread (see the module documentation).
 #[derive(Debug)]
 pub struct QueryStats {
-    shards: Box<[Shard]>,
+    shards: Arc<[Shard]>,
 }
 
 impl Default for QueryStats {
@@ -396,11 +561,11 @@ pub fn monotonic_ns() -> u64 {
 
 impl QueryStats {
     pub fn new() -> Self {
-        Self {
-            shards: (0..crate::table::SHARDS)
-                .map(|_| Shard::default())
-                .collect(),
-        }
+        let shards: Arc<[Shard]> = (0..crate::table::SHARDS)
+            .map(|_| Shard::default())
+            .collect();
+        lock(&LABELS).register(&shards);
+        Self { shards }
     }
 
     #[inline]
@@ -439,9 +604,12 @@ impl QueryStats {
 
     /// Every shard summed, with label ids resolved to names.
     pub fn snapshot(&self) -> Snapshot {
+        // The interner first (as `Interner::reclaim` takes it before the shards): no id is
+        // reclaimed and given to another name between reading the counts and naming them.
+        let labels = lock(&LABELS);
         let mut counts: FxHashMap<QueryKey, u64> = FxHashMap::default();
         let mut latency = [Hist::default(); 2];
-        for shard in &self.shards {
+        for shard in self.shards.iter() {
             let s = lock(&shard.0);
             for (k, v) in &s.counts {
                 *counts.entry(*k).or_insert(0) += v;
@@ -450,14 +618,8 @@ impl QueryStats {
                 a.add(b);
             }
         }
-        let labels = lock(&LABELS);
-        let name = |id: u32| -> String {
-            labels
-                .names
-                .get(id as usize)
-                .map(|n| n.to_string())
-                .unwrap_or_default()
-        };
+        let name =
+            |id: u32| -> String { labels.name(id).map(|n| n.to_string()).unwrap_or_default() };
         let mut queries = BTreeMap::new();
         for (k, v) in counts {
             let l = QueryLabels {
@@ -733,6 +895,108 @@ mod tests {
         assert_eq!(intern(""), 0);
         assert_eq!(&*label(a), "stats-test-a.example.");
         assert_eq!(&*label(u32::MAX), "");
+    }
+
+    #[test]
+    fn interner_reclaims_the_oldest_idle_names_beyond_its_bound() {
+        let mut i = Interner::new(2);
+        let [a, b, c, d] = ["a", "b", "c", "d"].map(|n| i.acquire(n));
+        let pinned = i.pin("p");
+        assert_eq!(i.acquire("a"), a, "the same text, the same id");
+        i.release(a);
+        for id in [a, b, c, d, pinned] {
+            i.release(id);
+        }
+        // Idle in the order a, b, c, d (a was held twice); two idle names are kept.
+        i.reclaim();
+        assert_eq!(i.len(), 1 + 2 + 1, "\"\", c, d and the pinned name");
+        assert_eq!(i.name(a), None);
+        assert_eq!(i.name(b), None);
+        assert_eq!(i.name(c).map(|n| &**n), Some("c"));
+        assert_eq!(i.name(pinned).map(|n| &**n), Some("p"));
+        // A held idle name is no longer idle: d is reclaimed before it.
+        assert_eq!(i.acquire("c"), c);
+        let e = i.acquire("e");
+        assert!([a, b].contains(&e), "a freed id is given again");
+        i.release(e);
+        let f = i.acquire("f");
+        i.release(f);
+        i.reclaim();
+        assert_eq!(i.name(d), None, "the oldest idle name went first");
+        assert_eq!(i.name(c).map(|n| &**n), Some("c"));
+        assert_eq!(i.len(), 1 + 1 + 2 + 1, "\"\", c held, e and f idle, p");
+    }
+
+    #[test]
+    fn names_no_table_holds_are_bounded() {
+        // Configurations with ever-new names (reloads, API writes): the names of dropped
+        // tables do not pile up beyond the bound.
+        let before = interned_labels();
+        for i in 0..3 * MAX_IDLE_LABELS {
+            let svc = format!("churn-{i}.example.");
+            let tgt = format!("churn-cdn-{i}");
+            drop(TableLabels::from_names(["churn.example."], [svc], [[tgt]]));
+        }
+        // Slack for the names the other tests intern meanwhile.
+        assert!(
+            interned_labels() <= before + MAX_IDLE_LABELS + 256,
+            "{} names interned, {before} before",
+            interned_labels()
+        );
+    }
+
+    #[test]
+    fn counts_of_reclaimed_names_are_dropped_not_relabelled() {
+        let stats = QueryStats::new();
+        let held = TableLabels::from_names(["kept.example."], ["kept-svc.example."], [["kept"]]);
+        let gone = TableLabels::from_names(["gone.example."], ["gone-svc.example."], [["gone"]]);
+        for l in [&held, &gone] {
+            let key = QueryKey::new(l.service(0), l.target(0, 0), 0, Proto::Udp, false);
+            stats.record(key, Duration::from_micros(20));
+        }
+        let gone_ids = [gone.service(0), gone.target(0, 0)];
+        assert_eq!(
+            stats
+                .snapshot()
+                .count("gone-svc.example.", "gone", "noerror", Proto::Udp, false),
+            1
+        );
+        drop(gone);
+        // Still counted under its name while fewer names than the bound are idle…
+        assert_eq!(
+            stats
+                .snapshot()
+                .count("gone-svc.example.", "gone", "noerror", Proto::Udp, false),
+            1
+        );
+        // … and dropped, not given to another name, once they are reclaimed.
+        for i in 0..MAX_IDLE_LABELS + 300 {
+            let svc = format!("new-{i}.example.");
+            drop(TableLabels::from_names(
+                ["new.example."],
+                [svc],
+                [["new-cdn"]],
+            ));
+        }
+        let snap = stats.snapshot();
+        assert_eq!(
+            snap.count("gone-svc.example.", "gone", "noerror", Proto::Udp, false),
+            0
+        );
+        assert_eq!(
+            snap.count("kept-svc.example.", "kept", "noerror", Proto::Udp, false),
+            1
+        );
+        assert_eq!(
+            snap.total(),
+            1,
+            "no other name took the reclaimed counts: {snap:?}"
+        );
+        assert!(
+            gone_ids
+                .iter()
+                .all(|&id| &*label(id) != "gone-svc.example.")
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 
+use super::runs::{Family, Runs};
 use super::{Partition, Range};
 
 /// Paint `[start, end]` with `loc` over sorted, disjoint ranges (later paints win).
@@ -44,19 +45,22 @@ pub(crate) fn paint(ranges: &mut Vec<Range>, start: u128, end: u128, loc: u32) {
     *ranges = out;
 }
 
-/// One block: `prefix` bits starting at `start`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Block<T> {
-    pub start: T,
-    pub prefix: u8,
-    pub choice: u16,
+/// The blocks of both families: runs of equal choices. The block of an address is the
+/// largest aligned CIDR block around it inside its run, computed at lookup ([`scope`]), so
+/// only the runs are stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocks {
+    pub v4: Runs<u16>,
+    pub v6: Runs<u16>,
 }
 
-/// The blocks of both families, each covering its whole address space.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Blocks {
-    pub v4: Vec<Block<u32>>,
-    pub v6: Vec<Block<u128>>,
+impl Default for Blocks {
+    fn default() -> Self {
+        Self {
+            v4: Runs::whole(Family::V4, 0),
+            v6: Runs::whole(Family::V6, 0),
+        }
+    }
 }
 
 impl Blocks {
@@ -65,11 +69,9 @@ impl Blocks {
     pub fn lookup(&self, ip: IpAddr) -> (u16, u8) {
         match ip {
             IpAddr::V4(a) => {
-                let x = u32::from(a);
-                let i = self.v4.partition_point(|b| b.start <= x);
-                self.v4
-                    .get(i.wrapping_sub(1))
-                    .map_or((0, 0), |b| (b.choice, b.prefix))
+                let x = u32::from(a) as u128;
+                let (s, e, c) = self.v4.run_of(x);
+                (c, scope(x, s, e, 32))
             }
             IpAddr::V6(a) => {
                 // An IPv4-mapped address (::ffff:a.b.c.d) is located as its IPv4 address; the
@@ -79,14 +81,13 @@ impl Blocks {
                     return (c, p + 96);
                 }
                 let x = u128::from(a);
-                let i = self.v6.partition_point(|b| b.start <= x);
-                self.v6
-                    .get(i.wrapping_sub(1))
-                    .map_or((0, 0), |b| (b.choice, b.prefix))
+                let (s, e, c) = self.v6.run_of(x);
+                (c, scope(x, s, e, 128))
             }
         }
     }
 
+    /// Number of runs of both families.
     pub fn len(&self) -> usize {
         self.v4.len() + self.v6.len()
     }
@@ -94,67 +95,36 @@ impl Blocks {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.v4.heap_bytes() + self.v6.heap_bytes()
+    }
 }
 
-/// Runs of equal choices over the whole space `[0, max]`, gaps as location 0.
-fn runs(ranges: &[Range], max: u128, choice_of: &dyn Fn(u32) -> u16) -> Vec<(u128, u128, u16)> {
-    let mut out: Vec<(u128, u128, u16)> = Vec::new();
-    let mut push = |s: u128, e: u128, c: u16| match out.last_mut() {
-        Some(last) if last.2 == c && last.1.checked_add(1) == Some(s) => last.1 = e,
-        _ => out.push((s, e, c)),
+/// The prefix length of the largest aligned block of a `bits`-bit space that holds `x` and lies
+/// within `[s, e]` (`s <= x <= e`): the block of `x` in the fewest-CIDR cover of the run.
+///
+/// The block of `x` with prefix `p` starts at `x & mask(p)`, which only grows with `p`, and
+/// ends at `x | !mask(p)`, which only shrinks, so the answer is the larger of the smallest `p`
+/// meeting each bound. Up to the `c` leading bits `x` shares with `s`, the start is `s` with
+/// its low bits cleared, so it stays `>= s` exactly when those bits of `s` are zero; past them
+/// it is `> s`. The end bound mirrors this with `e` and ones.
+#[inline]
+pub fn scope(x: u128, s: u128, e: u128, bits: u32) -> u8 {
+    let pad = 128 - bits;
+    let common = |a: u128| ((x ^ a).leading_zeros() - pad).min(bits);
+    let lo = {
+        let need = bits - s.trailing_zeros().min(bits);
+        let c = common(s);
+        if need <= c { need } else { c + 1 }
     };
-    let mut next = 0u128;
-    let mut done = false;
-    for r in ranges {
-        if r.start > next {
-            push(next, r.start - 1, choice_of(0));
-        }
-        push(r.start, r.end, choice_of(r.loc));
-        match r.end.checked_add(1) {
-            Some(n) if r.end < max => next = n,
-            _ => {
-                done = true;
-                break;
-            }
-        }
-    }
-    if !done {
-        push(next, max, choice_of(0));
-    }
-    out
-}
-
-/// Split `[s, e]` into the fewest aligned CIDR blocks of a `bits`-bit space.
-fn decompose(mut s: u128, e: u128, bits: u32, choice: u16, out: &mut Vec<(u128, u8, u16)>) {
-    loop {
-        // Largest block aligned at s that does not pass e.
-        let mut size_log = if s == 0 {
-            bits
-        } else {
-            s.trailing_zeros().min(bits)
-        };
-        while size_log > 0 {
-            let last = if size_log >= 128 {
-                u128::MAX
-            } else {
-                s + ((1u128 << size_log) - 1)
-            };
-            if last <= e {
-                break;
-            }
-            size_log -= 1;
-        }
-        out.push((s, (bits - size_log) as u8, choice));
-        let last = if size_log >= 128 {
-            u128::MAX
-        } else {
-            s + ((1u128 << size_log) - 1)
-        };
-        if last >= e {
-            return;
-        }
-        s = last + 1;
-    }
+    let hi = {
+        let need = bits - e.trailing_ones().min(bits);
+        let c = common(e);
+        if need <= c { need } else { c + 1 }
+    };
+    lo.max(hi) as u8
 }
 
 /// Build the blocks of a service: `choice_of(location id)` gives the choice for each location;
@@ -166,54 +136,35 @@ pub fn build_blocks(
 ) -> Blocks {
     let mut nets: Vec<&(ipnet::IpNet, u16)> = nets.iter().collect();
     nets.sort_by_key(|(n, _)| n.prefix_len());
-    let family = |ranges: &[Range], max: u128, bits: u32, v4: bool| {
-        let mut r = runs(ranges, max, choice_of);
-        // Service nets: paint them as pseudo-locations carrying the choice directly.
+    let family = |runs: &Runs<u32>, v4: bool| {
+        let base = runs.map(choice_of);
+        // Service nets: painted among themselves first (a few), then over the whole table.
+        let mut top: Vec<Range> = Vec::new();
         for (net, choice) in nets
             .iter()
             .filter(|(n, _)| matches!(n, ipnet::IpNet::V4(_)) == v4)
         {
             let (s, e) = super::net_bounds(net);
-            let mut as_ranges: Vec<Range> = r
-                .iter()
-                .map(|&(s, e, c)| Range {
-                    start: s,
-                    end: e,
-                    loc: c as u32,
-                })
-                .collect();
-            paint(&mut as_ranges, s, e, *choice as u32);
-            r = runs(&as_ranges, max, &|c| c as u16);
+            paint(&mut top, s, e, *choice as u32);
         }
-        let mut out = Vec::new();
-        for (s, e, c) in r {
-            decompose(s, e, bits, c, &mut out);
+        if top.is_empty() {
+            return base;
         }
-        out
+        let top: Vec<(u128, u128, u16)> =
+            top.iter().map(|r| (r.start, r.end, r.loc as u16)).collect();
+        base.overlay(&top)
     };
-    let v4 = family(&partition.v4, u32::MAX as u128, 32, true)
-        .into_iter()
-        .map(|(s, p, c)| Block {
-            start: s as u32,
-            prefix: p,
-            choice: c,
-        })
-        .collect();
-    let v6 = family(&partition.v6, u128::MAX, 128, false)
-        .into_iter()
-        .map(|(s, p, c)| Block {
-            start: s,
-            prefix: p,
-            choice: c,
-        })
-        .collect();
-    Blocks { v4, v6 }
+    Blocks {
+        v4: family(&partition.v4, true),
+        v6: family(&partition.v6, false),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::geo::Location;
+    use crate::geo::runs::RunsBuilder;
 
     fn v4(s: &str) -> u128 {
         u32::from(s.parse::<std::net::Ipv4Addr>().unwrap()) as u128
@@ -223,15 +174,12 @@ mod tests {
         Partition {
             locations: vec![Location::default(); 4],
             first_override: 4,
-            v4: ranges
-                .iter()
-                .map(|(s, e, l)| Range {
-                    start: v4(s),
-                    end: v4(e),
-                    loc: *l,
-                })
-                .collect(),
-            v6: Vec::new(),
+            v4: RunsBuilder::from_ranges(
+                Family::V4,
+                ranges.iter().map(|(s, e, l)| (v4(s), v4(e), *l)),
+                0,
+            ),
+            v6: Runs::whole(Family::V6, 0),
         }
     }
 
@@ -268,13 +216,6 @@ mod tests {
         assert_eq!(at(&b, "10.0.0.1"), (0, 24));
         assert_eq!(at(&b, "200.0.0.1"), (0, 1));
         assert_eq!(at(&b, "0.0.0.1"), (0, 5));
-        // Every address of the space is covered exactly once.
-        let mut next = 0u64;
-        for blk in &b.v4 {
-            assert_eq!(blk.start as u64, next);
-            next += 1u64 << (32 - blk.prefix);
-        }
-        assert_eq!(next, 1u64 << 32);
         assert_eq!(at(&b, "::1"), (0, 0));
         assert_eq!(at(&b, "::ffff:10.0.2.1"), (1, 23 + 96));
     }
@@ -313,5 +254,83 @@ mod tests {
                 (200, 210, 3)
             ]
         );
+    }
+
+    /// The fewest aligned CIDR blocks covering `[s, e]` of a `bits`-bit space, greedily from
+    /// the left: the reference [`scope`] must agree with.
+    fn decompose(mut s: u128, e: u128, bits: u32) -> Vec<(u128, u8)> {
+        let mut out = Vec::new();
+        loop {
+            let mut size_log = if s == 0 {
+                bits
+            } else {
+                s.trailing_zeros().min(bits)
+            };
+            let last = |size_log: u32| {
+                if size_log >= 128 {
+                    u128::MAX
+                } else {
+                    s + ((1u128 << size_log) - 1)
+                }
+            };
+            while size_log > 0 && last(size_log) > e {
+                size_log -= 1;
+            }
+            out.push((s, (bits - size_log) as u8));
+            if last(size_log) >= e {
+                return out;
+            }
+            s = last(size_log) + 1;
+        }
+    }
+
+    #[test]
+    fn scope_is_the_block_of_the_fewest_cidr_cover() {
+        // xorshift: the same pseudo-random runs on every run of the test.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for bits in [32u32, 128] {
+            let max = if bits == 32 {
+                u32::MAX as u128
+            } else {
+                u128::MAX
+            };
+            for _ in 0..3000 {
+                // Runs of every shape: aligned and not, tiny and huge, at the ends of the space.
+                let a = ((rnd() as u128) << 64 | rnd() as u128) & max;
+                let len = match rnd() % 4 {
+                    0 => rnd() as u128 % 300,
+                    1 => (1u128 << (rnd() % bits as u64)) - 1,
+                    2 => ((rnd() as u128) << 64 | rnd() as u128) & max,
+                    _ => max,
+                };
+                let s = match rnd() % 3 {
+                    0 => 0,
+                    1 => a & !((1u128 << (rnd() % bits as u64)) - 1),
+                    _ => a,
+                };
+                let e = s.saturating_add(len).min(max);
+                for (start, prefix) in decompose(s, e, bits) {
+                    let size_m1 = max.checked_shr(prefix as u32).unwrap_or(0);
+                    let end = start + size_m1;
+                    for x in [
+                        start,
+                        end,
+                        start + (((rnd() as u128) << 64 | rnd() as u128) & size_m1),
+                    ] {
+                        assert_eq!(
+                            scope(x, s, e, bits),
+                            prefix,
+                            "bits {bits} run [{s:#x}, {e:#x}] x {x:#x}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

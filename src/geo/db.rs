@@ -3,13 +3,13 @@
 //! `longitude`) and the flat schema of the shipped CC0 database (`country_code`).
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use maxminddb::{Reader, WithinOptions};
 use serde::Deserialize;
 
-use super::{CountryTable, Location, Range};
+use super::runs::{Family, RangesBuilder, Runs};
+use super::{CountryTable, Location};
 
 #[derive(Deserialize, Default)]
 struct Names<'a> {
@@ -71,7 +71,8 @@ impl Record<'_> {
     }
 }
 
-/// A loaded database: metadata and the partition of both address families.
+/// A loaded database: metadata, its locations and (until [`super::GeoData`] takes them as its
+/// partition) its networks as runs of location ids.
 #[derive(Debug)]
 pub struct GeoDb {
     pub path: PathBuf,
@@ -79,11 +80,26 @@ pub struct GeoDb {
     pub build_epoch: u64,
     /// Location 0 is "unknown".
     pub locations: Vec<Location>,
-    pub v4: Vec<Range>,
-    pub v6: Vec<Range>,
+    /// Merged networks with a location, both families.
+    ranges: usize,
+    pub(super) v4: Runs<u32>,
+    pub(super) v6: Runs<u32>,
 }
 
 impl GeoDb {
+    /// This database's description and locations, without its runs (they went to a partition).
+    pub(super) fn without_runs(&self) -> Self {
+        Self {
+            path: self.path.clone(),
+            database_type: self.database_type.clone(),
+            build_epoch: self.build_epoch,
+            locations: self.locations.clone(),
+            ranges: self.ranges,
+            v4: Runs::whole(Family::V4, 0),
+            v6: Runs::whole(Family::V6, 0),
+        }
+    }
+
     /// Open and fully read a database; any structural problem is an error (the caller keeps
     /// the previous database).
     pub fn open(path: &Path, countries: &CountryTable) -> Result<Self, String> {
@@ -110,9 +126,18 @@ impl GeoDb {
         let mut by_offset: HashMap<usize, u32> = HashMap::new();
         type LocKey = (Option<[u8; 2]>, Option<[u8; 2]>, Option<(u64, u64)>);
         let mut by_location: HashMap<LocKey, u32> = HashMap::new();
-        let mut read = |cidr: &str, skip_v4_in_v6: bool| -> Result<Vec<Range>, String> {
+        let mut ranges = 0usize;
+        let mut read = |cidr: &str, skip_v4_in_v6: bool| -> Result<Runs<u32>, String> {
             let net: ipnetwork::IpNetwork = cidr.parse().expect("valid literal");
-            let mut out: Vec<Range> = Vec::new();
+            let family = if skip_v4_in_v6 {
+                Family::V6
+            } else {
+                Family::V4
+            };
+            // Gaps between the networks are location 0.
+            let mut out = RangesBuilder::new(family, 0);
+            // The last network with a location: (start, end, id), extended while adjacent.
+            let mut last: Option<(u128, u128, u32)> = None;
             for item in reader
                 .within(net, WithinOptions::default())
                 .map_err(|e| ctx(&e))?
@@ -159,29 +184,32 @@ impl GeoDb {
                 if id == 0 {
                     continue;
                 }
-                match out.last_mut() {
-                    Some(last) if last.loc == id && last.end.checked_add(1) == Some(start) => {
-                        last.end = end
-                    }
-                    Some(last) if start <= last.end => {
+                match &mut last {
+                    Some(l) if l.2 == id && l.1.checked_add(1) == Some(start) => l.1 = end,
+                    Some(l) if start <= l.1 => {
                         return Err(ctx(&"networks out of order in the search tree"));
                     }
-                    _ => out.push(Range {
-                        start,
-                        end,
-                        loc: id,
-                    }),
+                    _ => {
+                        if let Some((s, e, id)) = last.replace((start, end, id)) {
+                            out.push(s, e, id);
+                            ranges += 1;
+                        }
+                    }
                 }
             }
-            Ok(out)
+            if let Some((s, e, id)) = last {
+                out.push(s, e, id);
+                ranges += 1;
+            }
+            Ok(out.finish())
         };
         let v4 = read("0.0.0.0/0", false)?;
         let v6 = if ip_version == 6 {
             read("::/0", true)?
         } else {
-            Vec::new()
+            Runs::whole(Family::V6, 0)
         };
-        if v4.is_empty() && v6.is_empty() {
+        if ranges == 0 {
             return Err(ctx(
                 &"the database holds no network with a country or continent",
             ));
@@ -191,26 +219,14 @@ impl GeoDb {
             database_type,
             build_epoch,
             locations,
+            ranges,
             v4,
             v6,
         })
     }
 
-    /// Number of ranges in both families.
+    /// Number of merged networks with a location, both families.
     pub fn ranges(&self) -> usize {
-        self.v4.len() + self.v6.len()
-    }
-
-    /// Location of an address in this database alone (no overrides).
-    pub fn lookup(&self, ip: IpAddr) -> Location {
-        let (ranges, x) = match ip {
-            IpAddr::V4(a) => (&self.v4, u32::from(a) as u128),
-            IpAddr::V6(a) => (&self.v6, u128::from(a)),
-        };
-        let i = ranges.partition_point(|r| r.start <= x);
-        match ranges.get(i.wrapping_sub(1)) {
-            Some(r) if x <= r.end => self.locations[r.loc as usize],
-            _ => Location::default(),
-        }
+        self.ranges
     }
 }

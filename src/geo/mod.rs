@@ -5,16 +5,18 @@
 mod blocks;
 mod countries;
 mod db;
+pub mod runs;
 
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use blocks::{Blocks, build_blocks};
+pub use blocks::{Blocks, build_blocks, scope};
 pub use countries::{CountryInfo, CountryTable};
 pub use db::GeoDb;
 
 use crate::config::NetOverride;
+use runs::{Family, Runs};
 
 /// Continent codes, as GeoIP2 uses them.
 pub const CONTINENTS: [&str; 7] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
@@ -59,33 +61,43 @@ pub struct Range {
     pub loc: u32,
 }
 
-/// The whole address space of one family split into ranges with a location id each (gaps are
-/// location 0, unknown).
-#[derive(Debug, Clone, Default)]
+/// The whole address space of each family as runs of location ids (gaps are location 0,
+/// unknown).
+#[derive(Debug, Clone)]
 pub struct Partition {
     pub locations: Vec<Location>,
     /// Location ids at or above this come from network overrides.
     pub first_override: u32,
-    pub v4: Vec<Range>,
-    pub v6: Vec<Range>,
+    pub v4: Runs<u32>,
+    pub v6: Runs<u32>,
+}
+
+impl Default for Partition {
+    fn default() -> Self {
+        Self {
+            locations: Vec::new(),
+            first_override: 0,
+            v4: Runs::whole(Family::V4, 0),
+            v6: Runs::whole(Family::V6, 0),
+        }
+    }
 }
 
 impl Partition {
     /// Location id of an address (binary search).
     pub fn loc_id(&self, ip: IpAddr) -> u32 {
-        let (ranges, x) = match ip {
-            IpAddr::V4(v4) => (&self.v4, u32::from(v4) as u128),
+        match ip {
+            IpAddr::V4(v4) => self.v4.get(u32::from(v4) as u128),
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => (&self.v4, u32::from(v4) as u128),
-                None => (&self.v6, u128::from(v6)),
+                Some(v4) => self.v4.get(u32::from(v4) as u128),
+                None => self.v6.get(u128::from(v6)),
             },
-        };
-        let i = ranges.partition_point(|r| r.start <= x);
-        if i == 0 {
-            return 0;
         }
-        let r = &ranges[i - 1];
-        if x <= r.end { r.loc } else { 0 }
+    }
+
+    /// Heap bytes held by the run tables.
+    pub fn heap_bytes(&self) -> usize {
+        self.v4.heap_bytes() + self.v6.heap_bytes()
     }
 }
 
@@ -96,15 +108,16 @@ pub struct GeoData {
     pub countries: Arc<CountryTable>,
     pub nets: Vec<NetOverride>,
     pub partition: Partition,
-    /// Merged CIDR blocks already built on this partition, by (choice per location, service
-    /// nets): the control loop recompiles every second, and rebuilding blocks from hundreds of
-    /// thousands of ranges each time would cost more than everything else.
+    /// Merged blocks already built on this partition, by (choice per location, service nets):
+    /// the control loop recompiles every second, and rebuilding blocks from hundreds of
+    /// thousands of runs each time would cost more than everything else. Weak: blocks live
+    /// only as long as a routing table uses them, and dead entries are dropped on insert.
     pub block_cache: parking_lot::Mutex<BlockCacheMap>,
 }
 
 /// See [`GeoData::block_cache`].
 pub type BlockCacheMap =
-    std::collections::HashMap<(Vec<u16>, Vec<(ipnet::IpNet, u16)>), Arc<Blocks>>;
+    std::collections::HashMap<(Vec<u16>, Vec<(ipnet::IpNet, u16)>), std::sync::Weak<Blocks>>;
 
 impl GeoData {
     /// Combine a database (optional), the country table and overrides (longest prefix wins,
@@ -115,14 +128,32 @@ impl GeoData {
         mut nets: Vec<NetOverride>,
     ) -> Self {
         let mut locations = vec![Location::default()];
-        let (mut v4, mut v6) = (Vec::new(), Vec::new());
-        if let Some(db) = &db {
-            locations.extend(db.locations.iter().skip(1).copied());
-            v4 = db.v4.clone();
-            v6 = db.v6.clone();
-        }
+        let (db, mut v4, mut v6) = match db {
+            Some(db) => {
+                locations.extend(db.locations.iter().skip(1).copied());
+                // The database's runs become the partition: one copy, not two. A database
+                // still shared (another load of the same file in flight) keeps its runs.
+                let (db, v4, v6) = match Arc::try_unwrap(db) {
+                    Ok(mut db) => {
+                        let v4 = std::mem::replace(&mut db.v4, Runs::whole(Family::V4, 0));
+                        let v6 = std::mem::replace(&mut db.v6, Runs::whole(Family::V6, 0));
+                        (Arc::new(db), v4, v6)
+                    }
+                    Err(shared) => (
+                        Arc::new(shared.without_runs()),
+                        shared.v4.clone(),
+                        shared.v6.clone(),
+                    ),
+                };
+                (Some(db), v4, v6)
+            }
+            None => (None, Runs::whole(Family::V4, 0), Runs::whole(Family::V6, 0)),
+        };
         let first_override = locations.len() as u32;
         nets.sort_by_key(|n| n.net.prefix_len());
+        // The overrides, painted among themselves (longest prefix last, so it wins), then over
+        // the database in one pass.
+        let (mut top4, mut top6) = (Vec::new(), Vec::new());
         for n in &nets {
             let coords = n
                 .country
@@ -136,9 +167,18 @@ impl GeoData {
             let id = locations.len() as u32 - 1;
             let (start, end) = net_bounds(&n.net);
             match n.net {
-                ipnet::IpNet::V4(_) => blocks::paint(&mut v4, start, end, id),
-                ipnet::IpNet::V6(_) => blocks::paint(&mut v6, start, end, id),
+                ipnet::IpNet::V4(_) => blocks::paint(&mut top4, start, end, id),
+                ipnet::IpNet::V6(_) => blocks::paint(&mut top6, start, end, id),
             }
+        }
+        let flat = |t: &[Range]| -> Vec<(u128, u128, u32)> {
+            t.iter().map(|r| (r.start, r.end, r.loc)).collect()
+        };
+        if !top4.is_empty() {
+            v4 = v4.overlay(&flat(&top4));
+        }
+        if !top6.is_empty() {
+            v6 = v6.overlay(&flat(&top6));
         }
         Self {
             block_cache: Default::default(),
@@ -176,9 +216,9 @@ impl GeoData {
     ) -> Result<Self, String> {
         let db = match database {
             None => None,
-            Some(p) => Some(Arc::new(GeoDb::open(p, &countries)?)),
+            Some(p) => Some(GeoDb::open(p, &countries)?),
         };
-        Ok(Self::new(db, countries, nets))
+        Ok(Self::new(db.map(Arc::new), countries, nets))
     }
 }
 

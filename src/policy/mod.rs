@@ -622,8 +622,12 @@ fn blocks_for(
     if let Some(b) = cache.get(&key) {
         return b.clone();
     }
-    // Blocks built by an earlier compile on the same geo data.
-    let shared = geo.block_cache.lock().get(&key).cloned();
+    // Blocks built by an earlier compile on the same geo data, still used by a table.
+    let shared = geo
+        .block_cache
+        .lock()
+        .get(&key)
+        .and_then(std::sync::Weak::upgrade);
     if let Some(b) = shared {
         cache.insert(key, b.clone());
         return b;
@@ -635,10 +639,8 @@ fn blocks_for(
     ));
     {
         let mut shared = geo.block_cache.lock();
-        if shared.len() >= 4096 {
-            shared.clear();
-        }
-        shared.insert(key.clone(), b.clone());
+        shared.retain(|_, w| w.strong_count() > 0);
+        shared.insert(key.clone(), Arc::downgrade(&b));
     }
     cache.insert(key, b.clone());
     b
