@@ -473,6 +473,15 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
     let source = config_source(&args);
     runtime.block_on(async move {
+        // Signals are ours before the listeners answer: a SIGHUP or SIGTERM that comes while
+        // the server starts waits for it instead of killing the process (the default action).
+        let signals = match Signals::install() {
+            Ok(s) => s,
+            Err(e) => {
+                error!("cannot install signal handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let mut server = match steerd::Server::start_with_source(cfg, source).await {
             Ok(s) => s,
             Err(e) => {
@@ -480,26 +489,43 @@ fn serve(args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        if let Err(e) = run_until_signal(&mut server).await {
-            error!("signal handling failed: {e}");
-        }
+        run_until_signal(&mut server, signals).await;
         server.shutdown().await;
         info!("stopped");
         ExitCode::SUCCESS
     })
 }
 
+/// The signals `serve` handles.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+}
+
 /// Wait for SIGTERM/SIGINT; on SIGHUP reload the configuration file (a bad file is logged and
 /// the running configuration keeps serving).
-async fn run_until_signal(server: &mut steerd::Server) -> std::io::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
+async fn run_until_signal(server: &mut steerd::Server, signals: Signals) {
+    let Signals {
+        mut term,
+        mut int,
+        mut hup,
+    } = signals;
     loop {
         tokio::select! {
-            _ = term.recv() => { info!("SIGTERM: shutting down"); return Ok(()); }
-            _ = int.recv() => { info!("SIGINT: shutting down"); return Ok(()); }
+            _ = term.recv() => { info!("SIGTERM: shutting down"); return; }
+            _ = int.recv() => { info!("SIGINT: shutting down"); return; }
             _ = hup.recv() => {
                 let s = &*server;
                 match tokio::task::block_in_place(|| s.reload()) {
