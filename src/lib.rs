@@ -15,11 +15,11 @@ pub mod events;
 pub mod geo;
 pub mod health;
 pub mod metrics;
+pub mod persist;
 pub mod policy;
 pub mod probe;
 pub mod resolve;
 pub mod server;
-pub mod state;
 pub mod table;
 
 pub use server::Server;

@@ -198,8 +198,8 @@ fn check_config(file: &std::path::Path) -> ExitCode {
         eprintln!("{}", config_error(file, &text, e.0));
         return ExitCode::FAILURE;
     }
-    if let Some(path) = steerd::state::path_for(cfg.server.state_file.as_deref(), Some(file))
-        && let Err(e) = steerd::state::load(&path, steerd::control::now_ms())
+    if let Some(path) = steerd::persist::path_for(cfg.server.state_file.as_deref(), Some(file))
+        && let Err(e) = steerd::persist::load(&path, steerd::control::now_ms())
     {
         warnings.push(issue(
             "server.state_file",
@@ -269,7 +269,7 @@ fn resolve(
             eprintln!("no target named \"{d}\" in the configuration");
             return ExitCode::FAILURE;
         };
-        inputs.targets[i].state = steerd::health::state::EffectiveState::Down;
+        inputs.targets[i].state = steerd::health::machine::EffectiveStatus::Down;
         inputs.targets[i].reason = "assumed down (--down)".into();
     }
     let geo = match steerd::control::load_geo(&cfg) {

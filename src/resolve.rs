@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 
-use crate::dns::answer::{self, Pick};
+use crate::dns::answer::{self, AnswerFor};
 use crate::geo::{GeoData, LocSource, Location};
 use crate::table::{ClientAddr, RoutingTable};
 
@@ -82,7 +82,7 @@ pub fn resolve(
         from_ecs,
     };
     let (location, location_source) = geo.locate(client.addr);
-    let reply = answer::answer(table, name, qtype, DNSClass::IN, Pick::Client(ca));
+    let reply = answer::answer(table, name, qtype, DNSClass::IN, AnswerFor::Client(ca));
     let steered = reply.service.map(|si| {
         let svc = &table.services[si as usize];
         let (idx, _) = svc.select(

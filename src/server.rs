@@ -28,7 +28,7 @@ pub struct Server {
     store: Arc<ConfigStore>,
     admin: Option<AdminServer>,
     /// Saves this month's answers and the reported inputs across restarts (None: not kept).
-    state: Option<Arc<crate::state::StateSaver>>,
+    state: Option<Arc<crate::persist::Saver>>,
     saver: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -213,7 +213,7 @@ impl Server {
         let alerts = config.alerts.clone();
         let settings = config.server.clone();
         let state_path =
-            crate::state::path_for(settings.state_file.as_deref(), source.path.as_deref());
+            crate::persist::path_for(settings.state_file.as_deref(), source.path.as_deref());
         let dns_clock = clock.clone();
         let control = tokio::task::spawn_blocking(move || Control::with_clock(config, clock))
             .await?
@@ -222,7 +222,7 @@ impl Server {
         let state = match state_path {
             Some(path) => {
                 let c = control.clone();
-                tokio::task::spawn_blocking(move || crate::state::StateSaver::open(path, c))
+                tokio::task::spawn_blocking(move || crate::persist::Saver::open(path, c))
                     .await?
                     .map(Arc::new)
             }
@@ -309,7 +309,7 @@ impl Server {
         };
         let saver = state
             .clone()
-            .map(|s| tokio::spawn(crate::state::save_loop(s)));
+            .map(|s| tokio::spawn(crate::persist::save_loop(s)));
         Ok(Self {
             control,
             listeners,

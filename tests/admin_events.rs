@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{DEMO, TestServer};
 use steerd::events::EventKind;
-use steerd::health::state::{Override, OverrideKind};
+use steerd::health::machine::{Override, OverrideKind};
 
 fn count(server: &TestServer, kind: EventKind, subject: &str) -> usize {
     let c = server.server.as_ref().unwrap().control();

@@ -136,7 +136,7 @@ fn killing_the_primary_moves_the_answer_and_it_returns_after_the_recovery_window
         answer(&server, "last.example.com").unwrap().0,
         "origin.example.net."
     );
-    let events = server.server.as_ref().unwrap().control().events();
+    let events = server.server.as_ref().unwrap().control().transitions();
     assert!(
         events
             .iter()
@@ -237,7 +237,7 @@ targets = [{ target = "cdn-a" }, { target = "cdn-b" }]
 
 #[test]
 fn operator_override_with_expiry_moves_and_restores_the_answer() {
-    use steerd::health::state::{Override, OverrideKind};
+    use steerd::health::machine::{Override, OverrideKind};
     let cfg = r#"
 [geo]
 database = ""
@@ -274,7 +274,7 @@ targets = [{ target = "cdn-a" }, { target = "cdn-b" }]
         answer(&server, "www.example.com").unwrap().0,
         "edge.cdn-b.example.net."
     );
-    let ev = control.events();
+    let ev = control.transitions();
     assert!(
         ev.iter()
             .any(|e| &*e.target == "cdn-a" && e.to.as_str() == "drained"),

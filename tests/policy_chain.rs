@@ -16,7 +16,7 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use steerd::config::ValidConfig;
 use steerd::config::schema::{AllDownMode, CostModeConfig};
 use steerd::geo::GeoData;
-use steerd::health::state::EffectiveState;
+use steerd::health::machine::EffectiveStatus;
 use steerd::policy::chain::{
     self, CacheInputs, Cell, ChainSettings, Ctx, Memory, Order, Outcome, Pick, TargetInput,
     proximity_score,
@@ -209,7 +209,7 @@ fn cell(candidates: &[usize]) -> Cell {
     }
 }
 
-fn state(s: EffectiveState, reason: &str) -> TargetInput {
+fn state(s: EffectiveStatus, reason: &str) -> TargetInput {
     let mut t = TargetInput::unknown();
     t.state = s;
     t.reason = reason.into();
@@ -286,12 +286,12 @@ fn settings() -> ChainSettings {
 fn health_drops_down_forced_down_and_drained_and_demotes_degraded() {
     let n = names(&["cdn-a", "cdn-b", "cdn-c", "cdn-d", "cdn-e", "cdn-f"]);
     let targets = vec![
-        state(EffectiveState::Degraded, "p95 812 ms > 500 ms over 1m"),
-        state(EffectiveState::Down, "error rate 7.2 % > 5 % over 1m"),
-        state(EffectiveState::ForcedDown, "forced down by alice"),
-        state(EffectiveState::Drained, "drained by bob"),
-        state(EffectiveState::Healthy, "all checks pass"),
-        state(EffectiveState::ForcedUp, "forced up by carol"),
+        state(EffectiveStatus::Degraded, "p95 812 ms > 500 ms over 1m"),
+        state(EffectiveStatus::Down, "error rate 7.2 % > 5 % over 1m"),
+        state(EffectiveStatus::ForcedDown, "forced down by alice"),
+        state(EffectiveStatus::Drained, "drained by bob"),
+        state(EffectiveStatus::Healthy, "all checks pass"),
+        state(EffectiveStatus::ForcedUp, "forced up by carol"),
     ];
     let s = ChainSettings {
         select: 6,
@@ -352,10 +352,10 @@ fn health_drops_down_forced_down_and_drained_and_demotes_degraded() {
 fn fail_open_answers_measured_down_before_operator_forced_ones() {
     let n = names(&["cdn-a", "cdn-b", "cdn-c", "cdn-d"]);
     let targets = vec![
-        state(EffectiveState::ForcedDown, "forced down by alice"),
-        state(EffectiveState::Down, "connect refused"),
-        state(EffectiveState::Drained, "drained by bob"),
-        state(EffectiveState::Down, "timed out"),
+        state(EffectiveStatus::ForcedDown, "forced down by alice"),
+        state(EffectiveStatus::Down, "connect refused"),
+        state(EffectiveStatus::Drained, "drained by bob"),
+        state(EffectiveStatus::Down, "timed out"),
     ];
     let all = cell(&[0, 1, 2, 3]);
     for select in [1, 2] {
@@ -407,8 +407,8 @@ fn fail_open_answers_measured_down_before_operator_forced_ones() {
 fn fail_closed_is_servfail_or_the_fallback() {
     let n = names(&["cdn-a", "cdn-b"]);
     let targets = vec![
-        state(EffectiveState::Down, "connect refused"),
-        state(EffectiveState::ForcedDown, "forced down by alice"),
+        state(EffectiveStatus::Down, "connect refused"),
+        state(EffectiveStatus::ForcedDown, "forced down by alice"),
     ];
     let closed = ChainSettings {
         all_down: AllDownMode::Closed,
@@ -450,7 +450,7 @@ fn fail_closed_is_servfail_or_the_fallback() {
     }
     // Fail-closed only matters when every candidate is down.
     let mut one_up = targets.clone();
-    one_up[1] = state(EffectiveState::Degraded, "slow");
+    one_up[1] = state(EffectiveStatus::Degraded, "slow");
     let (o, _) = run(
         &cell(&[0, 1]),
         Order::Failover,
@@ -469,9 +469,9 @@ fn weighted_keeps_degraded_members_and_drops_down_ones() {
     let mut c = cell(&[0, 1, 2]);
     c.weights = Some(vec![50, 30, 20]);
     let targets = vec![
-        state(EffectiveState::Degraded, "p95 900 ms"),
+        state(EffectiveStatus::Degraded, "p95 900 ms"),
         TargetInput::unknown(),
-        state(EffectiveState::Down, "HTTP 503"),
+        state(EffectiveStatus::Down, "HTTP 503"),
     ];
     let (o, _) = run(
         &c,
@@ -529,7 +529,7 @@ fn select_n_picks_the_first_n_of_the_order() {
     let n = names(&["cdn-a", "cdn-b", "cdn-c", "cdn-d"]);
     let targets = vec![
         TargetInput::unknown(),
-        state(EffectiveState::Degraded, "slow"),
+        state(EffectiveStatus::Degraded, "slow"),
         TargetInput::unknown(),
         TargetInput::unknown(),
     ];
@@ -614,7 +614,7 @@ fn marking_a_member_down_moves_only_its_clients_in_proportion() {
     let (before, _) = compile_with(&cfg, &geo, &PolicyInputs::unknown(&cfg), &Memory::default());
     let down = inputs_with(&cfg, |n, t| {
         if n == "cdn-c" {
-            t.state = EffectiveState::Down;
+            t.state = EffectiveStatus::Down;
             t.reason = "connect refused".into();
         }
     });
@@ -660,7 +660,7 @@ fn marking_a_member_down_moves_only_its_clients_in_proportion() {
     // A degraded member keeps every client: the split does not change.
     let degraded = inputs_with(&cfg, |n, t| {
         if n == "cdn-c" {
-            t.state = EffectiveState::Degraded;
+            t.state = EffectiveStatus::Degraded;
         }
     });
     let (deg, _) = compile_with(&cfg, &geo, &degraded, &Memory::default());
@@ -809,7 +809,7 @@ fn latency_stabilize_band_is_percent_or_milliseconds() {
     assert_eq!(next.get(key).map(String::as_str), Some("cdn-b"));
     // An incumbent that is down cannot stay.
     let mut down = with(100, 99);
-    down[0].state = EffectiveState::Down;
+    down[0].state = EffectiveStatus::Down;
     let (o, _) = run(&c, Order::Latency, &s, &n, &down, &incumbent_a);
     assert_eq!(fixed(&o), vec![1]);
     // Measured targets before unmeasured ones.
@@ -1426,7 +1426,7 @@ fn unstable_candidates_shorten_the_ttl() {
     // clients come back quickly when the first choice recovers.
     let just_down = inputs_with(&cfg, |n, t| {
         if n == "cdn-a" {
-            t.state = EffectiveState::Down;
+            t.state = EffectiveStatus::Down;
             t.unstable = true;
         }
     });
@@ -1436,7 +1436,7 @@ fn unstable_candidates_shorten_the_ttl() {
     // Down but settled: the backup with the normal TTL.
     let settled = inputs_with(&cfg, |n, t| {
         if n == "cdn-a" {
-            t.state = EffectiveState::Down;
+            t.state = EffectiveStatus::Down;
         }
     });
     let (t, _) = compile_with(&cfg, &geo, &settled, &Memory::default());
@@ -1488,11 +1488,11 @@ fn explain_names_every_step_and_its_reasons() {
     let c = ip("203.0.113.7");
     let inputs = inputs_with(&cfg, |n, t| match n {
         "cdn-a" => {
-            t.state = EffectiveState::Down;
+            t.state = EffectiveStatus::Down;
             t.reason = "error rate 7.2 % > 5 % over 1m".into();
         }
         "cdn-c" => {
-            t.state = EffectiveState::Drained;
+            t.state = EffectiveStatus::Drained;
             t.reason = "drained by alice".into();
         }
         _ => {}
@@ -1579,7 +1579,7 @@ fn explain_names_every_step_and_its_reasons() {
             t.unstable = true;
         }
         "cdn-b" => {
-            t.state = EffectiveState::Degraded;
+            t.state = EffectiveStatus::Degraded;
             t.reason = "p95 812 ms > 500 ms".into();
         }
         _ => {}
@@ -1634,18 +1634,18 @@ fn all_down_conf() -> Conf {
 
 fn everything_down(cfg: &ValidConfig) -> PolicyInputs {
     inputs_with(cfg, |_, t| {
-        t.state = EffectiveState::Down;
+        t.state = EffectiveStatus::Down;
         t.reason = "connect refused".into();
     })
 }
 
 #[test]
 fn fail_closed_service_with_every_target_down_answers_servfail() {
-    use steerd::dns::answer::{Pick as AnswerPick, answer};
+    use steerd::dns::answer::{AnswerFor, answer};
     let cfg = all_down_conf().build();
     let geo = geo(&cfg);
     let (table, _) = compile_with(&cfg, &geo, &everything_down(&cfg), &Memory::default());
-    let client = AnswerPick::Client(ClientAddr::resolver(ip("203.0.113.7")));
+    let client = AnswerFor::Client(ClientAddr::resolver(ip("203.0.113.7")));
 
     for qtype in [RecordType::A, RecordType::AAAA] {
         let reply = answer(
@@ -1791,7 +1791,7 @@ fn every_ordering_keeps_every_earlier_demotion() {
                     1
                 }
                 Demotion::Degraded => {
-                    targets[0].state = EffectiveState::Degraded;
+                    targets[0].state = EffectiveStatus::Degraded;
                     targets[0].reason = "RUM complaints".into();
                     1
                 }
@@ -1837,7 +1837,7 @@ fn every_ordering_keeps_every_earlier_demotion() {
                 .iter()
                 .map(|t| {
                     let mut t = t.clone();
-                    t.state = EffectiveState::Healthy;
+                    t.state = EffectiveStatus::Healthy;
                     t.cost = CostStatus::unmetered();
                     t
                 })

@@ -112,7 +112,7 @@ impl Fixture {
     /// (from, to) of every transition of cdn-r so far.
     fn transitions(&self) -> Vec<(String, String)> {
         self.control()
-            .events()
+            .transitions()
             .iter()
             .filter(|t| &*t.target == "cdn-r")
             .map(|t| (t.from.as_str().to_string(), t.to.as_str().to_string()))

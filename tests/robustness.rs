@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::{DEMO, TestServer, query, udp};
 use hickory_proto::rr::{RData, RecordType};
 use steerd::clock::{Clock, Now, SystemClock};
-use steerd::health::state::{Override, OverrideKind};
+use steerd::health::machine::{Override, OverrideKind};
 
 /// The machine's clock, which panics once when armed.
 struct PanicOnce {

@@ -58,7 +58,7 @@ pub struct Api {
     tokens: Tokens,
     env_tokens: Vec<Token>,
     /// Where pushed usage and cache metrics are kept across restarts (None: not kept).
-    state: Option<Arc<crate::state::StateSaver>>,
+    state: Option<Arc<crate::persist::Saver>>,
 }
 
 /// Tokens from `STEERD_ADMIN_TOKEN` and `STEERD_READ_TOKEN` (comma-separated lists).
@@ -97,7 +97,7 @@ impl Api {
         apply: Apply,
         metrics_sources: Vec<MetricsSource>,
         tokens: Tokens,
-        state: Option<Arc<crate::state::StateSaver>>,
+        state: Option<Arc<crate::persist::Saver>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             control,
@@ -608,7 +608,7 @@ fn window_json(s: &WindowStats) -> Value {
     })
 }
 
-fn override_json(o: &crate::health::state::Override) -> Value {
+fn override_json(o: &crate::health::machine::Override) -> Value {
     json!({
         "state": o.kind.as_str(),
         "until": o.until_ms.map(|u| u / 1000),

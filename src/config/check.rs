@@ -829,8 +829,8 @@ pub(super) fn validate_check(
 pub(super) fn validate_health(
     h: &super::schema::HealthConfig,
     issues: &mut Issues,
-) -> crate::health::state::Thresholds {
-    let mut t = crate::health::state::Thresholds::default();
+) -> crate::health::machine::Thresholds {
+    let mut t = crate::health::machine::Thresholds::default();
     let mut frac = |v: Option<f64>, key: &str, slot: &mut f64| {
         if let Some(x) = v {
             if (0.0..=1.0).contains(&x) {

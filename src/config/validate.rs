@@ -34,7 +34,7 @@ pub struct ServerSettings {
     pub hash_prefix_v4: u8,
     pub hash_prefix_v6: u8,
     /// `server.state_file`, a relative path resolved against the configuration's directory
-    /// (see [`crate::state::path_for`]).
+    /// (see [`crate::persist::path_for`]).
     pub state_file: Option<String>,
     /// Connection caps and timeouts of each DNS TCP listener.
     pub tcp: crate::conns::ConnLimits,
@@ -115,7 +115,7 @@ pub struct AdminSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct OverrideSpec {
     pub target: String,
-    pub kind: crate::health::state::OverrideKind,
+    pub kind: crate::health::machine::OverrideKind,
     /// Only clients of this region (None = everyone).
     pub region: Option<(RegionKey, String)>,
     pub until_ms: Option<u64>,
@@ -199,7 +199,7 @@ pub struct ValidConfig {
     pub targets: Vec<Target>,
     pub services: Vec<Service>,
     pub probe: ProbeSettings,
-    pub health: crate::health::state::Thresholds,
+    pub health: crate::health::machine::Thresholds,
     /// Bumped by every admin API write.
     pub version: u64,
     pub admin: AdminSettings,
@@ -1137,7 +1137,7 @@ fn validate_overrides(
             );
             ok = false;
         }
-        let kind = crate::health::state::OverrideKind::parse(&o.state);
+        let kind = crate::health::machine::OverrideKind::parse(&o.state);
         if kind.is_none() {
             issues.push(
                 format!("{f}.state"),

@@ -2,7 +2,7 @@
 
 use super::Control;
 use crate::health::Level;
-use crate::health::state::EffectiveState;
+use crate::health::machine::EffectiveStatus;
 use crate::metrics::Gauges;
 
 /// The gauges of `GET /metrics` that describe the state now: (name, help, labels).
@@ -112,7 +112,7 @@ impl Control {
         let table = self.table.load();
         g.set(generation, &[], table.generation as f64);
         let (targets, states, costs, reports, cfg_version, services) = {
-            let st = self.state.lock();
+            let st = self.inner.lock();
             (
                 st.config
                     .targets
@@ -147,9 +147,12 @@ impl Control {
         }
         let mut store = self.health.lock();
         for (name, role, monthly_cap) in &targets {
-            let eff = states.get(name).copied().unwrap_or(EffectiveState::Healthy);
+            let eff = states
+                .get(name)
+                .copied()
+                .unwrap_or(EffectiveStatus::Healthy);
             g.set(up, &[name, role], if eff.usable() { 1.0 } else { 0.0 });
-            for s in EffectiveState::ALL {
+            for s in EffectiveStatus::ALL {
                 g.set(state, &[name, s.as_str()], if s == eff { 1.0 } else { 0.0 });
             }
             if let Some(th) = store.target(name) {

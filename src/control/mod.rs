@@ -14,8 +14,8 @@ use crate::clock::{Now, SharedClock};
 use crate::config::{self, ValidConfig};
 use crate::events::{Event, EventKind, EventLog, Severity};
 use crate::geo::GeoData;
-use crate::health::state::{EffectiveState, Override};
-use crate::health::state::{Signals, TargetMachine, Transition};
+use crate::health::machine::{EffectiveStatus, Override};
+use crate::health::machine::{Signals, TargetMachine, Transition};
 use crate::health::window::{HealthStore, Win};
 use crate::health::{Level, Observation, WindowStats};
 use crate::metrics::Metrics;
@@ -120,12 +120,12 @@ fn event(
 /// The event a health transition is (its time on the wall clock of `now`).
 fn transition_event(tr: &Transition, now: Now) -> Event {
     let (kind, severity) = match (tr.from.usable(), tr.to) {
-        (_, EffectiveState::Down) => (EventKind::Failover, Severity::Critical),
-        (_, EffectiveState::ForcedDown | EffectiveState::Drained) => {
+        (_, EffectiveStatus::Down) => (EventKind::Failover, Severity::Critical),
+        (_, EffectiveStatus::ForcedDown | EffectiveStatus::Drained) => {
             (EventKind::Failover, Severity::Warning)
         }
-        (_, EffectiveState::Degraded) => (EventKind::Degraded, Severity::Warning),
-        (_, EffectiveState::Healthy | EffectiveState::ForcedUp) => {
+        (_, EffectiveStatus::Degraded) => (EventKind::Degraded, Severity::Warning),
+        (_, EffectiveStatus::Healthy | EffectiveStatus::ForcedUp) => {
             (EventKind::Recovery, Severity::Info)
         }
     };
@@ -153,7 +153,7 @@ pub fn now_ms() -> u64 {
     crate::clock::wall_ms()
 }
 
-struct State {
+struct Inner {
     live: Live,
     config: ValidConfig,
     geo: Arc<GeoData>,
@@ -166,7 +166,7 @@ struct State {
 pub struct Control {
     table: TableHandle,
     clock: SharedClock,
-    state: Arc<Mutex<State>>,
+    inner: Arc<Mutex<Inner>>,
     health: Arc<Mutex<HealthStore>>,
     rum: Arc<Mutex<RumStore>>,
     alerter: Arc<Mutex<Option<Alerter>>>,
@@ -241,7 +241,7 @@ impl Control {
         let me = Self {
             table,
             clock,
-            state: Arc::new(Mutex::new(State {
+            inner: Arc::new(Mutex::new(Inner {
                 live,
                 config,
                 geo,
@@ -259,7 +259,7 @@ impl Control {
             applying: Default::default(),
         };
         {
-            let mut st = me.state.lock();
+            let mut st = me.inner.lock();
             if !st.config.overrides.is_empty() {
                 let now = me.now();
                 me.sync_overrides(&mut st, now);
@@ -291,7 +291,7 @@ impl Control {
 
     /// Make the machines' global overrides and the region overrides match the configuration's
     /// `[[overrides]]` (expired ones are ignored).
-    fn sync_overrides(&self, st: &mut State, now: Now) {
+    fn sync_overrides(&self, st: &mut Inner, now: Now) {
         let st = &mut *st;
         let now_ms = now.wall_ms;
         let live_now = |o: &&config::OverrideSpec| o.until_ms.is_none_or(|u| u > now_ms);
@@ -463,7 +463,7 @@ impl Control {
             // The TLS level passes with a warning when the certificate is close to expiry. The
             // target warns while any vantage point's latest check does.
             let warn_now = o.detail.contains(crate::probe::tls::EXPIRY_WARNING);
-            let mut st = self.state.lock();
+            let mut st = self.inner.lock();
             let live = &mut st.live;
             let per = live.cert_warn.entry(o.target.to_string()).or_default();
             let was = !per.is_empty();
@@ -497,7 +497,7 @@ impl Control {
         }
         match confirmed_down {
             Some((t, at)) => {
-                self.state.lock().live.confirmed.insert(t.clone(), at);
+                self.inner.lock().live.confirmed.insert(t.clone(), at);
                 true
             }
             None => false,
@@ -508,7 +508,7 @@ impl Control {
     /// and swap the new table in when its answers differ from the table in force. Returns the
     /// new table when one was swapped in.
     pub fn tick(&self) -> Option<Arc<RoutingTable>> {
-        let mut st = self.state.lock();
+        let mut st = self.inner.lock();
         // Read under the lock: steps see time in the order they take it.
         let now = self.now();
         self.compile_locked(&mut st, now, false)
@@ -517,24 +517,24 @@ impl Control {
     /// The policy inputs now (health states, latencies), without stepping.
     pub fn inputs(&self) -> PolicyInputs {
         let now = self.now();
-        let mut st = self.state.lock();
+        let mut st = self.inner.lock();
         let st = &mut *st;
         self.build_inputs(&st.config, &mut st.live, now, false)
     }
 
     /// The latency incumbents of the last compile.
     pub fn memory(&self) -> policy::chain::Memory {
-        self.state.lock().live.memory.clone()
+        self.inner.lock().live.memory.clone()
     }
 
     /// Force a target up, down or drained (None clears it); takes effect in the returned table.
     pub fn set_override(
         &self,
         target: &str,
-        o: Option<crate::health::state::Override>,
+        o: Option<crate::health::machine::Override>,
     ) -> Result<Option<Arc<RoutingTable>>, String> {
         let now = self.now();
-        let mut st = self.state.lock();
+        let mut st = self.inner.lock();
         if !st.config.targets.iter().any(|t| t.name == target) {
             return Err(format!("no target named \"{target}\""));
         }
@@ -570,8 +570,8 @@ impl Control {
     }
 
     /// Health transitions so far, oldest first.
-    pub fn events(&self) -> Vec<Transition> {
-        self.state.lock().live.transitions.iter().cloned().collect()
+    pub fn transitions(&self) -> Vec<Transition> {
+        self.inner.lock().live.transitions.iter().cloned().collect()
     }
 
     /// Events with an id above `after`, oldest first (see [`EventLog::page`]), and the newest
@@ -583,7 +583,7 @@ impl Control {
         kinds: &[EventKind],
         subject: Option<&str>,
     ) -> (Vec<Event>, u64, Option<u64>) {
-        let st = self.state.lock();
+        let st = self.inner.lock();
         (
             st.live.log.page(after, limit, kinds, subject),
             st.live.log.last_id(),
@@ -593,7 +593,7 @@ impl Control {
 
     /// Record a configuration change (API write or reload) as an event.
     pub fn note_config_change(&self, summary: String) {
-        let mut st = self.state.lock();
+        let mut st = self.inner.lock();
         emit(
             &mut st.live,
             &self.metrics,
@@ -619,7 +619,7 @@ impl Control {
     pub fn record_remote(&self, observations: &[Observation]) -> Vec<Result<(), String>> {
         let now = self.now();
         let known: Vec<String> = {
-            let st = self.state.lock();
+            let st = self.inner.lock();
             st.config.targets.iter().map(|t| t.name.clone()).collect()
         };
         let mut out = Vec::with_capacity(observations.len());
@@ -657,7 +657,7 @@ impl Control {
     pub fn record_rum(&self, beacons: &[RumBeacon]) -> Vec<Result<(), String>> {
         let now = self.now();
         let known: Vec<String> = {
-            let st = self.state.lock();
+            let st = self.inner.lock();
             st.config.targets.iter().map(|t| t.name.clone()).collect()
         };
         let mut rum = self.rum.lock();
@@ -695,7 +695,7 @@ impl Control {
 
     /// Usage reported by a target's billing (None clears it). Takes effect at the next tick.
     pub fn set_usage(&self, target: &str, usage: Option<Usage>) -> Result<(), String> {
-        let mut st = self.state.lock();
+        let mut st = self.inner.lock();
         if !st.config.targets.iter().any(|t| t.name == target) {
             return Err(format!("no target named \"{target}\""));
         }
@@ -716,7 +716,7 @@ impl Control {
         region: Option<&str>,
         mut report: CacheReport,
     ) -> Result<(), String> {
-        let mut st = self.state.lock();
+        let mut st = self.inner.lock();
         if !st.config.targets.iter().any(|t| t.name == target) {
             return Err(format!("no target named \"{target}\""));
         }
@@ -740,9 +740,9 @@ impl Control {
 
     /// What [`crate::state`] saves: this month's answers, billing reports and cache metrics
     /// of the targets of the configuration in force.
-    pub fn saved_state(&self) -> crate::state::Saved {
+    pub fn saved_state(&self) -> crate::persist::Saved {
         let now_ms = self.now().wall_ms;
-        let st = self.state.lock();
+        let st = self.inner.lock();
         let month = crate::policy::cost::Month::containing(now_ms).start_ms;
         let totals = st.live.counters.totals();
         let answers = st
@@ -761,8 +761,8 @@ impl Control {
                 (t.name.clone(), n)
             })
             .collect();
-        crate::state::Saved {
-            format: crate::state::FORMAT,
+        crate::persist::Saved {
+            format: crate::persist::FORMAT,
             saved_at_ms: now_ms,
             month_start_ms: month,
             answers,
@@ -775,10 +775,10 @@ impl Control {
     /// Take back what an earlier run saved: billing reports and cache metrics of targets that
     /// still exist, and their answer counts when they are of this month. Applied at once (one
     /// compile). What was taken, in words.
-    pub fn restore_state(&self, saved: crate::state::Saved) -> String {
+    pub fn restore_state(&self, saved: crate::persist::Saved) -> String {
         let now = self.now();
         let now_ms = now.wall_ms;
-        let mut st = self.state.lock();
+        let mut st = self.inner.lock();
         let month = crate::policy::cost::Month::containing(now_ms).start_ms;
         if st.live.month_base.0 != month {
             st.live.month_base = (month, st.live.counters.totals());
@@ -832,7 +832,7 @@ impl Control {
         &self,
         target: &str,
     ) -> (Option<Usage>, Option<CacheReport>, Option<CostStatus>) {
-        let st = self.state.lock();
+        let st = self.inner.lock();
         (
             st.live.usage.get(target).cloned(),
             st.live.cache_reports.get(target).cloned(),
@@ -851,7 +851,7 @@ impl Control {
         Vec<(String, CacheReport, bool)>,
     ) {
         let now = self.now().mono_ms;
-        let st = self.state.lock();
+        let st = self.inner.lock();
         let all = st
             .live
             .cache_reports
@@ -873,9 +873,9 @@ impl Control {
     pub fn target_state(
         &self,
         target: &str,
-    ) -> Option<(EffectiveState, u64, String, Option<Override>)> {
+    ) -> Option<(EffectiveStatus, u64, String, Option<Override>)> {
         let now = self.now();
-        let st = self.state.lock();
+        let st = self.inner.lock();
         st.live.machines.get(target).map(|m| {
             (
                 m.effective(),
@@ -1097,7 +1097,7 @@ impl Control {
                 Some(crate::policy::RegionOverride {
                     target,
                     region: key,
-                    state: EffectiveState::from(o.kind),
+                    state: EffectiveStatus::from(o.kind),
                     reason,
                 })
             })
@@ -1109,7 +1109,7 @@ impl Control {
         }
     }
 
-    fn compile_locked(&self, st: &mut State, now: Now, force: bool) -> Option<Arc<RoutingTable>> {
+    fn compile_locked(&self, st: &mut Inner, now: Now, force: bool) -> Option<Arc<RoutingTable>> {
         let st = &mut *st;
         // Forget targets that left the configuration.
         st.live
@@ -1179,12 +1179,12 @@ impl Control {
 
     /// The configuration in force.
     pub fn config(&self) -> ValidConfig {
-        self.state.lock().config.clone()
+        self.inner.lock().config.clone()
     }
 
     /// The geo data in force.
     pub fn geo(&self) -> Arc<GeoData> {
-        self.state.lock().geo.clone()
+        self.inner.lock().geo.clone()
     }
 
     /// Apply a new configuration: reload the geo data if its settings changed, compile, swap.
@@ -1194,7 +1194,7 @@ impl Control {
         // so ticks, pushed inputs and views go on meanwhile.
         let _one = self.applying.lock();
         let reload = {
-            let st = self.state.lock();
+            let st = self.inner.lock();
             config.geo != st.config.geo || *config.countries != *st.config.countries
         };
         let loaded = if reload {
@@ -1203,7 +1203,7 @@ impl Control {
         } else {
             None
         };
-        let mut st = self.state.lock();
+        let mut st = self.inner.lock();
         let geo = match loaded {
             Some((g, (db, nets))) => {
                 st.db_stamp = db;
@@ -1258,7 +1258,7 @@ impl Control {
     pub fn reload_geo_if_changed(&self) -> Option<Arc<RoutingTable>> {
         let _one = self.applying.lock();
         let config = {
-            let mut st = self.state.lock();
+            let mut st = self.inner.lock();
             let (db, nets) = stamps(&st.config);
             if db == st.db_stamp && nets == st.nets_stamp {
                 return None;
@@ -1269,7 +1269,7 @@ impl Control {
         };
         match load_geo(&config) {
             Ok(geo) => {
-                let mut st = self.state.lock();
+                let mut st = self.inner.lock();
                 st.geo = Arc::new(geo);
                 let now = self.now();
                 let table = self
@@ -1294,7 +1294,7 @@ impl Control {
         let me = self.clone();
         tokio::spawn(async move {
             loop {
-                let every = me.state.lock().config.geo.reload_interval;
+                let every = me.inner.lock().config.geo.reload_interval;
                 tokio::time::sleep(if every.is_zero() {
                     Duration::from_secs(5)
                 } else {

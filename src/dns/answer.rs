@@ -12,7 +12,7 @@ use crate::table::{ClientAddr, Node, RoutingTable, suffixes, wire_key};
 
 /// How to choose a steered answer.
 #[derive(Debug, Clone, Copy)]
-pub enum Pick {
+pub enum AnswerFor {
     /// Ask the service's selector for this client.
     Client(ClientAddr),
     /// Force this answer index (used to precompute every variant).
@@ -64,7 +64,7 @@ pub fn answer<'t>(
     qname: &Name,
     qtype: RecordType,
     qclass: DNSClass,
-    pick: Pick,
+    pick: AnswerFor,
 ) -> Reply<'t> {
     if qclass != DNSClass::IN && qclass != DNSClass::ANY {
         return Reply::refused();
@@ -126,14 +126,14 @@ fn answer_node<'t>(
     table: &'t RoutingTable,
     node: &'t Node,
     qtype: RecordType,
-    pick: Pick,
+    pick: AnswerFor,
     reply: &mut Reply<'t>,
     depth: usize,
 ) {
     if let Some(si) = node.service {
         let svc = &table.services[si as usize];
         let idx = match pick {
-            Pick::Client(client) => {
+            AnswerFor::Client(client) => {
                 let (i, scope) = svc.select(
                     client,
                     table.settings.hash_prefix_v4,
@@ -142,7 +142,7 @@ fn answer_node<'t>(
                 reply.scope = reply.scope.max(scope);
                 i
             }
-            Pick::Variant(i) => i,
+            AnswerFor::Variant(i) => i,
         };
         let ans = &svc.answers[idx];
         if reply.service.is_none() {

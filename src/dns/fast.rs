@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use hickory_proto::op::{Message, MessageType, Metadata, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 
-use crate::dns::answer::{self, Pick, Reply};
+use crate::dns::answer::{self, AnswerFor, Reply};
 use crate::dns::cookie;
 use crate::dns::ecs;
 use crate::dns::guard::{CookieCheck, Guard, Now};
@@ -177,7 +177,7 @@ pub fn precompute(table: &RoutingTable) -> rustc_hash::FxHashMap<WireKey, FastNo
             continue;
         };
         for qtype in FAST_TYPES {
-            let reply = answer::answer(table, &name, qtype, DNSClass::IN, Pick::Variant(0));
+            let reply = answer::answer(table, &name, qtype, DNSClass::IN, AnswerFor::Variant(0));
             let entry = match reply.service {
                 None => encode_template(table, &name, qtype, &reply).map(FastEntry::Static),
                 // A static alias of a steered name.
@@ -195,7 +195,7 @@ pub fn precompute(table: &RoutingTable) -> rustc_hash::FxHashMap<WireKey, FastNo
         };
         let mut fnode = FastNode::default();
         for qtype in FAST_TYPES {
-            let reply = answer::answer(table, &name, qtype, DNSClass::IN, Pick::Variant(0));
+            let reply = answer::answer(table, &name, qtype, DNSClass::IN, AnswerFor::Variant(0));
             if let Some(t) = encode_template(table, &name, qtype, &reply) {
                 fnode.entries.push((u16::from(qtype), FastEntry::Static(t)));
             }
@@ -400,7 +400,7 @@ pub fn answer(
             let tpl = slot.get_or_init(|| {
                 let name = name_from_key(&key[..klen])?;
                 let qt = RecordType::from(qtype);
-                let r = answer::answer(table, &name, qt, DNSClass::IN, Pick::Variant(i));
+                let r = answer::answer(table, &name, qt, DNSClass::IN, AnswerFor::Variant(i));
                 encode_template(table, &name, qt, &r)
             });
             match tpl {

@@ -17,7 +17,7 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Queries};
 use tracing::debug;
 
-use crate::dns::answer::{self, Pick, Reply};
+use crate::dns::answer::{self, AnswerFor, Reply};
 use crate::dns::cookie;
 use crate::dns::ecs::{self, Ecs};
 use crate::dns::guard::{CookieCheck, Guard, GuardHandle, Now};
@@ -139,7 +139,7 @@ fn prepare<'t>(table: &'t RoutingTable, guard: &Guard, request: &Request, now: N
         q.name(),
         q.query_type(),
         q.query_class(),
-        Pick::Client(client),
+        AnswerFor::Client(client),
     );
     if !client.from_ecs {
         reply.scope = 0;

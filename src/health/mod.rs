@@ -2,7 +2,7 @@
 //! per-target sliding windows. Everything here is a pure function of its inputs and the time passed
 //! in: nothing reads the clock.
 
-pub mod state;
+pub mod machine;
 pub mod window;
 
 use std::fmt;
@@ -121,7 +121,7 @@ pub struct Observation {
     pub cache: Option<CacheObservation>,
 }
 
-pub use state::{
-    EffectiveState, Override, OverrideKind, Signals, State, TargetMachine, Thresholds, Transition,
+pub use machine::{
+    EffectiveStatus, Override, OverrideKind, Signals, Status, TargetMachine, Thresholds, Transition,
 };
 pub use window::{HealthStore, Series, TargetHealth, WINDOWS, Win, WindowConfig, WindowStats};

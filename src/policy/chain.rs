@@ -10,12 +10,12 @@ use rustc_hash::FxHashMap;
 
 use super::cost::{CostMode, CostPlace, CostStatus, apply_cost, cost_place};
 use crate::config::schema::{AllDownMode, CostModeConfig};
-use crate::health::state::EffectiveState;
+use crate::health::machine::EffectiveStatus;
 
 /// Everything the chain knows about one target (indexed like the configuration's targets).
 #[derive(Debug, Clone)]
 pub struct TargetInput {
-    pub state: EffectiveState,
+    pub state: EffectiveStatus,
     /// Recovering, or changed state recently: answers that depend on it get a short TTL.
     pub unstable: bool,
     /// Why it is in its state ("error rate 7.2 % > 5 % over 1m since 12:03:10").
@@ -34,7 +34,7 @@ impl TargetInput {
     /// A target nothing is known about: healthy, unmeasured, unmetered.
     pub fn unknown() -> Self {
         Self {
-            state: EffectiveState::Healthy,
+            state: EffectiveStatus::Healthy,
             unstable: false,
             reason: "no health data".into(),
             latency: None,
@@ -163,7 +163,7 @@ pub struct Cell {
     pub distances: Option<Vec<Option<f64>>>,
     /// Operator overrides for these clients only (target, state, reason): they replace the
     /// target's global state in this cell.
-    pub overrides: Vec<(usize, EffectiveState, String)>,
+    pub overrides: Vec<(usize, EffectiveStatus, String)>,
 }
 
 /// The chain's result for a cell.
@@ -326,7 +326,7 @@ pub fn run(
                     .candidates
                     .iter()
                     .copied()
-                    .filter(|&t| input(t).state == EffectiveState::Down)
+                    .filter(|&t| input(t).state == EffectiveStatus::Down)
                     .collect();
                 cands = if measured.is_empty() {
                     cell.candidates.clone()

@@ -53,7 +53,7 @@ pub struct PolicyInputs {
 pub struct RegionOverride {
     pub target: usize,
     pub region: RegionKey,
-    pub state: crate::health::state::EffectiveState,
+    pub state: crate::health::machine::EffectiveStatus,
     pub reason: String,
 }
 

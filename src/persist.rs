@@ -192,7 +192,7 @@ pub fn set_aside(path: &Path, now_ms: u64) -> std::io::Result<PathBuf> {
 }
 
 /// Keeps the state file up to date: written at start, then whenever its figures changed.
-pub struct StateSaver {
+pub struct Saver {
     path: PathBuf,
     control: Control,
     /// The figures last written (or read at start), and whether the last write failed (one
@@ -200,12 +200,12 @@ pub struct StateSaver {
     last: Mutex<(Saved, bool)>,
 }
 
-impl StateSaver {
+impl Saver {
     /// Take back the state at `path` and start keeping it there. The state is written at
     /// once, so a place steerd cannot write to shows at start. A file that does not parse
     /// or fails its checks is moved aside; one that cannot be read at all (permissions, I/O)
     /// is left alone and nothing is kept (None), so that it is never replaced. Blocking.
-    pub fn open(path: PathBuf, control: Control) -> Option<StateSaver> {
+    pub fn open(path: PathBuf, control: Control) -> Option<Saver> {
         let now = control.now().wall_ms;
         match load(&path, now) {
             Ok(Some(saved)) => {
@@ -236,7 +236,7 @@ impl StateSaver {
                 true
             }
         };
-        Some(StateSaver {
+        Some(Saver {
             path,
             control,
             last: Mutex::new((saved, failing)),
@@ -272,7 +272,7 @@ impl StateSaver {
 }
 
 /// Save the state every [`SAVE_EVERY`] (a task of the running server).
-pub async fn save_loop(saver: Arc<StateSaver>) {
+pub async fn save_loop(saver: Arc<Saver>) {
     let mut every = tokio::time::interval(SAVE_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     every.tick().await;

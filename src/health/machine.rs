@@ -83,19 +83,19 @@ const NO_RULE: &str = "no failure rule tripped";
 
 /// The machine's own state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum State {
+pub enum Status {
     Healthy,
     Degraded,
     Down,
 }
 
-impl State {
+impl Status {
     pub fn as_str(self) -> &'static str {
-        EffectiveState::from(self).as_str()
+        EffectiveStatus::from(self).as_str()
     }
 }
 
-impl fmt::Display for State {
+impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -120,7 +120,7 @@ impl OverrideKind {
 
     /// "forced_up", "forced_down", "drained".
     pub fn as_str(self) -> &'static str {
-        EffectiveState::from(self).as_str()
+        EffectiveStatus::from(self).as_str()
     }
 
     pub fn parse(s: &str) -> Option<OverrideKind> {
@@ -170,7 +170,7 @@ impl Override {
 
 /// What routing goes by: the override when there is one, else the machine's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EffectiveState {
+pub enum EffectiveStatus {
     Healthy,
     Degraded,
     Down,
@@ -179,76 +179,76 @@ pub enum EffectiveState {
     Drained,
 }
 
-impl EffectiveState {
-    pub const ALL: [EffectiveState; 6] = [
-        EffectiveState::Healthy,
-        EffectiveState::Degraded,
-        EffectiveState::Down,
-        EffectiveState::ForcedUp,
-        EffectiveState::ForcedDown,
-        EffectiveState::Drained,
+impl EffectiveStatus {
+    pub const ALL: [EffectiveStatus; 6] = [
+        EffectiveStatus::Healthy,
+        EffectiveStatus::Degraded,
+        EffectiveStatus::Down,
+        EffectiveStatus::ForcedUp,
+        EffectiveStatus::ForcedDown,
+        EffectiveStatus::Drained,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
-            EffectiveState::Healthy => "healthy",
-            EffectiveState::Degraded => "degraded",
-            EffectiveState::Down => "down",
-            EffectiveState::ForcedUp => "forced_up",
-            EffectiveState::ForcedDown => "forced_down",
-            EffectiveState::Drained => "drained",
+            EffectiveStatus::Healthy => "healthy",
+            EffectiveStatus::Degraded => "degraded",
+            EffectiveStatus::Down => "down",
+            EffectiveStatus::ForcedUp => "forced_up",
+            EffectiveStatus::ForcedDown => "forced_down",
+            EffectiveStatus::Drained => "drained",
         }
     }
 
-    pub fn parse(s: &str) -> Option<EffectiveState> {
-        EffectiveState::ALL.into_iter().find(|e| e.as_str() == s)
+    pub fn parse(s: &str) -> Option<EffectiveStatus> {
+        EffectiveStatus::ALL.into_iter().find(|e| e.as_str() == s)
     }
 
     /// May be given to new clients: Healthy, Degraded, ForcedUp.
     pub fn usable(self) -> bool {
         matches!(
             self,
-            EffectiveState::Healthy | EffectiveState::Degraded | EffectiveState::ForcedUp
+            EffectiveStatus::Healthy | EffectiveStatus::Degraded | EffectiveStatus::ForcedUp
         )
     }
 
     pub fn is_degraded(self) -> bool {
-        self == EffectiveState::Degraded
+        self == EffectiveStatus::Degraded
     }
 }
 
-impl fmt::Display for EffectiveState {
+impl fmt::Display for EffectiveStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-impl From<State> for EffectiveState {
-    fn from(s: State) -> Self {
+impl From<Status> for EffectiveStatus {
+    fn from(s: Status) -> Self {
         match s {
-            State::Healthy => EffectiveState::Healthy,
-            State::Degraded => EffectiveState::Degraded,
-            State::Down => EffectiveState::Down,
+            Status::Healthy => EffectiveStatus::Healthy,
+            Status::Degraded => EffectiveStatus::Degraded,
+            Status::Down => EffectiveStatus::Down,
         }
     }
 }
 
-impl From<OverrideKind> for EffectiveState {
+impl From<OverrideKind> for EffectiveStatus {
     fn from(k: OverrideKind) -> Self {
         match k {
-            OverrideKind::ForcedUp => EffectiveState::ForcedUp,
-            OverrideKind::ForcedDown => EffectiveState::ForcedDown,
-            OverrideKind::Drained => EffectiveState::Drained,
+            OverrideKind::ForcedUp => EffectiveStatus::ForcedUp,
+            OverrideKind::ForcedDown => EffectiveStatus::ForcedDown,
+            OverrideKind::Drained => EffectiveStatus::Drained,
         }
     }
 }
 
-/// A change of [`EffectiveState`].
+/// A change of [`EffectiveStatus`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
     pub target: Arc<str>,
-    pub from: EffectiveState,
-    pub to: EffectiveState,
+    pub from: EffectiveStatus,
+    pub to: EffectiveStatus,
     pub reason: String,
     pub at_ms: u64,
 }
@@ -713,7 +713,7 @@ impl RumTrack {
 #[derive(Debug, Clone)]
 pub struct TargetMachine {
     target: Arc<str>,
-    state: State,
+    state: Status,
     machine_since: u64,
     machine_reason: String,
     /// Time of the last machine transition (dwell, hard-failure freshness).
@@ -743,7 +743,7 @@ impl TargetMachine {
     pub fn new(target: Arc<str>, now_ms: u64) -> Self {
         TargetMachine {
             target,
-            state: State::Healthy,
+            state: Status::Healthy,
             machine_since: now_ms,
             machine_reason: NO_DATA.into(),
             last_transition: None,
@@ -782,7 +782,7 @@ impl TargetMachine {
     }
 
     /// The override when there is one, else the machine's state.
-    pub fn effective(&self) -> EffectiveState {
+    pub fn effective(&self) -> EffectiveStatus {
         match &self.ovr {
             Some(o) => o.kind.into(),
             None => self.state.into(),
@@ -790,7 +790,7 @@ impl TargetMachine {
     }
 
     /// The machine's own state (what it would be without an override).
-    pub fn state(&self) -> State {
+    pub fn state(&self) -> Status {
         self.state
     }
 
@@ -901,34 +901,34 @@ impl TargetMachine {
             .last_transition
             .is_none_or(|t| now >= t.saturating_add(ms(th.min_dwell)));
         match self.state {
-            State::Healthy | State::Degraded => {
+            Status::Healthy | Status::Degraded => {
                 if let Some(c) = hard {
                     self.hard_at = Some(c);
                     let reason = format!(
                         "hard failure confirmed by the prober at {}",
                         self.utc(c, now)
                     );
-                    self.machine_to(State::Down, reason, now, &mut out);
+                    self.machine_to(Status::Down, reason, now, &mut out);
                 } else if !fails.is_empty() {
                     if dwell_over {
-                        self.machine_to(State::Down, fails.join("; "), now, &mut out);
+                        self.machine_to(Status::Down, fails.join("; "), now, &mut out);
                     }
-                } else if self.state == State::Healthy && self.rum.spiking {
+                } else if self.state == Status::Healthy && self.rum.spiking {
                     if dwell_over {
                         let reason = self.rum_spike_text(th);
-                        self.machine_to(State::Degraded, reason, now, &mut out);
+                        self.machine_to(Status::Degraded, reason, now, &mut out);
                     }
-                } else if self.state == State::Degraded
+                } else if self.state == Status::Degraded
                     && self
                         .rum_calm_for(now)
                         .is_some_and(|c| c >= ms(th.rum.recover_for))
                     && dwell_over
                 {
                     let reason = self.rum_back_text(th);
-                    self.machine_to(State::Healthy, reason, now, &mut out);
+                    self.machine_to(Status::Healthy, reason, now, &mut out);
                 }
             }
-            State::Down => {
+            Status::Down => {
                 if let Some(c) = hard {
                     // Down already: recovery now has to wait for this newer failure.
                     self.hard_at = Some(self.hard_at.map_or(c, |h| h.max(c)));
@@ -940,14 +940,14 @@ impl TargetMachine {
                     );
                     self.hard_at = None;
                     self.judged_until = Some(now);
-                    self.machine_to(State::Healthy, reason, now, &mut out);
+                    self.machine_to(Status::Healthy, reason, now, &mut out);
                 } else if dwell_over && let Some(reason) = self.recovery_reason(now) {
                     let to = if self.rum.spiking {
-                        State::Degraded
+                        Status::Degraded
                     } else {
-                        State::Healthy
+                        Status::Healthy
                     };
-                    let reason = if to == State::Degraded {
+                    let reason = if to == Status::Degraded {
                         format!("{reason}; still degraded: {}", self.rum_spike_text(th))
                     } else {
                         reason
@@ -959,9 +959,9 @@ impl TargetMachine {
             }
         }
         self.recovering = match self.state {
-            State::Healthy => false,
-            State::Degraded => !self.rum.spiking,
-            State::Down => {
+            Status::Healthy => false,
+            Status::Degraded => !self.rum.spiking,
+            Status::Down => {
                 let checks = self.recovery(now);
                 checks.iter().any(|c| c.active)
                     && checks.iter().all(|c| !c.active || c.held.is_some())
@@ -1173,7 +1173,7 @@ impl TargetMachine {
     /// step, and for how long by `now_ms`.
     pub fn recovery(&self, now_ms: u64) -> Vec<RecoveryCheck> {
         let th = &self.th;
-        let floor = if self.state == State::Down {
+        let floor = if self.state == Status::Down {
             self.hard_at
         } else {
             None
@@ -1247,7 +1247,7 @@ impl TargetMachine {
         })
     }
 
-    fn machine_to(&mut self, to: State, reason: String, now: u64, out: &mut Vec<Transition>) {
+    fn machine_to(&mut self, to: Status, reason: String, now: u64, out: &mut Vec<Transition>) {
         let from = self.effective();
         self.state = to;
         self.machine_since = now;
@@ -1260,8 +1260,8 @@ impl TargetMachine {
 
     fn emit(
         &mut self,
-        from: EffectiveState,
-        to: EffectiveState,
+        from: EffectiveStatus,
+        to: EffectiveStatus,
         reason: String,
         now: u64,
         out: &mut Vec<Transition>,
@@ -1280,7 +1280,7 @@ impl TargetMachine {
 
     /// `head`, plus the machine's state and reason when it is not Healthy.
     fn with_machine(&self, head: String, now: u64) -> String {
-        if self.state == State::Healthy {
+        if self.state == Status::Healthy {
             return head;
         }
         format!(
@@ -1310,8 +1310,8 @@ impl TargetMachine {
             );
         }
         match self.state {
-            State::Healthy => {}
-            State::Degraded => {
+            Status::Healthy => {}
+            Status::Degraded => {
                 let r = &self.th.rum;
                 s += &format!(
                     "; healthy again when the RUM complaint rate is ≤ {} × baseline {} or < {} \
@@ -1324,7 +1324,7 @@ impl TargetMachine {
                     self.rum.count
                 );
             }
-            State::Down => s += &format!("; recovery waits for {}", self.waiting_for(now)),
+            Status::Down => s += &format!("; recovery waits for {}", self.waiting_for(now)),
         }
         s
     }
@@ -1470,7 +1470,7 @@ mod tests {
         sec: u64,
         sig: Signals,
         events: Vec<Transition>,
-        eff: EffectiveState,
+        eff: EffectiveStatus,
     }
 
     struct Sim {
@@ -1588,7 +1588,7 @@ mod tests {
         th
     }
 
-    fn state_at(log: &[StepLog], sec: u64) -> EffectiveState {
+    fn state_at(log: &[StepLog], sec: u64) -> EffectiveStatus {
         log.iter().find(|l| l.sec == sec).expect("simulated").eff
     }
 
@@ -1596,7 +1596,7 @@ mod tests {
     fn assert_no_flap(ev: &[(u64, Transition)], min_dwell: Duration) {
         let downs = ev
             .iter()
-            .filter(|(_, e)| e.to == EffectiveState::Down)
+            .filter(|(_, e)| e.to == EffectiveStatus::Down)
             .count();
         assert!(downs <= 1, "{ev:#?}");
         for w in ev.windows(2) {
@@ -1633,20 +1633,20 @@ mod tests {
         assert_eq!(dur_th(Duration::from_secs(2)), "2 s");
         assert_eq!(dur_th(Duration::from_millis(500)), "500 ms");
         assert_eq!(secs(Duration::from_millis(2312)), "2.31 s");
-        for e in EffectiveState::ALL {
-            assert_eq!(EffectiveState::parse(e.as_str()), Some(e));
+        for e in EffectiveStatus::ALL {
+            assert_eq!(EffectiveStatus::parse(e.as_str()), Some(e));
         }
         for k in OverrideKind::ALL {
             assert_eq!(OverrideKind::parse(k.as_str()), Some(k));
         }
-        let usable: Vec<&str> = EffectiveState::ALL
+        let usable: Vec<&str> = EffectiveStatus::ALL
             .into_iter()
             .filter(|e| e.usable())
             .map(|e| e.as_str())
             .collect();
         assert_eq!(usable, ["healthy", "degraded", "forced_up"]);
-        assert!(EffectiveState::Degraded.is_degraded());
-        assert!(!EffectiveState::Down.is_degraded());
+        assert!(EffectiveStatus::Degraded.is_degraded());
+        assert!(!EffectiveStatus::Down.is_degraded());
         assert!(Thresholds::default().problems().is_empty());
         let mut bad = Thresholds::default();
         bad.error_rate.recover_below = 0.2;
@@ -1657,13 +1657,13 @@ mod tests {
     #[test]
     fn no_data_is_healthy() {
         let mut m = TargetMachine::new("cdn-a".into(), T0);
-        assert_eq!(m.effective(), EffectiveState::Healthy);
+        assert_eq!(m.effective(), EffectiveStatus::Healthy);
         assert_eq!(m.reason(), "no data yet");
         let th = Thresholds::default();
         for s in 0..900 {
             assert!(m.step(&Signals::empty(), &th, at(s)).is_empty());
         }
-        assert_eq!(m.effective(), EffectiveState::Healthy);
+        assert_eq!(m.effective(), EffectiveStatus::Healthy);
         assert_eq!(m.reason(), "no data yet");
         assert_eq!(m.since_ms(), T0);
         assert!(!m.unstable(at(900)));
@@ -1675,7 +1675,7 @@ mod tests {
         };
         let ev = m.step(&sig, &th, at(900) + 1);
         assert_eq!(ev.len(), 1);
-        assert_eq!(ev[0].to, EffectiveState::Down);
+        assert_eq!(ev[0].to, EffectiveStatus::Down);
         assert!(
             m.explain()
                 .contains("a passing check after the hard failure at 22:28:20 UTC")
@@ -1714,7 +1714,7 @@ mod tests {
         assert_eq!(ev[0].0, first);
         assert_eq!(
             (ev[0].1.from, ev[0].1.to),
-            (EffectiveState::Healthy, EffectiveState::Down)
+            (EffectiveStatus::Healthy, EffectiveStatus::Down)
         );
         assert_eq!(
             ev[0].1.reason,
@@ -1744,11 +1744,11 @@ mod tests {
         );
         assert!(sim.m.unstable(at(holds_from + 130)));
         let log = sim.run(holds_from + 400, |_| Check::Ok);
-        assert_eq!(state_at(&log, holds_from + 299), EffectiveState::Down);
+        assert_eq!(state_at(&log, holds_from + 299), EffectiveStatus::Down);
         let ev = events(&log);
         assert_eq!(ev.len(), 1, "{ev:#?}");
         assert_eq!(ev[0].0, holds_from + 300);
-        assert_eq!(ev[0].1.to, EffectiveState::Healthy);
+        assert_eq!(ev[0].1.to, EffectiveStatus::Healthy);
         assert_eq!(ev[0].1.reason, "recovered: error rate < 1 % for 5m0s");
         assert_eq!(sim.m.reason(), "recovered: error rate < 1 % for 5m0s");
         // Unstable for 10 min after the change, then not.
@@ -1772,7 +1772,7 @@ mod tests {
         let ev = events(&log);
         assert_eq!(ev.len(), 1, "{ev:#?}");
         assert_eq!(ev[0].0, first);
-        assert_eq!(ev[0].1.to, EffectiveState::Down);
+        assert_eq!(ev[0].1.to, EffectiveStatus::Down);
         let r = &ev[0].1.reason;
         assert!(
             r.starts_with("p95 ") && r.ends_with(" s > 2 s over 1m"),
@@ -1788,7 +1788,7 @@ mod tests {
             .unwrap()
             .sec;
         assert_eq!(fast, holds_from);
-        assert_eq!(state_at(&log, holds_from + 299), EffectiveState::Down);
+        assert_eq!(state_at(&log, holds_from + 299), EffectiveStatus::Down);
         let ev = events(&log);
         assert_eq!(ev.len(), 1, "{ev:#?}");
         assert_eq!(ev[0].0, holds_from + 300);
@@ -1830,7 +1830,7 @@ mod tests {
             .unwrap()
             .sec;
         assert_eq!(up, holds_from);
-        assert_eq!(state_at(&log, holds_from + 599), EffectiveState::Down);
+        assert_eq!(state_at(&log, holds_from + 599), EffectiveStatus::Down);
         let ev = events(&log);
         assert_eq!(ev.len(), 1, "{ev:#?}");
         assert_eq!(ev[0].0, holds_from + 600);
@@ -1927,7 +1927,7 @@ mod tests {
         sim.run(599, |_| Check::Ok);
         let log = sim.run(659, |_| Check::Fail);
         assert_eq!(events(&log).len(), 1);
-        assert_eq!(sim.m.effective(), EffectiveState::Down);
+        assert_eq!(sim.m.effective(), EffectiveStatus::Down);
         // Five silent minutes: still down (its failures are in the windows).
         let log = sim.run(659 + 300, |_| Check::Skip);
         assert!(events(&log).is_empty());
@@ -1937,7 +1937,7 @@ mod tests {
         // The last failure (second 659) speaks for its vantage for `max_gap` (60 s) more: the
         // 10-minute window is empty 600 s after that.
         assert_eq!(ev[0].0, 659 + 60 + 600);
-        assert_eq!(ev[0].1.to, EffectiveState::Healthy);
+        assert_eq!(ev[0].1.to, EffectiveStatus::Healthy);
         assert!(
             ev[0]
                 .1
@@ -1949,7 +1949,7 @@ mod tests {
         // When checks come back failing, it fails again (new evidence).
         let log = sim.run(659 + 760, |_| Check::Fail);
         assert_eq!(events(&log).len(), 1);
-        assert_eq!(sim.m.effective(), EffectiveState::Down);
+        assert_eq!(sim.m.effective(), EffectiveStatus::Down);
     }
 
     /// Property: one outage (every check failing for a while, then passing for good) gives at
@@ -1985,11 +1985,11 @@ mod tests {
             let ev = events(&log);
             let recoveries = ev
                 .iter()
-                .filter(|(_, t)| t.from == EffectiveState::Down && t.to.usable())
+                .filter(|(_, t)| t.from == EffectiveStatus::Down && t.to.usable())
                 .count();
             let failures = ev
                 .iter()
-                .filter(|(_, t)| t.to == EffectiveState::Down)
+                .filter(|(_, t)| t.to == EffectiveStatus::Down)
                 .count();
             assert!(
                 recoveries <= 1 && failures <= 1,
@@ -1999,7 +1999,7 @@ mod tests {
                     .collect::<Vec<_>>()
             );
             // It ends healthy: the outage is over and every rule's recovery can be met.
-            assert_eq!(sim.m.effective(), EffectiveState::Healthy, "case {case}");
+            assert_eq!(sim.m.effective(), EffectiveStatus::Healthy, "case {case}");
         }
     }
 
@@ -2097,7 +2097,7 @@ mod tests {
         });
         let ev = events(&log);
         assert_eq!(ev.len(), 1, "{ev:#?}");
-        assert_eq!(ev[0].1.to, EffectiveState::Down);
+        assert_eq!(ev[0].1.to, EffectiveStatus::Down);
     }
 
     #[test]
@@ -2145,7 +2145,7 @@ mod tests {
         let log = sim.run(f, |_| Check::Fail);
         let ev = events(&log);
         assert_eq!(ev.len(), 1);
-        assert_eq!(ev[0].1.to, EffectiveState::Down);
+        assert_eq!(ev[0].1.to, EffectiveStatus::Down);
         assert_eq!(
             ev[0].1.reason,
             "hard failure confirmed by the prober at 22:23:20 UTC"
@@ -2162,7 +2162,7 @@ mod tests {
         // 10 min after that. The caller still passes the old confirmation: not newer than the
         // transition, it is ignored.
         let log = sim.run(f + 91 + 600, |_| Check::Ok);
-        assert_eq!(state_at(&log, f + 91 + 599), EffectiveState::Down);
+        assert_eq!(state_at(&log, f + 91 + 599), EffectiveStatus::Down);
         let ev = events(&log);
         assert_eq!(ev.len(), 1, "{ev:#?}");
         assert_eq!(ev[0].0, f + 91 + 600);
@@ -2182,7 +2182,7 @@ mod tests {
         let log = sim.run(g, |_| Check::Fail);
         let ev = events(&log);
         assert_eq!(ev.len(), 1);
-        assert_eq!((ev[0].0, ev[0].1.to), (g, EffectiveState::Down));
+        assert_eq!((ev[0].0, ev[0].1.to), (g, EffectiveStatus::Down));
         // A confirmation older than the newest passing check is stale.
         let mut m = TargetMachine::new("x".into(), T0);
         let sig = Signals {
@@ -2208,9 +2208,9 @@ mod tests {
         );
         let ev = events(&log);
         assert_eq!(ev.len(), 2, "{ev:#?}");
-        assert_eq!((ev[0].0, ev[0].1.to), (600, EffectiveState::Down));
+        assert_eq!((ev[0].0, ev[0].1.to), (600, EffectiveStatus::Down));
         // Availability's 10 min from 600.3 s: the step at 1200.5 s.
-        assert_eq!((ev[1].0, ev[1].1.to), (1200, EffectiveState::Healthy));
+        assert_eq!((ev[1].0, ev[1].1.to), (1200, EffectiveStatus::Healthy));
     }
 
     #[test]
@@ -2235,7 +2235,7 @@ mod tests {
         let ev = events(&log);
         assert_eq!(ev.len(), 1, "{ev:#?}");
         assert!(g + 6 < f + 1206);
-        assert_eq!((ev[0].0, ev[0].1.to), (f + 1206, EffectiveState::Down));
+        assert_eq!((ev[0].0, ev[0].1.to), (f + 1206, EffectiveStatus::Down));
         // Default dwell (30 s): a hard failure the windows never saw, recovery durations of 0:
         // recovery is due at the first passing check, one second later, and waits for the dwell.
         let mut th = only(&[Rule::ErrorRate]);
@@ -2246,8 +2246,8 @@ mod tests {
         let log = sim.run(700, |s| if s == 600 { Check::Skip } else { Check::Ok });
         let ev = events(&log);
         assert_eq!(ev.len(), 2, "{ev:#?}");
-        assert_eq!((ev[0].0, ev[0].1.to), (600, EffectiveState::Down));
-        assert_eq!((ev[1].0, ev[1].1.to), (630, EffectiveState::Healthy));
+        assert_eq!((ev[0].0, ev[0].1.to), (600, EffectiveStatus::Down));
+        assert_eq!((ev[1].0, ev[1].1.to), (630, EffectiveStatus::Healthy));
     }
 
     #[test]
@@ -2266,13 +2266,13 @@ mod tests {
         assert_eq!(ev.len(), 1);
         assert_eq!(
             (ev[0].from, ev[0].to),
-            (EffectiveState::Healthy, EffectiveState::ForcedDown)
+            (EffectiveStatus::Healthy, EffectiveStatus::ForcedDown)
         );
         assert_eq!(
             ev[0].reason,
             "forced down by operator until 22:16:00 UTC: maintenance"
         );
-        assert_eq!(sim.m.effective(), EffectiveState::ForcedDown);
+        assert_eq!(sim.m.effective(), EffectiveStatus::ForcedDown);
         assert!(!sim.m.effective().usable());
         assert_eq!(sim.m.current_override(), Some(&o));
         assert_eq!(sim.m.since_ms(), now);
@@ -2290,7 +2290,7 @@ mod tests {
         // The machine goes down underneath: no event while overridden.
         let log = sim.run(159, |s| if s >= 100 { Check::Fail } else { Check::Ok });
         assert!(events(&log).is_empty());
-        assert_eq!(sim.m.state(), State::Down);
+        assert_eq!(sim.m.state(), Status::Down);
         assert!(
             sim.m.explain().contains("; underneath down since"),
             "{}",
@@ -2303,7 +2303,7 @@ mod tests {
         assert_eq!(ev[0].0, 220);
         assert_eq!(
             (ev[0].1.from, ev[0].1.to),
-            (EffectiveState::ForcedDown, EffectiveState::Down)
+            (EffectiveStatus::ForcedDown, EffectiveStatus::Down)
         );
         assert!(
             ev[0].1
@@ -2324,7 +2324,7 @@ mod tests {
         let ev = sim.m.set_override(Some(up), now);
         assert_eq!(
             (ev[0].from, ev[0].to),
-            (EffectiveState::Down, EffectiveState::ForcedUp)
+            (EffectiveStatus::Down, EffectiveStatus::ForcedUp)
         );
         assert_eq!(ev[0].reason, "forced up by operator");
         assert!(sim.m.effective().usable());
@@ -2333,7 +2333,7 @@ mod tests {
         let ev = sim.m.set_override(None, at(301));
         assert_eq!(
             (ev[0].from, ev[0].to),
-            (EffectiveState::ForcedUp, EffectiveState::Down)
+            (EffectiveStatus::ForcedUp, EffectiveStatus::Down)
         );
         assert!(
             ev[0]
@@ -2350,7 +2350,7 @@ mod tests {
             set_at_ms: T0,
         };
         let ev = m.set_override(Some(d), T0);
-        assert_eq!(ev[0].to, EffectiveState::Drained);
+        assert_eq!(ev[0].to, EffectiveStatus::Drained);
         assert_eq!(m.effective().as_str(), "drained");
         assert!(!m.effective().usable());
         assert!(m.unstable(T0 + 1));
@@ -2360,10 +2360,10 @@ mod tests {
         assert_eq!(ev.len(), 1);
         assert_eq!(
             (ev[0].from, ev[0].to),
-            (EffectiveState::Drained, EffectiveState::Healthy)
+            (EffectiveStatus::Drained, EffectiveStatus::Healthy)
         );
         assert_eq!(ev[0].reason, "override expired (drained: moving traffic)");
-        assert_eq!(m.effective(), EffectiveState::Healthy);
+        assert_eq!(m.effective(), EffectiveStatus::Healthy);
         // An override takes effect whatever the dwell (here the target just went down).
         let mut m = TargetMachine::new("c".into(), T0);
         let sig = Signals {
@@ -2380,7 +2380,7 @@ mod tests {
             }),
             T0 + 2,
         );
-        assert_eq!(ev[0].to, EffectiveState::ForcedUp);
+        assert_eq!(ev[0].to, EffectiveStatus::ForcedUp);
     }
 
     #[test]
@@ -2411,7 +2411,7 @@ mod tests {
         assert_eq!(ev[0].0, first);
         assert_eq!(
             (ev[0].1.from, ev[0].1.to),
-            (EffectiveState::Healthy, EffectiveState::Degraded)
+            (EffectiveStatus::Healthy, EffectiveStatus::Degraded)
         );
         assert_eq!(
             ev[0].1.reason,
@@ -2435,7 +2435,7 @@ mod tests {
         let ev = events(&log);
         assert_eq!(ev.len(), 1, "{ev:#?}");
         assert_eq!(ev[0].0, back);
-        assert_eq!(ev[0].1.to, EffectiveState::Healthy);
+        assert_eq!(ev[0].1.to, EffectiveStatus::Healthy);
         let want = format!(
             "RUM complaints back to baseline: {} ≤ 1.5 × baseline {} over 5m",
             pct(rate(&log[(back - f - 120) as usize])),
@@ -2455,11 +2455,11 @@ mod tests {
         let mut sim = Sim::new(th);
         sim.run_rum(599, |s| (Check::Ok, 10, u32::from(s.is_multiple_of(20))));
         sim.run_rum(606, |_| (Check::Fail, 10, 1));
-        assert_eq!(sim.m.state(), State::Down);
+        assert_eq!(sim.m.state(), Status::Down);
         let log = sim.run_rum(700, |_| (Check::Ok, 10, 3));
         let ev = events(&log);
         assert_eq!(ev.len(), 1, "{ev:#?}");
-        assert_eq!(ev[0].1.to, EffectiveState::Degraded);
+        assert_eq!(ev[0].1.to, EffectiveStatus::Degraded);
         assert!(
             ev[0]
                 .1
@@ -2488,7 +2488,7 @@ mod tests {
         assert!(
             log.iter()
                 .flat_map(|l| &l.events)
-                .any(|e| e.to == EffectiveState::Down),
+                .any(|e| e.to == EffectiveStatus::Down),
             "4 s down in 70 s (94 %) must fail availability once a minute is known"
         );
     }
