@@ -25,6 +25,9 @@
 #                      rerun rows that had a high steal%
 #   OUT=               also write the results table to this file
 #   KEEP_TMP=1         keep the temp dir (query files, server logs, raw output)
+#   STEERD_BINS=       steerd builds to compare in one run, as label=path pairs, e.g.
+#                      "before=/tmp/steerd-old after=target/release/steerd"; each
+#                      label is a server column (steerd-LABEL). Empty: target/release/steerd
 set -euo pipefail
 
 # --- benchmark cases: the one place to add more -----------------------------
@@ -60,6 +63,7 @@ GEO_MMDB=${GEO_MMDB:-}
 ONLY=${ONLY:-}
 OUT=${OUT:-}
 KEEP_TMP=${KEEP_TMP:-0}
+STEERD_BINS=${STEERD_BINS:-}
 
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
@@ -77,6 +81,14 @@ done
 # OUT and GEO_MMDB are relative to the caller's cwd; everything else to the repo root.
 if [[ -n $OUT && $OUT != /* ]]; then OUT="$PWD/$OUT"; fi
 if [[ -n $GEO_MMDB && $GEO_MMDB != /* ]]; then GEO_MMDB="$PWD/$GEO_MMDB"; fi
+# "label=path" pairs, paths made absolute (relative ones are to the caller's cwd).
+STEERD_RUNS=()
+for pair in $STEERD_BINS; do
+  [[ $pair == ?*=?* ]] || { echo "STEERD_BINS: '$pair' is not label=path" >&2; exit 2; }
+  bin=${pair#*=}
+  [[ $bin == /* ]] || bin="$PWD/$bin"
+  STEERD_RUNS+=("steerd-${pair%%=*}=$bin")
+done
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -247,7 +259,10 @@ if [[ $RUN_STEERD == 1 ]]; then
     log "cargo build --release"
     cargo build --release >&2
   fi
-  [[ -x target/release/steerd ]] || die "target/release/steerd not found (build it, or drop --no-build)"
+  (( ${#STEERD_RUNS[@]} > 0 )) || STEERD_RUNS=("steerd=$PWD/target/release/steerd")
+  for run in "${STEERD_RUNS[@]}"; do
+    [[ -x ${run#*=} ]] || die "${run#*=} not found (build it, or drop --no-build)"
+  done
 fi
 
 # gdnsd's geoip plugin (www) reads only the MaxMind schema: give it a converted
@@ -274,15 +289,18 @@ if [[ $RUN_GDNSD == 1 ]]; then [[ -f $GEO_MMDB ]] || die "GEO_MMDB=$GEO_MMDB not
 check_idle
 
 if [[ $RUN_STEERD == 1 ]]; then
-  port=${STEERD_PORT:-$(free_port)}
-  log "starting steerd on 127.0.0.1:$port"
-  RUST_LOG=$STEERD_LOG "${SRV_PIN[@]}" target/release/steerd serve --config "$STEERD_CONFIG" \
-    --dns-listen "127.0.0.1:$port" >"$TMP/steerd.log" 2>&1 &
-  pid=$!
-  SERVER_PIDS+=("$pid")
-  wait_ready steerd "$port" "$pid" "$TMP/steerd.log"
-  bench_server steerd "$port" "$pid"
-  kill "$pid"; wait "$pid" 2>/dev/null || true; SERVER_PIDS=()
+  for run in "${STEERD_RUNS[@]}"; do
+    label=${run%%=*} bin=${run#*=}
+    port=${STEERD_PORT:-$(free_port)}
+    log "starting $label ($bin) on 127.0.0.1:$port"
+    RUST_LOG=$STEERD_LOG "${SRV_PIN[@]}" "$bin" serve --config "$STEERD_CONFIG" \
+      --dns-listen "127.0.0.1:$port" >"$TMP/$label.log" 2>&1 &
+    pid=$!
+    SERVER_PIDS+=("$pid")
+    wait_ready "$label" "$port" "$pid" "$TMP/$label.log"
+    bench_server "$label" "$port" "$pid"
+    kill "$pid"; wait "$pid" 2>/dev/null || true; SERVER_PIDS=()
+  done
 fi
 
 if [[ $RUN_GDNSD == 1 ]]; then
