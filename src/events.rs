@@ -158,6 +158,28 @@ pub struct Event {
 }
 
 impl Event {
+    /// An event about `subject` (its id is given by the log; no from/to).
+    pub fn new(
+        kind: EventKind,
+        severity: Severity,
+        subject_kind: &'static str,
+        subject: &str,
+        summary: String,
+        at_ms: u64,
+    ) -> Event {
+        Event {
+            id: 0,
+            at_ms,
+            kind,
+            severity,
+            subject_kind,
+            subject: subject.to_string(),
+            summary,
+            from: None,
+            to: None,
+        }
+    }
+
     /// Key shared by a trigger and its resolve: `steerd/<family>/<subject_kind>/<subject>`.
     pub fn dedup_key(&self) -> String {
         format!(

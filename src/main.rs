@@ -329,15 +329,8 @@ fn probe(config: Option<PathBuf>, once: bool, only: &[String]) -> ExitCode {
         eprintln!("no target has a health check");
         return ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime(tokio::runtime::Builder::new_current_thread()) else {
+        return ExitCode::FAILURE;
     };
     runtime.block_on(async move {
         if once {
@@ -449,6 +442,16 @@ fn config_source(args: &ServeArgs) -> steerd::admin::store::ConfigSource {
     }
 }
 
+/// A runtime from `builder` with every driver on; None (and the reason on stderr) when it
+/// cannot start.
+fn runtime(mut builder: tokio::runtime::Builder) -> Option<tokio::runtime::Runtime> {
+    builder
+        .enable_all()
+        .build()
+        .map_err(|e| eprintln!("cannot start the runtime: {e}"))
+        .ok()
+}
+
 fn serve(args: ServeArgs) -> ExitCode {
     let cfg = match load_for_serve(&args) {
         Ok(c) => c,
@@ -457,15 +460,8 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime(tokio::runtime::Builder::new_multi_thread()) else {
+        return ExitCode::FAILURE;
     };
     let mut cfg = cfg;
     if cfg.server.admin_listen.is_none() {

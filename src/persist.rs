@@ -6,22 +6,17 @@
 //! Without this file a restart would forget the month's spend and let a CDN that is over its
 //! cap take traffic again until the next billing push. It is JSON, written atomically (temporary
 //! file, fsync, rename, fsync of the directory) every [`SAVE_EVERY`] when something changed and
-//! at shutdown, and read once at start. A file that cannot be read or fails its checks is moved
+//! at shutdown (by [`crate::control::Saver`]), and read once at start. A file that cannot be read or fails its checks is moved
 //! aside (never deleted) and steerd starts without it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use std::sync::Arc;
-
-use parking_lot::Mutex;
-
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
 
-use crate::control::{CacheReport, Control};
 use crate::policy::cost::Usage;
+use crate::policy::reports::CacheReport;
 
 /// The format written in `format`; a file of another format is refused. Fields added later
 /// that older versions can ignore keep the format (unknown fields are ignored, so a rollback
@@ -189,98 +184,6 @@ pub fn set_aside(path: &Path, now_ms: u64) -> std::io::Result<PathBuf> {
     let aside = PathBuf::from(aside);
     std::fs::rename(path, &aside)?;
     Ok(aside)
-}
-
-/// Keeps the state file up to date: written at start, then whenever its figures changed.
-pub struct Saver {
-    path: PathBuf,
-    control: Control,
-    /// The figures last written (or read at start), and whether the last write failed (one
-    /// warning per failing stretch, not one every interval).
-    last: Mutex<(Saved, bool)>,
-}
-
-impl Saver {
-    /// Take back the state at `path` and start keeping it there. The state is written at
-    /// once, so a place steerd cannot write to shows at start. A file that does not parse
-    /// or fails its checks is moved aside; one that cannot be read at all (permissions, I/O)
-    /// is left alone and nothing is kept (None), so that it is never replaced. Blocking.
-    pub fn open(path: PathBuf, control: Control) -> Option<Saver> {
-        let now = control.now().wall_ms;
-        match load(&path, now) {
-            Ok(Some(saved)) => {
-                let took = control.restore_state(saved);
-                info!(path = %path.display(), "state restored: {took}");
-            }
-            Ok(None) => {}
-            Err(LoadError::Invalid(e)) => match set_aside(&path, now) {
-                Ok(aside) => warn!(
-                    "{e}: starting without it (the file was moved to {})",
-                    aside.display()
-                ),
-                Err(m) => {
-                    warn!("{e}: starting without it, and keeping none (cannot move it aside: {m})");
-                    return None;
-                }
-            },
-            Err(LoadError::Unreadable(e)) => {
-                warn!("{e}: starting without it, and keeping none (the file is left as it is)");
-                return None;
-            }
-        }
-        let saved = control.saved_state();
-        let failing = match save(&path, &saved) {
-            Ok(()) => false,
-            Err(e) => {
-                warn!(path = %path.display(), "cannot write the state file: {e}; this month's answer counts and reported usage will not outlive a restart (set server.state_file to a writable place)");
-                true
-            }
-        };
-        Some(Saver {
-            path,
-            control,
-            last: Mutex::new((saved, failing)),
-        })
-    }
-
-    /// Write the state if its figures changed since the last write; Ok when the file holds
-    /// them. Blocking. The snapshot is taken under the lock, so snapshots are written in the
-    /// order they were taken.
-    pub fn save(&self) -> Result<(), String> {
-        let mut last = self.last.lock();
-        let saved = self.control.saved_state();
-        if saved.same_figures(&last.0) {
-            return Ok(());
-        }
-        match save(&self.path, &saved) {
-            Ok(()) => {
-                if last.1 {
-                    info!(path = %self.path.display(), "state saved again");
-                }
-                *last = (saved, false);
-                Ok(())
-            }
-            Err(e) => {
-                if !last.1 {
-                    warn!(path = %self.path.display(), "cannot save the state: {e}");
-                }
-                last.1 = true;
-                Err(format!("{}: {e}", self.path.display()))
-            }
-        }
-    }
-}
-
-/// Save the state every [`SAVE_EVERY`] (a task of the running server).
-pub async fn save_loop(saver: Arc<Saver>) {
-    let mut every = tokio::time::interval(SAVE_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    every.tick().await;
-    loop {
-        every.tick().await;
-        let s = saver.clone();
-        let _ = tokio::task::spawn_blocking(move || s.save()).await;
-    }
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ pub struct Server {
     store: Arc<ConfigStore>,
     admin: Option<AdminServer>,
     /// Saves this month's answers and the reported inputs across restarts (None: not kept).
-    state: Option<Arc<crate::persist::Saver>>,
+    state: Option<Arc<crate::control::Saver>>,
     saver: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -222,7 +222,7 @@ impl Server {
         let state = match state_path {
             Some(path) => {
                 let c = control.clone();
-                tokio::task::spawn_blocking(move || crate::persist::Saver::open(path, c))
+                tokio::task::spawn_blocking(move || crate::control::Saver::open(path, c))
                     .await?
                     .map(Arc::new)
             }
@@ -309,7 +309,7 @@ impl Server {
         };
         let saver = state
             .clone()
-            .map(|s| tokio::spawn(crate::persist::save_loop(s)));
+            .map(|s| tokio::spawn(crate::control::save_loop(s)));
         Ok(Self {
             control,
             listeners,

@@ -58,7 +58,7 @@ pub struct Api {
     tokens: Tokens,
     env_tokens: Vec<Token>,
     /// Where pushed usage and cache metrics are kept across restarts (None: not kept).
-    state: Option<Arc<crate::persist::Saver>>,
+    state: Option<Arc<crate::control::Saver>>,
 }
 
 /// Tokens from `STEERD_ADMIN_TOKEN` and `STEERD_READ_TOKEN` (comma-separated lists).
@@ -97,7 +97,7 @@ impl Api {
         apply: Apply,
         metrics_sources: Vec<MetricsSource>,
         tokens: Tokens,
-        state: Option<Arc<crate::persist::Saver>>,
+        state: Option<Arc<crate::control::Saver>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             control,

@@ -1,86 +1,20 @@
-//! Inputs pushed through the admin API: CDN cache reports, RUM beacons, and the checks of
-//! pushed observations' stamps.
+//! The inputs that arrive: the prober's reports, observations pushed by remote agents, RUM
+//! beacons, billing usage and cache reports (each checked and recorded), and their views.
 
 use std::sync::Arc;
-use std::time::Duration;
 
+use parking_lot::Mutex;
+use tracing::warn;
+
+use crate::events::{Event, EventKind, Severity};
+use crate::health::machine::{EffectiveStatus, Override};
 use crate::health::window::{HealthStore, Win};
 use crate::health::{Level, Observation, WindowStats};
-use crate::policy::chain::CacheInputs;
+use crate::policy::cost::{CostStatus, Usage};
+use crate::policy::reports::CacheReport;
 
-/// Cache figures a CDN reported (each 0..=1), for all its clients or one region's.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct CacheReport {
-    pub hit_ratio: Option<f64>,
-    pub popularity: Option<f64>,
-    pub ttl_factor: Option<f64>,
-    pub purge_ratio: Option<f64>,
-    /// When it was received (Unix ms, wall clock).
-    pub at_ms: u64,
-    /// When it was received, in health time (how old it is: see [`CACHE_REPORT_MAX_AGE`]).
-    #[serde(skip)]
-    pub received_ms: u64,
-}
-
-/// The seed's cache score looks at the last 5 minutes: older reports no longer count.
-pub const CACHE_REPORT_MAX_AGE: Duration = Duration::from_secs(300);
-
-/// Cache lookups the prober must have seen in 5 minutes before its hit ratio counts.
-pub const MIN_PROBE_CACHE_LOOKUPS: u64 = 3;
-
-/// The cache-aware inputs of one target for one group of clients: each of the seed's factors
-/// from the first source that has it — the region's report, the target's report (both only
-/// while fresh) — and for popularity, failing a reported one, the measured hit ratio (reported,
-/// else the prober's over 5 minutes) as its observable proxy; then the seed's defaults.
-pub fn cache_inputs(reports: &[&CacheReport], probe_hit_ratio: Option<f64>) -> CacheInputs {
-    let d = CacheInputs::default();
-    let first = |f: fn(&CacheReport) -> Option<f64>| reports.iter().find_map(|r| f(r));
-    let (popularity, popularity_from) = match (
-        first(|r| r.popularity),
-        first(|r| r.hit_ratio),
-        probe_hit_ratio,
-    ) {
-        (Some(p), _, _) => (p, "reported"),
-        (None, Some(h), _) => (h, "reported hit ratio"),
-        (None, None, Some(h)) => (h, "probed hit ratio"),
-        (None, None, None) => (d.popularity, "default"),
-    };
-    CacheInputs {
-        popularity,
-        ttl_factor: first(|r| r.ttl_factor).unwrap_or(d.ttl_factor),
-        purge_ratio: first(|r| r.purge_ratio).unwrap_or(d.purge_ratio),
-        popularity_from,
-    }
-}
-
-impl CacheReport {
-    /// Every figure given is a ratio in 0..=1: Err("FIELD: reason") otherwise.
-    pub fn check(&self) -> Result<(), String> {
-        for (field, v) in [
-            ("hit_ratio", self.hit_ratio),
-            ("popularity", self.popularity),
-            ("ttl_factor", self.ttl_factor),
-            ("purge_ratio", self.purge_ratio),
-        ] {
-            if let Some(v) = v
-                && !(0.0..=1.0).contains(&v)
-            {
-                return Err(format!("{field}: must be between 0 and 1 (got {v})"));
-            }
-        }
-        Ok(())
-    }
-
-    /// The cache-aware policy's inputs from this report alone.
-    pub fn inputs(&self) -> CacheInputs {
-        cache_inputs(&[self], None)
-    }
-
-    /// Received less than [`CACHE_REPORT_MAX_AGE`] before `now_ms` (health time).
-    pub fn fresh(&self, now_ms: u64) -> bool {
-        now_ms.saturating_sub(self.received_ms) <= CACHE_REPORT_MAX_AGE.as_millis() as u64
-    }
-}
+use super::Control;
+use super::compile::Swap;
 
 /// One real-user beacon.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,7 +34,7 @@ pub struct RumStore {
 }
 
 /// Per target, its regions and their window keys in [`RumStore::by_region`].
-type RegionKeys = std::collections::HashMap<String, Vec<(String, Arc<str>)>>;
+pub(super) type RegionKeys = std::collections::HashMap<String, Vec<(String, Arc<str>)>>;
 
 impl RumStore {
     /// The per-region windows grouped by target: one walk, for callers that visit every
@@ -194,4 +128,283 @@ pub(super) fn derive_checks(batch: &[Observation]) -> Vec<Observation> {
         .filter(|(has_check, _)| !has_check)
         .filter_map(|(_, d)| d)
         .collect()
+}
+
+impl Control {
+    /// Health windows of every probed target.
+    pub fn health(&self) -> &Arc<Mutex<HealthStore>> {
+        &self.health
+    }
+
+    /// Record a probe report's observations. Returns true when it confirms a failure (the
+    /// caller should recompile at once rather than at the next tick).
+    pub fn record(
+        &self,
+        observations: &[Observation],
+        confirmed_down: Option<(&Arc<str>, u64)>,
+    ) -> bool {
+        let now = self.now();
+        let refused = {
+            let mut store = self.health.lock();
+            observations.iter().filter(|o| !store.record(o)).count()
+        };
+        if refused > 0 {
+            // Older than the windows keep (health time never goes back, so only a stamp taken
+            // long before it was recorded is): counted, never silently lost.
+            self.metrics.observations_refused.inc_by(refused as u64);
+            warn!(
+                refused,
+                "observations older than the health windows were not recorded"
+            );
+        }
+        for o in observations {
+            let level = o.level.as_str();
+            self.metrics
+                .probe_checks
+                .with_label_values(&[&*o.target, level, if o.ok { "ok" } else { "fail" }])
+                .inc();
+            self.metrics
+                .probe_duration
+                .with_label_values(&[&*o.target, level])
+                .observe(o.latency.as_secs_f64());
+        }
+        for o in observations
+            .iter()
+            .filter(|o| o.level == Level::Tls && o.ok)
+        {
+            // The TLS level passes with a warning when the certificate is close to expiry. The
+            // target warns while any vantage point's latest check does.
+            let warn_now = o.detail.contains(crate::probe::tls::EXPIRY_WARNING);
+            let mut st = self.inner.lock();
+            let live = &mut st.live;
+            let per = live.cert_warn.entry(o.target.to_string()).or_default();
+            let was = !per.is_empty();
+            if warn_now {
+                per.insert(o.vantage.to_string(), o.detail.clone());
+            } else {
+                per.remove(&*o.vantage);
+            }
+            let is = !per.is_empty();
+            if is && !was {
+                let ev = Event::new(
+                    EventKind::CertExpiring,
+                    Severity::Warning,
+                    "target",
+                    &o.target,
+                    format!("{}: {}", o.target, o.detail),
+                    now.wall_of(o.at_ms),
+                );
+                self.emit(live, ev);
+            } else if !is && was {
+                let ev = Event::new(
+                    EventKind::CertOk,
+                    Severity::Info,
+                    "target",
+                    &o.target,
+                    format!("{}: {}", o.target, o.detail),
+                    now.wall_of(o.at_ms),
+                );
+                self.emit(live, ev);
+            }
+        }
+        match confirmed_down {
+            Some((t, at)) => {
+                self.inner.lock().live.confirmed.insert(t.clone(), at);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Observations pushed by a remote probe agent, stamped on the agent's wall clock: each is
+    /// checked (known target, time not more than 5 s ahead nor 10 min old) and recorded like
+    /// the local prober's, at the health time its stamp corresponds to. Any level counts: an
+    /// agent that reports levels without the run's verdict (`check`) gets one derived per
+    /// target, vantage and time (ok when every level reported was ok), so its failures and
+    /// its recoveries move the target's health. Returns, per observation, `Ok` or why it was
+    /// refused.
+    pub fn record_remote(&self, observations: &[Observation]) -> Vec<Result<(), String>> {
+        let now = self.now();
+        let known: Vec<String> = {
+            let st = self.inner.lock();
+            st.config.targets.iter().map(|t| t.name.clone()).collect()
+        };
+        let mut out = Vec::with_capacity(observations.len());
+        let mut good: Vec<Observation> = Vec::new();
+        for o in observations {
+            let r = check_stamp(o.at_ms, now.wall_ms, "at_ms").and_then(|()| {
+                if known.iter().any(|k| **k == *o.target) {
+                    Ok(())
+                } else {
+                    Err(format!("target: no target named \"{}\"", o.target))
+                }
+            });
+            let vantage = self.vantage_labels.label(&o.vantage, r.is_ok());
+            self.metrics
+                .observations
+                .with_label_values(&[
+                    vantage.as_str(),
+                    if r.is_ok() { "accepted" } else { "rejected" },
+                ])
+                .inc();
+            if r.is_ok() {
+                let mut o = o.clone();
+                o.at_ms = now.mono_of(o.at_ms);
+                good.push(o);
+            }
+            out.push(r);
+        }
+        let derived = derive_checks(&good);
+        good.extend(derived);
+        self.record(&good, None);
+        out
+    }
+
+    /// Real-user beacons (same time rules as [`Control::record_remote`]).
+    pub fn record_rum(&self, beacons: &[RumBeacon]) -> Vec<Result<(), String>> {
+        let now = self.now();
+        let known: Vec<String> = {
+            let st = self.inner.lock();
+            st.config.targets.iter().map(|t| t.name.clone()).collect()
+        };
+        let mut rum = self.rum.lock();
+        beacons
+            .iter()
+            .map(|b| {
+                if !known.contains(&b.target) {
+                    return Err(format!("target: no target named \"{}\"", b.target));
+                }
+                check_stamp(b.at_ms, now.wall_ms, "at")?;
+                let region = b.region.clone().unwrap_or_else(|| "unknown".into());
+                let obs = |key: &str| Observation {
+                    target: Arc::from(key),
+                    level: Level::Check,
+                    vantage: Arc::from(region.as_str()),
+                    at_ms: now.mono_of(b.at_ms),
+                    ok: b.ok,
+                    latency: b.latency,
+                    detail: String::new(),
+                    cache: None,
+                };
+                rum.all.record(&obs(&b.target));
+                if b.region.is_some() {
+                    rum.by_region
+                        .record(&obs(&format!("{}|{region}", b.target)));
+                }
+                self.metrics
+                    .rum_beacons
+                    .with_label_values(&[b.target.as_str(), if b.ok { "ok" } else { "error" }])
+                    .inc();
+                Ok(())
+            })
+            .collect()
+    }
+
+    /// Usage reported by a target's billing (None clears it). Takes effect at the next tick.
+    pub fn set_usage(&self, target: &str, usage: Option<Usage>) -> Result<(), String> {
+        let mut st = self.inner.lock();
+        st.known_target(target)?;
+        match usage {
+            Some(u) => st.live.usage.insert(target.to_string(), u),
+            None => st.live.usage.remove(target),
+        };
+        let now = self.now();
+        self.compile_locked(&mut st, now, Swap::IfChanged);
+        Ok(())
+    }
+
+    /// Cache metrics reported for a target, for all its clients or (`region`, a continent
+    /// code) one region's.
+    pub fn set_cache_report(
+        &self,
+        target: &str,
+        region: Option<&str>,
+        mut report: CacheReport,
+    ) -> Result<(), String> {
+        let mut st = self.inner.lock();
+        st.known_target(target)?;
+        report.received_ms = self.now().mono_ms;
+        match region {
+            None => {
+                st.live.cache_reports.insert(target.to_string(), report);
+            }
+            Some(r) => {
+                st.live
+                    .cache_regions
+                    .entry(target.to_string())
+                    .or_default()
+                    .insert(r.to_string(), report);
+            }
+        }
+        let now = self.now();
+        self.compile_locked(&mut st, now, Swap::IfChanged);
+        Ok(())
+    }
+
+    /// Reported usage and cache metrics of a target.
+    pub fn reports(
+        &self,
+        target: &str,
+    ) -> (Option<Usage>, Option<CacheReport>, Option<CostStatus>) {
+        let st = self.inner.lock();
+        (
+            st.live.usage.get(target).cloned(),
+            st.live.cache_reports.get(target).cloned(),
+            st.live.costs.get(target).cloned(),
+        )
+    }
+
+    /// A target's cache reports, each with whether it still counts (fresh): for all its
+    /// clients, then per region.
+    #[allow(clippy::type_complexity)]
+    pub fn cache_reports(
+        &self,
+        target: &str,
+    ) -> (
+        Option<(CacheReport, bool)>,
+        Vec<(String, CacheReport, bool)>,
+    ) {
+        let now = self.now().mono_ms;
+        let st = self.inner.lock();
+        let all = st
+            .live
+            .cache_reports
+            .get(target)
+            .map(|r| (r.clone(), r.fresh(now)));
+        let regions = st
+            .live
+            .cache_regions
+            .get(target)
+            .into_iter()
+            .flatten()
+            .map(|(k, r)| (k.clone(), r.clone(), r.fresh(now)))
+            .collect();
+        (all, regions)
+    }
+
+    /// A target's machine: effective state, since (wall clock), reason, override (None when
+    /// never stepped).
+    pub fn target_state(
+        &self,
+        target: &str,
+    ) -> Option<(EffectiveStatus, u64, String, Option<Override>)> {
+        let now = self.now();
+        let st = self.inner.lock();
+        st.live.machines.get(target).map(|m| {
+            (
+                m.effective(),
+                now.wall_of(m.since_ms()),
+                m.reason().to_string(),
+                m.current_override().cloned(),
+            )
+        })
+    }
+
+    /// RUM statistics of a target: all regions, then per region (5-minute window).
+    pub fn rum_stats(&self, target: &str) -> (Option<WindowStats>, Vec<(String, WindowStats)>) {
+        let now_ms = self.now().mono_ms;
+        let mut rum = self.rum.lock();
+        let keys = rum.regions_by_target();
+        rum.stats(target, &keys, now_ms)
+    }
 }

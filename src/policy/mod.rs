@@ -9,6 +9,7 @@
 
 pub mod chain;
 pub mod cost;
+pub mod reports;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
