@@ -18,8 +18,8 @@ use crate::policy::cost::{CostInputs, CostStatus, Month};
 use crate::policy::{PolicyInputs, RegionOverride};
 use crate::table::RoutingTable;
 
+use super::events::override_event;
 use super::live::Live;
-use super::overrides::override_event;
 use super::{
     CacheReport, Control, Inner, MIN_PROBE_CACHE_LOOKUPS, RegionKeys, RumStore, cache_inputs,
 };

@@ -40,6 +40,18 @@ fn transition_event(tr: &Transition, now: Now) -> Event {
     ev
 }
 
+/// The event of an override change of `target`.
+pub(super) fn override_event(target: &str, summary: String, wall_ms: u64) -> Event {
+    Event::new(
+        EventKind::Override,
+        Severity::Info,
+        "target",
+        target,
+        summary,
+        wall_ms,
+    )
+}
+
 impl Control {
     /// Record `ev` everywhere it goes: the log, the metrics, the journal and the alert sinks.
     pub(super) fn emit(&self, live: &mut Live, ev: Event) {

@@ -5,25 +5,13 @@ use std::sync::Arc;
 
 use crate::clock::Now;
 use crate::config::OverrideSpec;
-use crate::events::{Event, EventKind, Severity};
 use crate::health::machine::{Override, TargetMachine};
 use crate::table::RoutingTable;
 
 use super::compile::Swap;
+use super::events::override_event;
 use super::live::Live;
 use super::{Control, Inner};
-
-/// The event of an override change of `target`.
-pub(super) fn override_event(target: &str, summary: String, wall_ms: u64) -> Event {
-    Event::new(
-        EventKind::Override,
-        Severity::Info,
-        "target",
-        target,
-        summary,
-        wall_ms,
-    )
-}
 
 /// What identifies a region override (a change of any of it is a new override).
 type RegionOverrideKey = (
