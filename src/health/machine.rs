@@ -560,7 +560,7 @@ impl Signals {
     /// No data at all.
     pub fn empty() -> Signals {
         Signals {
-            stats: super::WINDOWS.map(empty_stats),
+            stats: super::WINDOWS.map(WindowStats::empty),
             rum: None,
             confirmed_down_at: None,
             last_ok_at: None,
@@ -581,23 +581,6 @@ impl Signals {
                 .as_ref()
                 .is_some_and(|r| r.iter().any(|s| s.count > 0))
             || self.last_ok_at.is_some()
-    }
-}
-
-fn empty_stats(w: Win) -> WindowStats {
-    WindowStats {
-        window: w.duration(),
-        count: 0,
-        failures: 0,
-        error_rate: None,
-        availability: None,
-        availability_known: Duration::ZERO,
-        p50: None,
-        p95: None,
-        p99: None,
-        cache_lookups: 0,
-        cache_hits: 0,
-        cache_hit_ratio: None,
     }
 }
 
