@@ -20,7 +20,8 @@ pub const HORIZON_SECS: u64 = 600;
 pub const MAX_BUCKETS: usize = HORIZON_SECS as usize;
 
 /// Vantage points tracked per [`Series`] for availability (and per level for
-/// [`TargetHealth::last`](super::TargetHealth::last)); beyond that the least recently seen is evicted.
+/// [`TargetHealth::last`](super::TargetHealth::last)); beyond that the least recently seen is
+/// evicted.
 pub const MAX_VANTAGES: usize = 64;
 
 /// The observations of one second (only seconds that had some are kept).

@@ -38,7 +38,8 @@ impl Win {
         Duration::from_secs(self.secs())
     }
 
-    /// Index into [`WINDOWS`] (and into the array [`Series::all_stats`] returns).
+    /// Index into [`WINDOWS`] (and into the array [`Series::all_stats`](super::Series::all_stats)
+    /// returns).
     pub fn index(self) -> usize {
         self as usize
     }
@@ -93,7 +94,7 @@ pub struct WindowStats {
     pub p99: Option<Duration>,
     /// Observations that carried a cache status.
     pub cache_lookups: u64,
-    /// Of which [`CacheStatus::is_hit`].
+    /// Of which [`CacheStatus::is_hit`](crate::health::CacheStatus::is_hit).
     pub cache_hits: u64,
     /// `cache_hits / cache_lookups`; None when `cache_lookups == 0`.
     pub cache_hit_ratio: Option<f64>,
