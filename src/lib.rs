@@ -14,6 +14,7 @@ pub mod dns;
 pub mod events;
 pub mod geo;
 pub mod health;
+pub mod hist;
 pub mod metrics;
 pub mod persist;
 pub mod policy;
