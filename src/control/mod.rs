@@ -73,7 +73,7 @@ pub struct Control {
     metrics: Arc<Metrics>,
     /// Remote agents' vantage names as metric labels (bounded).
     vantage_labels: Arc<crate::metrics::BoundedLabel>,
-    /// Held by an apply or a geo reload from start to swap (they read files without `state`).
+    /// Held by an apply or a geo reload from start to swap (they read files without the lock).
     applying: Arc<Mutex<()>>,
 }
 
