@@ -1,14 +1,49 @@
 //! `docs/openapi.json` against the admin API's source: the document is well formed, lists
-//! exactly the routes and methods `router()` registers, every `$ref` resolves, every operation
-//! is documented (responses, 401/403 where auth applies, tags, ids), and the request bodies and
-//! query parameters match the handlers' serde structs.
+//! exactly the routes and methods `router()` registers (with the resources' routers it
+//! merges), every `$ref` resolves, every operation is documented (responses, 401/403 where
+//! auth applies, tags, ids), and the request bodies and query parameters match the handlers'
+//! serde structs.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
 const DOC: &str = include_str!("../docs/openapi.json");
-const ADMIN_SRC: &str = include_str!("../src/admin/mod.rs");
+
+/// The files of src/admin that are not the handlers' (the store, the document editing, the
+/// accept loop).
+const NOT_HANDLERS: [&str; 3] = ["store", "doc", "listen"];
+
+/// The admin API's handler sources: module name ("mod", "targets", …) → text.
+fn admin_files() -> &'static BTreeMap<String, String> {
+    static FILES: OnceLock<BTreeMap<String, String>> = OnceLock::new();
+    FILES.get_or_init(|| {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/admin");
+        let mut files = BTreeMap::new();
+        for e in std::fs::read_dir(dir).expect("src/admin") {
+            let path = e.expect("a directory entry").path();
+            let Some(module) = path.file_stem().and_then(|s| s.to_str()) else {
+                continue;
+            };
+            if path.extension().is_some_and(|x| x == "rs") && !NOT_HANDLERS.contains(&module) {
+                let text = std::fs::read_to_string(&path).expect("a source file");
+                files.insert(module.to_string(), text);
+            }
+        }
+        assert!(files.contains_key("mod"), "src/admin/mod.rs not found");
+        files
+    })
+}
+
+/// Every handler source file of src/admin, one after the other.
+fn admin_src() -> &'static str {
+    static SRC: OnceLock<String> = OnceLock::new();
+    SRC.get_or_init(|| {
+        let files: Vec<&str> = admin_files().values().map(String::as_str).collect();
+        files.join("\n")
+    })
+}
 
 const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "patch", "head", "options", "trace",
@@ -109,20 +144,104 @@ fn matching(s: &str, open: usize) -> usize {
     panic!("unbalanced brackets from offset {open}");
 }
 
-/// The body of `fn NAME` in `src` (comments removed).
-fn fn_body(src: &str, name: &str) -> String {
+/// The bodies of every `fn NAME` in `src` (comments removed; declarations without a body,
+/// as in a trait, left out).
+fn fn_bodies(src: &str, name: &str) -> Vec<String> {
     let src = strip_comments(src);
-    let at = src
-        .find(&format!("fn {name}("))
-        .unwrap_or_else(|| panic!("fn {name} not found in src/admin/mod.rs"));
-    let open = at + src[at..].find('{').expect("a body");
-    src[open..matching(&src, open)].to_string()
+    let def = regex::Regex::new(&format!(r"\bfn\s+{name}\s*[(<]")).unwrap();
+    let mut out = Vec::new();
+    for m in def.find_iter(&src) {
+        let params = m.start() + src[m.start()..].find('(').expect("parameters");
+        let after = matching(&src, params);
+        // The body's `{`, or the `;` of a declaration (`[T; N]` in the return type skipped).
+        let mut square = 0usize;
+        for (i, c) in src[after..].char_indices() {
+            match c {
+                '[' => square += 1,
+                ']' => square = square.saturating_sub(1),
+                ';' if square == 0 => break,
+                '{' => {
+                    let open = after + i;
+                    out.push(src[open..matching(&src, open)].to_string());
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    out
 }
 
-/// Every `.route("PATH", get(..).put(..)…)` of `router()`: path → method (lower case) →
-/// handler function.
+/// The body of the first `fn NAME` in `src` (comments removed).
+fn fn_body(src: &str, name: &str) -> String {
+    fn_bodies(src, name)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("fn {name} not found in src/admin"))
+}
+
+/// What handler `name` does: its body and the bodies of every admin function it calls,
+/// directly or through others (the shared helpers do much of it). Methods and associated
+/// functions (`.f(`, `Type::f(`) are not followed: only free functions (`f(`, `module::f(`).
+fn handler_src(name: &str) -> String {
+    let src = strip_comments(admin_src());
+    let def = regex::Regex::new(r"\bfn\s+([A-Za-z_][A-Za-z0-9_]*)\s*[(<]").unwrap();
+    let defined: BTreeSet<String> = def.captures_iter(&src).map(|c| c[1].to_string()).collect();
+    let call =
+        regex::Regex::new(r"([.]|[A-Z][A-Za-z0-9_]*::)?\b([A-Za-z_][A-Za-z0-9_]*)\s*(?:\(|::<)")
+            .unwrap();
+    let mut seen = BTreeSet::from([name.to_string()]);
+    let mut todo = vec![name.to_string()];
+    let mut out = String::new();
+    while let Some(f) = todo.pop() {
+        let bodies = fn_bodies(&src, &f);
+        assert!(!bodies.is_empty(), "fn {f} not found in src/admin");
+        for body in bodies {
+            for c in call.captures_iter(&body) {
+                let free = c.get(1).is_none();
+                if free && defined.contains(&c[2]) && seen.insert(c[2].to_string()) {
+                    todo.push(c[2].to_string());
+                }
+            }
+            out.push_str(&body);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Every `.route("PATH", get(..).put(..)…)` of `router()` in src/admin/mod.rs and of the
+/// routers it merges (`.merge(MODULE::router())`): path → method (lower case) → handler
+/// function.
 fn router_routes() -> Routes {
-    routes_in(ADMIN_SRC)
+    let files = admin_files();
+    let mut routes = routes_in(&files["mod"]);
+    for module in merged(&files["mod"]) {
+        let src = files.get(&module).unwrap_or_else(|| {
+            panic!("router() merges {module}::router(): no src/admin/{module}.rs")
+        });
+        for (path, methods) in routes_in(src) {
+            assert!(
+                routes.insert(path.clone(), methods).is_none(),
+                "{path} is routed twice"
+            );
+        }
+    }
+    routes
+}
+
+/// The modules whose routers `fn router` in `src` merges, in order.
+fn merged(src: &str) -> Vec<String> {
+    let body = fn_body(src, "router");
+    let re = regex::Regex::new(r"^\.merge\(\s*([a-z_][a-z0-9_]*)::router\(\)\s*\)").unwrap();
+    let mut out = Vec::new();
+    for (at, _) in body.match_indices(".merge(") {
+        let c = re.captures(&body[at..]).unwrap_or_else(|| {
+            panic!("router() merges something other than MODULE::router(): teach tests/openapi.rs to read it")
+        });
+        out.push(c[1].to_string());
+    }
+    out
 }
 
 type Routes = BTreeMap<String, BTreeMap<String, String>>;
@@ -130,7 +249,7 @@ type Routes = BTreeMap<String, BTreeMap<String, String>>;
 /// The routes of `fn router` in `src`.
 fn routes_in(src: &str) -> Routes {
     let body = fn_body(src, "router");
-    for unsupported in [".nest(", ".merge(", ".route_service(", ".nest_service("] {
+    for unsupported in [".nest(", ".route_service(", ".nest_service("] {
         assert!(
             !body.contains(unsupported),
             "router() uses {unsupported}: teach tests/openapi.rs to read it"
@@ -189,7 +308,7 @@ fn methods_of(routes: &Routes, path: &str) -> BTreeSet<String> {
 
 /// The paths the auth middleware lets through without a token (`let public = path == "…" || …`).
 fn public_paths() -> BTreeSet<String> {
-    let body = fn_body(ADMIN_SRC, "auth");
+    let body = fn_body(admin_src(), "auth");
     let at = body
         .find("let public =")
         .expect("auth() decides `let public = …`");
@@ -203,10 +322,10 @@ fn public_paths() -> BTreeSet<String> {
 /// A serde struct's fields: JSON name → required (not `Option`, no `#[serde(default)]`), and
 /// whether the struct denies unknown fields.
 fn serde_struct(name: &str) -> (BTreeMap<String, bool>, bool) {
-    let src = strip_comments(ADMIN_SRC);
+    let src = strip_comments(admin_src());
     let at = src
         .find(&format!("struct {name} {{"))
-        .unwrap_or_else(|| panic!("struct {name} not found in src/admin/mod.rs"));
+        .unwrap_or_else(|| panic!("struct {name} not found in src/admin"));
     let attrs_start = src[..at].rfind("\n\n").unwrap_or(0);
     let deny = src[attrs_start..at].contains("deny_unknown_fields");
     let open = at + src[at..].find('{').expect("struct body");
@@ -557,10 +676,10 @@ fn every_operation_is_documented_with_its_responses() {
         }
         // Reads of ADMIN_READS (the raw configuration, with its secrets) need admin too.
         let admin_reads: Vec<String> = {
-            let src = include_str!("../src/admin/mod.rs");
+            let src = admin_src();
             let at = src
                 .find("const ADMIN_READS")
-                .expect("ADMIN_READS in src/admin/mod.rs");
+                .expect("ADMIN_READS in src/admin");
             let line = &src[at..at + src[at..].find(';').unwrap()];
             line.split('"')
                 .skip(1)
@@ -629,7 +748,7 @@ fn operations_match_their_handlers() {
     for (path, methods) in router_routes() {
         for (method, handler) in methods {
             let what = format!("{} {path} ({handler})", method.to_uppercase());
-            let src = fn_body(ADMIN_SRC, &handler);
+            let src = handler_src(&handler);
             let op = &d["paths"][&path][&method];
             if op.is_null() {
                 continue; // reported by paths_and_methods_match_the_router
@@ -650,10 +769,8 @@ fn operations_match_their_handlers() {
                     ));
                 }
             }
-            // Through edit() itself or its wrappers for named resources.
-            let edits = ["edit(", "upsert_named(", "remove_named("]
-                .iter()
-                .any(|f| src.contains(f));
+            // Through edit(), directly or through the shared helpers.
+            let edits = src.contains("edit(");
             let if_match = parameters(&d, &path, op)
                 .iter()
                 .any(|p| p["name"] == "If-Match" && p["in"] == "header");
@@ -856,9 +973,9 @@ fn query_parameters_match_the_handlers_structs() {
 fn error_shapes_match_the_source() {
     let d = doc();
     // `{"error"}` everywhere; 422 from validation adds issues [{field, line, message}].
-    assert!(ADMIN_SRC.contains(r#"json!({ "error": msg.into() })"#));
+    assert!(admin_src().contains(r#"json!({ "error": msg.into() })"#));
     assert!(
-        ADMIN_SRC.contains(r#"json!({"field": i.field, "line": i.line, "message": i.message})"#)
+        admin_src().contains(r#"json!({"field": i.field, "line": i.line, "message": i.message})"#)
     );
     let issue = schema_of(&d, "ConfigIssue");
     let props: BTreeSet<&str> = issue["properties"]
@@ -879,7 +996,7 @@ fn error_shapes_match_the_source() {
         "{s}"
     );
     // 412 carries the current version, in the body and as ETag.
-    assert!(ADMIN_SRC.contains(r#"err.body["version"] = json!(current);"#));
+    assert!(admin_src().contains(r#"err.body["version"] = json!(current);"#));
     let p = resolve(&d, &d["components"]["responses"]["PreconditionFailed"]);
     assert!(p["headers"].get("ETag").is_some(), "{p}");
     // Event kinds: the enum lists exactly the kinds the API parses.
