@@ -289,9 +289,9 @@ pub struct NetsFile {
     pub nets: Vec<NetConfig>,
 }
 
-/// Which engine answers UDP queries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+/// Which engine answers UDP queries: a test and benchmark switch, not a configuration key (see
+/// `ServerSettings::udp_engine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UdpEngine {
     /// Per-core blocking workers answering from precomputed wire-format answers; every query the
     /// cache cannot answer goes through the hickory `RequestHandler`.
@@ -313,8 +313,6 @@ pub struct ServerConfig {
     /// UDP sockets per listen address (SO_REUSEPORT); 0 = one per available core.
     #[serde(default)]
     pub udp_sockets: usize,
-    #[serde(default)]
-    pub udp_engine: UdpEngine,
     /// Largest UDP response we send, whatever the client advertises (and the size we advertise).
     #[serde(default = "default_max_udp_payload")]
     pub max_udp_payload: u16,
@@ -407,7 +405,6 @@ impl Default for ServerConfig {
             dns_listen: default_dns_listen(),
             admin_listen: None,
             udp_sockets: 0,
-            udp_engine: UdpEngine::default(),
             max_udp_payload: default_max_udp_payload(),
             tcp_idle_timeout: default_tcp_idle_timeout(),
             hash_prefix_v4: default_hash_prefix_v4(),

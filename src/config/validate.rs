@@ -28,6 +28,7 @@ pub struct ServerSettings {
     pub dns_listen: Vec<SocketAddr>,
     pub admin_listen: Option<SocketAddr>,
     pub udp_sockets: usize,
+    /// A test and benchmark switch, not a configuration key: validation sets `Fast`.
     pub udp_engine: UdpEngine,
     pub max_udp_payload: u16,
     pub tcp_idle_timeout: Duration,
@@ -1480,7 +1481,7 @@ fn validate_server(cfg: &Config, ctx: &Context, issues: &mut Issues) -> Option<S
         dns_listen,
         admin_listen,
         udp_sockets: s.udp_sockets,
-        udp_engine: s.udp_engine,
+        udp_engine: UdpEngine::Fast,
         max_udp_payload: s.max_udp_payload,
         tcp_idle_timeout: Duration::from_secs(s.tcp_idle_timeout),
         hash_prefix_v4: s.hash_prefix_v4,
