@@ -29,7 +29,7 @@ pub struct Config {
     #[serde(default)]
     pub health: HealthConfig,
     #[serde(default)]
-    pub alerts: crate::alert::AlertsConfig,
+    pub alerts: AlertsConfig,
     #[serde(default)]
     pub admin: AdminConfig,
     /// Operator overrides (written by the admin API; expired ones are ignored).
@@ -287,18 +287,6 @@ pub struct NetConfig {
 pub struct NetsFile {
     #[serde(default)]
     pub nets: Vec<NetConfig>,
-}
-
-/// Which engine answers UDP queries: a test and benchmark switch, not a configuration key (see
-/// `ServerSettings::udp_engine`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum UdpEngine {
-    /// Per-core blocking workers answering from precomputed wire-format answers; every query the
-    /// cache cannot answer goes through the hickory `RequestHandler`.
-    #[default]
-    Fast,
-    /// hickory-server's own UDP loop (one task per query); kept for comparison.
-    Hickory,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -661,6 +649,53 @@ pub struct ServiceTargetConfig {
     pub target: String,
     /// Only for `policy = "weighted"`; must be > 0.
     pub weight: Option<i64>,
+}
+
+/// `[alerts]` as written.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Name of this node in every payload (default: the host name).
+    pub node: Option<String>,
+    /// Events waiting per sink before the oldest is dropped (default 1000).
+    pub queue: Option<usize>,
+    /// Seconds an undelivered event keeps being retried before it is dropped (default 3600).
+    pub max_age: Option<f64>,
+    /// First retry delay, seconds (default 0.5); doubles after every failed attempt.
+    pub retry_initial: Option<f64>,
+    /// Longest retry delay, seconds (default 60).
+    pub retry_max: Option<f64>,
+    #[serde(default)]
+    pub sinks: Vec<SinkConfig>,
+}
+
+/// `[[alerts.sinks]]` as written.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    #[serde(default)]
+    pub name: String,
+    /// "webhook", "slack", "pagerduty" or "alertmanager".
+    #[serde(default)]
+    pub kind: String,
+    pub url: Option<String>,
+    /// Read the URL from this environment variable instead (Slack webhook URLs are secrets).
+    pub url_env: Option<String>,
+    /// PagerDuty integration key.
+    pub routing_key: Option<String>,
+    pub routing_key_env: Option<String>,
+    /// Extra HTTP headers sent with every request.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Event kinds this sink gets (default: every kind it can take).
+    pub events: Option<Vec<String>>,
+    /// Least severity of a trigger or informational event sent (default "info"). Resolves
+    /// always pass.
+    pub min_severity: Option<String>,
+    /// Seconds one delivery attempt may take (default 5).
+    pub timeout: Option<f64>,
+    /// Alertmanager only: seconds between two re-sends of the firing alerts (default 60).
+    pub resend: Option<f64>,
 }
 
 fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
