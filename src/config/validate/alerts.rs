@@ -16,9 +16,6 @@ use crate::events::{AlertAction, EventKind, Severity};
 const MAX_QUEUE: usize = 1_000_000;
 const MAX_SINK_TIMEOUT: f64 = 120.0;
 
-#[cfg(test)]
-mod tests;
-
 /// `[alerts]`.
 pub(super) fn validate(a: &AlertsConfig, issues: &mut Issues) -> AlertSettings {
     let node = match &a.node {
@@ -425,3 +422,6 @@ fn events(s: &SinkConfig, f: &str, kind: Option<SinkKind>, issues: &mut Issues) 
     events.sort_by_key(|e| EventKind::ALL.iter().position(|x| x == e));
     events
 }
+
+#[cfg(test)]
+mod tests;
