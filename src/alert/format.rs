@@ -221,6 +221,7 @@ impl AmAlert {
         }
     }
 
+    /// The alert as posted, ending at `ends_at`: firing while that is ahead.
     fn firing(&self, ends_at: &str) -> Value {
         json!({
             "labels": self.labels,
@@ -230,19 +231,9 @@ impl AmAlert {
         })
     }
 
+    /// The alert ended at `ends_at` (not before it started: Alertmanager rejects that).
     fn resolved(&self, ends_at: &str) -> Value {
-        // Alertmanager rejects an end before the start.
-        let ends_at = if ends_at < self.starts_at.as_str() {
-            self.starts_at.as_str()
-        } else {
-            ends_at
-        };
-        json!({
-            "labels": self.labels,
-            "annotations": self.annotations,
-            "startsAt": self.starts_at,
-            "endsAt": ends_at,
-        })
+        self.firing(ends_at.max(self.starts_at.as_str()))
     }
 }
 
@@ -399,27 +390,19 @@ mod tests {
         let mut st = AmState::default();
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_100);
         let resend = Duration::from_secs(60);
+        // Event times: T0 is 2023-11-14T22:13:20Z.
+        const T0: u64 = 1_700_000_000_000;
+        let render = |st: &AmState, kind, severity, at_ms| {
+            st.render(&ev(kind, severity, at_ms), "n1", now, resend)
+                .unwrap()
+        };
         // Degraded (warning), then failover (critical): the warning alert is ended.
-        let (b1, c1) = st
-            .render(
-                &ev(EventKind::Degraded, Severity::Warning, 1_700_000_000_000),
-                "n1",
-                now,
-                resend,
-            )
-            .unwrap();
+        let (b1, c1) = render(&st, EventKind::Degraded, Severity::Warning, T0);
         assert_eq!(b1.as_array().unwrap().len(), 1);
         assert_eq!(b1[0]["labels"]["severity"], "warning");
         assert_eq!(b1[0]["endsAt"], "2023-11-14T22:19:00.000Z");
         st.apply(c1);
-        let (b2, c2) = st
-            .render(
-                &ev(EventKind::Failover, Severity::Critical, 1_700_000_050_000),
-                "n1",
-                now,
-                resend,
-            )
-            .unwrap();
+        let (b2, c2) = render(&st, EventKind::Failover, Severity::Critical, T0 + 50_000);
         assert_eq!(b2.as_array().unwrap().len(), 2);
         assert_eq!(b2[0]["labels"]["severity"], "critical");
         assert_eq!(b2[1]["labels"]["severity"], "warning");
@@ -427,14 +410,7 @@ mod tests {
         st.apply(c2);
         assert_eq!(st.refresh(now, resend).as_array().unwrap().len(), 1);
         // The resolve ends the critical one, with its labels.
-        let (b3, c3) = st
-            .render(
-                &ev(EventKind::Recovery, Severity::Info, 1_700_000_090_000),
-                "n1",
-                now,
-                resend,
-            )
-            .unwrap();
+        let (b3, c3) = render(&st, EventKind::Recovery, Severity::Info, T0 + 90_000);
         assert_eq!(b3.as_array().unwrap().len(), 1);
         assert_eq!(b3[0]["labels"], b2[0]["labels"]);
         assert_eq!(b3[0]["startsAt"], "2023-11-14T22:14:10.000Z");
@@ -442,14 +418,7 @@ mod tests {
         st.apply(c3);
         assert!(st.is_empty());
         // A resolve of an alert this process did not open ends every severity.
-        let (b4, _) = st
-            .render(
-                &ev(EventKind::Recovery, Severity::Info, 1_700_000_090_000),
-                "n1",
-                now,
-                resend,
-            )
-            .unwrap();
+        let (b4, _) = render(&st, EventKind::Recovery, Severity::Info, T0 + 90_000);
         assert_eq!(b4.as_array().unwrap().len(), 3);
     }
 }

@@ -8,7 +8,6 @@
 //! or older than `max_age`; only then does the next one go. A full queue drops its oldest event.
 //! Every drop is counted (`steerd_alert_dropped_total`) and logged.
 
-pub mod config;
 mod format;
 mod sink;
 
@@ -21,7 +20,8 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts};
 
-pub use config::{AlertSettings, AlertsConfig, SinkConfig, SinkKind, SinkSpec, validate};
+pub use crate::config::schema::{AlertsConfig, SinkConfig};
+pub use crate::config::{AlertSettings, SinkKind, SinkSpec};
 
 use crate::events::Event;
 use sink::{Globals, Sink};

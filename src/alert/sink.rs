@@ -10,8 +10,8 @@ use rand::Rng;
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
-use super::config::{SinkKind, SinkSpec};
 use super::format::{self, AmState};
+use crate::config::{SinkKind, SinkSpec};
 use crate::events::Event;
 
 /// The `[alerts]` settings every sink shares (changed in place by `apply`).
@@ -451,7 +451,7 @@ async fn post(client: &reqwest::Client, spec: &SinkSpec, body: Vec<u8>) -> Outco
     let why = match location {
         Some(l) if status.is_redirection() => format!(
             "HTTP {status}, redirect to {} (set the final URL)",
-            super::config::redact_url(&l, spec.kind == SinkKind::Slack)
+            crate::config::redact_url(&l, spec.kind == SinkKind::Slack)
         ),
         _ => format!("HTTP {status}: {excerpt}"),
     };

@@ -1,49 +1,38 @@
 //! The TOML schema. Every struct rejects unknown keys; defaults live here and are documented in
 //! `docs/config.md`.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Deserializer};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Configuration version, bumped by every admin API write (the API's ETag).
-    #[serde(default)]
     pub version: u64,
     /// A configuration without zones answers every query REFUSED: it is refused unless this
     /// says that is meant (e.g. a node whose zones come later through the admin API).
-    #[serde(default)]
     pub allow_no_zones: bool,
-    #[serde(default)]
     pub server: ServerConfig,
-    #[serde(default)]
     pub zones: Vec<ZoneConfig>,
-    #[serde(default)]
     pub targets: Vec<TargetConfig>,
-    #[serde(default)]
     pub services: Vec<ServiceConfig>,
-    #[serde(default)]
     pub geo: GeoConfig,
-    #[serde(default)]
     pub probe: ProbeConfig,
-    #[serde(default)]
     pub health: HealthConfig,
-    #[serde(default)]
-    pub alerts: crate::alert::AlertsConfig,
-    #[serde(default)]
+    pub alerts: AlertsConfig,
     pub admin: AdminConfig,
     /// Operator overrides (written by the admin API; expired ones are ignored).
-    #[serde(default)]
     pub overrides: Vec<OverrideConfig>,
 }
 
 /// `[admin]`: the admin HTTP API's access control.
 #[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
     /// Bearer tokens. Each is `{ token = "...", scope = "read" | "admin" }` or
     /// `{ token_env = "VAR", scope = ... }` (the token read from the environment).
-    #[serde(default)]
     pub tokens: Vec<TokenConfig>,
     /// Largest request body accepted, in bytes (default 1 MiB).
     pub max_body: Option<usize>,
@@ -121,78 +110,97 @@ pub struct HealthConfig {
     pub unstable_for: Option<f64>,
 }
 
-/// The prober's global settings; every per-check setting here is a default that a target's
-/// `[targets.check]` can override.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct ProbeConfig {
-    /// Name of this node as a vantage point (observations are tagged with it). Default "local".
-    pub vantage: Option<String>,
-    /// Checks in flight at once, all targets together. Default 64.
-    pub concurrency: Option<u64>,
-    /// Seconds between two checks of a target (at least 1). Default 10.
-    pub interval: Option<f64>,
-    /// Seconds a whole check run may take (less than the interval). Default 2.
-    pub timeout: Option<f64>,
-    /// Random jitter, as a fraction of the interval (0 to 0.5). Default 0.1.
-    pub jitter: Option<f64>,
-    /// Re-checks run straight after a first failure to confirm it (0 = none). Default 3.
-    pub confirm: Option<u32>,
-    /// Seconds between two confirmation re-checks. Default 0.1.
-    pub confirm_gap: Option<f64>,
-    /// Keep each check's connection open until the next check and re-check at once when the
-    /// target closes or resets it (a crashed edge is then seen in well under a second, not at
-    /// the next interval). Default true.
-    pub watch: Option<bool>,
-    /// Seconds between two heartbeats on a kept connection (a HEAD of the check's path; an
-    /// edge that stops answering is re-checked at once). 0 = none. Default 1.
-    pub heartbeat: Option<f64>,
-    /// Resolvers ("ip" or "ip:port") the dns level asks; empty = the system's (/etc/resolv.conf).
-    pub resolvers: Option<Vec<String>>,
-    /// A TLS certificate expiring in fewer days than this is reported as a warning. Default 14.
-    pub cert_warning_days: Option<u32>,
-    /// PEM file of extra trust anchors, added to the Mozilla roots.
-    pub ca_file: Option<String>,
+/// Declares a table with the per-check keys, which `[probe]` sets for every check and
+/// `[targets.check]` for one: the table's own fields, then the per-check keys, then its fields
+/// after `..`. One list, so that every per-check key has its `[probe]` default.
+macro_rules! with_per_check_keys {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $($(#[$a:meta])* pub $first:ident: $first_ty:ty,)*
+            ..
+            $($(#[$b:meta])* pub $last:ident: $last_ty:ty,)*
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($(#[$a])* pub $first: $first_ty,)*
+            /// Seconds between two checks of a target (at least 1). Default 10.
+            pub interval: Option<f64>,
+            /// Seconds a whole check run may take (less than the interval). Default 2.
+            pub timeout: Option<f64>,
+            /// Random jitter, as a fraction of the interval (0 to 0.5). Default 0.1.
+            pub jitter: Option<f64>,
+            /// Re-checks run straight after a first failure to confirm it (0 = none). Default 3.
+            pub confirm: Option<u32>,
+            /// Seconds between two confirmation re-checks. Default 0.1.
+            pub confirm_gap: Option<f64>,
+            /// Keep each check's connection open until the next check and re-check at once when
+            /// the target closes or resets it (a crashed edge is then seen in well under a
+            /// second, not at the next interval). Default true.
+            pub watch: Option<bool>,
+            /// Seconds between two heartbeats on a kept connection (a HEAD of the check's path;
+            /// an edge that stops answering is re-checked at once). 0 = none. Default 1.
+            pub heartbeat: Option<f64>,
+            /// Resolvers ("ip" or "ip:port") the dns level asks; empty = the system's
+            /// (/etc/resolv.conf).
+            pub resolvers: Option<Vec<String>>,
+            /// A TLS certificate expiring in fewer days than this is reported as a warning.
+            /// Default 14.
+            pub cert_warning_days: Option<u32>,
+            /// PEM file of extra trust anchors, added to the Mozilla roots.
+            pub ca_file: Option<String>,
+            $($(#[$b])* pub $last: $last_ty,)*
+        }
+    };
 }
 
-/// Health check of one target: which levels run and how. Every key is optional; see
-/// docs/config.md for the defaults.
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct CheckConfig {
-    /// Levels to run, among dns, tcp, tls, http, content, cache. Default: every level the other
-    /// settings make possible.
-    pub levels: Option<Vec<String>>,
-    /// Host name the dns level resolves. Default: the target's `cname`.
-    pub host: Option<String>,
-    /// Connect here ("ip:port") instead of the address the dns level found (or the target's
-    /// a/aaaa addresses).
-    pub address: Option<String>,
-    /// Port to connect to. Default: from `url` (443 for https, 80 for http).
-    pub port: Option<u16>,
-    /// URL requested through the target: its scheme decides TLS, its host is sent as SNI and
-    /// Host header (the service's name, the way users reach the CDN).
-    pub url: Option<String>,
-    /// "GET" or "HEAD". Default "GET".
-    pub method: Option<String>,
-    /// Accepted status codes: numbers (200) or classes ("2xx"). Default ["2xx"].
-    pub expect_status: Option<Vec<StatusSpec>>,
-    /// Extra request headers.
-    pub headers: Option<std::collections::BTreeMap<String, String>>,
-    /// TLS server name, when it differs from the URL's host.
-    pub sni: Option<String>,
-    pub interval: Option<f64>,
-    pub timeout: Option<f64>,
-    pub jitter: Option<f64>,
-    pub confirm: Option<u32>,
-    pub confirm_gap: Option<f64>,
-    pub watch: Option<bool>,
-    pub heartbeat: Option<f64>,
-    pub resolvers: Option<Vec<String>>,
-    pub cert_warning_days: Option<u32>,
-    pub ca_file: Option<String>,
-    pub content: Option<ContentCheckConfig>,
-    pub cache: Option<CacheCheckConfig>,
+with_per_check_keys! {
+    /// The prober's global settings; every per-check setting here is a default that a target's
+    /// `[targets.check]` can override.
+    #[derive(Debug, Clone, Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct ProbeConfig {
+        /// Name of this node as a vantage point (observations are tagged with it). Default
+        /// "local".
+        pub vantage: Option<String>,
+        /// Checks in flight at once, all targets together. Default 64.
+        pub concurrency: Option<u64>,
+        ..
+    }
+}
+
+with_per_check_keys! {
+    /// Health check of one target: which levels run and how. Every key is optional; see
+    /// docs/config.md for the defaults.
+    #[derive(Debug, Clone, Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct CheckConfig {
+        /// Levels to run, among dns, tcp, tls, http, content, cache. Default: every level the
+        /// other settings make possible.
+        pub levels: Option<Vec<String>>,
+        /// Host name the dns level resolves. Default: the target's `cname`.
+        pub host: Option<String>,
+        /// Connect here ("ip:port") instead of the address the dns level found (or the target's
+        /// a/aaaa addresses).
+        pub address: Option<String>,
+        /// Port to connect to. Default: from `url` (443 for https, 80 for http).
+        pub port: Option<u16>,
+        /// URL requested through the target: its scheme decides TLS, its host is sent as SNI and
+        /// Host header (the service's name, the way users reach the CDN).
+        pub url: Option<String>,
+        /// "GET" or "HEAD". Default "GET".
+        pub method: Option<String>,
+        /// Accepted status codes: numbers (200) or classes ("2xx"). Default ["2xx"].
+        pub expect_status: Option<Vec<StatusSpec>>,
+        /// Extra request headers.
+        pub headers: Option<BTreeMap<String, String>>,
+        /// TLS server name, when it differs from the URL's host.
+        pub sni: Option<String>,
+        ..
+        pub content: Option<ContentCheckConfig>,
+        pub cache: Option<CacheCheckConfig>,
+    }
 }
 
 /// One accepted status: a number or a class such as "2xx".
@@ -226,48 +234,34 @@ pub struct CacheCheckConfig {
     pub path: Option<String>,
 }
 
-/// Geography: the GeoIP database, the country table and network overrides.
+/// Geography: the GeoIP database, the country table and network overrides. Defaults: see
+/// `Default`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct GeoConfig {
     /// MaxMind DB file (GeoIP2/GeoLite2 or the flat `country_code` schema); "" = no database.
-    #[serde(default = "default_geo_database")]
     pub database: String,
     /// Country table: ISO code → continent and a representative point.
-    #[serde(default = "default_geo_countries")]
     pub countries: String,
     /// Optional TOML file holding more `[[nets]]` entries; watched and reloaded like the database.
-    #[serde(default)]
     pub nets_file: Option<String>,
     /// Seconds between checks of the database and nets file for changes; 0 = never reload.
-    #[serde(default = "default_geo_reload")]
     pub reload_interval: u64,
     /// Network overrides: CIDR → country or continent; they win over the database, longest
     /// prefix first.
-    #[serde(default)]
     pub nets: Vec<NetConfig>,
 }
 
 impl Default for GeoConfig {
     fn default() -> Self {
         Self {
-            database: default_geo_database(),
-            countries: default_geo_countries(),
+            database: "geodb/geo-whois-asn-country.mmdb".to_string(),
+            countries: "geodb/countries.csv".to_string(),
             nets_file: None,
-            reload_interval: default_geo_reload(),
+            reload_interval: 2,
             nets: Vec::new(),
         }
     }
-}
-
-fn default_geo_database() -> String {
-    "geodb/geo-whois-asn-country.mmdb".to_string()
-}
-fn default_geo_countries() -> String {
-    "geodb/countries.csv".to_string()
-}
-fn default_geo_reload() -> u64 {
-    2
 }
 
 /// One network override.
@@ -289,69 +283,42 @@ pub struct NetsFile {
     pub nets: Vec<NetConfig>,
 }
 
-/// Which engine answers UDP queries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum UdpEngine {
-    /// Per-core blocking workers answering from precomputed wire-format answers; every query the
-    /// cache cannot answer goes through the hickory `RequestHandler`.
-    #[default]
-    Fast,
-    /// hickory-server's own UDP loop (one task per query); kept for comparison.
-    Hickory,
-}
-
+/// `[server]`: listeners and DNS protocol settings. Defaults: see `Default`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Addresses the DNS server listens on (UDP and TCP on each).
-    #[serde(default = "default_dns_listen")]
     pub dns_listen: Vec<String>,
     /// Address of the admin HTTP API.
-    #[serde(default)]
     pub admin_listen: Option<String>,
     /// UDP sockets per listen address (SO_REUSEPORT); 0 = one per available core.
-    #[serde(default)]
     pub udp_sockets: usize,
-    #[serde(default)]
-    pub udp_engine: UdpEngine,
     /// Largest UDP response we send, whatever the client advertises (and the size we advertise).
-    #[serde(default = "default_max_udp_payload")]
     pub max_udp_payload: u16,
     /// Seconds an idle TCP connection is kept open.
-    #[serde(default = "default_tcp_idle_timeout")]
     pub tcp_idle_timeout: u64,
     /// Prefix lengths that define a "client" for stable weighted picks.
-    #[serde(default = "default_hash_prefix_v4")]
     pub hash_prefix_v4: u8,
-    #[serde(default = "default_hash_prefix_v6")]
     pub hash_prefix_v6: u8,
     /// Where this month's answer counts, billing reports and cache metrics are kept across
-    /// restarts (see `crate::state`): unset = `<config name>.state.json` beside the
+    /// restarts (see `crate::persist`): unset = `<config name>.state.json` beside the
     /// configuration file; `""` = not kept.
-    #[serde(default)]
     pub state_file: Option<String>,
     /// Seconds a TCP client has to send a complete query: the first within this long of
     /// connecting, later ones within this long of their first byte (default 2).
-    #[serde(default)]
     pub tcp_message_timeout: Option<f64>,
     /// Open TCP connections per DNS listen address at most (default 1024); when full, a new
     /// connection closes the least active one of the source with the most open (`conns`).
-    #[serde(default)]
     pub tcp_max_connections: Option<usize>,
     /// Open TCP connections from one source address (IPv6: one /64) per listen address at most
     /// (default 32).
-    #[serde(default)]
     pub tcp_max_connections_per_source: Option<usize>,
     /// File descriptors the listeners never take: kept for the prober, the alert sinks and
     /// files (default 1024). The connection caps are lowered at start to fit RLIMIT_NOFILE.
-    #[serde(default)]
     pub fd_reserve: Option<usize>,
     /// Response rate limiting (off unless `responses_per_second` is set).
-    #[serde(default)]
     pub rrl: RrlConfig,
     /// DNS cookies (RFC 7873, RFC 9018).
-    #[serde(default)]
     pub cookies: CookiesConfig,
 }
 
@@ -359,7 +326,7 @@ pub struct ServerConfig {
 /// response (the query name, or the zone for NXDOMAIN and NODATA answers, or the delegation
 /// for referrals, or one account for every error).
 #[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct RrlConfig {
     /// Identical answers per second to one client prefix; 0 (the default) = RRL off.
     pub responses_per_second: Option<u32>,
@@ -381,7 +348,6 @@ pub struct RrlConfig {
     pub ipv4_prefix_length: Option<u8>,
     pub ipv6_prefix_length: Option<u8>,
     /// Addresses and CIDRs never limited.
-    #[serde(default)]
     pub exempt_clients: Vec<String>,
     /// Count what would be limited, but answer everything (default false).
     pub log_only: Option<bool>,
@@ -404,14 +370,13 @@ pub struct CookiesConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
-            dns_listen: default_dns_listen(),
+            dns_listen: vec!["127.0.0.1:5353".to_string()],
             admin_listen: None,
             udp_sockets: 0,
-            udp_engine: UdpEngine::default(),
-            max_udp_payload: default_max_udp_payload(),
-            tcp_idle_timeout: default_tcp_idle_timeout(),
-            hash_prefix_v4: default_hash_prefix_v4(),
-            hash_prefix_v6: default_hash_prefix_v6(),
+            max_udp_payload: 1232,
+            tcp_idle_timeout: 10,
+            hash_prefix_v4: 24,
+            hash_prefix_v6: 56,
             state_file: None,
             tcp_message_timeout: None,
             tcp_max_connections: None,
@@ -423,22 +388,6 @@ impl Default for ServerConfig {
     }
 }
 
-fn default_dns_listen() -> Vec<String> {
-    vec!["127.0.0.1:5353".to_string()]
-}
-fn default_max_udp_payload() -> u16 {
-    1232
-}
-fn default_tcp_idle_timeout() -> u64 {
-    10
-}
-fn default_hash_prefix_v4() -> u8 {
-    24
-}
-fn default_hash_prefix_v6() -> u8 {
-    56
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ZoneConfig {
@@ -447,21 +396,14 @@ pub struct ZoneConfig {
     /// Authoritative name servers of the zone (apex NS set).
     pub ns: Vec<String>,
     /// TTL of the apex NS set.
-    #[serde(default = "default_ns_ttl")]
+    #[serde(default = "num::<86400>")]
     pub ns_ttl: u32,
     /// TTL of static records that do not set one.
-    #[serde(default = "default_record_ttl")]
+    #[serde(default = "num::<3600>")]
     pub default_ttl: u32,
     pub soa: SoaConfig,
     #[serde(default)]
     pub records: Vec<RecordConfig>,
-}
-
-fn default_ns_ttl() -> u32 {
-    86400
-}
-fn default_record_ttl() -> u32 {
-    3600
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -469,38 +411,19 @@ fn default_record_ttl() -> u32 {
 pub struct SoaConfig {
     pub mname: String,
     pub rname: String,
-    #[serde(default = "default_serial")]
+    #[serde(default = "num::<1>")]
     pub serial: u32,
-    #[serde(default = "default_refresh")]
+    #[serde(default = "num::<7200>")]
     pub refresh: u32,
-    #[serde(default = "default_retry")]
+    #[serde(default = "num::<3600>")]
     pub retry: u32,
-    #[serde(default = "default_expire")]
+    #[serde(default = "num::<1_209_600>")]
     pub expire: u32,
     /// Negative-caching TTL (RFC 2308).
-    #[serde(default = "default_minimum")]
+    #[serde(default = "num::<300>")]
     pub minimum: u32,
-    #[serde(default = "default_soa_ttl")]
+    #[serde(default = "num::<3600>")]
     pub ttl: u32,
-}
-
-fn default_serial() -> u32 {
-    1
-}
-fn default_refresh() -> u32 {
-    7200
-}
-fn default_retry() -> u32 {
-    3600
-}
-fn default_expire() -> u32 {
-    1_209_600
-}
-fn default_minimum() -> u32 {
-    300
-}
-fn default_soa_ttl() -> u32 {
-    3600
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -547,7 +470,7 @@ pub struct CostConfig {
     pub price_per_gb: f64,
     /// Region (`"EU"`, `"EU/DE"`) → USD per GB; the most specific wins.
     #[serde(default)]
-    pub region_prices: std::collections::BTreeMap<String, f64>,
+    pub region_prices: BTreeMap<String, f64>,
     /// Monthly cap: above its projected month-end spend the target is demoted (or dropped).
     pub monthly_cap: Option<f64>,
     /// Monthly commit (minimum spend already paid for).
@@ -602,7 +525,7 @@ pub enum CostModeConfig {
 pub struct ServiceConfig {
     /// Steered name, absolute (trailing dot optional); must be inside a configured zone.
     pub name: String,
-    #[serde(default = "default_service_ttl")]
+    #[serde(default = "num::<30>")]
     pub ttl: u32,
     pub policy: PolicyKind,
     #[serde(default)]
@@ -611,7 +534,7 @@ pub struct ServiceConfig {
     /// its continent (`"EU/DE"`) or `"default"`. Values: target names in failover order, or
     /// `{ target, weight }` tables for a weighted split within the region.
     #[serde(default)]
-    pub geo: std::collections::BTreeMap<String, Vec<RegionTarget>>,
+    pub geo: BTreeMap<String, Vec<RegionTarget>>,
     /// Client networks sent straight to a target list, whatever their location.
     #[serde(default)]
     pub nets: Vec<ServiceNetConfig>,
@@ -654,16 +577,60 @@ pub struct ServiceNetConfig {
     pub targets: Vec<String>,
 }
 
-fn default_service_ttl() -> u32 {
-    30
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceTargetConfig {
     pub target: String,
     /// Only for `policy = "weighted"`; must be > 0.
     pub weight: Option<i64>,
+}
+
+/// `[alerts]` as written.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Name of this node in every payload (default: the host name).
+    pub node: Option<String>,
+    /// Events waiting per sink before the oldest is dropped (default 1000).
+    pub queue: Option<usize>,
+    /// Seconds an undelivered event keeps being retried before it is dropped (default 3600).
+    pub max_age: Option<f64>,
+    /// First retry delay, seconds (default 0.5); doubles after every failed attempt.
+    pub retry_initial: Option<f64>,
+    /// Longest retry delay, seconds (default 60).
+    pub retry_max: Option<f64>,
+    pub sinks: Vec<SinkConfig>,
+}
+
+/// `[[alerts.sinks]]` as written.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct SinkConfig {
+    pub name: String,
+    /// "webhook", "slack", "pagerduty" or "alertmanager".
+    pub kind: String,
+    pub url: Option<String>,
+    /// Read the URL from this environment variable instead (Slack webhook URLs are secrets).
+    pub url_env: Option<String>,
+    /// PagerDuty integration key.
+    pub routing_key: Option<String>,
+    pub routing_key_env: Option<String>,
+    /// Extra HTTP headers sent with every request.
+    pub headers: BTreeMap<String, String>,
+    /// Event kinds this sink gets (default: every kind it can take).
+    pub events: Option<Vec<String>>,
+    /// Least severity of a trigger or informational event sent (default "info"). Resolves
+    /// always pass.
+    pub min_severity: Option<String>,
+    /// Seconds one delivery attempt may take (default 5).
+    pub timeout: Option<f64>,
+    /// Alertmanager only: seconds between two re-sends of the firing alerts (default 60).
+    pub resend: Option<f64>,
+}
+
+/// `#[serde(default = "num::<N>")]`: a number key's default, written at the key.
+const fn num<const N: u32>() -> u32 {
+    N
 }
 
 fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
