@@ -3,7 +3,6 @@
 //! targets go through small pure steps — health → geo → cost → one ordering step → select N —
 //! each recording its input, output and reasons for `explain`.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use rustc_hash::FxHashMap;
@@ -198,9 +197,26 @@ pub struct Outcome {
     pub trace: Vec<Step>,
 }
 
-/// Incumbents of latency-ordered cells, carried from one compile to the next: "service|cell" →
-/// target name.
-pub type Memory = FxHashMap<String, String>;
+/// A cell of a service, as the latency incumbents know it: the service's name and the cell's
+/// label ("www.example.com.", "region EU").
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CellId {
+    pub service: String,
+    pub cell: String,
+}
+
+impl CellId {
+    pub fn new(service: impl Into<String>, cell: impl Into<String>) -> Self {
+        Self {
+            service: service.into(),
+            cell: cell.into(),
+        }
+    }
+}
+
+/// Incumbents of latency-ordered cells, carried from one compile to the next: cell → target
+/// name.
+pub type Memory = FxHashMap<CellId, String>;
 
 /// The inputs the chain reads, shared by every cell of a compile.
 pub struct Ctx<'a> {
@@ -215,14 +231,14 @@ pub struct Ctx<'a> {
     pub trace: bool,
 }
 
-/// Run the chain for `cell`. `memory_key` names the cell for the latency incumbent
-/// ("www.example.com.|region EU"); the incumbent chosen now goes to `next`.
+/// Run the chain for `cell` of `service` (the name its latency incumbent is kept under, with
+/// the cell's label); the incumbent chosen now goes to `next`.
 pub fn run(
     cell: &Cell,
     order: Order,
     settings: &ChainSettings,
     ctx: &Ctx<'_>,
-    memory_key: &dyn Fn() -> String,
+    service: &str,
     next: &mut Memory,
 ) -> Outcome {
     let (names, targets, prev) = (ctx.names, ctx.targets, ctx.prev);
@@ -480,8 +496,8 @@ pub fn run(
                 }
             }
             // Stabilize: the incumbent keeps the lead unless beaten by the band.
-            let key = memory_key();
-            if let Some(inc_name) = prev.get(&key)
+            let id = CellId::new(service, &cell.label);
+            if let Some(inc_name) = prev.get(&id)
                 && let Some(pos) = cands.iter().position(|&t| name(t) == inc_name)
                 && pos > 0
                 && rank(cands[pos]) == rank(cands[0])
@@ -515,7 +531,7 @@ pub fn run(
                 }
             }
             if let Some(&first) = cands.first() {
-                next.insert(memory_key(), name(first).to_string());
+                next.insert(id, name(first).to_string());
             }
             None
         }
@@ -630,22 +646,4 @@ fn rename_targets(reason: &str, names: &[String]) -> String {
         return format!("{n} {tail}");
     }
     reason.to_string()
-}
-
-/// A trace as text, one step per block.
-pub fn format_trace(trace: &[Step]) -> String {
-    let mut s = String::new();
-    for st in trace {
-        let _ = writeln!(
-            s,
-            "  {:<20} [{}] → [{}]",
-            st.step,
-            st.input.join(", "),
-            st.output.join(", ")
-        );
-        for n in &st.notes {
-            let _ = writeln!(s, "  {:<20}   {n}", "");
-        }
-    }
-    s
 }
