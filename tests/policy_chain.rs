@@ -1147,9 +1147,13 @@ const MAY_2027: u64 = 1_809_129_600_000;
 /// exactly $10,416 at 300 h (4,200 answers: equal, not over) and first above the cap at the
 /// 1,801st surge answer, at 300 h 2 min.
 fn capped_model() -> CostModel {
-    CostModel::new(1.0)
-        .with_bytes_per_answer(1e9)
-        .with_cap(10_416.0)
+    CostModel {
+        price_per_gb: 1.0,
+        region_prices: Default::default(),
+        monthly_cap: Some(10_416.0),
+        commit: None,
+        bytes_per_answer: 1e9,
+    }
 }
 
 fn answers_at(elapsed_ms: u64) -> u64 {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 
-use super::cost::{CostMode, CostPlace, CostStatus, apply_cost, cost_place};
+use super::cost::{Commit, CostMode, CostPlace, CostStatus, apply_cost, cost_place};
 use crate::config::schema::{AllDownMode, CostModeConfig};
 use crate::health::machine::EffectiveStatus;
 
@@ -389,17 +389,22 @@ pub fn run(
             (CostModeConfig::Drop, _) | (_, Order::Weighted) => CostMode::Drop,
             _ => CostMode::Demote,
         };
+        let commit = if settings.prefer_commit {
+            Commit::Prefer
+        } else {
+            Commit::Ignore
+        };
         let before = cands.clone();
         let unmetered = CostStatus::unmetered();
         let status = |t: usize| ctx.costs.get(t).unwrap_or(&unmetered);
         if !before.iter().all(|&t| status(t).over_cap) {
             cost_rank = before
                 .iter()
-                .map(|&t| (t, cost_place(status(t), mode, settings.prefer_commit)))
+                .map(|&t| (t, cost_place(status(t), mode, commit)))
                 .collect();
         }
         let (after, reasons) = if ctx.costs.iter().any(|c| c.over_cap || c.under_commit) {
-            apply_cost(&cands, ctx.costs, mode, settings.prefer_commit)
+            apply_cost(&cands, ctx.costs, mode, commit)
         } else {
             (cands.clone(), Vec::new())
         };
