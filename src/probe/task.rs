@@ -180,7 +180,8 @@ impl Task {
 
     async fn send(&self, run: RunResult, kind: RunKind, verdict: Verdict) -> bool {
         if let Some((l, e)) = run.local_error() {
-            self.shared.metrics
+            self.shared
+                .metrics
                 .local_error(&self.target, l.level.as_str(), e, &l.detail);
         }
         let report = ProbeReport {
