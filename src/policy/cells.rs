@@ -314,8 +314,8 @@ pub(super) fn run_cell(
     ctx: &Ctx<'_>,
     memory: &mut Memory,
 ) -> (Outcome, u32) {
-    let service = svc.name.to_string();
-    let outcome = chain::run(cell, order_of(svc, cell), &svc.chain, ctx, &service, memory);
+    let order = order_of(svc, cell);
+    let outcome = chain::run(cell, order, &svc.chain, ctx, &svc.name, memory);
     let ttl = if outcome.unstable {
         svc.ttl.min(svc.unstable_ttl)
     } else {

@@ -152,7 +152,7 @@ pub fn run(
     order: Order,
     settings: &ChainSettings,
     ctx: &Ctx<'_>,
-    service: &str,
+    service: &(impl std::fmt::Display + ?Sized),
     next: &mut Memory,
 ) -> Outcome {
     let (names, targets, prev) = (ctx.names, ctx.targets, ctx.prev);
@@ -415,7 +415,7 @@ pub fn run(
                 }
             }
             // Stabilize: the incumbent keeps the lead unless beaten by the band.
-            let id = CellId::new(service, &cell.label);
+            let id = CellId::new(service.to_string(), &cell.label);
             if let Some(inc_name) = prev.get(&id)
                 && let Some(pos) = cands.iter().position(|&t| name(t) == inc_name)
                 && pos > 0
