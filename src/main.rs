@@ -366,7 +366,7 @@ fn probe(config: Option<PathBuf>, once: bool, only: &[String]) -> ExitCode {
                         store.record(&o);
                     }
                     if let Some(t) = store.target(&report.run.target) {
-                        let now = steerd::probe::check::now_ms();
+                        let now = steerd::clock::wall_ms();
                         for w in steerd::health::WINDOWS {
                             let s = t.stats(steerd::health::Level::Check, now, w);
                             println!("  {w:>3}: {}", s.summary());

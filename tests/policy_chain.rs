@@ -18,7 +18,7 @@ use steerd::config::schema::{AllDownMode, CostModeConfig};
 use steerd::geo::GeoData;
 use steerd::health::machine::EffectiveStatus;
 use steerd::policy::chain::{
-    self, CacheInputs, Cell, ChainSettings, Ctx, Memory, Order, Outcome, Pick, TargetInput,
+    self, CacheInputs, Cell, CellId, ChainSettings, Ctx, Memory, Order, Outcome, Pick, TargetInput,
     proximity_score,
 };
 use steerd::policy::cost::{self, CostInputs, CostModel, CostStatus, Month};
@@ -227,7 +227,6 @@ fn run(
     prev: &Memory,
 ) -> (Outcome, Memory) {
     let costs: Vec<CostStatus> = targets.iter().map(|t| t.cost.clone()).collect();
-    let key = || "svc.example.com.|all clients".to_string();
     let mut out = Vec::new();
     for trace in [true, false] {
         let ctx = Ctx {
@@ -238,7 +237,7 @@ fn run(
             trace,
         };
         let mut next = Memory::default();
-        let o = chain::run(cell, order, settings, &ctx, &key, &mut next);
+        let o = chain::run(cell, order, settings, &ctx, "svc.example.com.", &mut next);
         out.push((o, next));
     }
     let (quiet, quiet_next) = out.pop().unwrap();
@@ -692,7 +691,7 @@ fn latency_incumbent_stays_inside_the_stabilize_band_via_compile() {
         .service("fast.example.com", "latency", &["cdn-a", "cdn-b"], "")
         .build();
     let geo = geo(&cfg);
-    let key = "fast.example.com.|clients without a region";
+    let key = &CellId::new("fast.example.com.", "clients without a region");
     let pick = |t: &RoutingTable| {
         answer_for(service(t, "fast.example.com"), ip("203.0.113.7"))
             .target
@@ -748,7 +747,7 @@ fn latency_incumbent_stays_inside_the_stabilize_band_via_compile() {
 fn latency_stabilize_band_is_percent_or_milliseconds() {
     let n = names(&["cdn-a", "cdn-b"]);
     let c = cell(&[0, 1]);
-    let key = "svc.example.com.|all clients";
+    let key = &CellId::new("svc.example.com.", "all clients");
     let with = |a: u64, b: u64| {
         let mut t = vec![TargetInput::unknown(), TargetInput::unknown()];
         t[0].latency = Some(ms(a));
@@ -756,7 +755,7 @@ fn latency_stabilize_band_is_percent_or_milliseconds() {
         t
     };
     let mut incumbent_a = Memory::default();
-    incumbent_a.insert(key.to_string(), "cdn-a".to_string());
+    incumbent_a.insert(key.clone(), "cdn-a".to_string());
     let s = settings();
 
     // (incumbent cdn-a, challenger cdn-b) → who answers.
@@ -898,14 +897,17 @@ fn latency_per_region_figure_overrides_the_global_one() {
     assert_eq!(answer_for(svc, ip("203.0.113.7")).target, "cdn-b");
     assert_eq!(
         memory
-            .get("fast.example.com.|region EU")
+            .get(&CellId::new("fast.example.com.", "region EU"))
             .map(String::as_str),
         Some("cdn-a"),
         "{memory:?}"
     );
     assert_eq!(
         memory
-            .get("fast.example.com.|clients without a region")
+            .get(&CellId::new(
+                "fast.example.com.",
+                "clients without a region"
+            ))
             .map(String::as_str),
         Some("cdn-b"),
         "{memory:?}"
@@ -1145,9 +1147,13 @@ const MAY_2027: u64 = 1_809_129_600_000;
 /// exactly $10,416 at 300 h (4,200 answers: equal, not over) and first above the cap at the
 /// 1,801st surge answer, at 300 h 2 min.
 fn capped_model() -> CostModel {
-    CostModel::new(1.0)
-        .with_bytes_per_answer(1e9)
-        .with_cap(10_416.0)
+    CostModel {
+        price_per_gb: 1.0,
+        region_prices: Default::default(),
+        monthly_cap: Some(10_416.0),
+        commit: None,
+        bytes_per_answer: 1e9,
+    }
 }
 
 fn answers_at(elapsed_ms: u64) -> u64 {
@@ -1865,7 +1871,10 @@ fn a_demoted_latency_incumbent_does_not_keep_the_lead() {
     targets[1].latency = Some(ms(25));
     targets[0].cost = capped_status(300 * HOUR_MS + 3 * 60_000);
     let mut prev = Memory::default();
-    prev.insert("svc.example.com.|all clients".into(), "cdn-a".to_string());
+    prev.insert(
+        CellId::new("svc.example.com.", "all clients"),
+        "cdn-a".to_string(),
+    );
     let (o, next) = run(
         &cell(&[0, 1]),
         Order::Latency,

@@ -3,99 +3,12 @@
 //! targets go through small pure steps — health → geo → cost → one ordering step → select N —
 //! each recording its input, output and reasons for `explain`.
 
-use std::fmt::Write as _;
-use std::time::Duration;
-
 use rustc_hash::FxHashMap;
 
-use super::cost::{CostMode, CostPlace, CostStatus, apply_cost, cost_place};
+use super::cost::{Commit, CostMode, CostPlace, CostStatus, apply_cost, cost_place};
+pub use super::inputs::{CacheInputs, TargetInput};
 use crate::config::schema::{AllDownMode, CostModeConfig};
 use crate::health::machine::EffectiveStatus;
-
-/// Everything the chain knows about one target (indexed like the configuration's targets).
-#[derive(Debug, Clone)]
-pub struct TargetInput {
-    pub state: EffectiveStatus,
-    /// Recovering, or changed state recently: answers that depend on it get a short TTL.
-    pub unstable: bool,
-    /// Why it is in its state ("error rate 7.2 % > 5 % over 1m since 12:03:10").
-    pub reason: String,
-    /// Recent p95 latency (all vantage points).
-    pub latency: Option<Duration>,
-    /// Recent p95 latency seen from clients of a region (continent code, e.g. "EU").
-    pub latency_by_region: Vec<(String, Duration)>,
-    pub cache: CacheInputs,
-    /// Cache inputs for the clients of a region (continent code), where a report has them.
-    pub cache_by_region: Vec<(String, CacheInputs)>,
-    pub cost: CostStatus,
-}
-
-impl TargetInput {
-    /// A target nothing is known about: healthy, unmeasured, unmetered.
-    pub fn unknown() -> Self {
-        Self {
-            state: EffectiveStatus::Healthy,
-            unstable: false,
-            reason: "no health data".into(),
-            latency: None,
-            latency_by_region: Vec::new(),
-            cache: CacheInputs::default(),
-            cache_by_region: Vec::new(),
-            cost: CostStatus::unmetered(),
-        }
-    }
-
-    /// The cache inputs for clients of `region`: its own where there are some, else the
-    /// target's.
-    pub fn cache_in(&self, region: Option<&str>) -> (CacheInputs, bool) {
-        if let Some(r) = region
-            && let Some((_, c)) = self.cache_by_region.iter().find(|(k, _)| k == r)
-        {
-            return (*c, true);
-        }
-        (self.cache, false)
-    }
-
-    fn latency_in(&self, region: Option<&str>) -> Option<(Duration, &'static str)> {
-        if let Some(r) = region
-            && let Some((_, d)) = self.latency_by_region.iter().find(|(k, _)| k == r)
-        {
-            return Some((*d, "region"));
-        }
-        self.latency.map(|d| (d, "all"))
-    }
-}
-
-/// Inputs of the seed's cache score, each 0..=1 (defaults as in the seed: 0.5, 0.5, 0).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct CacheInputs {
-    /// Object popularity.
-    pub popularity: f64,
-    /// Average TTL remaining, as a fraction.
-    pub ttl_factor: f64,
-    /// Share of recent objects purged.
-    pub purge_ratio: f64,
-    /// Where `popularity` came from ("reported", "probed hit ratio", "default", …), for traces.
-    pub popularity_from: &'static str,
-}
-
-impl Default for CacheInputs {
-    fn default() -> Self {
-        Self {
-            popularity: 0.5,
-            ttl_factor: 0.5,
-            purge_ratio: 0.0,
-            popularity_from: "default",
-        }
-    }
-}
-
-impl CacheInputs {
-    /// `(popularity + ttl_factor + purge_impact) / 3`, `purge_impact = 1 − purge_ratio`.
-    pub fn score(&self) -> f64 {
-        (self.popularity + self.ttl_factor + (1.0 - self.purge_ratio)) / 3.0
-    }
-}
 
 /// Proximity score in 0..=1: 1 at the client, 0 at the antipode (20,015 km).
 pub fn proximity_score(distance_km: Option<f64>) -> f64 {
@@ -198,9 +111,26 @@ pub struct Outcome {
     pub trace: Vec<Step>,
 }
 
-/// Incumbents of latency-ordered cells, carried from one compile to the next: "service|cell" →
-/// target name.
-pub type Memory = FxHashMap<String, String>;
+/// A cell of a service, as the latency incumbents know it: the service's name and the cell's
+/// label ("www.example.com.", "region EU").
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CellId {
+    pub service: String,
+    pub cell: String,
+}
+
+impl CellId {
+    pub fn new(service: impl Into<String>, cell: impl Into<String>) -> Self {
+        Self {
+            service: service.into(),
+            cell: cell.into(),
+        }
+    }
+}
+
+/// Incumbents of latency-ordered cells, carried from one compile to the next: cell → target
+/// name.
+pub type Memory = FxHashMap<CellId, String>;
 
 /// The inputs the chain reads, shared by every cell of a compile.
 pub struct Ctx<'a> {
@@ -215,14 +145,14 @@ pub struct Ctx<'a> {
     pub trace: bool,
 }
 
-/// Run the chain for `cell`. `memory_key` names the cell for the latency incumbent
-/// ("www.example.com.|region EU"); the incumbent chosen now goes to `next`.
+/// Run the chain for `cell` of `service` (the name its latency incumbent is kept under, with
+/// the cell's label); the incumbent chosen now goes to `next`.
 pub fn run(
     cell: &Cell,
     order: Order,
     settings: &ChainSettings,
     ctx: &Ctx<'_>,
-    memory_key: &dyn Fn() -> String,
+    service: &(impl std::fmt::Display + ?Sized),
     next: &mut Memory,
 ) -> Outcome {
     let (names, targets, prev) = (ctx.names, ctx.targets, ctx.prev);
@@ -373,17 +303,22 @@ pub fn run(
             (CostModeConfig::Drop, _) | (_, Order::Weighted) => CostMode::Drop,
             _ => CostMode::Demote,
         };
+        let commit = if settings.prefer_commit {
+            Commit::Prefer
+        } else {
+            Commit::Ignore
+        };
         let before = cands.clone();
         let unmetered = CostStatus::unmetered();
         let status = |t: usize| ctx.costs.get(t).unwrap_or(&unmetered);
         if !before.iter().all(|&t| status(t).over_cap) {
             cost_rank = before
                 .iter()
-                .map(|&t| (t, cost_place(status(t), mode, settings.prefer_commit)))
+                .map(|&t| (t, cost_place(status(t), mode, commit)))
                 .collect();
         }
         let (after, reasons) = if ctx.costs.iter().any(|c| c.over_cap || c.under_commit) {
-            apply_cost(&cands, ctx.costs, mode, settings.prefer_commit)
+            apply_cost(&cands, ctx.costs, mode, commit)
         } else {
             (cands.clone(), Vec::new())
         };
@@ -480,8 +415,8 @@ pub fn run(
                 }
             }
             // Stabilize: the incumbent keeps the lead unless beaten by the band.
-            let key = memory_key();
-            if let Some(inc_name) = prev.get(&key)
+            let id = CellId::new(service.to_string(), &cell.label);
+            if let Some(inc_name) = prev.get(&id)
                 && let Some(pos) = cands.iter().position(|&t| name(t) == inc_name)
                 && pos > 0
                 && rank(cands[pos]) == rank(cands[0])
@@ -515,7 +450,7 @@ pub fn run(
                 }
             }
             if let Some(&first) = cands.first() {
-                next.insert(memory_key(), name(first).to_string());
+                next.insert(id, name(first).to_string());
             }
             None
         }
@@ -630,22 +565,4 @@ fn rename_targets(reason: &str, names: &[String]) -> String {
         return format!("{n} {tail}");
     }
     reason.to_string()
-}
-
-/// A trace as text, one step per block.
-pub fn format_trace(trace: &[Step]) -> String {
-    let mut s = String::new();
-    for st in trace {
-        let _ = writeln!(
-            s,
-            "  {:<20} [{}] → [{}]",
-            st.step,
-            st.input.join(", "),
-            st.output.join(", ")
-        );
-        for n in &st.notes {
-            let _ = writeln!(s, "  {:<20}   {n}", "");
-        }
-    }
-    s
 }

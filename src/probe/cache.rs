@@ -107,55 +107,60 @@ mod tests {
         h
     }
 
+    /// The observation read from `pairs`, which must say something about caching.
+    fn seen(pairs: &[(&str, &str)]) -> CacheObservation {
+        read_cache_headers(&map(pairs))
+            .0
+            .expect("a cache observation")
+    }
+
     #[test]
     fn vendors() {
-        let (o, _) = read_cache_headers(&map(&[
-            ("CF-Cache-Status", "HIT"),
-            ("CF-Ray", "8a1b2c3d4e-FRA"),
-        ]));
-        let o = o.unwrap();
+        let o = seen(&[("CF-Cache-Status", "HIT"), ("CF-Ray", "8a1b2c3d4e-FRA")]);
         assert_eq!(
             (o.status, o.pop.as_deref()),
             (CacheStatus::Hit, Some("FRA"))
         );
 
-        let (o, _) = read_cache_headers(&map(&[
+        let o = seen(&[
             ("X-Cache", "MISS, HIT"),
             (
                 "X-Served-By",
                 "cache-iad-kiad7000025-IAD, cache-fra19120-FRA",
             ),
             ("Age", "120"),
-        ]));
-        let o = o.unwrap();
+        ]);
         assert_eq!(o.status, CacheStatus::Hit);
         assert_eq!(o.pop.as_deref(), Some("cache-fra19120-FRA"));
         assert_eq!(o.age, Some(120));
 
-        let (o, _) = read_cache_headers(&map(&[
+        let o = seen(&[
             ("X-Cache", "Miss from cloudfront"),
             ("X-Amz-Cf-Pop", "FRA56-P1"),
-        ]));
-        let o = o.unwrap();
+        ]);
         assert_eq!(
             (o.status, o.pop.as_deref()),
             (CacheStatus::Miss, Some("FRA56-P1"))
         );
 
-        let (o, _) = read_cache_headers(&map(&[("X-Cache-Status", "STALE")]));
-        assert_eq!(o.unwrap().status, CacheStatus::Stale);
-        let (o, _) = read_cache_headers(&map(&[("cf-cache-status", "EXPIRED")]));
-        assert_eq!(o.unwrap().status, CacheStatus::Miss);
-        let (o, _) = read_cache_headers(&map(&[("cf-cache-status", "DYNAMIC")]));
-        assert_eq!(o.unwrap().status, CacheStatus::Other);
+        assert_eq!(
+            seen(&[("X-Cache-Status", "STALE")]).status,
+            CacheStatus::Stale
+        );
+        assert_eq!(
+            seen(&[("cf-cache-status", "EXPIRED")]).status,
+            CacheStatus::Miss
+        );
+        assert_eq!(
+            seen(&[("cf-cache-status", "DYNAMIC")]).status,
+            CacheStatus::Other
+        );
     }
 
     #[test]
     fn age_alone_and_nothing() {
-        let (o, _) = read_cache_headers(&map(&[("Age", "30")]));
-        assert_eq!(o.unwrap().status, CacheStatus::Hit);
-        let (o, _) = read_cache_headers(&map(&[("Age", "0")]));
-        assert_eq!(o.unwrap().status, CacheStatus::Miss);
+        assert_eq!(seen(&[("Age", "30")]).status, CacheStatus::Hit);
+        assert_eq!(seen(&[("Age", "0")]).status, CacheStatus::Miss);
         let (o, d) = read_cache_headers(&map(&[("Server", "nginx")]));
         assert!(o.is_none());
         assert!(d.contains("no cache status"));

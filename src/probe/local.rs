@@ -267,14 +267,6 @@ impl ProbeMetrics {
         );
     }
 
-    /// Local errors counted for `target`, `level` and `error` so far.
-    pub fn local_errors(&self, target: &str, level: &str, error: LocalError) -> u64 {
-        self.local_errors
-            .get_metric_with_label_values(&[target, level, error.name()])
-            .map(|c| c.get())
-            .unwrap_or(0)
-    }
-
     pub fn gather(&self) -> Vec<MetricFamily> {
         self.registry.gather()
     }
@@ -320,6 +312,14 @@ mod tests {
         assert_eq!(LocalError::of(&refused), None);
     }
 
+    /// Local errors counted for `target`, `level` and `error` so far.
+    fn counted(m: &ProbeMetrics, target: &str, level: &str, error: LocalError) -> u64 {
+        m.local_errors
+            .get_metric_with_label_values(&[target, level, error.name()])
+            .map(|c| c.get())
+            .unwrap_or(0)
+    }
+
     #[test]
     fn counted_per_label_and_logged_rarely() {
         let m = ProbeMetrics::new();
@@ -327,9 +327,9 @@ mod tests {
             m.local_error("a", "tcp", LocalError::ProcessFiles, "x");
         }
         m.local_error("a", "dns", LocalError::Ports, "x");
-        assert_eq!(m.local_errors("a", "tcp", LocalError::ProcessFiles), 3);
-        assert_eq!(m.local_errors("a", "dns", LocalError::Ports), 1);
-        assert_eq!(m.local_errors("b", "tcp", LocalError::ProcessFiles), 0);
+        assert_eq!(counted(&m, "a", "tcp", LocalError::ProcessFiles), 3);
+        assert_eq!(counted(&m, "a", "dns", LocalError::Ports), 1);
+        assert_eq!(counted(&m, "b", "tcp", LocalError::ProcessFiles), 0);
         // One line logged, three suppressed.
         assert_eq!(m.log.lock().suppressed, 3);
         let fams = m.gather();

@@ -11,8 +11,8 @@ use rustls::pki_types::pem::PemObject;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use super::check::Outcome;
 use super::local::LocalError;
+use super::run::Outcome;
 
 /// Client configurations, one per CA file (None = the Mozilla roots only).
 #[derive(Default)]
@@ -32,18 +32,17 @@ impl TlsConfigs {
         if let Some(c) = map.get(&key) {
             return Ok(c.clone());
         }
-        let connector = TlsConnector::from(Arc::new(config(ca_file)?));
+        let connector = TlsConnector::from(Arc::new(client_config(ca_file)?));
         map.insert(key, connector.clone());
         Ok(connector)
     }
 }
 
-/// A rustls client configuration trusting the Mozilla roots and the certificates of `ca_file`.
-pub fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
-    config(ca_file).map_err(|(e, _)| e)
-}
-
-fn config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, (String, Option<LocalError>)> {
+/// A rustls client configuration trusting the Mozilla roots and the certificates of `ca_file`;
+/// on error, why, and whether that is a local error.
+fn client_config(
+    ca_file: Option<&Path>,
+) -> Result<rustls::ClientConfig, (String, Option<LocalError>)> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca_file {
@@ -86,7 +85,7 @@ pub fn describe<IO>(tls: &TlsStream<IO>, warn_days: u32) -> (Outcome, String) {
     let Some(leaf) = conn.peer_certificates().and_then(|c| c.first()) else {
         return (Outcome::Ok, format!("{proto}; no certificate seen"));
     };
-    match expiry(leaf, super::check::now_ms() / 1000) {
+    match expiry(leaf, crate::clock::wall_ms() / 1000) {
         Some((days, date)) => {
             let detail = format!("{proto}; certificate valid, expires in {days} d ({date})");
             if days < i64::from(warn_days) {
