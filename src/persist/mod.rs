@@ -9,6 +9,8 @@
 //! at shutdown (by [`crate::control::Saver`]), and read once at start. A file that cannot be read or fails its checks is moved
 //! aside (never deleted) and steerd starts without it.
 
+pub mod atomic;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -173,7 +175,7 @@ pub fn load(path: &Path, now_ms: u64) -> Result<Option<Saved>, LoadError> {
 pub fn save(path: &Path, saved: &Saved) -> std::io::Result<()> {
     let mut text = serde_json::to_vec_pretty(saved).map_err(std::io::Error::other)?;
     text.push(b'\n');
-    crate::admin::store::write_atomically(path, &text)
+    atomic::write_atomically(path, &text)
 }
 
 /// Move a state file that cannot be used out of the way (`<path>.bad-<unix ms>`), so that
