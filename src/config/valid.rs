@@ -11,7 +11,7 @@ use std::time::Duration;
 use hickory_proto::rr::{Name, Record, RecordType};
 use ipnet::IpNet;
 
-use super::schema::PolicyKind;
+use super::schema::{AllDownMode, CostModeConfig, PolicyKind};
 use crate::events::{AlertAction, EventKind, Severity};
 use crate::geo::CountryTable;
 use crate::health::Level;
@@ -83,7 +83,7 @@ pub struct Target {
     /// Health check; None = not probed.
     pub check: Option<Arc<CheckSpec>>,
     /// Price, cap and commit; None = unmetered.
-    pub cost: Option<crate::policy::cost::CostModel>,
+    pub cost: Option<CostModel>,
     /// "edge" or "origin".
     pub role: &'static str,
 }
@@ -147,13 +147,7 @@ pub struct RegionChoice {
     pub weights: Option<Vec<u32>>,
 }
 
-/// Network override: a CIDR placed in a country or continent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetOverride {
-    pub net: IpNet,
-    pub country: Option<[u8; 2]>,
-    pub continent: [u8; 2],
-}
+pub use crate::geo::NetOverride;
 
 /// Geography settings, parsed.
 #[derive(Debug, Clone, PartialEq)]
@@ -188,7 +182,7 @@ pub struct Service {
     /// Client networks sent to a fixed choice, whatever their location.
     pub nets: Vec<(IpNet, RegionChoice)>,
     /// How the policy chain runs for this service.
-    pub chain: crate::policy::chain::ChainSettings,
+    pub chain: ChainSettings,
     /// Last-resort CNAME for `all_down = "closed"`.
     pub fallback: Option<Name>,
     /// TTL while the answer depends on an unstable target.
@@ -592,4 +586,57 @@ pub fn hostname() -> String {
         }
     }
     "steerd".into()
+}
+
+/// Default traffic one DNS answer is estimated to send to a CDN: 2 MB (2 × 10⁶ bytes).
+///
+/// This is only an estimate: real traffic per answer depends on the content, the TTL and how
+/// many clients sit behind each resolver. Operators should tune it per target from billing data
+/// (billed bytes ÷ answers over a past month).
+pub const DEFAULT_BYTES_PER_ANSWER: f64 = 2e6;
+
+/// Prices, cap and commit of one target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostModel {
+    /// Flat price in USD per GB, used for regions without a price of their own.
+    pub price_per_gb: f64,
+    /// Region key (`"EU"`, `"EU/DE"`, `"default"`) → USD per GB. The most specific key wins:
+    /// `"EU/DE"`, then `"EU"`, then the flat price. Keys compare ASCII-case-insensitively.
+    pub region_prices: BTreeMap<String, f64>,
+    /// Monthly spending cap in USD.
+    pub monthly_cap: Option<f64>,
+    /// Minimum monthly spend in USD already committed (paid for whether used or not).
+    pub commit: Option<f64>,
+    /// Estimated bytes one DNS answer sends to this target (see [`DEFAULT_BYTES_PER_ANSWER`]).
+    pub bytes_per_answer: f64,
+}
+
+/// Per-service settings of the chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChainSettings {
+    pub select: usize,
+    pub all_down: AllDownMode,
+    pub has_fallback: bool,
+    pub cost: CostModeConfig,
+    pub prefer_commit: bool,
+    pub stabilize_pct: f64,
+    pub stabilize_ms: u32,
+    pub proximity_weight: f64,
+    pub cache_weight: f64,
+}
+
+impl Default for ChainSettings {
+    fn default() -> Self {
+        Self {
+            select: 1,
+            all_down: AllDownMode::Open,
+            has_fallback: false,
+            cost: CostModeConfig::Demote,
+            prefer_commit: false,
+            stabilize_pct: 10.0,
+            stabilize_ms: 50,
+            proximity_weight: 0.4,
+            cache_weight: 0.6,
+        }
+    }
 }

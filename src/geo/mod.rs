@@ -15,8 +15,15 @@ pub use blocks::{Blocks, build_blocks, scope};
 pub use countries::{CountryInfo, CountryTable};
 pub use db::GeoDb;
 
-use crate::config::NetOverride;
 use runs::{Family, Runs};
+
+/// Network override: a CIDR placed in a country or continent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetOverride {
+    pub net: ipnet::IpNet,
+    pub country: Option<[u8; 2]>,
+    pub continent: [u8; 2],
+}
 
 /// Continent codes, as GeoIP2 uses them.
 pub const CONTINENTS: [&str; 7] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"];

@@ -31,35 +31,7 @@ pub enum Order {
     CacheAware,
 }
 
-/// Per-service settings of the chain.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChainSettings {
-    pub select: usize,
-    pub all_down: AllDownMode,
-    pub has_fallback: bool,
-    pub cost: CostModeConfig,
-    pub prefer_commit: bool,
-    pub stabilize_pct: f64,
-    pub stabilize_ms: u32,
-    pub proximity_weight: f64,
-    pub cache_weight: f64,
-}
-
-impl Default for ChainSettings {
-    fn default() -> Self {
-        Self {
-            select: 1,
-            all_down: AllDownMode::Open,
-            has_fallback: false,
-            cost: CostModeConfig::Demote,
-            prefer_commit: false,
-            stabilize_pct: 10.0,
-            stabilize_ms: 50,
-            proximity_weight: 0.4,
-            cache_weight: 0.6,
-        }
-    }
-}
+pub use crate::config::ChainSettings;
 
 /// One group of clients and its candidates.
 #[derive(Debug, Clone, PartialEq)]

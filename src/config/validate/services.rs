@@ -9,11 +9,11 @@ use ipnet::IpNet;
 use super::geo::region_key;
 use super::targets::Targets;
 use super::zones::Zones;
+use crate::config::ChainSettings;
 use crate::config::issues::{Issues, cidr, excerpt, name_at, parse_name, ttl};
 use crate::config::schema::{AllDownMode, PolicyKind, RegionTarget, ServiceConfig, TargetConfig};
 use crate::config::valid::{Member, RegionChoice, RegionKey, Service, TargetAnswer};
 use crate::geo::CountryTable;
-use crate::policy::chain::ChainSettings;
 
 const MAX_WEIGHT: i64 = 1_000_000;
 

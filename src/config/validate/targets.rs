@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::config::issues::{Context, Issues, between, check_name, parse_name};
 use crate::config::schema::{CostConfig, TargetConfig};
 use crate::config::valid::{ProbeSettings, Target, TargetAnswer};
-use crate::policy::cost::{CostModel, DEFAULT_BYTES_PER_ANSWER};
+use crate::config::{CostModel, DEFAULT_BYTES_PER_ANSWER};
 
 /// The targets, by position in the file (None: this one has issues), and the position of the
 /// first target of each name.

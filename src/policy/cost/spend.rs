@@ -1,36 +1,14 @@
 //! A target's spend this month: its prices, cap and commit, the usage known, and the status
 //! they give (spend so far, month-end projection, over cap, under commit).
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use super::month::{DAY_MS, Month};
 
-/// Default traffic one DNS answer is estimated to send to a CDN: 2 MB (2 × 10⁶ bytes).
-///
-/// This is only an estimate: real traffic per answer depends on the content, the TTL and how
-/// many clients sit behind each resolver. Operators should tune it per target from billing data
-/// (billed bytes ÷ answers over a past month).
-pub const DEFAULT_BYTES_PER_ANSWER: f64 = 2e6;
-
 const BYTES_PER_GB: f64 = 1e9;
 pub(super) const HOUR_MS: u64 = 3_600_000;
 
-/// Prices, cap and commit of one target.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CostModel {
-    /// Flat price in USD per GB, used for regions without a price of their own.
-    pub price_per_gb: f64,
-    /// Region key (`"EU"`, `"EU/DE"`, `"default"`) → USD per GB. The most specific key wins:
-    /// `"EU/DE"`, then `"EU"`, then the flat price. Keys compare ASCII-case-insensitively.
-    pub region_prices: BTreeMap<String, f64>,
-    /// Monthly spending cap in USD.
-    pub monthly_cap: Option<f64>,
-    /// Minimum monthly spend in USD already committed (paid for whether used or not).
-    pub commit: Option<f64>,
-    /// Estimated bytes one DNS answer sends to this target (see [`DEFAULT_BYTES_PER_ANSWER`]).
-    pub bytes_per_answer: f64,
-}
+pub use crate::config::{CostModel, DEFAULT_BYTES_PER_ANSWER};
 
 impl CostModel {
     /// Price per GB for a region key: the most specific configured key among `region` and its
