@@ -90,7 +90,9 @@ impl Http {
             .unwrap();
         let client = reqwest::Client::builder()
             .no_proxy()
-            .timeout(Duration::from_secs(10))
+            // A bound for a stuck server, not a speed check: a reload that loads the shipped
+            // GeoIP database takes ~10 s in a debug build on a busy machine.
+            .timeout(Duration::from_secs(60))
             .build()
             .unwrap();
         Http {
