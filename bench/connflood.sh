@@ -9,59 +9,39 @@
 #
 # Usage: bench/connflood.sh [--no-build]     DURATION=30 NOFILE=4096 bench/connflood.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
 DURATION=${DURATION:-30}
 NOFILE=${NOFILE:-4096}
 DNS_CONNS=${DNS_CONNS:-16000}
 ADMIN_CONNS=${ADMIN_CONNS:-4000}
 STEERD=${STEERD:-target/release/steerd}
-[[ "${1:-}" == "--no-build" ]] || cargo build --release --locked --quiet
-tmp=$(mktemp -d); pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_args "$@"
+bench_start dig curl prlimit
 cdn=$(free_port); dns=$(free_port); admin=$(free_port)
-python3 bench/fakecdn.py --port "$cdn" --name cdn-a >/dev/null 2>&1 & pids+=($!)
-cat > "$tmp/flood.toml" <<TOML
-[server]
-dns_listen = ["127.0.0.1:$dns"]
-admin_listen = "127.0.0.1:$admin"
-[geo]
-database = ""
+python3 bench/fakecdn.py --port "$cdn" --name cdn-a >/dev/null 2>&1 & PIDS+=("$!")
+cat > "$TMP/flood.toml" <<TOML
+$(listen_toml "$dns" "$admin")
 [probe]
 interval = 1
-[[zones]]
-name = "example.com"
-ns = ["ns1.example.com"]
-[zones.soa]
-mname = "ns1.example.com"
-rname = "hostmaster.example.com"
-[[targets]]
-name = "cdn-a"
-a = ["192.0.2.1"]
-[targets.check]
-url = "http://www.example.com/health"
-address = "127.0.0.1:$cdn"
+$(base_toml)
+$(checked_target cdn-a 192.0.2.1 "$cdn")
 [[services]]
 name = "www.example.com"
 policy = "failover"
 targets = [{ target = "cdn-a" }]
 TOML
-prlimit --nofile="$NOFILE" "$STEERD" --log-format json serve --config "$tmp/flood.toml" 2>"$tmp/steerd.log" & pids+=($!)
-spid=${pids[-1]}
-for _ in $(seq 50); do
-  dig @127.0.0.1 -p "$dns" www.example.com +short +tries=1 +time=1 >/dev/null 2>&1 && break
-  sleep 0.1
-done
-grep -o '"message":"TCP connection cap[^"]*"[^}]*' "$tmp/steerd.log" | head -3 || true
+prlimit --nofile="$NOFILE" "$STEERD" --log-format json serve --config "$TMP/flood.toml" 2>"$TMP/steerd.log" & PIDS+=("$!")
+spid=${PIDS[-1]}
+wait_dns steerd "$dns" "$spid" "$TMP/steerd.log" www.example.com
+grep -o '"message":"TCP connection cap[^"]*"[^}]*' "$TMP/steerd.log" | head -3 || true
 rss() { awk '/VmRSS/ {print $2 / 1024 " MB"}' "/proc/$spid/status"; }
 fds() { ls "/proc/$spid/fd" | wc -l; }
 echo "before: RSS $(rss), fds $(fds)"
 half=$((DNS_CONNS / 2))
-python3 bench/connflood.py --port "$dns" --count "$half" --source-base 127.1.0.0 --duration "$DURATION" > "$tmp/f1" & f1=$!
-python3 bench/connflood.py --port "$dns" --count "$half" --source-base 127.2.0.0 --duration "$DURATION" > "$tmp/f2" & f2=$!
-python3 bench/connflood.py --port "$admin" --http --count "$ADMIN_CONNS" --source-base 127.3.0.0 --duration "$DURATION" > "$tmp/f3" & f3=$!
-pids+=("$f1" "$f2" "$f3")
+python3 bench/connflood.py --port "$dns" --count "$half" --source-base 127.1.0.0 --duration "$DURATION" > "$TMP/f1" & f1=$!
+python3 bench/connflood.py --port "$dns" --count "$half" --source-base 127.2.0.0 --duration "$DURATION" > "$TMP/f2" & f2=$!
+python3 bench/connflood.py --port "$admin" --http --count "$ADMIN_CONNS" --source-base 127.3.0.0 --duration "$DURATION" > "$TMP/f3" & f3=$!
+PIDS+=("$f1" "$f2" "$f3")
 dig_fail=0; curl_fail=0; n=0; max_rss=0
 end=$(( $(date +%s) + DURATION - 2 ))
 sleep 2
@@ -79,11 +59,12 @@ while [[ $(date +%s) -lt $end ]]; do
   sleep 1
 done
 wait "$f1" "$f2" "$f3" || true
-echo "flood DNS 1: $(cat "$tmp/f1")"; echo "flood DNS 2: $(cat "$tmp/f2")"; echo "flood admin: $(cat "$tmp/f3")"
+untrack "$f1" "$f2" "$f3"
+echo "flood DNS 1: $(cat "$TMP/f1")"; echo "flood DNS 2: $(cat "$TMP/f2")"; echo "flood admin: $(cat "$TMP/f3")"
 echo "during: $n rounds, TCP DNS failures $dig_fail, admin failures $curl_fail, max RSS ${max_rss} MB"
 sleep 5
 echo "5 s after: RSS $(rss), fds $(fds)"
 curl -s "http://127.0.0.1:$admin/metrics" | grep -E '^steerd_(tcp_connections|fd)' || true
 curl -s "http://127.0.0.1:$admin/metrics" | grep -E '^steerd_probe_(checks_total|local_errors)[^ ]*(fail|cdn-a)' | head -8 || true
-echo "confirmed down in the log: $(grep -c 'confirmed down' "$tmp/steerd.log" || true)"
-echo "accept errors in the log: $(grep -c 'accept failed' "$tmp/steerd.log" || true)"
+echo "confirmed down in the log: $(grep -c 'confirmed down' "$TMP/steerd.log" || true)"
+echo "accept errors in the log: $(grep -c 'accept failed' "$TMP/steerd.log" || true)"

@@ -65,95 +65,39 @@ OUT=${OUT:-}
 KEEP_TMP=${KEEP_TMP:-0}
 STEERD_BINS=${STEERD_BINS:-}
 
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
-
-BUILD=1 RUN_STEERD=1 RUN_GDNSD=1
-for arg in "$@"; do
-  case $arg in
-    --no-build) BUILD=0 ;;
-    --gdnsd-only) RUN_STEERD=0; BUILD=0 ;;
+BENCH_NAME=bench
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+RUN_STEERD=1 RUN_GDNSD=1
+bench_arg() {
+  case $1 in
+    --gdnsd-only) RUN_STEERD=0 BUILD=0 ;;
     --steerd-only) RUN_GDNSD=0 ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "unknown argument: $arg (see --help)" >&2; exit 2 ;;
+    *) return 1 ;;
   esac
-done
+}
+bench_args "$@"
 
-# OUT and GEO_MMDB are relative to the caller's cwd; everything else to the repo root.
-if [[ -n $OUT && $OUT != /* ]]; then OUT="$PWD/$OUT"; fi
-if [[ -n $GEO_MMDB && $GEO_MMDB != /* ]]; then GEO_MMDB="$PWD/$GEO_MMDB"; fi
-# "label=path" pairs, paths made absolute (relative ones are to the caller's cwd).
+# OUT, GEO_MMDB and the STEERD_BINS paths are relative to the caller's cwd; everything else to
+# the repo root.
+OUT=$(abs_path "$OUT")
+GEO_MMDB=$(abs_path "$GEO_MMDB")
+# "label=path" pairs.
 STEERD_RUNS=()
 for pair in $STEERD_BINS; do
   [[ $pair == ?*=?* ]] || { echo "STEERD_BINS: '$pair' is not label=path" >&2; exit 2; }
-  bin=${pair#*=}
-  [[ $bin == /* ]] || bin="$PWD/$bin"
-  STEERD_RUNS+=("steerd-${pair%%=*}=$bin")
+  STEERD_RUNS+=("steerd-${pair%%=*}=$(abs_path "${pair#*=}")")
 done
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-for tool in dnsperf dig; do
-  command -v "$tool" >/dev/null || die "$tool not found (apt-get install dnsperf bind9-dnsutils)"
-done
+need dnsperf dig
 if [[ $RUN_GDNSD == 1 ]] && ! command -v gdnsd >/dev/null; then
   if [[ $RUN_STEERD == 0 ]]; then die "gdnsd not found (apt-get install gdnsd)"; fi
   log "gdnsd not on PATH: benchmarking steerd only"
   RUN_GDNSD=0
 fi
 
-SRV_PIN=() GEN_PIN=()
-if [[ $PIN == 1 ]]; then
-  if command -v taskset >/dev/null && [[ $(nproc) -ge 2 ]]; then
-    SRV_PIN=(taskset -c "$SERVER_CPUS") GEN_PIN=(taskset -c "$LOADGEN_CPUS")
-  else
-    log "PIN=1 needs taskset and 2+ CPUs: running unpinned"; PIN=0
-  fi
-fi
+pin_cpus
+bench_tmp
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/steerd-bench.XXXXXX")
-SERVER_PIDS=() LOADGEN_PID=
-cleanup() {
-  local pid
-  for pid in $LOADGEN_PID "${SERVER_PIDS[@]}"; do
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  if [[ $KEEP_TMP == 1 ]]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-port_in_use() {
-  ss -Hlnu "sport = :$1" 2>/dev/null | grep -q . || ss -Hlnt "sport = :$1" 2>/dev/null | grep -q .
-}
-free_port() {
-  local p
-  for _ in $(seq 50); do
-    p=$((20000 + RANDOM % 40000))
-    port_in_use "$p" || { echo "$p"; return; }
-  done
-  die "no free port found"
-}
-
-# wait_ready NAME PORT PID LOG: poll with dig until the server answers.
-wait_ready() {
-  local name=$1 port=$2 pid=$3 logf=$4
-  for _ in $(seq 100); do
-    kill -0 "$pid" 2>/dev/null || { tail -n 20 "$logf" >&2; die "$name exited during startup"; }
-    # dig prints its errors (";; ... connection refused") on stdout even with +short.
-    if [[ -n $(dig @127.0.0.1 -p "$port" static.example.com A +short +time=1 +tries=1 2>/dev/null | grep -v '^;') ]]; then
-      return
-    fi
-    sleep 0.1
-  done
-  tail -n 20 "$logf" >&2
-  die "$name did not answer on 127.0.0.1:$port within 10s"
-}
-
-# CPU ticks (user+system, all threads) used so far by a process.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # CPU ticks of this script's reaped children: dnsperf's, once waited for.
 child_ticks() { awk '{print $16 + $17}' "/proc/$$/stat"; }
 # "steal total" ticks of the whole machine: time the hypervisor gave elsewhere.
@@ -219,18 +163,18 @@ bench_server() {
     if (( WARMUP > 0 )); then
       mapfile -t args < <(dnsperf_args "$port" "$name" "$WARMUP")
       "${GEN_PIN[@]}" dnsperf "${args[@]}" >/dev/null 2>&1 &
-      LOADGEN_PID=$!
-      wait "$LOADGEN_PID" || true
-      LOADGEN_PID=
+      PIDS+=("$!")
+      wait "${PIDS[-1]}" || true
+      untrack "${PIDS[-1]}"
     fi
     mapfile -t args < <(dnsperf_args "$port" "$name" "$DURATION")
     raw="$TMP/$server.$name.dnsperf"
     log "$server $name: dnsperf ${args[*]//$TMP\//} (${DURATION}s)"
     c0=$(cpu_ticks "$pid") g0=$(child_ticks) s0=$(steal_ticks)
     "${GEN_PIN[@]}" dnsperf "${args[@]}" >"$raw" 2>&1 &
-    LOADGEN_PID=$!
-    wait "$LOADGEN_PID" || { cat "$raw" >&2; die "dnsperf failed"; }
-    LOADGEN_PID=
+    PIDS+=("$!")
+    wait "${PIDS[-1]}" || { cat "$raw" >&2; die "dnsperf failed"; }
+    untrack "${PIDS[-1]}"
     c1=$(cpu_ticks "$pid") g1=$(child_ticks) s1=$(steal_ticks)
     DNSPERF_VERSION=$(sed -n 's/^Version //p' "$raw" | head -n1)
     RESULTS+=("$(awk -v case="$name" -v server="$server" -v ticks=$((c1 - c0)) -v gticks=$((g1 - g0)) -v hz="$CLK_TCK" \
@@ -255,10 +199,7 @@ bench_server() {
 }
 
 if [[ $RUN_STEERD == 1 ]]; then
-  if [[ $BUILD == 1 ]]; then
-    log "cargo build --release"
-    cargo build --release >&2
-  fi
+  build_release
   (( ${#STEERD_RUNS[@]} > 0 )) || STEERD_RUNS=("steerd=$PWD/target/release/steerd")
   for run in "${STEERD_RUNS[@]}"; do
     [[ -x ${run#*=} ]] || die "${run#*=} not found (build it, or drop --no-build)"
@@ -296,10 +237,10 @@ if [[ $RUN_STEERD == 1 ]]; then
     RUST_LOG=$STEERD_LOG "${SRV_PIN[@]}" "$bin" serve --config "$STEERD_CONFIG" \
       --dns-listen "127.0.0.1:$port" >"$TMP/$label.log" 2>&1 &
     pid=$!
-    SERVER_PIDS+=("$pid")
-    wait_ready "$label" "$port" "$pid" "$TMP/$label.log"
+    PIDS+=("$pid")
+    wait_dns "$label" "$port" "$pid" "$TMP/$label.log"
     bench_server "$label" "$port" "$pid"
-    kill "$pid"; wait "$pid" 2>/dev/null || true; SERVER_PIDS=()
+    stop "$pid"
   done
 fi
 
@@ -316,10 +257,10 @@ if [[ $RUN_GDNSD == 1 ]]; then
   log "starting gdnsd $GDNSD_VERSION on 127.0.0.1:$port"
   "${SRV_PIN[@]}" gdnsd -c "$TMP/gdnsd" start >"$TMP/gdnsd.log" 2>&1 &
   pid=$!
-  SERVER_PIDS+=("$pid")
-  wait_ready gdnsd "$port" "$pid" "$TMP/gdnsd.log"
+  PIDS+=("$pid")
+  wait_dns gdnsd "$port" "$pid" "$TMP/gdnsd.log"
   bench_server gdnsd "$port" "$pid"
-  kill "$pid"; wait "$pid" 2>/dev/null || true; SERVER_PIDS=()
+  stop "$pid"
 fi
 
 # --- report ------------------------------------------------------------------

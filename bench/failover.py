@@ -111,38 +111,32 @@ def wait_for(pred, timeout, step=0.05):
     return None
 
 
+# What every bench configuration holds (as bench/lib.sh base_toml): no GeoIP database, the zone.
+with open(os.path.join(ROOT, "bench/configs/base.toml")) as f:
+    BASE = f.read()
+
+def checked_target(name, address, port):
+    """A target answering `address`, checked over HTTP through the fake CDN on `port` (as
+    bench/lib.sh checked_target)."""
+    return (f'[[targets]]\nname = "{name}"\na = ["{address}"]\n[targets.check]\n'
+            f'url = "http://www.example.com/health"\naddress = "127.0.0.1:{port}"')
+
+
 CONFIG = """
 [server]
 dns_listen = ["127.0.0.1:{dns}"]
 admin_listen = "127.0.0.1:{admin}"
-[geo]
-database = ""
 [probe]
 {probe}
 [health]
 {health}
-[[zones]]
-name = "example.com"
-ns = ["ns1.example.com"]
-[zones.soa]
-mname = "ns1.example.com"
-rname = "hostmaster.example.com"
+{base}
 [[zones.records]]
 name = "ns1"
 type = "A"
 data = "127.0.0.1"
-[[targets]]
-name = "cdn-a"
-a = ["192.0.2.1"]
-[targets.check]
-url = "http://www.example.com/health"
-address = "127.0.0.1:{pa}"
-[[targets]]
-name = "cdn-b"
-a = ["192.0.2.2"]
-[targets.check]
-url = "http://www.example.com/health"
-address = "127.0.0.1:{pb}"
+{cdn_a}
+{cdn_b}
 [[services]]
 name = "www.example.com"
 ttl = 5
@@ -158,8 +152,9 @@ def start(mode, tmp, r):
         cdn_a, cdn_b = start_cdn(pa, "cdn-a"), start_cdn(pb, "cdn-b")
         cfg = os.path.join(tmp, f"{mode}-{r}.toml")
         with open(cfg, "w") as f:
-            f.write(CONFIG.format(dns=dns, pa=pa, pb=pb, admin=free_port(), probe=PROBE,
-                                  health=HEALTH))
+            f.write(CONFIG.format(dns=dns, admin=free_port(), probe=PROBE, health=HEALTH,
+                                  base=BASE, cdn_a=checked_target("cdn-a", "192.0.2.1", pa),
+                                  cdn_b=checked_target("cdn-b", "192.0.2.2", pb)))
         log = os.path.join(tmp, f"{mode}-{r}.log")
         env = dict(os.environ, RUST_LOG="info,hickory_server=warn")
         steerd = subprocess.Popen(

@@ -7,9 +7,8 @@
 #   ROUNDS=5 MODES="dead hung" bench/failover.sh
 #   PROBE='watch = false' MODES=hung bench/failover.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
-if [[ "${1:-}" != "--no-build" ]]; then
-  cargo build --release --locked --quiet
-fi
-command -v dig >/dev/null || { echo "dig is needed: apt-get install bind9-dnsutils" >&2; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_args "$@"
+need dig
+build_release
 exec python3 bench/failover.py

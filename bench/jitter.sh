@@ -8,55 +8,30 @@
 #
 # Usage: bench/jitter.sh [--no-build]      DURATION=600 INTERVAL=1 bench/jitter.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
 DURATION=${DURATION:-600}
 INTERVAL=${INTERVAL:-1}
 STEERD=${STEERD:-target/release/steerd}
-[[ "${1:-}" == "--no-build" ]] || cargo build --release --locked --quiet
-tmp=$(mktemp -d); pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_args "$@"
+bench_start dig
 pa=$(free_port); pb=$(free_port); dns=$(free_port); admin=$(free_port)
 # cdn-a: a new error rate in [3 %, 4 %] every minute.
-python3 bench/fakecdn.py --port "$pa" --name cdn-a --error-rate-range 0.03 0.04 >/dev/null 2>"$tmp/rates" & pids+=($!)
-python3 bench/fakecdn.py --port "$pb" --name cdn-b >/dev/null 2>&1 & pids+=($!)
-cat > "$tmp/jitter.toml" <<TOML
-[server]
-dns_listen = ["127.0.0.1:$dns"]
-admin_listen = "127.0.0.1:$admin"
-[geo]
-database = ""
+python3 bench/fakecdn.py --port "$pa" --name cdn-a --error-rate-range 0.03 0.04 >/dev/null 2>"$TMP/rates" & PIDS+=("$!")
+python3 bench/fakecdn.py --port "$pb" --name cdn-b >/dev/null 2>&1 & PIDS+=("$!")
+cat > "$TMP/jitter.toml" <<TOML
+$(listen_toml "$dns" "$admin")
 [probe]
 interval = $INTERVAL
-[[zones]]
-name = "example.com"
-ns = ["ns1.example.com"]
-[zones.soa]
-mname = "ns1.example.com"
-rname = "hostmaster.example.com"
-[[targets]]
-name = "cdn-a"
-a = ["192.0.2.1"]
-[targets.check]
-url = "http://www.example.com/health"
-address = "127.0.0.1:$pa"
-[[targets]]
-name = "cdn-b"
-a = ["192.0.2.2"]
-[targets.check]
-url = "http://www.example.com/health"
-address = "127.0.0.1:$pb"
+$(base_toml)
+$(checked_target cdn-a 192.0.2.1 "$pa")
+$(checked_target cdn-b 192.0.2.2 "$pb")
 [[services]]
 name = "www.example.com"
 policy = "failover"
 targets = [{ target = "cdn-a" }, { target = "cdn-b" }]
 TOML
-"$STEERD" --log-format json serve --config "$tmp/jitter.toml" 2>"$tmp/steerd.log" & pids+=($!)
-sleep 2
-if ! kill -0 "${pids[-1]}" 2>/dev/null || [[ -z $(dig @127.0.0.1 -p "$dns" www.example.com +short +tries=1 +time=1) ]]; then
-  echo "steerd did not start:" >&2; tail -5 "$tmp/steerd.log" >&2; exit 1
-fi
+"$STEERD" --log-format json serve --config "$TMP/jitter.toml" 2>"$TMP/steerd.log" & PIDS+=("$!")
+wait_dns steerd "$dns" "${PIDS[-1]}" "$TMP/steerd.log" www.example.com
 changes=0; prev=""
 end=$(( $(date +%s) + DURATION ))
 while [[ $(date +%s) -lt $end ]]; do
@@ -65,11 +40,11 @@ while [[ $(date +%s) -lt $end ]]; do
   prev=$cur
   sleep 1
 done
-checks_failed=$(grep -c '"check failed' "$tmp/steerd.log" || true)
-confirmed=$(grep -c '"confirmed down' "$tmp/steerd.log" || true)
-transitions=$(grep -c '"message":"health: ' "$tmp/steerd.log" || true)
-grep '"message":"health: ' "$tmp/steerd.log" | head -5 || true
-echo "jitter run: ${DURATION} s, checks every ${INTERVAL} s, cdn-a error rate per minute: $(awk '{print $3}' "$tmp/rates" | paste -sd' ')"
+checks_failed=$(grep -c '"check failed' "$TMP/steerd.log" || true)
+confirmed=$(grep -c '"confirmed down' "$TMP/steerd.log" || true)
+transitions=$(grep -c '"message":"health: ' "$TMP/steerd.log" || true)
+grep '"message":"health: ' "$TMP/steerd.log" | head -5 || true
+echo "jitter run: ${DURATION} s, checks every ${INTERVAL} s, cdn-a error rate per minute: $(awk '{print $3}' "$TMP/rates" | paste -sd' ')"
 echo "failed checks (first failures) logged: $checks_failed"
 echo "failures confirmed down by the prober: $confirmed"
 echo "health transitions: $transitions"

@@ -41,75 +41,33 @@ PIN=${PIN:-0}
 SERVER_CPUS=${SERVER_CPUS:-0}
 LOADGEN_CPUS=${LOADGEN_CPUS:-1}
 STEERD_CONFIG=${STEERD_CONFIG:-config/steerd.toml}
-STEERD_BIN=${STEERD_BIN:-target/release/steerd}
+STEERD_BIN=${STEERD_BIN:-}
 STEERD_LOG=${STEERD_LOG:-warn}
 STEERD_ENV=${STEERD_ENV:-}
 OUT=${OUT:-}
 KEEP_TMP=${KEEP_TMP:-0}
 
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_args "$@"
 
-BUILD=1
-for arg in "$@"; do
-  case $arg in
-    --no-build) BUILD=0 ;;
-    -h|--help) usage; exit 0 ;;
-    *) echo "unknown argument: $arg (see --help)" >&2; exit 2 ;;
-  esac
-done
+# OUT and a STEERD_BIN path are relative to the caller's cwd (a bare name is looked up on
+# PATH); the default binary is the release build of this checkout.
+OUT=$(abs_path "$OUT")
+if [[ -z $STEERD_BIN ]]; then
+  STEERD_BIN=$BENCH_ROOT/target/release/steerd
+elif [[ $STEERD_BIN == */* ]]; then
+  STEERD_BIN=$(abs_path "$STEERD_BIN")
+fi
 
-if [[ -n $OUT && $OUT != /* ]]; then OUT="$PWD/$OUT"; fi
-if [[ $STEERD_BIN == */* && $STEERD_BIN != /* ]]; then STEERD_BIN="$PWD/$STEERD_BIN"; fi
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
-
-log() { printf '[memory] %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-for tool in dnsperf dig; do
-  command -v "$tool" >/dev/null || die "$tool not found (apt-get install dnsperf bind9-dnsutils)"
-done
+need dnsperf dig
 if [[ $SCRAPE == 1 ]] && ! command -v curl >/dev/null; then
   log "curl not found: not scraping /metrics"; SCRAPE=0
 fi
 
-SRV_PIN=() GEN_PIN=()
-if [[ $PIN == 1 ]]; then
-  if command -v taskset >/dev/null && [[ $(nproc) -ge 2 ]]; then
-    SRV_PIN=(taskset -c "$SERVER_CPUS") GEN_PIN=(taskset -c "$LOADGEN_CPUS")
-  else
-    log "PIN=1 needs taskset and 2+ CPUs: running unpinned"; PIN=0
-  fi
-fi
+pin_cpus
+bench_tmp
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/steerd-memory.XXXXXX")
-PID= LOADGEN_PID=
-cleanup() {
-  local p
-  for p in $LOADGEN_PID $PID; do
-    kill "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-  done
-  if [[ $KEEP_TMP == 1 ]]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-port_in_use() {
-  ss -Hlnu "sport = :$1" 2>/dev/null | grep -q . || ss -Hlnt "sport = :$1" 2>/dev/null | grep -q .
-}
-free_port() {
-  local p
-  for _ in $(seq 50); do
-    p=$((20000 + RANDOM % 40000))
-    port_in_use "$p" || { echo "$p"; return; }
-  done
-  die "no free port found"
-}
-
-if [[ $BUILD == 1 ]]; then
-  log "cargo build --release"
-  cargo build --release >&2
-fi
+build_release
 [[ -x $STEERD_BIN ]] || die "$STEERD_BIN not found (build it, or drop --no-build)"
 
 # The query mix: every steered and static name of the demo zone, a delegation, and NXDOMAINs
@@ -143,14 +101,9 @@ env RUST_LOG="$STEERD_LOG" $STEERD_ENV "${SRV_PIN[@]}" "$STEERD_BIN" serve \
   --config "$TMP/steerd.toml" --dns-listen "127.0.0.1:$dns_port" \
   --admin-listen "127.0.0.1:$admin_port" >"$TMP/steerd.log" 2>&1 &
 PID=$!
+PIDS+=("$PID")
 started=$(date +%s)
-for _ in $(seq 200); do
-  kill -0 "$PID" 2>/dev/null || { tail -n 20 "$TMP/steerd.log" >&2; die "steerd exited during startup"; }
-  if [[ -n $(dig @127.0.0.1 -p "$dns_port" static.example.com A +short +time=1 +tries=1 2>/dev/null | grep -v '^;') ]]; then
-    break
-  fi
-  sleep 0.1
-done
+wait_dns steerd "$dns_port" "$PID" "$TMP/steerd.log"
 
 SAMPLES=()  # "t|phase|rss_kb|threads"
 sample() { # sample PHASE
@@ -177,13 +130,14 @@ args=(-s 127.0.0.1 -p "$dns_port" -d "$TMP/queries" -l "$DURATION"
 log "dnsperf ${args[*]//$TMP\//} (${DURATION}s), RSS every ${SAMPLE}s"
 "${GEN_PIN[@]}" dnsperf "${args[@]}" >"$TMP/dnsperf.out" 2>&1 &
 LOADGEN_PID=$!
+PIDS+=("$LOADGEN_PID")
 while kill -0 "$LOADGEN_PID" 2>/dev/null; do
   sleep "$SAMPLE"
   kill -0 "$PID" 2>/dev/null || { tail -n 20 "$TMP/steerd.log" >&2; die "steerd died under load"; }
   sample load
 done
 wait "$LOADGEN_PID" || { cat "$TMP/dnsperf.out" >&2; die "dnsperf failed"; }
-LOADGEN_PID=
+untrack "$LOADGEN_PID"
 END_KB=$(rss_kb "$PID")
 idle after "$COOLDOWN"
 AFTER_KB=$(rss_kb "$PID")

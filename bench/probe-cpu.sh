@@ -7,67 +7,51 @@
 # Usage: bench/probe-cpu.sh [--no-build]
 #   TARGETS=1000 INTERVAL=10 DURATION=60 MODES="http https" bench/probe-cpu.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
 TARGETS=${TARGETS:-1000}
 INTERVAL=${INTERVAL:-10}
 DURATION=${DURATION:-60}
 MODES=${MODES:-"http https"}
 STEERD=${STEERD:-target/release/steerd}
-if [[ "${1:-}" != "--no-build" ]]; then
-  cargo build --release --locked --quiet
-fi
-tmp=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_args "$@"
+bench_start openssl
 
 # A CA and a leaf for www.example.com (ECDSA P-256, as most CDNs serve).
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-  -subj "/CN=steerd bench CA" -keyout "$tmp/ca.key" -out "$tmp/ca.pem" 2>/dev/null
+  -subj "/CN=steerd bench CA" -keyout "$TMP/ca.key" -out "$TMP/ca.pem" 2>/dev/null
 openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-  -subj "/CN=www.example.com" -keyout "$tmp/leaf.key" -out "$tmp/leaf.csr" 2>/dev/null
-printf "subjectAltName=DNS:www.example.com\n" > "$tmp/ext"
-openssl x509 -req -in "$tmp/leaf.csr" -CA "$tmp/ca.pem" -CAkey "$tmp/ca.key" -CAcreateserial \
-  -days 2 -extfile "$tmp/ext" -out "$tmp/leaf.pem" 2>/dev/null
+  -subj "/CN=www.example.com" -keyout "$TMP/leaf.key" -out "$TMP/leaf.csr" 2>/dev/null
+printf "subjectAltName=DNS:www.example.com\n" > "$TMP/ext"
+openssl x509 -req -in "$TMP/leaf.csr" -CA "$TMP/ca.pem" -CAkey "$TMP/ca.key" -CAcreateserial \
+  -days 2 -extfile "$TMP/ext" -out "$TMP/leaf.pem" 2>/dev/null
 
 ticks=$(getconf CLK_TCK)
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 echo "steerd prober: $TARGETS targets every $INTERVAL s, measured over $DURATION s ($(nproc) cores)"
 printf "%-6s %14s %12s %14s %s\n" mode "CPU (cores)" "checks/s" "CPU/check" "failures"
 for mode in $MODES; do
   port=$(free_port)
   if [[ $mode == https ]]; then
-    python3 bench/fakecdn.py --port "$port" --cert "$tmp/leaf.pem" --key "$tmp/leaf.key" >/dev/null &
+    python3 bench/fakecdn.py --port "$port" --cert "$TMP/leaf.pem" --key "$TMP/leaf.key" >/dev/null &
   else
     python3 bench/fakecdn.py --port "$port" >/dev/null &
   fi
   cdn=$!
-  pids+=("$cdn")
+  PIDS+=("$cdn")
   sleep 0.5
   dns=$(free_port)
-  cfg="$tmp/$mode.toml"
-  python3 - "$cfg" "$mode" "$port" "$dns" "$TARGETS" "$INTERVAL" "$tmp/ca.pem" <<'EOF'
+  cfg="$TMP/$mode.toml"
+  python3 - "$cfg" "$mode" "$port" "$dns" "$TARGETS" "$INTERVAL" "$TMP/ca.pem" "$(base_toml)" <<'EOF'
 import sys
-cfg, mode, port, dns, n, interval, ca = sys.argv[1:]
+cfg, mode, port, dns, n, interval, ca, base = sys.argv[1:]
 out = [f'''[server]
 dns_listen = ["127.0.0.1:{dns}"]
 udp_sockets = 1
-[geo]
-database = ""
 [probe]
 interval = {interval}
 concurrency = 64
 ca_file = "{ca}"
-[[zones]]
-name = "example.com"
-ns = ["ns1.example.com"]
-[zones.soa]
-mname = "ns1.example.com"
-rname = "hostmaster.example.com"
-''']
+''', base]
 for i in range(int(n)):
     out.append(f'''[[targets]]
 name = "t{i}"
@@ -81,16 +65,16 @@ contains = "ok"
 ''')
 open(cfg, "w").write("\n".join(out))
 EOF
-  RUST_LOG=warn "$STEERD" serve --config "$cfg" 2>"$tmp/$mode.log" &
+  RUST_LOG=warn "$STEERD" serve --config "$cfg" 2>"$TMP/$mode.log" &
   sd=$!
-  pids+=("$sd")
+  PIDS+=("$sd")
   sleep "$INTERVAL"
-  if ! kill -0 "$sd" 2>/dev/null; then echo "steerd exited:" >&2; cat "$tmp/$mode.log" >&2; exit 1; fi
+  if ! kill -0 "$sd" 2>/dev/null; then echo "steerd exited:" >&2; cat "$TMP/$mode.log" >&2; exit 1; fi
   c0=$(cpu_ticks "$sd"); t0=$(date +%s.%N)
   sleep "$DURATION"
   c1=$(cpu_ticks "$sd"); t1=$(date +%s.%N)
-  fails=$(grep -c "check failed" "$tmp/$mode.log" || true)
-  kill "$sd" "$cdn"; wait "$sd" "$cdn" 2>/dev/null || true
+  fails=$(grep -c "check failed" "$TMP/$mode.log" || true)
+  stop "$sd" "$cdn"
   python3 - "$c0" "$c1" "$t0" "$t1" "$ticks" "$TARGETS" "$INTERVAL" "$mode" "$fails" <<'EOF'
 import sys
 c0, c1, t0, t1, ticks, n, interval = map(float, sys.argv[1:8])

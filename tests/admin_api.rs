@@ -11,11 +11,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::admin::FileServer as Fixture;
+use common::config::{EU_NET, NO_GEODB, US_NET, demo_with_nets, zone_ns1};
 use common::http::{Body, Http, Resp};
-use common::{DEMO, TestServer, opt_rr, question, raw_msg, raw_tcp, raw_udp};
+use common::{TestServer, dns};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 use serde_json::{Value, json};
@@ -24,65 +26,8 @@ use serde_json::{Value, json};
 // Fixture
 // ---------------------------------------------------------------------------------------------
 
-/// Two client networks placed by the configuration (no GeoIP database in tests).
-const NETS: &str = r#"
-# Test networks (no GeoIP database in the tests).
-[[geo.nets]]
-cidr = "198.51.100.0/24"
-country = "DE"
-
-[[geo.nets]]
-cidr = "203.0.113.0/24"
-country = "US"
-"#;
-
-/// An ECS subnet located in DE (EU) and one in the US (NA).
-const EU_NET: &str = "198.51.100.0/24";
-const US_NET: &str = "203.0.113.0/24";
-
 const READ_TOKEN: &str = "read-token-0123456789";
 const ADMIN_TOKEN: &str = "admin-token-0123456789";
-
-/// The demo configuration with the test networks.
-fn base() -> String {
-    format!("{DEMO}\n{NETS}")
-}
-
-/// A server started from a file in its own temporary directory, and an HTTP client for its
-/// admin API. (Fields drop in order: the server stops before the directory goes.)
-struct Fixture {
-    srv: TestServer,
-    http: Http,
-    path: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Fixture {
-    fn start(config: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("steerd.toml");
-        std::fs::write(&path, config).unwrap();
-        let srv = TestServer::start_file(&path, false);
-        let http = Http::new(srv.admin.expect("the admin API listens"));
-        Fixture {
-            srv,
-            http,
-            path,
-            _dir: dir,
-        }
-    }
-
-    fn file(&self) -> String {
-        std::fs::read_to_string(&self.path).unwrap()
-    }
-
-    /// The configuration version the API reports.
-    fn version(&self) -> u64 {
-        self.http.get("/v1/status").expect(200).json()["config_version"]
-            .as_u64()
-            .expect("config_version is a number")
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // HTTP
@@ -101,6 +46,14 @@ fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// How many items the listing at `path` holds under `key`.
+fn listed(h: &Http, path: &str, key: &str) -> usize {
+    h.get(path).expect(200).json()[key]
+        .as_array()
+        .unwrap()
+        .len()
+}
+
 fn now_s() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -111,44 +64,6 @@ fn now_s() -> u64 {
 // ---------------------------------------------------------------------------------------------
 // DNS
 // ---------------------------------------------------------------------------------------------
-
-const ECS: u16 = 8;
-
-/// ECS option data for a subnet (family 1, source prefix, scope 0, the prefix's octets).
-fn ecs_data(cidr: &str) -> Vec<u8> {
-    let net: ipnet::Ipv4Net = cidr.parse().unwrap();
-    let mut d = 1u16.to_be_bytes().to_vec();
-    d.extend_from_slice(&[net.prefix_len(), 0]);
-    d.extend_from_slice(&net.addr().octets()[..net.prefix_len().div_ceil(8) as usize]);
-    d
-}
-
-/// One query (with an OPT record, and an ECS option for `ecs`) over UDP or TCP.
-fn dns(srv: &TestServer, name: &str, qtype: RecordType, ecs: Option<&str>, tcp: bool) -> Message {
-    let id: u16 = rand::random();
-    let data = ecs.map(ecs_data);
-    let opts: Vec<(u16, &[u8])> = data.iter().map(|d| (ECS, d.as_slice())).collect();
-    let q = raw_msg(
-        id,
-        0,
-        &[question(name, u16::from(qtype))],
-        &[opt_rr(1232, 0, false, &opts)],
-    );
-    let wait = Duration::from_secs(2);
-    let what = format!(
-        "{name} {qtype} ecs={ecs:?} over {}",
-        if tcp { "TCP" } else { "UDP" }
-    );
-    let raw = if tcp {
-        raw_tcp(srv.tcp, &q, wait)
-    } else {
-        raw_udp(srv.udp, &q, wait)
-    }
-    .unwrap_or_else(|| panic!("{what}: no answer"));
-    let m = Message::from_vec(&raw).unwrap_or_else(|e| panic!("{what}: decode: {e}"));
-    assert_eq!(m.metadata.id, id, "{what}: id");
-    m
-}
 
 /// The answer section's data as text, sorted.
 fn rdata(m: &Message) -> Vec<String> {
@@ -429,7 +344,7 @@ fn scrape(http: &Http) -> Metrics {
 
 #[test]
 fn status_config_openapi_and_unknown_routes() {
-    let f = Fixture::start(&base());
+    let f = Fixture::start(&demo_with_nets());
     let r = f.http.get("/v1/status").expect(200);
     let s = r.json();
     assert_eq!(s["version"], env!("CARGO_PKG_VERSION"));
@@ -490,7 +405,7 @@ fn status_config_openapi_and_unknown_routes() {
 /// The OpenAPI document describes every route of the API.
 #[test]
 fn openapi_documents_every_route() {
-    let f = Fixture::start(&base());
+    let f = Fixture::start(&demo_with_nets());
     let doc = f.http.get("/v1/openapi.json").expect(200).json();
     let paths = doc["paths"].as_object().expect("paths object");
     for (p, methods) in [
@@ -543,7 +458,7 @@ fn openapi_documents_every_route() {
 
 #[test]
 fn targets_crud_with_etags_and_dns_effect() {
-    let f = Fixture::start(&base());
+    let f = Fixture::start(&demo_with_nets());
     let h = &f.http;
 
     let gen0 = h.get("/v1/status").expect(200).json()["generation"]
@@ -651,12 +566,7 @@ fn targets_crud_with_etags_and_dns_effect() {
     .expect(200);
     let r = h.delete("/v1/targets/cdn-c").expect(200);
     assert_eq!(r.etag(), 6);
-    assert!(
-        h.get("/v1/overrides").expect(200).json()["overrides"]
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    assert!(listed(h, "/v1/overrides", "overrides") == 0);
     assert_eq!(r.json()["deleted"], "cdn-c");
     h.get("/v1/targets/cdn-c").expect(404);
     h.delete("/v1/targets/cdn-c").expect(404);
@@ -666,7 +576,7 @@ fn targets_crud_with_etags_and_dns_effect() {
 
 #[test]
 fn services_crud_with_answers_per_cell() {
-    let f = Fixture::start(&base());
+    let f = Fixture::start(&demo_with_nets());
     let h = &f.http;
 
     let r = h.get("/v1/services").expect(200);
@@ -751,13 +661,7 @@ fn services_crud_with_answers_per_cell() {
     assert_eq!(answer(&f.srv, "shop.example.com", Some(EU_NET)), "origin");
     let s = h.get("/v1/services/shop.example.com").expect(200).json();
     assert_eq!(s["answers"][0]["targets"], json!([["origin", null]]));
-    assert_eq!(
-        h.get("/v1/services").expect(200).json()["services"]
-            .as_array()
-            .unwrap()
-            .len(),
-        5
-    );
+    assert_eq!(listed(h, "/v1/services", "services"), 5);
 
     // Delete: 200, then 404, and the name is gone from DNS.
     let r = h.delete("/v1/services/shop.example.com").expect(200);
@@ -769,7 +673,7 @@ fn services_crud_with_answers_per_cell() {
 
 #[test]
 fn zones_and_records_crud_with_dns_effect() {
-    let f = Fixture::start(&base());
+    let f = Fixture::start(&demo_with_nets());
     let h = &f.http;
 
     let r = h.get("/v1/zones").expect(200);
@@ -839,13 +743,7 @@ fn zones_and_records_crud_with_dns_effect() {
     .expect(201);
     let m = dns(&f.srv, "new.example.com", RecordType::TXT, None, false);
     assert_eq!(rdata(&m), ["hello"]);
-    assert_eq!(
-        h.get("/v1/zones/example.com/records").expect(200).json()["records"]
-            .as_array()
-            .unwrap()
-            .len(),
-        13
-    );
+    assert_eq!(listed(h, "/v1/zones/example.com/records", "records"), 13);
 
     // Delete the A RRset: the TXT stays, A is NODATA.
     let r = h.delete("/v1/zones/example.com/records/new/A").expect(200);
@@ -884,13 +782,7 @@ fn zones_and_records_crud_with_dns_effect() {
     let m = dns(&f.srv, "other.example", RecordType::SOA, None, true);
     assert_eq!(m.answers.len(), 1);
     assert!(rdata(&m)[0].contains(" 7 "), "{:?}", rdata(&m));
-    assert_eq!(
-        h.get("/v1/zones").expect(200).json()["zones"]
-            .as_array()
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(listed(h, "/v1/zones", "zones"), 2);
     let z = h.get("/v1/zones/other.example/records").expect(200).json();
     assert_eq!(z["records"].as_array().unwrap().len(), 2, "{z}");
     h.get("/v1/zones/other.example/records/www/A").expect(200);
@@ -928,7 +820,7 @@ fn zones_and_records_crud_with_dns_effect() {
 
 #[test]
 fn global_override_fails_over_and_clears() {
-    let f = Fixture::start(&base());
+    let f = Fixture::start(&demo_with_nets());
     let h = &f.http;
     assert_eq!(answer(&f.srv, "assets.example.com", None), "cdn-a");
 
@@ -1020,12 +912,7 @@ fn global_override_fails_over_and_clears() {
         h.get("/v1/targets/cdn-a").expect(200).json()["override"],
         Value::Null
     );
-    assert!(
-        h.get("/v1/overrides").expect(200).json()["overrides"]
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    assert!(listed(h, "/v1/overrides", "overrides") == 0);
     h.delete("/v1/targets/cdn-a/override").expect(404);
 
     // forced_up keeps a target in even when listed after others.
@@ -1042,7 +929,7 @@ fn global_override_fails_over_and_clears() {
 
 #[test]
 fn region_override_only_moves_that_regions_clients() {
-    let f = Fixture::start(&base());
+    let f = Fixture::start(&demo_with_nets());
     let h = &f.http;
     for c in [Some(EU_NET), Some(US_NET), None] {
         assert_eq!(answer(&f.srv, "assets.example.com", c), "cdn-a");
@@ -1096,13 +983,7 @@ fn region_override_only_moves_that_regions_clients() {
         json!({"state": "forced_down", "reason": "everyone"}),
     )
     .expect(200);
-    assert_eq!(
-        h.get("/v1/overrides").expect(200).json()["overrides"]
-            .as_array()
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(listed(h, "/v1/overrides", "overrides"), 2);
     assert_eq!(answer(&f.srv, "assets.example.com", Some(US_NET)), "cdn-b");
     // Clearing the global one leaves the regional one.
     h.delete("/v1/targets/cdn-a/override").expect(200);
@@ -1113,17 +994,12 @@ fn region_override_only_moves_that_regions_clients() {
     h.delete("/v1/targets/cdn-a/override?region=US").expect(404);
     h.delete("/v1/targets/cdn-a/override?region=EU").expect(200);
     assert_eq!(answer(&f.srv, "assets.example.com", Some(EU_NET)), "cdn-a");
-    assert!(
-        h.get("/v1/overrides").expect(200).json()["overrides"]
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    assert!(listed(h, "/v1/overrides", "overrides") == 0);
 }
 
 #[test]
 fn overrides_expire_by_themselves() {
-    let f = Fixture::start(&base());
+    let f = Fixture::start(&demo_with_nets());
     let h = &f.http;
     // A global override for 5 s and a regional one for 6 s (`until` is rounded up to a whole unix
     // second): time enough for the two checks below on a loaded CI machine.
@@ -1180,7 +1056,7 @@ fn overrides_expire_by_themselves() {
 
 #[test]
 fn override_bodies_are_checked() {
-    let f = Fixture::start(&base());
+    let f = Fixture::start(&demo_with_nets());
     let h = &f.http;
     let file = f.file();
     let bad = |body: Value, status: u16, needle: &str| {
@@ -1265,17 +1141,12 @@ fn override_bodies_are_checked() {
     // Nothing was written.
     assert_eq!(f.file(), file);
     assert_eq!(f.version(), 0);
-    assert!(
-        h.get("/v1/overrides").expect(200).json()["overrides"]
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    assert!(listed(h, "/v1/overrides", "overrides") == 0);
 }
 
 #[test]
 fn resolve_explains_the_decision() {
-    let f = Fixture::start(&base());
+    let f = Fixture::start(&demo_with_nets());
     let h = &f.http;
 
     let x = h
@@ -1370,7 +1241,7 @@ fn resolve_explains_the_decision() {
 
 #[test]
 fn observations_and_rum_are_accepted_per_item() {
-    let f = Fixture::start(&base());
+    let f = Fixture::start(&demo_with_nets());
     let h = &f.http;
 
     let r = h
@@ -1465,7 +1336,7 @@ fn observations_and_rum_are_accepted_per_item() {
 
 #[test]
 fn events_paginate_and_filter() {
-    let f = Fixture::start(&base());
+    let f = Fixture::start(&demo_with_nets());
     let h = &f.http;
     for i in 0..5 {
         h.put(
@@ -1570,7 +1441,7 @@ fn events_paginate_and_filter() {
 
 #[test]
 fn reload_picks_up_the_file_and_rejects_a_bad_one() {
-    let f = Fixture::start(&base());
+    let f = Fixture::start(&demo_with_nets());
     let h = &f.http;
 
     // Edit the file behind the server's back: the next API write is a conflict.
@@ -1652,7 +1523,7 @@ fn reload_picks_up_the_file_and_rejects_a_bad_one() {
 fn with_tokens() -> String {
     format!(
         "{}\n[admin]\ntokens = [{{ token = \"{READ_TOKEN}\", scope = \"read\" }}, {{ token = \"{ADMIN_TOKEN}\", scope = \"admin\" }}]\nmax_body = 4096\n",
-        base()
+        demo_with_nets()
     )
 }
 
@@ -1817,13 +1688,22 @@ fn bodies_over_max_body_are_413_json() {
 
 #[test]
 fn invalid_writes_name_the_field_like_check_config_and_change_nothing() {
-    let f = Fixture::start(&base());
+    let f = Fixture::start(&demo_with_nets());
     let h = &f.http;
     let dir = f.path.parent().unwrap().to_path_buf();
     let original = f.file();
     let unchanged = |what: &str| {
         assert_eq!(f.file(), original, "{what}: the file changed");
         assert_eq!(f.version(), 0, "{what}: the version changed");
+    };
+    // The issues of a refused write name `field` like check-config on the file with `added`
+    // appended; nothing changed.
+    let same_as_check_config = |r: &Resp, field: &str, added: &str, what: &str| {
+        let api = issues(r);
+        assert!(api.iter().any(|i| i.starts_with(field)), "{api:?}");
+        let cli = check_config(&dir, &format!("{original}\n{added}"));
+        assert_eq!(api, cli, "API issues vs check-config");
+        unchanged(what);
     };
 
     // A service naming an unknown target.
@@ -1833,12 +1713,6 @@ fn invalid_writes_name_the_field_like_check_config_and_change_nothing() {
             json!({"policy": "failover", "targets": [{"target": "nope"}]}),
         )
         .expect(422);
-    let api = issues(&r);
-    assert!(
-        api.iter()
-            .any(|i| i.starts_with("services[4].targets[0].target:")),
-        "{api:?}"
-    );
     assert!(
         r.error().contains("services[4].targets[0].target"),
         "{}",
@@ -1848,14 +1722,12 @@ fn invalid_writes_name_the_field_like_check_config_and_change_nothing() {
     let j = r.json();
     assert!(j["issues"][0]["line"].is_null(), "no line: {}", r.text);
     assert!(j.get("file").is_none(), "no file: {}", r.text);
-    let cli = check_config(
-        &dir,
-        &format!(
-            "{original}\n[[services]]\nname = \"bad.example.com\"\npolicy = \"failover\"\ntargets = [{{ target = \"nope\" }}]\n"
-        ),
+    same_as_check_config(
+        &r,
+        "services[4].targets[0].target:",
+        "[[services]]\nname = \"bad.example.com\"\npolicy = \"failover\"\ntargets = [{ target = \"nope\" }]\n",
+        "unknown target",
     );
-    assert_eq!(api, cli, "API issues vs check-config");
-    unchanged("unknown target");
     h.get("/v1/services/bad.example.com").expect(404);
     assert_eq!(answer(&f.srv, "bad.example.com", None), "NXDomain");
 
@@ -1866,20 +1738,12 @@ fn invalid_writes_name_the_field_like_check_config_and_change_nothing() {
             json!({"a": ["192.0.2.99"], "check": {"url": "http://www.example.com/", "interval": 0.5}}),
         )
         .expect(422);
-    let api = issues(&r);
-    assert!(
-        api.iter()
-            .any(|i| i.starts_with("targets[3].check.interval:")),
-        "{api:?}"
+    same_as_check_config(
+        &r,
+        "targets[3].check.interval:",
+        "[[targets]]\nname = \"cdn-c\"\na = [\"192.0.2.99\"]\n\n[targets.check]\nurl = \"http://www.example.com/\"\ninterval = 0.5\n",
+        "check interval",
     );
-    let cli = check_config(
-        &dir,
-        &format!(
-            "{original}\n[[targets]]\nname = \"cdn-c\"\na = [\"192.0.2.99\"]\n\n[targets.check]\nurl = \"http://www.example.com/\"\ninterval = 0.5\n"
-        ),
-    );
-    assert_eq!(api, cli, "API issues vs check-config");
-    unchanged("check interval");
     h.get("/v1/targets/cdn-c").expect(404);
 
     // A record with bad data: appended as the zone's 12th record.
@@ -1889,20 +1753,12 @@ fn invalid_writes_name_the_field_like_check_config_and_change_nothing() {
             json!({"data": "192.0.2.300"}),
         )
         .expect(422);
-    let api = issues(&r);
-    assert!(
-        api.iter()
-            .any(|i| i.starts_with("zones[0].records[11].data")),
-        "{api:?}"
+    same_as_check_config(
+        &r,
+        "zones[0].records[11].data",
+        "[[zones.records]]\nname = \"bad\"\ntype = \"A\"\ndata = \"192.0.2.300\"\n",
+        "record data",
     );
-    let cli = check_config(
-        &dir,
-        &format!(
-            "{original}\n[[zones.records]]\nname = \"bad\"\ntype = \"A\"\ndata = \"192.0.2.300\"\n"
-        ),
-    );
-    assert_eq!(api, cli, "API issues vs check-config");
-    unchanged("record data");
     assert_eq!(answer(&f.srv, "bad.example.com", None), "NXDomain");
 
     // A wrong type in a body is a validation error too (the schema's message).
@@ -1985,13 +1841,7 @@ fn invalid_writes_name_the_field_like_check_config_and_change_nothing() {
         issues(&r)
     );
     unchanged("delete a used target");
-    assert_eq!(
-        h.get("/v1/targets").expect(200).json()["targets"]
-            .as_array()
-            .unwrap()
-            .len(),
-        3
-    );
+    assert_eq!(listed(h, "/v1/targets", "targets"), 3);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2000,7 +1850,7 @@ fn invalid_writes_name_the_field_like_check_config_and_change_nothing() {
 
 #[test]
 fn if_match_detects_lost_updates() {
-    let f = Fixture::start(&base());
+    let f = Fixture::start(&demo_with_nets());
     let h = &f.http;
 
     // Two operators read the same version.
@@ -2102,7 +1952,7 @@ fn if_match_detects_lost_updates() {
 
 #[test]
 fn concurrent_writers_get_distinct_versions() {
-    let f = Fixture::start(&base());
+    let f = Fixture::start(&demo_with_nets());
     let addr = f.srv.admin.unwrap();
     let threads: Vec<_> = (0..4)
         .map(|t| {
@@ -2155,7 +2005,7 @@ fn resolved(h: &Http, name: &str, client: &str) -> String {
 fn rum_latency_moves_eu_clients_of_a_latency_service() {
     let cfg = format!(
         "{}\n[[services]]\nname = \"fast.example.com\"\npolicy = \"latency\"\ntargets = [{{ target = \"cdn-a\" }}, {{ target = \"cdn-b\" }}]\n",
-        base()
+        demo_with_nets()
     );
     let f = Fixture::start(&cfg);
     let h = &f.http;
@@ -2238,12 +2088,12 @@ fn rum_latency_moves_eu_clients_of_a_latency_service() {
 
 #[test]
 fn usage_over_the_cap_demotes_and_logs_cost_cap() {
-    let cfg = base().replacen(
+    let cfg = demo_with_nets().replacen(
         "longitude = -77.49\n",
         "longitude = -77.49\n\n[targets.cost]\nprice_per_gb = 0.05\nmonthly_cap = 100\n",
         1,
     );
-    assert_ne!(cfg, base());
+    assert_ne!(cfg, demo_with_nets());
     let f = Fixture::start(&cfg);
     let h = &f.http;
     assert_eq!(answer(&f.srv, "assets.example.com", None), "cdn-a");
@@ -2341,7 +2191,7 @@ fn usage_over_the_cap_demotes_and_logs_cost_cap() {
 fn cache_metrics_flip_a_cache_aware_service() {
     let cfg = format!(
         "{}\n[[services]]\nname = \"cached.example.com\"\npolicy = \"cache_aware\"\ntargets = [{{ target = \"cdn-a\" }}, {{ target = \"cdn-b\" }}]\n",
-        base()
+        demo_with_nets()
     );
     let f = Fixture::start(&cfg);
     let h = &f.http;
@@ -2418,7 +2268,7 @@ fn cache_metrics_flip_a_cache_aware_service() {
 
 #[test]
 fn rum_complaint_spike_degrades_the_target() {
-    let f = Fixture::start(&base());
+    let f = Fixture::start(&demo_with_nets());
     let h = &f.http;
     assert_eq!(answer(&f.srv, "assets.example.com", None), "cdn-a");
     let beacons = |n: usize, ok: bool| {
@@ -2488,7 +2338,7 @@ fn rum_complaint_spike_degrades_the_target() {
 /// and must not page anyone.
 #[test]
 fn only_rejected_configurations_count_as_reload_errors() {
-    let f = Fixture::start(&base());
+    let f = Fixture::start(&demo_with_nets());
     let h = &f.http;
     let err = |m: &Metrics| m.counter("steerd_config_reloads_total", &[("result", "error")]);
     let m0 = scrape(h);
@@ -2536,7 +2386,7 @@ fn without_alert_sinks(text: &str) -> String {
 /// Most configurations have no alert sinks: `/metrics` must work for them too.
 #[test]
 fn metrics_without_alert_sinks() {
-    let cfg = without_alert_sinks(&base());
+    let cfg = without_alert_sinks(&demo_with_nets());
     assert!(!cfg.contains("[[alerts.sinks]]"));
     steerd::config::parse(&cfg, "no sinks").expect("valid without sinks");
     let f = Fixture::start(&cfg);
@@ -2554,7 +2404,7 @@ fn metrics_without_alert_sinks() {
 
 #[test]
 fn metrics_parse_and_counters_move() {
-    let f = Fixture::start(&base());
+    let f = Fixture::start(&demo_with_nets());
     let h = &f.http;
     let m0 = scrape(h);
     for fam in [
@@ -2758,23 +2608,9 @@ fn metrics_parse_and_counters_move() {
 // ---------------------------------------------------------------------------------------------
 
 /// One zone and nothing steered: deleting the zone leaves a configuration without zones.
-const SOLO: &str = r#"
-[geo]
-database = ""
-
-[[zones]]
-name = "solo.example"
-ns = ["ns1.solo.example"]
-
-[zones.soa]
-mname = "ns1.solo.example"
-rname = "hostmaster.solo.example"
-
-[[zones.records]]
-name = "ns1"
-type = "A"
-data = "192.0.2.53"
-"#;
+fn solo() -> String {
+    format!("\n{NO_GEODB}{}", zone_ns1("solo.example", "192.0.2.53"))
+}
 
 /// The rcode and data of an A query for `name` (UDP).
 fn a_answer(srv: &TestServer, name: &str) -> String {
@@ -2784,7 +2620,7 @@ fn a_answer(srv: &TestServer, name: &str) -> String {
 
 #[test]
 fn a_configuration_that_would_serve_nothing_is_refused_on_reload_and_on_write() {
-    let f = Fixture::start(&base());
+    let f = Fixture::start(&demo_with_nets());
     let h = &f.http;
     let file = f.path.display().to_string();
     let original = f.file();
@@ -2805,7 +2641,7 @@ fn a_configuration_that_would_serve_nothing_is_refused_on_reload_and_on_write() 
     std::fs::write(&f.path, &original).unwrap();
 
     // DELETE of the last zone.
-    let f = Fixture::start(SOLO);
+    let f = Fixture::start(&solo());
     let h = &f.http;
     assert_eq!(a_answer(&f.srv, "ns1.solo.example"), "NoError 192.0.2.53");
     let r = h.delete("/v1/zones/solo.example").expect(422);
@@ -2818,7 +2654,7 @@ fn a_configuration_that_would_serve_nothing_is_refused_on_reload_and_on_write() 
     assert_eq!(f.version(), 0);
 
     // Said so: then it is accepted, and every query is REFUSED.
-    let f = Fixture::start(&format!("allow_no_zones = true\n{SOLO}"));
+    let f = Fixture::start(&format!("allow_no_zones = true\n{}", solo()));
     f.http.delete("/v1/zones/solo.example").expect(200);
     assert_eq!(a_answer(&f.srv, "ns1.solo.example"), "Refused ");
     std::fs::write(&f.path, "allow_no_zones = true\n").unwrap();
@@ -2827,7 +2663,7 @@ fn a_configuration_that_would_serve_nothing_is_refused_on_reload_and_on_write() 
 
 #[test]
 fn reload_errors_name_the_file_and_the_line() {
-    let f = Fixture::start(&base());
+    let f = Fixture::start(&demo_with_nets());
     let h = &f.http;
     let file = f.path.display().to_string();
     std::fs::write(&f.path, format!("{}\n[server\n", f.file())).unwrap();
@@ -2853,7 +2689,7 @@ fn a_bad_nets_file_on_reload_is_refused_naming_the_key_not_a_500() {
     )
     .unwrap();
     let config = |nets: &Path| {
-        base().replace(
+        demo_with_nets().replace(
             "countries = \"geodb/countries.csv\"",
             &format!(
                 "countries = \"geodb/countries.csv\"\nnets_file = \"{}\"",
@@ -2910,7 +2746,7 @@ fn a_bad_nets_file_on_reload_is_refused_naming_the_key_not_a_500() {
 
 #[test]
 fn deleting_a_target_still_in_use_is_one_issue_naming_the_services() {
-    let f = Fixture::start(&base());
+    let f = Fixture::start(&demo_with_nets());
     let h = &f.http;
     h.put(
         "/v1/targets/cdn-b/override",
@@ -2942,7 +2778,7 @@ fn deleting_a_target_still_in_use_is_one_issue_naming_the_services() {
 
 #[test]
 fn names_from_the_api_are_checked_like_the_file() {
-    let f = Fixture::start(&base());
+    let f = Fixture::start(&demo_with_nets());
     let h = &f.http;
     // Target names: in the path (URL-encoded) and in the file alike.
     for (path, needle) in [
@@ -2991,6 +2827,13 @@ fn names_from_the_api_are_checked_like_the_file() {
         json!({"vantage": vantage, "observations": [
             {"target": target, "level": "check", "ok": true, "latency_ms": 5}]})
     };
+    let assert_target_rejected = |r: &Resp| {
+        let e = r.json()["rejected"][0]["error"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(e.starts_with("target: "), "{}", r.text);
+    };
     let huge = "v".repeat(100_000);
     for v in [huge.as_str(), "fra\n1", "fra\"1"] {
         let r = h.post("/v1/observations", obs(v, "cdn-a")).expect(422);
@@ -3004,14 +2847,7 @@ fn names_from_the_api_are_checked_like_the_file() {
     let r = h
         .post("/v1/observations", obs("fra1", "cdn\"a"))
         .expect(422);
-    assert!(
-        r.json()["rejected"][0]["error"]
-            .as_str()
-            .unwrap()
-            .starts_with("target: "),
-        "{}",
-        r.text
-    );
+    assert_target_rejected(&r);
     let metrics = h.get("/metrics").expect(200).text;
     assert!(!metrics.contains("vvvvvvvvvvvvvvvv"), "no 100 KB label");
     assert!(!metrics.contains("fra\\n1") && !metrics.contains("fra\\\"1"));
@@ -3021,14 +2857,7 @@ fn names_from_the_api_are_checked_like_the_file() {
             json!({"beacons": [{"target": "cdn-a\n", "country": "DE", "latency_ms": 20, "ok": true}]}),
         )
         .expect(422);
-    assert!(
-        r.json()["rejected"][0]["error"]
-            .as_str()
-            .unwrap()
-            .starts_with("target: "),
-        "{}",
-        r.text
-    );
+    assert_target_rejected(&r);
     // Good names still pass.
     h.post("/v1/observations", obs("fra-1.eu_west", "cdn-a"))
         .expect(202);

@@ -5,9 +5,11 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Duration;
 
-use common::{DEMO, TestServer};
+use common::http::{Body, Http};
+use common::{DEMO, TestServer, wait_until};
 use steerd::events::EventKind;
 use steerd::health::machine::{Override, OverrideKind};
 
@@ -16,44 +18,21 @@ fn count(server: &TestServer, kind: EventKind, subject: &str) -> usize {
     c.event_page(0, 1000, &[kind], Some(subject)).0.len()
 }
 
-fn wait_for(within: Duration, mut want: impl FnMut() -> bool) -> bool {
-    let t = Instant::now();
-    while t.elapsed() < within {
-        if want() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
-
-/// A blocking HTTP call on a throwaway runtime: (status, body).
-fn http(method: &str, url: String, token: Option<&str>, body: Option<&str>) -> (u16, String) {
-    let (method, token, body) = (
-        method.to_string(),
-        token.map(str::to_string),
-        body.map(str::to_string),
-    );
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let c = reqwest::Client::new();
-            let mut r = c.request(method.parse().unwrap(), &url);
-            if let Some(t) = token {
-                r = r.bearer_auth(t);
-            }
-            if let Some(b) = body {
-                r = r.body(b);
-            }
-            let resp = r.send().await.unwrap();
-            (resp.status().as_u16(), resp.text().await.unwrap())
-        })
-    })
-    .join()
-    .unwrap()
+/// A blocking HTTP call to the admin API at `admin`: (status, body).
+fn http(
+    admin: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    let h = match token {
+        Some(t) => Http::with_token(admin, t),
+        None => Http::new(admin),
+    };
+    let body = body.map_or(Body::None, |b| Body::Raw(b.as_bytes().to_vec()));
+    let r = h.send(method, path, body, &[]);
+    (r.status, r.text)
 }
 
 #[test]
@@ -89,11 +68,14 @@ targets = [{ target = "origin" }]
             .contains(&"solo.example.com.".to_string())
     );
     // The override expires after 5 s.
-    assert!(wait_for(Duration::from_secs(15), || control
-        .table()
-        .load()
-        .all_down
-        .is_empty()));
+    assert!(
+        wait_until(Duration::from_secs(15), || control
+            .table()
+            .load()
+            .all_down
+            .is_empty())
+        .is_some()
+    );
     // More ticks after the recovery add nothing (stepped here, not waited for).
     for _ in 0..5 {
         control.tick();
@@ -110,11 +92,9 @@ targets = [{ target = "origin" }]
 
 #[test]
 fn certificate_warnings_are_per_vantage_and_remote_observations_count() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("steerd.toml");
-    std::fs::write(&path, DEMO).unwrap();
+    let (_dir, path) = common::config_file(DEMO);
     let server = TestServer::start_file(&path, false);
-    let base = format!("http://{}", server.admin.unwrap());
+    let admin = server.admin.unwrap();
     let obs = |vantage: &str, detail: &str| {
         format!(
             r#"{{"vantage": "{vantage}", "observations": [{{"target": "cdn-a", "level": "tls", "ok": true, "latency_ms": 5, "detail": "{detail}"}}]}}"#
@@ -123,15 +103,17 @@ fn certificate_warnings_are_per_vantage_and_remote_observations_count() {
     let warn = "TLS 1.3; certificate valid, expires in 3 d (2026-11-25): fewer than 14 days left";
     for _ in 0..3 {
         let (s, b) = http(
+            admin,
             "POST",
-            format!("{base}/v1/observations"),
+            "/v1/observations",
             None,
             Some(&obs("fra1", warn)),
         );
         assert_eq!(s, 202, "{b}");
         let (s, b) = http(
+            admin,
             "POST",
-            format!("{base}/v1/observations"),
+            "/v1/observations",
             None,
             Some(&obs("nyc1", "TLS 1.3; certificate valid, expires in 80 d")),
         );
@@ -144,8 +126,9 @@ fn certificate_warnings_are_per_vantage_and_remote_observations_count() {
     );
     assert_eq!(count(&server, EventKind::CertOk, "cdn-a"), 0);
     let (s, _) = http(
+        admin,
         "POST",
-        format!("{base}/v1/observations"),
+        "/v1/observations",
         None,
         Some(&obs("fra1", "TLS 1.3; certificate valid, expires in 90 d")),
     );
@@ -166,31 +149,30 @@ fn certificate_warnings_are_per_vantage_and_remote_observations_count() {
         r#"{{"vantage": "fra1", "observations": [{}]}}"#,
         items.join(",")
     );
-    let (s, b) = http("POST", format!("{base}/v1/observations"), None, Some(&body));
+    let (s, b) = http(admin, "POST", "/v1/observations", None, Some(&body));
     assert_eq!(s, 202, "{b}");
     assert!(
-        wait_for(Duration::from_secs(5), || {
-            let (_, b) = http("GET", format!("{base}/v1/targets/origin"), None, None);
+        wait_until(Duration::from_secs(5), || {
+            let (_, b) = http(admin, "GET", "/v1/targets/origin", None, None);
             b.contains("\"state\":\"down\"")
-        }),
+        })
+        .is_some(),
         "remote failures of an unprobed target take it down"
     );
 }
 
 #[test]
 fn reload_takes_new_tokens_and_the_version_never_goes_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("steerd.toml");
     let with =
         |t: &str| format!("{DEMO}\n[admin]\ntokens = [{{ token = \"{t}\", scope = \"admin\" }}]\n");
-    let original = with("old-token-0123456789");
-    std::fs::write(&path, &original).unwrap();
+    let (_dir, path) = common::config_file(&with("old-token-0123456789"));
     let server = TestServer::start_file(&path, false);
-    let base = format!("http://{}", server.admin.unwrap());
+    let admin = server.admin.unwrap();
     let put = |token: &str| {
         http(
+            admin,
             "PUT",
-            format!("{base}/v1/targets/cdn-a/cache-metrics"),
+            "/v1/targets/cdn-a/cache-metrics",
             Some(token),
             Some(r#"{"hit_ratio": 0.9}"#),
         )
@@ -200,8 +182,9 @@ fn reload_takes_new_tokens_and_the_version_never_goes_back() {
     // Two API writes: version 2.
     for _ in 0..2 {
         let (s, b) = http(
+            admin,
             "PUT",
-            format!("{base}/v1/zones/example.com/records/api/A"),
+            "/v1/zones/example.com/records/api/A",
             Some("old-token-0123456789"),
             Some(r#"{"data": "192.0.2.1"}"#),
         );
@@ -218,8 +201,9 @@ fn reload_takes_new_tokens_and_the_version_never_goes_back() {
     );
     assert_eq!(put("new-token-0123456789"), 200);
     let (_, status) = http(
+        admin,
         "GET",
-        format!("{base}/v1/status"),
+        "/v1/status",
         Some("new-token-0123456789"),
         None,
     );

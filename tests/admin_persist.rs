@@ -7,160 +7,42 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{DEMO, TestServer, opt_rr, question, raw_msg, raw_tcp, raw_udp};
-use hickory_proto::op::Message;
+use common::config::{
+    CAPPED_AT_FIRST_ANSWER, EU_NET, US_NET, demo_with_nets, failover, www_over_a_b, zone, zone_ns1,
+};
+use common::http::{Body, Http};
+use common::{TestServer, dns, free_port};
 use hickory_proto::rr::RecordType;
 use serde_json::{Value, json};
-
-/// Two client networks placed by the configuration (no GeoIP database in tests).
-const NETS: &str = r#"
-# Test networks (no GeoIP database in the tests).
-[[geo.nets]]
-cidr = "198.51.100.0/24"
-country = "DE"
-
-[[geo.nets]]
-cidr = "203.0.113.0/24"
-country = "US"
-"#;
-
-const EU_NET: &str = "198.51.100.0/24";
-const US_NET: &str = "203.0.113.0/24";
 
 // ---------------------------------------------------------------------------------------------
 // HTTP and DNS helpers
 // ---------------------------------------------------------------------------------------------
 
-struct Http {
-    rt: tokio::runtime::Runtime,
-    client: reqwest::Client,
-    base: String,
-    token: Option<String>,
-}
-
-struct Resp {
-    status: u16,
-    text: String,
-    what: String,
-}
-
-impl Resp {
-    #[track_caller]
-    fn expect(self, status: u16) -> Self {
-        assert_eq!(
-            self.status, status,
-            "{}: status (body: {})",
-            self.what, self.text
-        );
-        self
-    }
-
-    #[track_caller]
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.text)
-            .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {}", self.what, self.text))
-    }
-}
-
-impl Http {
-    fn new(addr: SocketAddr, token: Option<&str>) -> Self {
-        Http {
-            rt: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap(),
-            client: reqwest::Client::builder()
-                .no_proxy()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap(),
-            base: format!("http://{addr}"),
-            token: token.map(str::to_string),
-        }
-    }
-
-    fn try_send(&self, method: &str, path: &str, body: Option<Value>) -> Result<Resp, String> {
-        let what = format!("{method} {path}");
-        let mut req = self.client.request(
-            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
-            format!("{}{path}", self.base),
-        );
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        self.rt.block_on(async {
-            let r = req.send().await.map_err(|e| format!("{what}: {e}"))?;
-            let status = r.status().as_u16();
-            let text = r.text().await.map_err(|e| format!("{what}: {e}"))?;
-            Ok(Resp { status, text, what })
-        })
-    }
-
-    fn send(&self, method: &str, path: &str, body: Option<Value>) -> Resp {
-        self.try_send(method, path, body)
-            .unwrap_or_else(|e| panic!("request failed: {e}"))
-    }
-
-    fn get(&self, path: &str) -> Resp {
-        self.send("GET", path, None)
-    }
-
-    fn put(&self, path: &str, body: Value) -> Resp {
-        self.send("PUT", path, Some(body))
-    }
-}
-
-const ECS: u16 = 8;
-
-fn ecs_data(cidr: &str) -> Vec<u8> {
-    let net: ipnet::Ipv4Net = cidr.parse().unwrap();
-    let mut d = 1u16.to_be_bytes().to_vec();
-    d.extend_from_slice(&[net.prefix_len(), 0]);
-    d.extend_from_slice(&net.addr().octets()[..net.prefix_len().div_ceil(8) as usize]);
-    d
-}
-
 /// What `name` answers (A) for `ecs` over UDP and TCP (both must agree): the answer data,
 /// sorted, or the rcode.
 #[track_caller]
-fn answer(udp: SocketAddr, tcp: SocketAddr, name: &str, ecs: Option<&str>) -> String {
-    let data = ecs.map(ecs_data);
-    let opts: Vec<(u16, &[u8])> = data.iter().map(|d| (ECS, d.as_slice())).collect();
-    let mut out = Vec::new();
-    for over_tcp in [false, true] {
-        let id: u16 = rand::random();
-        let q = raw_msg(
-            id,
-            0,
-            &[question(name, u16::from(RecordType::A))],
-            &[opt_rr(1232, 0, false, &opts)],
-        );
-        let raw = if over_tcp {
-            raw_tcp(tcp, &q, Duration::from_secs(2))
-        } else {
-            raw_udp(udp, &q, Duration::from_secs(2))
-        }
-        .unwrap_or_else(|| panic!("{name}: no DNS answer"));
-        let m = Message::from_vec(&raw).unwrap();
-        assert_eq!(m.metadata.id, id);
-        let mut d: Vec<String> = m.answers.iter().map(|r| r.data.to_string()).collect();
-        d.sort();
-        out.push(if d.is_empty() {
-            format!("{:?}", m.metadata.response_code)
-        } else {
-            d.join(" ")
-        });
-    }
+fn answer(srv: &TestServer, name: &str, ecs: Option<&str>) -> String {
+    let out: Vec<String> = [false, true]
+        .into_iter()
+        .map(|over_tcp| {
+            let m = dns(srv, name, RecordType::A, ecs, over_tcp);
+            let mut d: Vec<String> = m.answers.iter().map(|r| r.data.to_string()).collect();
+            d.sort();
+            if d.is_empty() {
+                format!("{:?}", m.metadata.response_code)
+            } else {
+                d.join(" ")
+            }
+        })
+        .collect();
     assert_eq!(out[0], out[1], "{name} ({ecs:?}): UDP and TCP differ");
-    out.remove(0)
+    out[0].clone()
 }
 
 fn now_s() -> u64 {
@@ -187,7 +69,7 @@ struct Snapshot {
 }
 
 fn snapshot(srv: &TestServer) -> Snapshot {
-    let h = Http::new(srv.admin.unwrap(), None);
+    let h = Http::new(srv.admin.unwrap());
     let status = h.get("/v1/status").expect(200).json();
     let targets = h.get("/v1/targets").expect(200).json()["targets"]
         .as_array()
@@ -216,10 +98,7 @@ fn snapshot(srv: &TestServer) -> Snapshot {
         "static.example.com",
     ] {
         for ecs in [None, Some(EU_NET), Some(US_NET)] {
-            dns.push((
-                format!("{name} {ecs:?}"),
-                answer(srv.udp, srv.tcp, name, ecs),
-            ));
+            dns.push((format!("{name} {ecs:?}"), answer(srv, name, ecs)));
         }
     }
     Snapshot {
@@ -237,10 +116,10 @@ fn snapshot(srv: &TestServer) -> Snapshot {
 fn api_writes_survive_a_restart_from_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("steerd.toml");
-    std::fs::write(&path, format!("{DEMO}\n{NETS}")).unwrap();
+    std::fs::write(&path, demo_with_nets()).unwrap();
 
     let srv = TestServer::start_file(&path, false);
-    let h = Http::new(srv.admin.unwrap(), None);
+    let h = Http::new(srv.admin.unwrap());
     h.put("/v1/targets/cdn-c", json!({"a": ["192.0.2.99"]}))
         .expect(201);
     h.put(
@@ -292,7 +171,7 @@ fn api_writes_survive_a_restart_from_the_file() {
     let srv = TestServer::start_file(&path, false);
     let after = snapshot(&srv);
     assert_eq!(after, before);
-    let h = Http::new(srv.admin.unwrap(), None);
+    let h = Http::new(srv.admin.unwrap());
     let a = h.get("/v1/targets/cdn-a").expect(200).json();
     assert_eq!(a["state"], "forced_down", "{a}");
     assert_eq!(a["override"]["reason"], "persisted maintenance");
@@ -310,10 +189,10 @@ fn api_writes_survive_a_restart_from_the_file() {
 fn the_file_keeps_its_comments_and_layout() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("steerd.toml");
-    let original = format!("{DEMO}\n{NETS}");
+    let original = demo_with_nets();
     std::fs::write(&path, &original).unwrap();
     let srv = TestServer::start_file(&path, false);
-    let h = Http::new(srv.admin.unwrap(), None);
+    let h = Http::new(srv.admin.unwrap());
 
     // Replace cdn-a (with its own config form, one value changed), add and delete things.
     let mut a = h.get("/v1/targets/cdn-a").expect(200).json()["config"].clone();
@@ -334,8 +213,7 @@ fn the_file_keeps_its_comments_and_layout() {
         json!({"state": "drained", "reason": "layout"}),
     )
     .expect(200);
-    h.send("DELETE", "/v1/services/split.example.com", None)
-        .expect(200);
+    h.delete("/v1/services/split.example.com").expect(200);
 
     let text = std::fs::read_to_string(&path).unwrap();
     // Every comment of the original is still there, in the same order.
@@ -395,9 +273,9 @@ fn the_file_keeps_its_comments_and_layout() {
 fn a_write_that_cannot_be_persisted_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("steerd.toml");
-    std::fs::write(&path, format!("{DEMO}\n{NETS}")).unwrap();
+    std::fs::write(&path, demo_with_nets()).unwrap();
     let srv = TestServer::start_file(&path, false);
-    let h = Http::new(srv.admin.unwrap(), None);
+    let h = Http::new(srv.admin.unwrap());
     let original = std::fs::read_to_string(&path).unwrap();
     // write_atomically's temporary file is `.steerd.toml.tmp.PID` (the server runs in this
     // process): a directory of that name makes creating it fail.
@@ -421,7 +299,7 @@ fn a_write_that_cannot_be_persisted_changes_nothing() {
     assert_eq!(status["config_version"], 0);
     h.get("/v1/zones/example.com/records/lost/A").expect(404);
     assert_eq!(
-        answer(srv.udp, srv.tcp, "lost.example.com", None),
+        answer(&srv, "lost.example.com", None),
         "NXDomain",
         "the unpersisted record is served over DNS"
     );
@@ -457,49 +335,19 @@ fn a_write_that_cannot_be_persisted_changes_nothing() {
 // ---------------------------------------------------------------------------------------------
 
 /// A small configuration for the binary: no GeoIP database, no health checks.
-const SMALL: &str = r#"# steerd: kill test
-[server]
-dns_listen = ["127.0.0.1:0"]
-
-[geo]
-database = ""   # no database
-
-[[zones]]
-name = "example.com"
-ns = ["ns1.example.com"]
-
-[zones.soa]
-mname = "ns1.example.com"
-rname = "hostmaster.example.com"
-
-[[zones.records]]
-name = "ns1"
-type = "A"
-data = "127.0.0.1"
-
-[[targets]]
-name = "cdn-a"
-cname = "a.cdn.example.net"
-
-[[services]]
-name = "www.example.com"
-policy = "failover"
-targets = [{ target = "cdn-a" }]
-"#;
+fn small() -> String {
+    format!(
+        "# steerd: kill test\n[server]\ndns_listen = [\"127.0.0.1:0\"]\n\n[geo]\ndatabase = \"\"   # no database\n{}\n[[targets]]\nname = \"cdn-a\"\ncname = \"a.cdn.example.net\"\n{}",
+        zone_ns1("example.com", "127.0.0.1"),
+        failover("www.example.com", &["cdn-a"])
+    )
+}
 
 /// A `steerd serve` process, killed on drop.
 struct Steerd {
     child: Child,
     admin: SocketAddr,
     log: PathBuf,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Steerd {
@@ -583,7 +431,7 @@ fn sigkill_during_a_burst_of_writes_leaves_a_valid_file() {
     let dir = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
     let path = dir.path().join("steerd.toml");
-    std::fs::write(&path, SMALL).unwrap();
+    std::fs::write(&path, small()).unwrap();
     let mut version = 0u64;
     let mut acked_total = 0usize;
     let mut leftovers = 0usize;
@@ -592,7 +440,7 @@ fn sigkill_during_a_burst_of_writes_leaves_a_valid_file() {
     for round in 0..ROUNDS {
         let mut proc = Steerd::spawn(&path, logs.path(), &[]).unwrap_or_else(|e| panic!("{e}"));
         // The server serves what the file says, the version included.
-        let probe = Http::new(proc.admin, None);
+        let probe = Http::new(proc.admin);
         let status = probe.get("/v1/status").expect(200).json();
         assert_eq!(status["config_version"], version, "round {round}");
         drop(probe);
@@ -602,7 +450,7 @@ fn sigkill_during_a_burst_of_writes_leaves_a_valid_file() {
         let writers: Vec<_> = (0..4)
             .map(|w| {
                 std::thread::spawn(move || {
-                    let h = Http::new(admin, None);
+                    let h = Http::new(admin);
                     let mut acked: Vec<(String, u64)> = Vec::new();
                     let mut odd = Vec::new();
                     for i in 0..10_000 {
@@ -621,7 +469,7 @@ fn sigkill_during_a_burst_of_writes_leaves_a_valid_file() {
                                 format!("name = \"{name}\""),
                             )
                         };
-                        match h.try_send("PUT", &path, Some(body)) {
+                        match h.try_send("PUT", &path, Body::Json(body), &[]) {
                             Ok(r) if r.status == 201 => {
                                 acked.push((key, r.json()["version"].as_u64().unwrap()));
                             }
@@ -713,11 +561,11 @@ fn acknowledged_usage_and_cache_metrics_survive_a_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
     let path = dir.path().join("steerd.toml");
-    std::fs::write(&path, SMALL).unwrap();
+    std::fs::write(&path, small()).unwrap();
     let mut previous: Option<(f64, f64)> = None;
     for round in 1..=5u32 {
         let mut proc = Steerd::spawn(&path, logs.path(), &[]).unwrap_or_else(|e| panic!("{e}"));
-        let h = Http::new(proc.admin, None);
+        let h = Http::new(proc.admin);
         let view = h.get("/v1/targets/cdn-a").expect(200).json();
         if let Some((spend, hit)) = previous {
             assert_eq!(
@@ -747,7 +595,8 @@ fn tokens_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("steerd.toml");
     let config = format!(
-        "{SMALL}\n[admin]\ntokens = [{{ token_env = \"STEERD_TEST_ENV_TOKEN\", scope = \"admin\", name = \"ci\" }}]\n"
+        "{}\n[admin]\ntokens = [{{ token_env = \"STEERD_TEST_ENV_TOKEN\", scope = \"admin\", name = \"ci\" }}]\n",
+        small()
     );
     std::fs::write(&path, &config).unwrap();
 
@@ -775,25 +624,25 @@ fn tokens_from_the_environment() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
 
-    let anon = Http::new(p.admin, None);
+    let anon = Http::new(p.admin);
     anon.get("/v1/status").expect(401);
     for t in [env_admin, extra_admin] {
-        let h = Http::new(p.admin, Some(t));
+        let h = Http::with_token(p.admin, t);
         assert_eq!(h.get("/v1/status").expect(200).json()["auth"], true);
     }
-    Http::new(p.admin, Some(env_admin))
+    Http::with_token(p.admin, env_admin)
         .put(
             "/v1/zones/example.com/records/env/A",
             json!({"data": "192.0.2.9"}),
         )
         .expect(201);
-    Http::new(p.admin, Some(extra_admin))
+    Http::with_token(p.admin, extra_admin)
         .put(
             "/v1/zones/example.com/records/env2/A",
             json!({"data": "192.0.2.9"}),
         )
         .expect(201);
-    let read = Http::new(p.admin, Some(env_read));
+    let read = Http::with_token(p.admin, env_read);
     read.get("/v1/targets").expect(200);
     read.put(
         "/v1/zones/example.com/records/env3/A",
@@ -801,7 +650,7 @@ fn tokens_from_the_environment() {
     )
     .expect(403);
     // A token shorter than 16 characters from STEERD_ADMIN_TOKEN is ignored.
-    Http::new(p.admin, Some("short"))
+    Http::with_token(p.admin, "short")
         .get("/v1/status")
         .expect(401);
     // The secret is not written to the file.
@@ -824,36 +673,14 @@ fn capped(state_file: Option<&str>) -> String {
         .map(|s| format!("[server]\nstate_file = \"{s}\"\n"))
         .unwrap_or_default();
     format!(
-        r#"{state}
-[[zones]]
-name = "example.com"
-ns = ["ns1.example.com"]
-[zones.soa]
-mname = "ns1.example.com"
-rname = "hostmaster.example.com"
-
-[[targets]]
-name = "cdn-a"
-cname = "edge.cdn-a.example.net"
-[targets.cost]
-price_per_gb = 1000
-monthly_cap = 1
-bytes_per_answer = 1e9
-
-[[targets]]
-name = "cdn-b"
-cname = "edge.cdn-b.example.net"
-
-[[services]]
-name = "www.example.com"
-policy = "failover"
-targets = [{{ target = "cdn-a" }}, {{ target = "cdn-b" }}]
-"#
+        "{state}{}{}",
+        zone("example.com"),
+        www_over_a_b(CAPPED_AT_FIRST_ANSWER)
     )
 }
 
 fn www(srv: &TestServer) -> String {
-    answer(srv.udp, srv.tcp, "www.example.com", None)
+    answer(srv, "www.example.com", None)
 }
 
 /// The first answer of www.example.com, over UDP only: it may put cdn-a over its cap, so a
@@ -887,7 +714,7 @@ fn month_answers_usage_and_cache_metrics_survive_a_restart() {
     let state = dir.path().join("steerd.state.json");
 
     let srv = TestServer::start_file(&path, false);
-    let h = Http::new(srv.admin.unwrap(), None);
+    let h = Http::new(srv.admin.unwrap());
     spend_cdn_a(&srv);
     let before = h.get("/v1/targets/cdn-a").expect(200).json()["cost"].clone();
     assert_eq!(before["over_cap"], true, "{before}");
@@ -919,7 +746,7 @@ fn month_answers_usage_and_cache_metrics_survive_a_restart() {
 
     // Started again from the same file: cdn-a is still over its cap, from the first query on.
     let srv = TestServer::start_file(&path, false);
-    let h = Http::new(srv.admin.unwrap(), None);
+    let h = Http::new(srv.admin.unwrap());
     assert_eq!(
         www(&srv),
         "edge.cdn-b.example.net.",
@@ -966,7 +793,7 @@ fn answers_of_an_earlier_month_are_not_carried_but_reports_are() {
     let state = dir.path().join("elsewhere.json");
     std::fs::write(&path, capped(Some(state.to_str().unwrap()))).unwrap();
     let srv = TestServer::start_file(&path, false);
-    let h = Http::new(srv.admin.unwrap(), None);
+    let h = Http::new(srv.admin.unwrap());
     spend_cdn_a(&srv);
     h.put("/v1/targets/cdn-b/cache-metrics", json!({"hit_ratio": 0.5}))
         .expect(200);
@@ -982,7 +809,7 @@ fn answers_of_an_earlier_month_are_not_carried_but_reports_are() {
     std::fs::write(&state, saved.to_string()).unwrap();
 
     let srv = TestServer::start_file(&path, false);
-    let h = Http::new(srv.admin.unwrap(), None);
+    let h = Http::new(srv.admin.unwrap());
     assert_eq!(
         www_first(&srv),
         "edge.cdn-a.example.net.",
@@ -1056,7 +883,7 @@ fn a_directory_as_state_file_is_a_config_error() {
 fn temporary_files_left_by_an_interrupted_write_are_removed_at_start_and_before_each_write() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("steerd.toml");
-    std::fs::write(&path, SMALL).unwrap();
+    std::fs::write(&path, small()).unwrap();
     let at = |name: &str| dir.path().join(name);
     // A process id no process has (above any pid_max), and pid 1, which always runs.
     let dead = at(".steerd.toml.tmp.2147483646");
@@ -1095,7 +922,7 @@ fn temporary_files_left_by_an_interrupted_write_are_removed_at_start_and_before_
 
     // Another crash, then a write: removed first.
     std::fs::write(&dead, "half a configuration").unwrap();
-    let h = Http::new(srv.admin.unwrap(), None);
+    let h = Http::new(srv.admin.unwrap());
     h.put(
         "/v1/zones/example.com/records/new/A",
         json!({"data": "192.0.2.7"}),

@@ -5,26 +5,14 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::Router;
-use axum::routing::post;
 use common::fakecdn::{CdnOptions, http_cdn};
-use common::{DEMO, TestServer, query, udp};
+use common::http::Http;
+use common::sinks::Receiver;
+use common::{DEMO, TestServer, query, udp, wait_until};
 use hickory_proto::rr::{RData, RecordType};
 use serde_json::Value;
-
-fn wait_for(within: Duration, mut want: impl FnMut() -> bool) -> Option<Duration> {
-    let t = Instant::now();
-    while t.elapsed() < within {
-        if want() {
-            return Some(t.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
 
 fn cname(server: &TestServer, name: &str) -> Option<String> {
     let m = udp(server.udp, &query(name, RecordType::A, None));
@@ -47,24 +35,9 @@ fn a_failover_in_the_demo_setup_sends_a_webhook_and_moves_the_metrics() {
     let a = rt.block_on(http_cdn(CdnOptions::default()));
     let b = rt.block_on(http_cdn(CdnOptions::default()));
 
-    // The receiver: records every JSON body.
-    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let g = got.clone();
-    let app = Router::new().route(
-        "/hook",
-        post(move |body: axum::Json<Value>| {
-            let g = g.clone();
-            async move {
-                g.lock().unwrap().push(body.0);
-                "ok"
-            }
-        }),
-    );
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let hook = listener.local_addr().unwrap();
-    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    // The receiver: records every request (the demo's sink posts to /hook).
+    let rx = rt.block_on(Receiver::start(&[]));
+    let hook = rx.addr;
 
     // The demo configuration with the stand-ins' real ports.
     assert!(DEMO.contains("127.0.0.1:8081") && DEMO.contains("127.0.0.1:9099"));
@@ -77,10 +50,11 @@ fn a_failover_in_the_demo_setup_sends_a_webhook_and_moves_the_metrics() {
     std::fs::write(&path, text).unwrap();
     let server = TestServer::start_file(&path, true);
     let admin = server.admin.expect("admin API");
-    let http = reqwest::blocking_get(admin);
+    let client = Http::new(admin);
+    let http = |path: &str| client.get(path).expect(200).text;
 
-    wait_for(Duration::from_secs(10), || a.hits() > 0 && b.hits() > 0).expect("both checked");
-    wait_for(Duration::from_secs(5), || {
+    wait_until(Duration::from_secs(10), || a.hits() > 0 && b.hits() > 0).expect("both checked");
+    wait_until(Duration::from_secs(5), || {
         cname(&server, "assets.example.com").as_deref() == Some("example.global.cdn-a.net.")
     })
     .expect("assets answers cdn-a while it is healthy");
@@ -98,26 +72,22 @@ fn a_failover_in_the_demo_setup_sends_a_webhook_and_moves_the_metrics() {
     // CDN A dies.
     std::thread::sleep(Duration::from_millis(1100)); // the kept connection ages (watch)
     rt.block_on(a.kill());
-    wait_for(Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(10), || {
         cname(&server, "assets.example.com").as_deref() == Some("example.b-cdn.example.net.")
     })
     .expect("assets fails over to cdn-b");
 
     // The webhook receives the failover event.
-    wait_for(Duration::from_secs(10), || {
-        got.lock()
-            .unwrap()
-            .iter()
-            .any(|e| e["kind"] == "failover" && e["subject"] == "cdn-a")
-    })
-    .expect("the webhook receives the failover");
-    let ev = got
-        .lock()
-        .unwrap()
-        .iter()
-        .find(|e| e["kind"] == "failover")
-        .cloned()
-        .unwrap();
+    let failover = || {
+        rx.reqs()
+            .into_iter()
+            .filter(|r| r.method == "POST" && r.path == "/hook")
+            .map(|r| r.body)
+            .find(|e| e["kind"] == "failover" && e["subject"] == "cdn-a")
+    };
+    wait_until(Duration::from_secs(10), || failover().is_some())
+        .expect("the webhook receives the failover");
+    let ev = failover().unwrap();
     assert_eq!(ev["action"], "trigger", "{ev}");
     assert_eq!(ev["severity"], "critical", "{ev}");
     assert_eq!(ev["to"], "down", "{ev}");
@@ -125,7 +95,7 @@ fn a_failover_in_the_demo_setup_sends_a_webhook_and_moves_the_metrics() {
 
     // The metrics moved. The receiver records the body before it answers, and the sink counts
     // the delivery once it has read that answer: wait for the count.
-    wait_for(Duration::from_secs(10), || {
+    wait_until(Duration::from_secs(10), || {
         sample(
             &http("/metrics"),
             "steerd_alert_deliveries_total{kind=\"webhook\",sink=\"demo-webhook\"}",
@@ -189,27 +159,4 @@ fn a_failover_in_the_demo_setup_sends_a_webhook_and_moves_the_metrics() {
             .any(|e| e["subject"] == "cdn-a" && e["to"] == "down"),
         "{events}"
     );
-}
-
-/// A tiny blocking GET helper for the admin API (reqwest's async client on a throwaway
-/// runtime: the test's own runtime is busy serving the fakes).
-mod reqwest {
-    pub fn blocking_get(admin: std::net::SocketAddr) -> impl Fn(&str) -> String {
-        move |path: &str| {
-            let url = format!("http://{admin}{path}");
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    let r = ::reqwest::get(&url).await.unwrap();
-                    assert!(r.status().is_success(), "{url}: {}", r.status());
-                    r.text().await.unwrap()
-                })
-            })
-            .join()
-            .unwrap()
-        }
-    }
 }

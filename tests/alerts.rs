@@ -3,141 +3,20 @@
 //! recovery, queue overflow and expiry counted as drops, hot reconfiguration, validation errors
 //! and the Prometheus collector.
 
-use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+mod common;
+
 use std::time::{Duration, SystemTime};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::Method;
+use common::sinks::{
+    HANG, HANG_FOR, Receiver, alerter, alerts, delivered, down, ids, settings, sink, stats,
+    wait_for,
+};
 use serde_json::{Value, json};
-use steerd::alert::{AlertSettings, Alerter, SinkStats};
 use steerd::events::{Event, EventKind, Severity};
 
 // ---------------------------------------------------------------------------------------------
-// Harness
-
-#[derive(Debug, Clone)]
-struct Req {
-    method: Method,
-    path: String,
-    headers: HeaderMap,
-    body: Value,
-}
-
-/// In a receiver's script: answer only after [`HANG_FOR`].
-const HANG: u16 = 999;
-/// How long a [`HANG`] answer takes: far longer than the sink timeout of the test using it, and
-/// shorter than [`wait_for`]'s 10 s, so a timeout that never fires shows up as a late delivery.
-const HANG_FOR: Duration = Duration::from_secs(8);
-
-#[derive(Default)]
-struct RecvState {
-    reqs: Mutex<Vec<Req>>,
-    /// Statuses to answer, in order; 200 once empty.
-    script: Mutex<VecDeque<u16>>,
-}
-
-/// A local HTTP receiver recording every request.
-#[derive(Clone)]
-struct Receiver {
-    addr: SocketAddr,
-    st: Arc<RecvState>,
-}
-
-async fn record(
-    State(st): State<Arc<RecvState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> (StatusCode, String) {
-    let body = serde_json::from_slice(&body)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()));
-    st.reqs.lock().unwrap().push(Req {
-        method,
-        path: uri.path().to_string(),
-        headers,
-        body,
-    });
-    let mut code = st.script.lock().unwrap().pop_front().unwrap_or(200);
-    if code == HANG {
-        tokio::time::sleep(HANG_FOR).await;
-        code = 200;
-    }
-    (
-        StatusCode::from_u16(code).unwrap(),
-        format!("status {code} from the test receiver"),
-    )
-}
-
-impl Receiver {
-    async fn start(script: &[u16]) -> Receiver {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        Self::serve(listener, script)
-    }
-
-    /// Listen on a port reserved earlier by [`Down`].
-    async fn start_on(down: Down) -> Receiver {
-        down.sock.listen(128).unwrap();
-        down.sock.set_nonblocking(true).unwrap();
-        let std: std::net::TcpListener = down.sock.into();
-        Self::serve(tokio::net::TcpListener::from_std(std).unwrap(), &[])
-    }
-
-    fn serve(listener: tokio::net::TcpListener, script: &[u16]) -> Receiver {
-        let addr = listener.local_addr().unwrap();
-        let st = Arc::new(RecvState::default());
-        st.script.lock().unwrap().extend(script.iter().copied());
-        let app = Router::new().fallback(record).with_state(st.clone());
-        tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        Receiver { addr, st }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn reqs(&self) -> Vec<Req> {
-        self.st.reqs.lock().unwrap().clone()
-    }
-
-    fn count(&self) -> usize {
-        self.st.reqs.lock().unwrap().len()
-    }
-}
-
-/// A 127.0.0.1 port nothing listens on: connections are refused until a receiver takes it
-/// over ([`Receiver::start_on`]). The port stays bound meanwhile (not listening), so no other
-/// socket of the test run gets it.
-struct Down {
-    addr: SocketAddr,
-    sock: socket2::Socket,
-}
-
-fn down() -> Down {
-    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    sock.bind(&any.into()).unwrap();
-    let addr = sock.local_addr().unwrap().as_socket().unwrap();
-    Down { addr, sock }
-}
-
-/// `[alerts]` (TOML, without the header) through the whole configuration parser.
-fn settings(alerts: &str) -> AlertSettings {
-    let text = format!("[alerts]\n{alerts}");
-    match steerd::config::parse(&text, "test.toml") {
-        Ok(cfg) => cfg.alerts,
-        Err(e) => panic!("config rejected: {e}\n{text}"),
-    }
-}
-
-/// Fast retries for tests.
-const FAST: &str = "node = \"steerd-test\"\nretry_initial = 0.01\nretry_max = 0.05\n";
+// Events
 
 const T0: u64 = 1_700_000_000_000;
 
@@ -181,46 +60,21 @@ fn config_changed(id: u64) -> Event {
     }
 }
 
-/// Poll `cond` every 20 ms for up to 10 s.
-async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn stats(a: &Alerter, sink: &str) -> SinkStats {
-    a.stats()
-        .into_iter()
-        .find(|s| s.sink == sink)
-        .unwrap_or_else(|| panic!("no sink {sink}"))
-}
-
-fn ids(reqs: &[Req]) -> Vec<u64> {
-    reqs.iter()
-        .map(|r| r.body["id"].as_u64().unwrap())
-        .collect()
-}
-
 // ---------------------------------------------------------------------------------------------
 // One test per format
 
 #[tokio::test]
 async fn webhook_gets_the_event_as_json() {
     let rx = Receiver::start(&[]).await;
-    let a = Alerter::start(&settings(&format!(
-        r#"{FAST}
-[[alerts.sinks]]
-name = "ops"
-kind = "webhook"
-url = "{}"
-headers = {{ Authorization = "Bearer s3cret", X-Team = "edge" }}
-"#,
-        rx.url("/hook")
-    )));
+    let a = alerter(
+        "",
+        &[sink(
+            "ops",
+            "webhook",
+            &rx.url("/hook"),
+            "headers = { Authorization = \"Bearer s3cret\", X-Team = \"edge\" }\n",
+        )],
+    );
     a.send(&failover(1));
     a.send(&config_changed(2));
     wait_for("2 webhook posts", || rx.count() >= 2).await;
@@ -263,15 +117,15 @@ headers = {{ Authorization = "Bearer s3cret", X-Team = "edge" }}
 #[tokio::test]
 async fn slack_gets_a_readable_line_per_event() {
     let rx = Receiver::start(&[]).await;
-    let a = Alerter::start(&settings(&format!(
-        r#"{FAST}
-[[alerts.sinks]]
-name = "chat"
-kind = "slack"
-url = "{}"
-"#,
-        rx.url("/services/T000/B000/XXXX")
-    )));
+    let a = alerter(
+        "",
+        &[sink(
+            "chat",
+            "slack",
+            &rx.url("/services/T000/B000/XXXX"),
+            "",
+        )],
+    );
     a.send(&failover(1));
     a.send(&recovery(2));
     wait_for("2 slack posts", || rx.count() >= 2).await;
@@ -306,16 +160,15 @@ url = "{}"
 #[tokio::test]
 async fn pagerduty_trigger_then_resolve_with_one_dedup_key() {
     let rx = Receiver::start(&[202, 202]).await;
-    let a = Alerter::start(&settings(&format!(
-        r#"{FAST}
-[[alerts.sinks]]
-name = "pd"
-kind = "pagerduty"
-url = "{}"
-routing_key = "R0UT1NGKEY0123456789abcdef012345"
-"#,
-        rx.url("/v2/enqueue")
-    )));
+    let a = alerter(
+        "",
+        &[sink(
+            "pd",
+            "pagerduty",
+            &rx.url("/v2/enqueue"),
+            "routing_key = \"R0UT1NGKEY0123456789abcdef012345\"\n",
+        )],
+    );
     a.send(&failover(1));
     // Informational events are not sent to PagerDuty.
     a.send(&config_changed(2));
@@ -368,15 +221,8 @@ routing_key = "R0UT1NGKEY0123456789abcdef012345"
 #[tokio::test]
 async fn alertmanager_starts_then_ends_the_same_alert() {
     let rx = Receiver::start(&[]).await;
-    let a = Alerter::start(&settings(&format!(
-        r#"{FAST}
-[[alerts.sinks]]
-name = "am"
-kind = "alertmanager"
-url = "{}"
-"#,
-        rx.url("/") // a base URL; the sink posts to /api/v2/alerts
-    )));
+    // A base URL: the sink posts to /api/v2/alerts.
+    let a = alerter("", &[sink("am", "alertmanager", &rx.url("/"), "")]);
     a.send(&failover(1));
     a.send(&config_changed(2));
     a.send(&recovery(3));
@@ -419,16 +265,10 @@ url = "{}"
 #[tokio::test]
 async fn alertmanager_re_sends_firing_alerts() {
     let rx = Receiver::start(&[]).await;
-    let a = Alerter::start(&settings(&format!(
-        r#"{FAST}
-[[alerts.sinks]]
-name = "am"
-kind = "alertmanager"
-url = "{}"
-resend = 0.05
-"#,
-        rx.url("")
-    )));
+    let a = alerter(
+        "",
+        &[sink("am", "alertmanager", &rx.url(""), "resend = 0.05\n")],
+    );
     a.send(&failover(1));
     wait_for("re-sends", || rx.count() >= 3).await;
     // The re-sends follow the delivery (same task), so it is counted by now.
@@ -468,15 +308,7 @@ resend = 0.05
 #[tokio::test]
 async fn retries_after_500_in_order() {
     let rx = Receiver::start(&[500, 500]).await;
-    let a = Alerter::start(&settings(&format!(
-        r#"{FAST}
-[[alerts.sinks]]
-name = "ops"
-kind = "webhook"
-url = "{}"
-"#,
-        rx.url("/hook")
-    )));
+    let a = alerter("", &[sink("ops", "webhook", &rx.url("/hook"), "")]);
     a.send(&failover(1));
     a.send(&recovery(2));
     wait_for("both delivered", || stats(&a, "ops").delivered == 2).await;
@@ -489,18 +321,17 @@ url = "{}"
 #[tokio::test]
 async fn retry_after_500_then_delivered_once() {
     let rx = Receiver::start(&[500, 500]).await;
-    let a = Alerter::start(&settings(&format!(
-        r#"{FAST}
-[[alerts.sinks]]
-name = "pd"
-kind = "pagerduty"
-url = "{}"
-routing_key = "k"
-"#,
-        rx.url("/v2/enqueue")
-    )));
+    let a = alerter(
+        "",
+        &[sink(
+            "pd",
+            "pagerduty",
+            &rx.url("/v2/enqueue"),
+            "routing_key = \"k\"\n",
+        )],
+    );
     a.send(&failover(1));
-    wait_for("delivered", || stats(&a, "pd").delivered == 1).await;
+    delivered(&a, "pd", 1).await;
     let st = stats(&a, "pd");
     assert_eq!((st.delivered, st.failures, st.dropped), (1, 2, 0));
     let reqs = rx.reqs();
@@ -511,15 +342,7 @@ routing_key = "k"
 #[tokio::test]
 async fn delivered_once_the_receiver_comes_up() {
     let down = down();
-    let addr = down.addr;
-    let a = Alerter::start(&settings(&format!(
-        r#"{FAST}
-[[alerts.sinks]]
-name = "ops"
-kind = "webhook"
-url = "http://{addr}/hook"
-"#
-    )));
+    let a = alerter("", &[sink("ops", "webhook", &down.url("/hook"), "")]);
     a.send(&failover(1));
     wait_for("failed attempts (connection refused)", || {
         stats(&a, "ops").failures >= 2
@@ -527,7 +350,7 @@ url = "http://{addr}/hook"
     .await;
     assert_eq!(stats(&a, "ops").queued, 1);
     let rx = Receiver::start_on(down).await;
-    wait_for("delivered", || stats(&a, "ops").delivered == 1).await;
+    delivered(&a, "ops", 1).await;
     assert_eq!(ids(&rx.reqs()), vec![1]);
     let st = stats(&a, "ops");
     assert_eq!((st.dropped, st.queued), (0, 0));
@@ -536,16 +359,10 @@ url = "http://{addr}/hook"
 #[tokio::test]
 async fn full_queue_drops_the_oldest_and_counts_it() {
     let down = down();
-    let addr = down.addr;
-    let a = Alerter::start(&settings(&format!(
-        r#"{FAST}
-queue = 2
-[[alerts.sinks]]
-name = "ops"
-kind = "webhook"
-url = "http://{addr}/hook"
-"#
-    )));
+    let a = alerter(
+        "queue = 2\n",
+        &[sink("ops", "webhook", &down.url("/hook"), "")],
+    );
     a.send(&failover(1));
     // Event 1 is being delivered (retried); 2 more fit in the queue.
     wait_for("first attempt", || stats(&a, "ops").failures >= 1).await;
@@ -555,7 +372,7 @@ url = "http://{addr}/hook"
     let st = stats(&a, "ops");
     assert_eq!((st.dropped, st.queued), (2, 3));
     let rx = Receiver::start_on(down).await;
-    wait_for("delivered", || stats(&a, "ops").delivered == 3).await;
+    delivered(&a, "ops", 3).await;
     assert_eq!(ids(&rx.reqs()), vec![1, 4, 5]);
     assert_eq!(stats(&a, "ops").dropped, 2);
 }
@@ -563,16 +380,10 @@ url = "http://{addr}/hook"
 #[tokio::test]
 async fn events_older_than_max_age_are_dropped_and_counted() {
     let down = down();
-    let addr = down.addr;
-    let a = Alerter::start(&settings(&format!(
-        r#"{FAST}
-max_age = 2
-[[alerts.sinks]]
-name = "ops"
-kind = "webhook"
-url = "http://{addr}/hook"
-"#
-    )));
+    let a = alerter(
+        "max_age = 2\n",
+        &[sink("ops", "webhook", &down.url("/hook"), "")],
+    );
     // Retried every 50 ms at most against a refused connection until 2 s old, then dropped.
     a.send(&failover(1));
     a.send(&failover(2));
@@ -584,7 +395,7 @@ url = "http://{addr}/hook"
     // runs: it only expires if that takes max_age).
     let rx = Receiver::start_on(down).await;
     a.send(&failover(3));
-    wait_for("delivered", || stats(&a, "ops").delivered == 1).await;
+    delivered(&a, "ops", 1).await;
     assert_eq!(ids(&rx.reqs()), vec![3]);
     let st = stats(&a, "ops");
     assert_eq!((st.dropped, st.queued), (2, 0), "{st:?}");
@@ -593,19 +404,13 @@ url = "http://{addr}/hook"
 #[tokio::test]
 async fn a_hanging_receiver_times_out_and_is_retried() {
     let rx = Receiver::start(&[HANG]).await;
-    let a = Alerter::start(&settings(&format!(
-        r#"{FAST}
-[[alerts.sinks]]
-name = "ops"
-kind = "webhook"
-url = "{}"
-timeout = 1
-"#,
-        rx.url("/hook")
-    )));
+    let a = alerter(
+        "",
+        &[sink("ops", "webhook", &rx.url("/hook"), "timeout = 1\n")],
+    );
     let t = std::time::Instant::now();
     a.send(&failover(1));
-    wait_for("delivered", || stats(&a, "ops").delivered == 1).await;
+    delivered(&a, "ops", 1).await;
     // Delivered well before the hanging answer would have come: the attempt timed out.
     let elapsed = t.elapsed();
     assert!(elapsed < HANG_FOR, "delivered after {elapsed:?}");
@@ -621,15 +426,7 @@ timeout = 1
 #[tokio::test]
 async fn a_4xx_is_not_retried() {
     let rx = Receiver::start(&[400]).await;
-    let a = Alerter::start(&settings(&format!(
-        r#"{FAST}
-[[alerts.sinks]]
-name = "ops"
-kind = "webhook"
-url = "{}"
-"#,
-        rx.url("/hook")
-    )));
+    let a = alerter("", &[sink("ops", "webhook", &rx.url("/hook"), "")]);
     a.send(&failover(1));
     a.send(&failover(2));
     wait_for("second delivered", || stats(&a, "ops").delivered == 1).await;
@@ -641,17 +438,15 @@ url = "{}"
 #[tokio::test]
 async fn filters_by_kind_and_severity_but_resolves_pass() {
     let rx = Receiver::start(&[]).await;
-    let a = Alerter::start(&settings(&format!(
-        r#"{FAST}
-[[alerts.sinks]]
-name = "ops"
-kind = "webhook"
-url = "{}"
-events = ["failover", "degraded"]
-min_severity = "critical"
-"#,
-        rx.url("/hook")
-    )));
+    let a = alerter(
+        "",
+        &[sink(
+            "ops",
+            "webhook",
+            &rx.url("/hook"),
+            "events = [\"failover\", \"degraded\"]\nmin_severity = \"critical\"\n",
+        )],
+    );
     a.send(&event(1, EventKind::Degraded, Severity::Warning, T0));
     a.send(&config_changed(2));
     a.send(&failover(3));
@@ -669,35 +464,21 @@ min_severity = "critical"
 #[tokio::test]
 async fn apply_keeps_queues_and_retargets() {
     let down = down();
-    let down = down.addr;
     let rx = Receiver::start(&[]).await;
-    let sink = |url: &str| {
-        format!("[[alerts.sinks]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"{url}\"\n")
-    };
-    let a = Alerter::start(&settings(&format!(
-        "{FAST}{}",
-        sink(&format!("http://{down}/hook"))
-    )));
+    let ops = |url: &str| sink("ops", "webhook", url, "");
+    let refused = ops(&down.url("/hook"));
+    let a = alerter("", std::slice::from_ref(&refused));
     a.send(&failover(1));
     wait_for("a failed attempt", || stats(&a, "ops").failures >= 1).await;
 
     // Same sink, plus another: the queue is kept.
-    let other = format!(
-        "[[alerts.sinks]]\nname = \"chat\"\nkind = \"slack\"\nurl = \"{}\"\n",
-        rx.url("/slack")
-    );
-    a.apply(&settings(&format!(
-        "{FAST}{}{other}",
-        sink(&format!("http://{down}/hook"))
-    )));
+    let other = sink("chat", "slack", &rx.url("/slack"), "");
+    a.apply(&alerts("", &[refused.clone(), other.clone()]));
     assert_eq!(stats(&a, "ops").queued, 1);
     assert_eq!(a.stats().len(), 2);
 
     // The URL fixed: the queued event goes to the new one.
-    a.apply(&settings(&format!(
-        "{FAST}{}{other}",
-        sink(&rx.url("/fixed"))
-    )));
+    a.apply(&alerts("", &[ops(&rx.url("/fixed")), other]));
     wait_for("delivered to the new URL", || {
         stats(&a, "ops").delivered == 1
     })
@@ -709,20 +490,14 @@ async fn apply_keeps_queues_and_retargets() {
     );
 
     // A removed sink's undelivered events are counted as dropped; it is gone from the stats.
-    a.apply(&settings(&format!(
-        "{FAST}{}",
-        sink(&format!("http://{down}/hook"))
-    )));
+    a.apply(&alerts("", std::slice::from_ref(&refused)));
     a.send(&failover(2));
     wait_for("failing again", || stats(&a, "ops").failures >= 2).await;
-    a.apply(&settings(FAST));
+    a.apply(&alerts("", &[]));
     assert!(a.stats().is_empty());
 
     // Stop: queued events are abandoned (counted), later sends do nothing.
-    a.apply(&settings(&format!(
-        "{FAST}{}",
-        sink(&format!("http://{down}/hook"))
-    )));
+    a.apply(&alerts("", &[refused]));
     a.send(&failover(3));
     a.stop();
     let st = stats(&a, "ops");
@@ -734,16 +509,10 @@ async fn apply_keeps_queues_and_retargets() {
 #[tokio::test]
 async fn send_never_blocks_without_a_receiver() {
     let down = down();
-    let addr = down.addr;
-    let a = Alerter::start(&settings(&format!(
-        r#"{FAST}
-queue = 100
-[[alerts.sinks]]
-name = "ops"
-kind = "webhook"
-url = "http://{addr}/hook"
-"#
-    )));
+    let a = alerter(
+        "queue = 100\n",
+        &[sink("ops", "webhook", &down.url("/hook"), "")],
+    );
     let t = std::time::Instant::now();
     let lock = std::sync::Mutex::new(());
     for id in 1..=10_000 {
@@ -878,19 +647,11 @@ fn config_defaults() {
 #[tokio::test]
 async fn prometheus_collector_reports_every_sink() {
     let rx = Receiver::start(&[500]).await;
-    let a = Alerter::start(&settings(&format!(
-        r#"{FAST}
-[[alerts.sinks]]
-name = "ops"
-kind = "webhook"
-url = "{}"
-"#,
-        rx.url("/hook")
-    )));
+    let a = alerter("", &[sink("ops", "webhook", &rx.url("/hook"), "")]);
     let registry = prometheus::Registry::new();
     registry.register(a.collector()).unwrap();
     a.send(&failover(1));
-    wait_for("delivered", || stats(&a, "ops").delivered == 1).await;
+    delivered(&a, "ops", 1).await;
     let mut buf = Vec::new();
     prometheus::Encoder::encode(
         &prometheus::TextEncoder::new(),

@@ -10,6 +10,7 @@ use std::net::UdpSocket;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
+use common::config::{failover, record, record_toml};
 use common::{
     DEMO, TestServer, assert_bare_error, be16, demo_plus, dig, opt_rr, query, question, raw_msg,
     raw_tcp, raw_udp, raw_udp_from, tcp, udp,
@@ -184,34 +185,11 @@ fn extra_config() -> String {
             .join(", ")
     };
     format!(
-        r#"
-[[zones.records]]
-name = "a.b"
-type = "A"
-data = "192.0.2.99"
-
-[[zones.records]]
-name = "big"
-type = "TXT"
-data = [{big}]
-
-[[zones.records]]
-name = "mid"
-type = "TXT"
-data = [{mid}]
-
-[[targets]]
-name = "pool"
-a = ["192.0.2.81", "192.0.2.82"]
-aaaa = ["2001:db8::81"]
-
-[[services]]
-name = "app.example.com"
-policy = "failover"
-targets = [{{ target = "pool" }}]
-"#,
-        big = txt(BIG_N),
-        mid = txt(MID_N)
+        "{}{}{}\n[[targets]]\nname = \"pool\"\na = [\"192.0.2.81\", \"192.0.2.82\"]\naaaa = [\"2001:db8::81\"]\n{}",
+        record("a.b", "A", "192.0.2.99"),
+        record_toml("big", "TXT", &format!("[{}]", txt(BIG_N))),
+        record_toml("mid", "TXT", &format!("[{}]", txt(MID_N))),
+        failover("app.example.com", &["pool"])
     )
 }
 

@@ -4,6 +4,7 @@ mod common;
 
 use std::io::BufRead;
 use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -128,6 +129,33 @@ fn wait_for(addr: SocketAddr, want: &str, child: &mut Child) {
     try_wait_for(addr, want, child).unwrap()
 }
 
+/// `steerd serve` on `cfg` (JSON logs on a piped stderr, the admin API on a free port), once it
+/// answers assets with cdn-a: the child and its DNS address. The free UDP port may be taken for
+/// TCP by another socket: try a few ports.
+fn serve(cfg: &Path) -> (Child, SocketAddr) {
+    let mut attempt = 0;
+    loop {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut child = Command::new(BIN)
+            .args(["--log-format", "json", "serve", "--config"])
+            .arg(cfg)
+            .args(["--dns-listen", &addr.to_string()])
+            .args(["--admin-listen", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        match try_wait_for(addr, "example.global.cdn-a.net.", &mut child) {
+            Ok(()) => return (child, addr),
+            Err(e) if attempt < 4 => {
+                attempt += 1;
+                eprintln!("{e}; retrying on another port");
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
 fn signal(child: &Child, sig: &str) {
     let ok = Command::new("kill")
         .args([sig, &child.id().to_string()])
@@ -196,28 +224,7 @@ fn serve_reloads_on_sighup_keeps_last_good_config_and_stops_on_sigterm() {
     let cfg = dir.path().join("steerd.toml");
     let demo = demo_without_checks();
     std::fs::write(&cfg, &demo).unwrap();
-    // The free UDP port may be taken for TCP by another socket: try a few ports.
-    let mut attempt = 0;
-    let (mut child, addr) = loop {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut child = Command::new(BIN)
-            .args(["--log-format", "json", "serve", "--config"])
-            .arg(&cfg)
-            .args(["--dns-listen", &addr.to_string()])
-            .args(["--admin-listen", "127.0.0.1:0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        match try_wait_for(addr, "example.global.cdn-a.net.", &mut child) {
-            Ok(()) => break (child, addr),
-            Err(e) if attempt < 4 => {
-                attempt += 1;
-                eprintln!("{e}; retrying on another port");
-            }
-            Err(e) => panic!("{e}"),
-        }
-    };
+    let (mut child, addr) = serve(&cfg);
 
     let mut log = Lines::new(&mut child);
 
@@ -527,27 +534,7 @@ fn sighup_reload_errors_name_the_file_the_line_and_the_field() {
         "database = \"\"",
     );
     std::fs::write(&cfg, &demo).unwrap();
-    let mut attempt = 0;
-    let (mut child, addr) = loop {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut child = Command::new(BIN)
-            .args(["--log-format", "json", "serve", "--config"])
-            .arg(&cfg)
-            .args(["--dns-listen", &addr.to_string()])
-            .args(["--admin-listen", "127.0.0.1:0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        match try_wait_for(addr, "example.global.cdn-a.net.", &mut child) {
-            Ok(()) => break (child, addr),
-            Err(e) if attempt < 4 => {
-                attempt += 1;
-                eprintln!("{e}; retrying on another port");
-            }
-            Err(e) => panic!("{e}"),
-        }
-    };
+    let (mut child, addr) = serve(&cfg);
     let mut log = Lines::new(&mut child);
     let rejected = |log: &mut Lines, want: &str| {
         log.wait_for(want);

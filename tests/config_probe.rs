@@ -3,6 +3,8 @@
 //! field, the line it is on and says why; then the checks that valid settings produce (levels,
 //! where to connect, the HTTP request, timing) and the demo configuration.
 
+mod common;
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,18 +20,13 @@ use steerd::health::Level;
 // ---------------------------------------------------------------------------------------------
 
 /// One zone and no GeoIP database; targets and `[probe]` are appended by each test.
-const BASE: &str = r#"
-[geo]
-database = ""
-
-[[zones]]
-name = "example.com"
-ns = ["ns1.example.com"]
-
-[zones.soa]
-mname = "ns1.example.com"
-rname = "hostmaster.example.com"
-"#;
+fn base() -> String {
+    format!(
+        "\n{}{}",
+        common::config::NO_GEODB,
+        common::config::zone("example.com")
+    )
+}
 
 /// A CNAME target named `name` with the given `[targets.check]` body (plain keys first, then any
 /// `[targets.check.content]` / `[targets.check.cache]` tables).
@@ -52,10 +49,10 @@ fn probe(body: &str) -> String {
 }
 
 fn text(extra: &str) -> String {
-    format!("{BASE}{extra}")
+    format!("{}{extra}", base())
 }
 
-/// BASE + `extra`, which must be valid.
+/// The base + `extra`, which must be valid.
 fn valid(extra: &str) -> ValidConfig {
     let text = text(extra);
     config::parse(&text, "test.toml")
@@ -78,7 +75,7 @@ fn spec(extra: &str) -> Arc<CheckSpec> {
     check_of(&valid(extra), "t")
 }
 
-/// BASE + `extra`, which must be rejected: every issue.
+/// The base + `extra`, which must be rejected: every issue.
 fn issues(extra: &str) -> Vec<ConfigIssue> {
     let text = text(extra);
     match config::parse(&text, "test.toml") {
@@ -90,7 +87,7 @@ fn issues(extra: &str) -> Vec<ConfigIssue> {
     }
 }
 
-/// 1-based number of the one line of BASE + `extra` that contains `marker`.
+/// 1-based number of the one line of the base + `extra` that contains `marker`.
 fn line_of(extra: &str, marker: &str) -> usize {
     let text = text(extra);
     let hits: Vec<usize> = text

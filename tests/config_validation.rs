@@ -1,27 +1,20 @@
 //! Configuration validation: one test per rule; each checks that the error names the field (and
 //! the line) and says why.
 
+mod common;
+
 use steerd::config::{self, ConfigIssue};
 
-const BASE: &str = r#"
-[[zones]]
-name = "example.com"
-ns = ["ns1.example.com"]
-[zones.soa]
-mname = "ns1.example.com"
-rname = "hostmaster.example.com"
-
-[[targets]]
-name = "cdn-a"
-cname = "a.cdn.net"
-
-[[targets]]
-name = "cdn-b"
-a = ["192.0.2.1"]
-"#;
+/// The zone example.com and two targets: cdn-a (a CNAME) and cdn-b (an address).
+fn base() -> String {
+    format!(
+        "{}\n[[targets]]\nname = \"cdn-a\"\ncname = \"a.cdn.net\"\n\n[[targets]]\nname = \"cdn-b\"\na = [\"192.0.2.1\"]\n",
+        common::config::zone("example.com")
+    )
+}
 
 fn issues(extra: &str) -> Vec<ConfigIssue> {
-    let text = format!("{BASE}\n{extra}");
+    let text = format!("{}\n{extra}", base());
     match config::parse(&text, "test.toml") {
         Ok(_) => panic!("config should be rejected:\n{extra}"),
         Err(e) => {
@@ -48,7 +41,7 @@ fn one_issue(extra: &str, field: &str, needle: &str) -> ConfigIssue {
 
 #[test]
 fn base_config_is_valid() {
-    let cfg = config::parse(BASE, "base").expect("valid");
+    let cfg = config::parse(&base(), "base").expect("valid");
     assert_eq!(cfg.zones.len(), 1);
     assert_eq!(cfg.targets.len(), 2);
 }
@@ -61,27 +54,31 @@ fn demo_config_is_valid() {
 
 #[test]
 fn unknown_keys_are_errors_with_a_line() {
-    let e = config::parse(&format!("{BASE}\n[server]\nlisten = [\"x\"]\n"), "t.toml").unwrap_err();
+    let e = config::parse(
+        &format!("{}\n[server]\nlisten = [\"x\"]\n", base()),
+        "t.toml",
+    )
+    .unwrap_err();
     assert!(
         e.issues[0].message.contains("unknown field `listen`"),
         "{e}"
     );
     assert!(e.issues[0].line.is_some(), "{e}");
-    let e = config::parse(&format!("{BASE}\n[[services]]\nname = \"w.example.com\"\npolicy = \"failover\"\ntargets = [{{ target = \"cdn-a\", wieght = 3 }}]\n"), "t.toml").unwrap_err();
+    let e = config::parse(&format!("{}\n[[services]]\nname = \"w.example.com\"\npolicy = \"failover\"\ntargets = [{{ target = \"cdn-a\", wieght = 3 }}]\n", base()), "t.toml").unwrap_err();
     assert!(e.to_string().contains("wieght"), "{e}");
 }
 
 #[test]
 fn type_errors_name_the_field_and_the_line() {
     let e = config::parse(
-        &format!("{BASE}\n[[services]]\nname = \"w.example.com\"\npolicy = \"failover\"\nttl = -5\ntargets = [{{ target = \"cdn-a\" }}]\n"),
+        &format!("{}\n[[services]]\nname = \"w.example.com\"\npolicy = \"failover\"\nttl = -5\ntargets = [{{ target = \"cdn-a\" }}]\n", base()),
         "t.toml",
     )
     .unwrap_err();
     assert_eq!(e.issues[0].field, "services[0].ttl", "{e}");
     assert!(e.issues[0].line.is_some(), "{e}");
     let e = config::parse(
-        &format!("{BASE}\n[server]\nmax_udp_payload = \"big\"\n"),
+        &format!("{}\n[server]\nmax_udp_payload = \"big\"\n", base()),
         "t.toml",
     )
     .unwrap_err();
@@ -382,7 +379,8 @@ fn target_names_are_short_plain_names() {
     );
     // The widest name allowed.
     let ok = format!(
-        "{BASE}\n[[targets]]\nname = \"C.d-e_{}\"\na = [\"192.0.2.9\"]\n",
+        "{}\n[[targets]]\nname = \"C.d-e_{}\"\na = [\"192.0.2.9\"]\n",
+        base(),
         "f".repeat(58)
     );
     config::parse(&ok, "ok").expect("64 characters of letters, digits, . - _ are a name");
@@ -418,7 +416,8 @@ fn dns_names_hold_host_name_characters_only() {
     );
     // Underscores stay allowed (_dmarc, _acme-challenge).
     let ok = format!(
-        "{BASE}\n[[zones.records]]\nname = \"_dmarc\"\ntype = \"TXT\"\ndata = \"v=DMARC1; p=none\"\n"
+        "{}\n[[zones.records]]\nname = \"_dmarc\"\ntype = \"TXT\"\ndata = \"v=DMARC1; p=none\"\n",
+        base()
     );
     config::parse(&ok, "ok").expect("underscore labels");
 }
@@ -481,7 +480,7 @@ fn a_configuration_without_zones_is_refused_unless_it_says_so() {
 fn file_in_dir(extra: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("steerd.toml");
-    std::fs::write(&p, format!("{BASE}\n{extra}")).unwrap();
+    std::fs::write(&p, format!("{}\n{extra}", base())).unwrap();
     (dir, p)
 }
 

@@ -151,10 +151,9 @@ fn check_metrics(what: &str, text: &str) -> BTreeSet<&'static str> {
     used
 }
 
-/// The names the source registers, when the metrics code is there: every metric the deploy files
-/// use must be one of them, so a renamed metric breaks this test and not the dashboards.
-fn check_against_source(what: &str, used: &BTreeSet<&'static str>) {
-    let mut names = BTreeSet::new();
+/// Every `.rs` file under src/.
+fn rust_sources() -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
     let mut stack = vec![root().join("src")];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap() {
@@ -162,9 +161,19 @@ fn check_against_source(what: &str, used: &BTreeSet<&'static str>) {
             if p.is_dir() {
                 stack.push(p);
             } else if p.extension().is_some_and(|e| e == "rs") {
-                names.extend(metric_tokens(&std::fs::read_to_string(&p).unwrap()));
+                out.push(p);
             }
         }
+    }
+    out
+}
+
+/// The names the source registers, when the metrics code is there: every metric the deploy files
+/// use must be one of them, so a renamed metric breaks this test and not the dashboards.
+fn check_against_source(what: &str, used: &BTreeSet<&'static str>) {
+    let mut names = BTreeSet::new();
+    for p in rust_sources() {
+        names.extend(metric_tokens(&std::fs::read_to_string(&p).unwrap()));
     }
     assert!(
         names.contains("steerd_dns_queries_total"),
@@ -283,6 +292,13 @@ fn alerts() -> Vec<Alert> {
         .collect()
 }
 
+/// Whether `text` matches `pattern` in multi-line mode (`^` and `$` at every line).
+fn matches_lines(text: &str, pattern: &str) -> bool {
+    regex::Regex::new(&format!("(?m){pattern}"))
+        .unwrap()
+        .is_match(text)
+}
+
 /// GitHub's anchor for a Markdown heading.
 fn slug(heading: &str) -> String {
     heading
@@ -305,7 +321,7 @@ fn rules_hold_the_required_alerts_and_thresholds() {
             .collect()
     };
     // (alert, severity, the expression contains, the expression ends with)
-    let required: &[(&str, &str, &str, &str)] = &[
+    let mut required: Vec<(&str, &str, &str, &str)> = vec![
         (
             "SteerdFailover",
             "warning",
@@ -324,66 +340,6 @@ fn rules_hold_the_required_alerts_and_thresholds() {
             "time() - steerd_probe_last_run_timestamp_seconds",
             "> 120",
         ),
-        (
-            "SteerdCacheHitRatioDrop",
-            "warning",
-            r#"steerd_target_cache_hit_ratio{window="10m"}"#,
-            "> 0.05",
-        ),
-        (
-            "SteerdCacheHitRatioDrop",
-            "critical",
-            r#"steerd_target_cache_hit_ratio{window="10m"}"#,
-            "> 0.15",
-        ),
-        (
-            "SteerdCacheHitRatioDrop",
-            "warning",
-            "steerd_target_reported_cache_hit_ratio",
-            "> 0.05",
-        ),
-        (
-            "SteerdCacheHitRatioDrop",
-            "critical",
-            "steerd_target_reported_cache_hit_ratio",
-            "> 0.15",
-        ),
-        (
-            "SteerdOrigin5xx",
-            "warning",
-            r#"steerd_target_error_ratio{role="origin",window="5m"}"#,
-            "> 0.001",
-        ),
-        (
-            "SteerdOrigin5xx",
-            "critical",
-            r#"steerd_target_error_ratio{role="origin",window="5m"}"#,
-            "> 0.01",
-        ),
-        (
-            "SteerdEdgeP95",
-            "warning",
-            r#"steerd_target_latency_p95_seconds{role="edge",window="5m"}"#,
-            "> 0.1",
-        ),
-        (
-            "SteerdEdgeP95",
-            "critical",
-            r#"steerd_target_latency_p95_seconds{role="edge",window="5m"}"#,
-            "> 0.5",
-        ),
-        (
-            "SteerdOriginP95",
-            "warning",
-            r#"steerd_target_latency_p95_seconds{role="origin",window="5m"}"#,
-            "> 0.5",
-        ),
-        (
-            "SteerdOriginP95",
-            "critical",
-            r#"steerd_target_latency_p95_seconds{role="origin",window="5m"}"#,
-            "> 2",
-        ),
         ("SteerdNodeDown", "warning", r#"up{job="steerd"}"#, "== 0"),
         (
             "SteerdAlertDeliveryFailing",
@@ -392,6 +348,44 @@ fn rules_hold_the_required_alerts_and_thresholds() {
             "> 0",
         ),
     ];
+    // A warning and a critical alert on one expression: (alert, the expression contains, it
+    // ends with at warning, at critical).
+    let tiers: &[(&str, &str, &str, &str)] = &[
+        (
+            "SteerdCacheHitRatioDrop",
+            r#"steerd_target_cache_hit_ratio{window="10m"}"#,
+            "> 0.05",
+            "> 0.15",
+        ),
+        (
+            "SteerdCacheHitRatioDrop",
+            "steerd_target_reported_cache_hit_ratio",
+            "> 0.05",
+            "> 0.15",
+        ),
+        (
+            "SteerdOrigin5xx",
+            r#"steerd_target_error_ratio{role="origin",window="5m"}"#,
+            "> 0.001",
+            "> 0.01",
+        ),
+        (
+            "SteerdEdgeP95",
+            r#"steerd_target_latency_p95_seconds{role="edge",window="5m"}"#,
+            "> 0.1",
+            "> 0.5",
+        ),
+        (
+            "SteerdOriginP95",
+            r#"steerd_target_latency_p95_seconds{role="origin",window="5m"}"#,
+            "> 0.5",
+            "> 2",
+        ),
+    ];
+    for &(name, contains, warning, critical) in tiers {
+        required.push((name, "warning", contains, warning));
+        required.push((name, "critical", contains, critical));
+    }
     for (name, severity, contains, ends) in required {
         let found = find(name, severity);
         assert!(
@@ -793,28 +787,20 @@ fn covers(paths: &[&str], path: &str) -> bool {
 fn compiled_in_files() -> Vec<String> {
     let re = regex::Regex::new(r#"include_(?:str|bytes)!\(\s*"([^"]+)"\s*\)"#).unwrap();
     let mut out = Vec::new();
-    let mut stack = vec![root().join("src")];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let p = entry.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|e| e == "rs") {
-                let text = std::fs::read_to_string(&p).unwrap();
-                for c in re.captures_iter(&text) {
-                    let target = p.parent().unwrap().join(&c[1]);
-                    let target = target
-                        .canonicalize()
-                        .unwrap_or_else(|e| panic!("{}: {}: {e}", p.display(), &c[1]));
-                    let rel = target
-                        .strip_prefix(root().canonicalize().unwrap())
-                        .unwrap()
-                        .to_str()
-                        .unwrap()
-                        .to_string();
-                    out.push(rel);
-                }
-            }
+    for p in rust_sources() {
+        let text = std::fs::read_to_string(&p).unwrap();
+        for c in re.captures_iter(&text) {
+            let target = p.parent().unwrap().join(&c[1]);
+            let target = target
+                .canonicalize()
+                .unwrap_or_else(|e| panic!("{}: {}: {e}", p.display(), &c[1]));
+            let rel = target
+                .strip_prefix(root().canonicalize().unwrap())
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            out.push(rel);
         }
     }
     assert!(
@@ -1047,15 +1033,17 @@ fn kubernetes_manifests_are_consistent() {
 
     // Services: DNS on 53 over UDP and TCP (LoadBalancer), admin on 8053 (ClusterIP).
     let svc = get("service.yaml");
-    let port_re = |port: u16, proto: &str| {
-        regex::Regex::new(&format!(
-            r"(?m)^\s*port: {port}\s*\n\s*targetPort: [a-z0-9-]+\s*\n\s*protocol: {proto}\s*$"
-        ))
-        .unwrap()
+    let port = |port: u16, proto: &str| {
+        matches_lines(
+            svc,
+            &format!(
+                r"^\s*port: {port}\s*\n\s*targetPort: [a-z0-9-]+\s*\n\s*protocol: {proto}\s*$"
+            ),
+        )
     };
-    assert!(port_re(53, "UDP").is_match(svc), "service: 53/UDP");
-    assert!(port_re(53, "TCP").is_match(svc), "service: 53/TCP");
-    assert!(port_re(8053, "TCP").is_match(svc), "service: 8053/TCP");
+    assert!(port(53, "UDP"), "service: 53/UDP");
+    assert!(port(53, "TCP"), "service: 53/TCP");
+    assert!(port(8053, "TCP"), "service: 8053/TCP");
     assert!(svc.contains("type: LoadBalancer") && svc.contains("type: ClusterIP"));
     assert!(
         svc.contains("externalTrafficPolicy: Local"),
@@ -1065,11 +1053,10 @@ fn kubernetes_manifests_are_consistent() {
     // Deployment: ports, replicas, security context, probes, scrape annotations.
     let dep = get("deployment.yaml");
     let cport = |port: u16, proto: &str| {
-        regex::Regex::new(&format!(
-            r"(?m)^\s*containerPort: {port}\s*\n\s*protocol: {proto}\s*$"
-        ))
-        .unwrap()
-        .is_match(dep)
+        matches_lines(
+            dep,
+            &format!(r"^\s*containerPort: {port}\s*\n\s*protocol: {proto}\s*$"),
+        )
     };
     assert!(
         cport(53, "UDP") && cport(53, "TCP") && cport(8053, "TCP"),

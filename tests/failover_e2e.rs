@@ -7,15 +7,17 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use common::config::{
+    CAPPED_AT_FIRST_ANSWER, NO_GEODB, base, cname_target, health_check, www_over_a_b, zone,
+};
 use common::fakecdn::{CdnOptions, http_cdn, http_cdn_on};
-use common::{TestServer, query, udp};
+use common::{TestServer, query, udp, wait_until};
 use hickory_proto::rr::{RData, RecordType};
 
 fn config(a: SocketAddr, b: SocketAddr, health: &str) -> String {
+    let levels = "levels = [\"tcp\", \"http\"]\n";
     format!(
-        r#"
-[geo]
-database = ""
+        r#"{}
 [probe]
 interval = 1
 timeout = 0.9
@@ -24,30 +26,7 @@ confirm = 3
 confirm_gap = 0.1
 [health]
 {health}
-[[zones]]
-name = "example.com"
-ns = ["ns1.example.com"]
-[zones.soa]
-mname = "ns1.example.com"
-rname = "hostmaster.example.com"
-[[zones.records]]
-name = "ns1"
-type = "A"
-data = "127.0.0.1"
-[[targets]]
-name = "cdn-a"
-cname = "edge.cdn-a.example.net"
-[targets.check]
-url = "http://www.example.com/health"
-address = "{a}"
-levels = ["tcp", "http"]
-[[targets]]
-name = "cdn-b"
-cname = "edge.cdn-b.example.net"
-[targets.check]
-url = "http://www.example.com/health"
-address = "{b}"
-levels = ["tcp", "http"]
+{}{}{}{}
 [[services]]
 name = "www.example.com"
 ttl = 30
@@ -65,8 +44,18 @@ policy = "failover"
 all_down = "closed"
 fallback = "origin.example.net"
 targets = [{{ target = "cdn-a" }}]
-"#
+"#,
+        base(),
+        cname_target("cdn-a"),
+        health_check(a, levels),
+        cname_target("cdn-b"),
+        health_check(b, levels)
     )
+}
+
+/// No GeoIP database, the zone example.com (no records) and `rest`.
+fn small(rest: &str) -> String {
+    format!("\n{NO_GEODB}{}{rest}", zone("example.com"))
 }
 
 /// (CNAME target, TTL) of the answer for `name`, or the rcode when there is no answer.
@@ -79,18 +68,6 @@ fn answer(server: &TestServer, name: &str) -> Result<(String, u32), String> {
         },
         None => Err(format!("{:?}", m.metadata.response_code)),
     }
-}
-
-/// Poll every 20 ms until `want` holds; the time it took, or None after `within`.
-fn wait_for(within: Duration, mut want: impl FnMut() -> bool) -> Option<Duration> {
-    let t = Instant::now();
-    while t.elapsed() < within {
-        if want() {
-            return Some(t.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
 }
 
 #[test]
@@ -107,7 +84,7 @@ fn killing_the_primary_moves_the_answer_and_it_returns_after_the_recovery_window
     let server = TestServer::start_probing_clock(&config(a_addr, b.addr(), health), clock.shared());
 
     // Both healthy: the primary, with the normal TTL once checks have run.
-    wait_for(Duration::from_secs(10), || a.hits() > 0 && b.hits() > 0).expect("both checked");
+    wait_until(Duration::from_secs(10), || a.hits() > 0 && b.hits() > 0).expect("both checked");
     assert_eq!(
         answer(&server, "www.example.com").unwrap(),
         ("edge.cdn-a.example.net.".to_string(), 30)
@@ -116,7 +93,7 @@ fn killing_the_primary_moves_the_answer_and_it_returns_after_the_recovery_window
     // Kill the primary: the answer moves to the secondary.
     std::thread::sleep(Duration::from_millis(1100)); // let the kept connection age (watch)
     rt.block_on(a.kill());
-    let moved = wait_for(Duration::from_secs(10), || {
+    let moved = wait_until(Duration::from_secs(10), || {
         answer(&server, "www.example.com").is_ok_and(|(t, _)| t == "edge.cdn-b.example.net.")
     })
     .expect("the answer moves to cdn-b");
@@ -152,10 +129,10 @@ fn killing_the_primary_moves_the_answer_and_it_returns_after_the_recovery_window
     let control = server.server.as_ref().unwrap().control().clone();
     let back_health = control.now().mono_ms;
     let a2 = rt.block_on(http_cdn_on(a_addr, CdnOptions::default()));
-    wait_for(Duration::from_secs(10), || a2.hits() > 0).expect("cdn-a checked again");
+    wait_until(Duration::from_secs(10), || a2.hits() > 0).expect("cdn-a checked again");
     // Passing checks for a few seconds: still cdn-b (the failures are in the windows).
     let passing = a2.hits();
-    wait_for(Duration::from_secs(20), || a2.hits() >= passing + 4).expect("more passes");
+    wait_until(Duration::from_secs(20), || a2.hits() >= passing + 4).expect("more passes");
     assert_eq!(
         answer(&server, "www.example.com").unwrap().0,
         "edge.cdn-b.example.net.",
@@ -164,7 +141,7 @@ fn killing_the_primary_moves_the_answer_and_it_returns_after_the_recovery_window
     // The minute passes (jumped over); passes go on: back after the 3 s recovery window.
     clock.jump(Duration::from_secs(61));
     let jumped = Instant::now();
-    let returned = wait_for(Duration::from_secs(30), || {
+    let returned = wait_until(Duration::from_secs(30), || {
         answer(&server, "www.example.com").is_ok_and(|(t, _)| t == "edge.cdn-a.example.net.")
     })
     .expect("the answer returns to cdn-a");
@@ -190,36 +167,13 @@ fn answers_are_counted_and_a_cost_cap_demotes_the_target() {
     // cdn-a costs $1,000 per GB with a $1 monthly cap: each answer is estimated at 1 GB, so its
     // projected spend passes the cap as soon as it has been answered a few times, and the
     // failover service moves to cdn-b (the cost step demotes it). No health checks here.
-    let cfg = r#"
-[geo]
-database = ""
-[[zones]]
-name = "example.com"
-ns = ["ns1.example.com"]
-[zones.soa]
-mname = "ns1.example.com"
-rname = "hostmaster.example.com"
-[[targets]]
-name = "cdn-a"
-cname = "edge.cdn-a.example.net"
-[targets.cost]
-price_per_gb = 1000
-monthly_cap = 1
-bytes_per_answer = 1e9
-[[targets]]
-name = "cdn-b"
-cname = "edge.cdn-b.example.net"
-[[services]]
-name = "www.example.com"
-policy = "failover"
-targets = [{ target = "cdn-a" }, { target = "cdn-b" }]
-"#;
-    let server = TestServer::start(cfg);
+    let cfg = small(&www_over_a_b(CAPPED_AT_FIRST_ANSWER));
+    let server = TestServer::start(&cfg);
     assert_eq!(
         answer(&server, "www.example.com").unwrap().0,
         "edge.cdn-a.example.net."
     );
-    let moved = wait_for(Duration::from_secs(10), || {
+    let moved = wait_until(Duration::from_secs(10), || {
         answer(&server, "www.example.com").is_ok_and(|(t, _)| t == "edge.cdn-b.example.net.")
     });
     assert!(moved.is_some(), "the cost cap did not demote cdn-a");
@@ -238,27 +192,8 @@ targets = [{ target = "cdn-a" }, { target = "cdn-b" }]
 #[test]
 fn operator_override_with_expiry_moves_and_restores_the_answer() {
     use steerd::health::machine::{Override, OverrideKind};
-    let cfg = r#"
-[geo]
-database = ""
-[[zones]]
-name = "example.com"
-ns = ["ns1.example.com"]
-[zones.soa]
-mname = "ns1.example.com"
-rname = "hostmaster.example.com"
-[[targets]]
-name = "cdn-a"
-cname = "edge.cdn-a.example.net"
-[[targets]]
-name = "cdn-b"
-cname = "edge.cdn-b.example.net"
-[[services]]
-name = "www.example.com"
-policy = "failover"
-targets = [{ target = "cdn-a" }, { target = "cdn-b" }]
-"#;
-    let server = TestServer::start(cfg);
+    let cfg = small(&www_over_a_b(""));
+    let server = TestServer::start(&cfg);
     let control = server.server.as_ref().unwrap().control().clone();
     let now = steerd::control::now_ms();
     let o = Override {
@@ -281,7 +216,7 @@ targets = [{ target = "cdn-a" }, { target = "cdn-b" }]
         "{ev:?}"
     );
     // The override expires after 5 s; the next tick restores cdn-a.
-    let back = wait_for(Duration::from_secs(15), || {
+    let back = wait_until(Duration::from_secs(15), || {
         answer(&server, "www.example.com").is_ok_and(|(t, _)| t == "edge.cdn-a.example.net.")
     });
     assert!(back.is_some(), "the expired override still holds");

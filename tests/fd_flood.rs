@@ -7,26 +7,20 @@
 mod common;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::config::{FAST_CHECK, NO_GEODB, failover, health_check, record, zone};
 use common::fakecdn::{CdnOptions, http_cdn};
+use common::free_port;
 
 const NOFILE: u64 = 256;
 const FLOOD: usize = 600;
 const WAIT: Duration = Duration::from_secs(30);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn connect_from(ip: [u8; 4], to: SocketAddr) -> Option<TcpStream> {
     use socket2::{Domain, Socket, Type};
@@ -77,56 +71,25 @@ fn a_connection_flood_under_a_low_descriptor_limit_leaves_the_prober_its_sockets
     raise_own_limit();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cdn = rt.block_on(http_cdn(CdnOptions::default()));
-    let dir = tempfile::tempdir().unwrap();
     let (dns, admin) = (free_port(), free_port());
-    let config = dir.path().join("steerd.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
+    let (dir, config) = common::config_file(&format!(
+        r#"
 [server]
 dns_listen = ["127.0.0.1:{dns}"]
 admin_listen = "127.0.0.1:{admin}"
 udp_sockets = 1
 fd_reserve = 64
 
-[geo]
-database = ""
-
-[[zones]]
-name = "example.com"
-ns = ["ns1.example.com"]
-
-[zones.soa]
-mname = "ns1.example.com"
-rname = "hostmaster.example.com"
-
-[[zones.records]]
-name = "static"
-type = "A"
-data = "192.0.2.10"
-
+{NO_GEODB}{}{}
 [[targets]]
 name = "cdn-a"
 a = ["192.0.2.1"]
-
-[targets.check]
-url = "http://www.example.com/health"
-address = "{}"
-interval = 1
-timeout = 0.5
-jitter = 0
-watch = false
-
-[[services]]
-name = "www.example.com"
-policy = "failover"
-targets = [{{ target = "cdn-a" }}]
-"#,
-            cdn.addr()
-        ),
-    )
-    .unwrap();
+{}{}"#,
+        zone("example.com"),
+        record("static", "A", "192.0.2.10"),
+        health_check(cdn.addr(), FAST_CHECK),
+        failover("www.example.com", &["cdn-a"])
+    ));
     let log = dir.path().join("steerd.log");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_steerd"));
     cmd.arg("serve")

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::config::{NO_GEODB, geo_net, record, zone_ns1};
 use common::{TestServer, assert_bare_error, be16, opt_rr, question, raw_msg, raw_udp_from};
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::RData;
@@ -39,33 +40,15 @@ const ECS: u16 = 8;
 /// Services: `geo` (a full region map with service nets), `eu` (EU vs default), `wgeo` (a
 /// weighted region), `near` (proximity), `split` (weighted), `fo` (failover), `fonets`
 /// (failover with nested service nets), and the static name `static`.
-const CONFIG: &str = r#"
-[server]
-dns_listen = ["127.0.0.1:0"]
+fn config() -> String {
+    format!(
+        "\n[server]\ndns_listen = [\"127.0.0.1:0\"]\n\n{NO_GEODB}countries = \"geodb/countries.csv\"\nreload_interval = 1\n{}{}{STEERED}",
+        zone_ns1("example.com", "192.0.2.1"),
+        record("static", "A", "192.0.2.10")
+    )
+}
 
-[geo]
-database = ""
-countries = "geodb/countries.csv"
-reload_interval = 1
-
-[[zones]]
-name = "example.com"
-ns = ["ns1.example.com"]
-
-[zones.soa]
-mname = "ns1.example.com"
-rname = "hostmaster.example.com"
-
-[[zones.records]]
-name = "ns1"
-type = "A"
-data = "192.0.2.1"
-
-[[zones.records]]
-name = "static"
-type = "A"
-data = "192.0.2.10"
-
+const STEERED: &str = r#"
 [[targets]]
 name = "fra"
 cname = "fra.cdn.example.net"
@@ -154,23 +137,15 @@ nets = [
 
 /// `[[geo.nets]]` overrides: a /24 (listed first) inside a /16, both inside the database's
 /// 11.0.0.0/8 (US); and two for resolver addresses.
-const GEO_NETS: &str = r#"
-[[geo.nets]]
-cidr = "11.1.2.0/24"
-continent = "AS"
-
-[[geo.nets]]
-cidr = "11.1.0.0/16"
-country = "DE"
-
-[[geo.nets]]
-cidr = "127.30.0.0/16"
-country = "FR"
-
-[[geo.nets]]
-cidr = "127.10.5.0/24"
-country = "US"
-"#;
+fn geo_nets() -> String {
+    [
+        geo_net("11.1.2.0/24", "continent = \"AS\""),
+        geo_net("11.1.0.0/16", "country = \"DE\""),
+        geo_net("127.30.0.0/16", "country = \"FR\""),
+        geo_net("127.10.5.0/24", "country = \"US\""),
+    ]
+    .concat()
+}
 
 /// The database most tests use (IPv6, both schemas).
 fn main_db() -> MmdbBuilder {
@@ -207,7 +182,7 @@ fn main_db() -> MmdbBuilder {
         .net("10.22.2.0/23", Record::flat("FR"))
         .net("10.23.0.0/25", Record::flat("BR"))
         .net("10.24.0.0/16", Record::flat("BR"))
-        // Overridden by GEO_NETS.
+        // Overridden by geo_nets().
         .net("11.0.0.0/8", Record::flat("US"))
 }
 
@@ -229,7 +204,7 @@ fn start(
 }
 
 fn start_main() -> TestServer {
-    let (srv, dir, _) = start(CONFIG, &main_db(), |_| {});
+    let (srv, dir, _) = start(&config(), &main_db(), |_| {});
     // The database is read completely at start; the directory may go.
     drop(dir);
     srv
@@ -658,7 +633,7 @@ fn ipv6_server(config: &str, db: &MmdbBuilder) -> TestServer {
 /// An IPv6 resolver (::1) is located through the database's ::1 network.
 #[test]
 fn ipv6_resolver_is_located_through_the_database() {
-    let srv = ipv6_server(CONFIG, &main_db());
+    let srv = ipv6_server(&config(), &main_db());
     let v6 = lo("::1");
     // ::1/128 is DE (MaxMind schema) → "EU/DE" → de.
     expect_resolver(&srv, v6, "geo.example.com.", "de");
@@ -676,7 +651,10 @@ fn ipv6_resolver_is_located_through_the_database() {
 /// `[[geo.nets]]` override for ::1 otherwise.
 #[test]
 fn ipv6_resolver_with_ecs_and_through_a_nets_override() {
-    let config = format!("{CONFIG}\n[[geo.nets]]\ncidr = \"::1/128\"\ncountry = \"US\"\n");
+    let config = format!(
+        "{}\n[[geo.nets]]\ncidr = \"::1/128\"\ncountry = \"US\"\n",
+        config()
+    );
     let srv = ipv6_server(&config, &main_db());
     let v6 = lo("::1");
     expect_resolver(&srv, v6, "geo.example.com.", "iad");
@@ -778,7 +756,7 @@ fn malformed_ecs_options_get_formerr() {
 /// over the overrides. Scopes follow the painted blocks.
 #[test]
 fn network_overrides_win_longest_prefix_first() {
-    let config = format!("{CONFIG}\n{GEO_NETS}");
+    let config = format!("{}\n{}", config(), geo_nets());
     let (srv, _dir, _) = start(&config, &main_db(), |_| {});
     let from = localhost();
     let g = "geo.example.com.";
@@ -881,7 +859,7 @@ fn proximity_answers_the_nearest_target() {
             Record::country("US").with_location(41.88, -87.63),
         ) // Chicago
         .net("127.51.0.0/16", Record::flat("DE"));
-    let (srv, _dir, _) = start(CONFIG, &db, |_| {});
+    let (srv, _dir, _) = start(&config(), &db, |_| {});
     let from = localhost();
     let n = "near.example.com.";
     // Targets in order: nrt, fra, iad.
@@ -919,7 +897,7 @@ fn proximity_answers_the_nearest_target() {
 #[test]
 fn scope_is_the_merged_block_boundary() {
     for engine in [UdpEngine::Fast, UdpEngine::Hickory] {
-        let (srv, _dir, _) = start(CONFIG, &main_db(), |c| c.server.udp_engine = engine);
+        let (srv, _dir, _) = start(&config(), &main_db(), |c| c.server.udp_engine = engine);
         let from = localhost();
         let (g, e) = ("geo.example.com.", "eu.example.com.");
         // Two /24s of FR: one /23 in both services.
@@ -1146,7 +1124,7 @@ fn database_reload_under_query_load_loses_nothing() {
         .net("10.60.0.0/24", Record::country("US").with_continent("NA"))
         .net("127.10.0.0/16", Record::flat("JP"))
         .net("2001:db8:100::/48", Record::flat("DE"));
-    let (srv, _dir, path) = start(CONFIG, &old, |_| {});
+    let (srv, _dir, path) = start(&config(), &old, |_| {});
     assert_eq!(target_now(&srv, "10.60.0.0/24"), "fra");
 
     struct Progress {
@@ -1250,7 +1228,7 @@ fn corrupt_database_is_rejected_and_the_old_one_keeps_answering() {
     let next = MmdbBuilder::v6()
         .net("10.61.0.0/24", Record::country("DE").with_continent("EU"))
         .net("10.62.0.0/16", Record::flat("US"));
-    let (srv, _dir, path) = start(CONFIG, &good, |_| {});
+    let (srv, _dir, path) = start(&config(), &good, |_| {});
     assert_eq!(target_now(&srv, "10.61.0.0/24"), "nrt");
 
     let random: Vec<u8> = (0..4096).map(|_| rand::random::<u8>()).collect();
@@ -1289,7 +1267,7 @@ fn nets_file_changes_are_picked_up_and_broken_ones_rejected() {
     };
     std::fs::write(&nets, entry("10.70.0.0/16", "country", "DE")).unwrap();
     let p = nets.clone();
-    let srv = TestServer::start_with(CONFIG, move |c| {
+    let srv = TestServer::start_with(&config(), move |c| {
         c.geo.nets_file = Some(p);
     });
     assert_eq!(target_now(&srv, "10.70.1.0/24"), "de");

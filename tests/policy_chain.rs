@@ -11,6 +11,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
 use std::time::Duration;
 
+use common::config::{NO_GEODB, geo_net, zone_ns1};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use steerd::config::ValidConfig;
@@ -56,21 +57,6 @@ latitude = 48.9
 longitude = 2.4
 "#;
 
-const ZONE: &str = r#"
-[[zones]]
-name = "example.com"
-ns = ["ns1.example.com"]
-
-[zones.soa]
-mname = "ns1.example.com"
-rname = "hostmaster.example.com"
-
-[[zones.records]]
-name = "ns1"
-type = "A"
-data = "192.0.2.53"
-"#;
-
 /// A configuration: the zone `example.com`, the four targets above, no GeoIP database, and
 /// whatever network overrides and services the test adds.
 #[derive(Default)]
@@ -86,8 +72,7 @@ impl Conf {
 
     /// A `[[geo.nets]]` override: `place` is `country = "DE"` or `continent = "EU"`.
     fn net(mut self, cidr: &str, place: &str) -> Self {
-        self.nets
-            .push(format!("[[geo.nets]]\ncidr = \"{cidr}\"\n{place}\n"));
+        self.nets.push(geo_net(cidr, place));
         self
     }
 
@@ -119,8 +104,9 @@ impl Conf {
 
     fn text(&self) -> String {
         format!(
-            "[geo]\ndatabase = \"\"\n{}\n{ZONE}\n{TARGETS}\n{}",
+            "{NO_GEODB}{}\n{}\n{TARGETS}\n{}",
             self.nets.join("\n"),
+            zone_ns1("example.com", "192.0.2.53"),
             self.services.join("\n")
         )
     }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::TestServer;
+use common::config::{NO_GEODB, base, record, zone_ns1};
 use common::fakecdn::{
     BIG_LEN, CdnOptions, FakeCdn, TestCa, blackhole, closed_port, http_cdn, http_cdn_on, https_cdn,
 };
@@ -27,33 +28,15 @@ use tokio::sync::mpsc;
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-/// A minimal valid configuration (one zone, no GeoIP database) to which targets are appended.
-const BASE: &str = r#"
-[geo]
-database = ""
-
-[[zones]]
-name = "example.com"
-ns = ["ns1.example.com"]
-
-[zones.soa]
-mname = "ns1.example.com"
-rname = "hostmaster.example.com"
-
-[[zones.records]]
-name = "ns1"
-type = "A"
-data = "127.0.0.1"
-"#;
-
 /// A `[[targets]]` entry with address records and the given `[targets.check]` body (plain keys
 /// first, then any `[targets.check.content]` / `[targets.check.cache]` sub-tables).
 fn target(name: &str, check: &str) -> String {
     format!("\n[[targets]]\nname = \"{name}\"\na = [\"127.0.0.1\"]\n\n[targets.check]\n{check}\n")
 }
 
+/// The base configuration (tests/common/config.rs) with `targets` appended.
 fn config(targets: &str) -> ValidConfig {
-    let text = format!("{BASE}{targets}");
+    let text = format!("{}{targets}", base());
     steerd::config::parse(&text, "probe-test")
         .unwrap_or_else(|e| panic!("test config is valid: {e}\n---\n{text}"))
 }
@@ -89,6 +72,35 @@ fn fails(r: &RunResult) -> usize {
         .filter(|l| l.outcome == Outcome::Fail)
         .count()
 }
+
+/// The tcp level connected to 127.0.0.1:`port`.
+#[track_caller]
+fn assert_connected_to_port(r: &RunResult, port: u16) {
+    assert!(
+        level(r, Level::Tcp)
+            .detail
+            .contains(&format!("127.0.0.1:{port}")),
+        "{r:#?}"
+    );
+}
+
+/// `level` failed on the check's 0.5 s timeout.
+#[track_caller]
+fn assert_timed_out(r: &RunResult, l: Level) {
+    assert!(
+        level(r, l)
+            .detail
+            .contains("timed out (check timeout 0.5 s)"),
+        "{r:#?}"
+    );
+}
+
+/// The dns level failed, so nothing above it ran.
+const DNS_FAILED: [(Level, Outcome); 3] = [
+    (Level::Dns, Outcome::Fail),
+    (Level::Tcp, Outcome::NotReached),
+    (Level::Http, Outcome::NotReached),
+];
 
 /// `url = "http://www.example.com{path}"` + `address = "{addr}"`.
 fn http_check(addr: SocketAddr, path: &str) -> String {
@@ -212,12 +224,7 @@ async fn without_address_tcp_uses_the_targets_own_addresses() {
     assert_eq!(spec(&check).levels, [Level::Tcp, Level::Http]);
     let r = run(&check).await;
     assert!(r.ok(), "{r:#?}");
-    assert!(
-        level(&r, Level::Tcp)
-            .detail
-            .contains(&format!("127.0.0.1:{}", cdn.port())),
-        "{r:#?}"
-    );
+    assert_connected_to_port(&r, cdn.port());
     assert_eq!(cdn.hits(), 1);
 }
 
@@ -399,12 +406,7 @@ async fn black_hole_times_out_within_the_check_timeout() {
         [(Level::Tcp, Outcome::Ok), (Level::Http, Outcome::Fail)],
         "{r:#?}"
     );
-    assert!(
-        level(&r, Level::Http)
-            .detail
-            .contains("timed out (check timeout 0.5 s)"),
-        "{r:#?}"
-    );
+    assert_timed_out(&r, Level::Http);
     assert!(r.total >= Duration::from_millis(400), "{:?}", r.total);
     assert!(r.total < Duration::from_millis(3500), "{:?}", r.total);
 
@@ -426,12 +428,7 @@ async fn black_hole_times_out_within_the_check_timeout() {
         ],
         "{r:#?}"
     );
-    assert!(
-        level(&r, Level::Tls)
-            .detail
-            .contains("timed out (check timeout 0.5 s)"),
-        "{r:#?}"
-    );
+    assert_timed_out(&r, Level::Tls);
     assert!(r.total >= Duration::from_millis(400), "{:?}", r.total);
     assert!(r.total < Duration::from_millis(3500), "{:?}", r.total);
     assert_eq!(hole.connections(), 2);
@@ -460,12 +457,7 @@ async fn slow_server_latency_and_timeout() {
         [(Level::Tcp, Outcome::Ok), (Level::Http, Outcome::Fail)],
         "{r:#?}"
     );
-    assert!(
-        level(&r, Level::Http)
-            .detail
-            .contains("timed out (check timeout 0.5 s)"),
-        "{r:#?}"
-    );
+    assert_timed_out(&r, Level::Http);
     assert!(r.total < Duration::from_millis(3500), "{:?}", r.total);
     assert_eq!(slower.hits(), 1, "the request did arrive");
 }
@@ -667,29 +659,14 @@ async fn cache_headers_are_read() {
 // dns
 // ---------------------------------------------------------------------------------------------
 
-/// A steerd serving the zone cdn.test: edge (A 127.0.0.1), v6only (AAAA ::1).
-const DNS_ZONE: &str = r#"
-[geo]
-database = ""
-
-[[zones]]
-name = "cdn.test"
-ns = ["ns1.cdn.test"]
-
-[zones.soa]
-mname = "ns1.cdn.test"
-rname = "hostmaster.cdn.test"
-
-[[zones.records]]
-name = "ns1"
-type = "A"
-data = "127.0.0.1"
-
-[[zones.records]]
-name = "edge"
-type = "A"
-data = "127.0.0.1"
-"#;
+/// A steerd serving the zone cdn.test: edge (A 127.0.0.1).
+fn dns_zone() -> String {
+    format!(
+        "\n{NO_GEODB}{}{}",
+        zone_ns1("cdn.test", "127.0.0.1"),
+        record("edge", "A", "127.0.0.1")
+    )
+}
 
 fn dns_check(resolver: SocketAddr, host: &str, port: u16, timeout: f64) -> String {
     format!(
@@ -699,7 +676,7 @@ fn dns_check(resolver: SocketAddr, host: &str, port: u16, timeout: f64) -> Strin
 
 #[test]
 fn dns_level_against_a_real_authoritative_server() {
-    let dns = TestServer::start(DNS_ZONE);
+    let dns = TestServer::start(&dns_zone());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -721,26 +698,13 @@ fn dns_level_against_a_real_authoritative_server() {
         );
         let d = &level(&r, Level::Dns).detail;
         assert!(d.contains("127.0.0.1"), "{d}");
-        assert!(
-            level(&r, Level::Tcp)
-                .detail
-                .contains(&format!("127.0.0.1:{}", cdn.port())),
-            "{r:#?}"
-        );
+        assert_connected_to_port(&r, cdn.port());
         assert_eq!(cdn.hits(), 1);
         assert_eq!(cdn.last_host().as_deref(), Some("www.example.com"));
 
         // A name that does not exist.
         let r = run(&dns_check(dns.udp, "nope.cdn.test", cdn.port(), 2.0)).await;
-        assert_eq!(
-            outcomes(&r),
-            [
-                (Level::Dns, Outcome::Fail),
-                (Level::Tcp, Outcome::NotReached),
-                (Level::Http, Outcome::NotReached)
-            ],
-            "{r:#?}"
-        );
+        assert_eq!(outcomes(&r), DNS_FAILED, "{r:#?}");
         let d = &level(&r, Level::Dns).detail;
         assert!(d.contains("NXDOMAIN"), "{d}");
         assert_eq!(cdn.hits(), 1);
@@ -768,15 +732,7 @@ fn dns_level_against_a_real_authoritative_server() {
             level(&r, Level::Dns).detail,
             r.total
         );
-        assert_eq!(
-            outcomes(&r),
-            [
-                (Level::Dns, Outcome::Fail),
-                (Level::Tcp, Outcome::NotReached),
-                (Level::Http, Outcome::NotReached)
-            ],
-            "{r:#?}"
-        );
+        assert_eq!(outcomes(&r), DNS_FAILED, "{r:#?}");
         assert!(r.total < Duration::from_millis(3500), "{:?}", r.total);
         assert_eq!(cdn.hits(), 2);
     });
@@ -787,6 +743,22 @@ fn dns_level_against_a_real_authoritative_server() {
 // ---------------------------------------------------------------------------------------------
 // The scheduler: confirmation bursts in real time
 // ---------------------------------------------------------------------------------------------
+
+/// (kind, passed, confirmed down) of each report.
+fn kinds(reports: &[(Duration, ProbeReport)]) -> Vec<(RunKind, bool, bool)> {
+    reports
+        .iter()
+        .map(|(_, r)| (r.kind, r.run.ok(), r.confirmed_down))
+        .collect()
+}
+
+/// A failed scheduled check, then three failed re-checks, the last confirming it down.
+const CONFIRMED_DOWN: [(RunKind, bool, bool); 4] = [
+    (RunKind::Scheduled, false, false),
+    (RunKind::Confirm { n: 1, of: 3 }, false, false),
+    (RunKind::Confirm { n: 2, of: 3 }, false, false),
+    (RunKind::Confirm { n: 3, of: 3 }, false, true),
+];
 
 /// Interval-driven detection (the kept-connection watch is off; see the watch tests).
 fn scheduled_check(addr: SocketAddr, interval: f64, confirm_gap: f64) -> String {
@@ -831,20 +803,7 @@ async fn confirmation_burst_confirms_a_dead_target_fast() {
     }
     tokio::task::block_in_place(|| prober.stop());
 
-    let kinds: Vec<(RunKind, bool, bool)> = after
-        .iter()
-        .map(|(_, r)| (r.kind, r.run.ok(), r.confirmed_down))
-        .collect();
-    assert_eq!(
-        kinds,
-        [
-            (RunKind::Scheduled, false, false),
-            (RunKind::Confirm { n: 1, of: 3 }, false, false),
-            (RunKind::Confirm { n: 2, of: 3 }, false, false),
-            (RunKind::Confirm { n: 3, of: 3 }, false, true),
-        ],
-        "reports after the kill"
-    );
+    assert_eq!(kinds(&after), CONFIRMED_DOWN, "reports after the kill");
     for (_, r) in &after {
         assert_eq!(r.run.failure().map(|f| f.level), Some(Level::Tcp));
     }
@@ -1202,20 +1161,7 @@ async fn hung_edge_is_confirmed_down_within_a_few_seconds() {
     cdn.hang();
     let reports = until_confirmed(&mut rx, hung, Duration::from_secs(25)).await;
     tokio::task::block_in_place(|| prober.stop());
-    let kinds: Vec<(RunKind, bool, bool)> = reports
-        .iter()
-        .map(|(_, r)| (r.kind, r.run.ok(), r.confirmed_down))
-        .collect();
-    assert_eq!(
-        kinds,
-        [
-            (RunKind::Scheduled, false, false),
-            (RunKind::Confirm { n: 1, of: 3 }, false, false),
-            (RunKind::Confirm { n: 2, of: 3 }, false, false),
-            (RunKind::Confirm { n: 3, of: 3 }, false, true),
-        ],
-        "{reports:#?}"
-    );
+    assert_eq!(kinds(&reports), CONFIRMED_DOWN, "{reports:#?}");
     let confirmed = reports[3].0;
     eprintln!("hung edge: hang → confirmed down {confirmed:?}");
     assert!(

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use common::config::{NO_GEODB, health_check, zone_ns1};
 use common::fakecdn::{CdnOptions, closed_port, http_cdn};
 
 const BIN: &str = env!("CARGO_BIN_EXE_steerd");
@@ -14,47 +15,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_steerd");
 /// (name, address of its check).
 fn write_config(dir: &Path, targets: &[(&str, SocketAddr)]) -> PathBuf {
     let mut text = format!(
-        r#"
-[geo]
-database = ""
-countries = "{}/geodb/countries.csv"
-
-[probe]
-timeout = 1
-
-[[zones]]
-name = "example.com"
-ns = ["ns1.example.com"]
-
-[zones.soa]
-mname = "ns1.example.com"
-rname = "hostmaster.example.com"
-
-[[zones.records]]
-name = "ns1"
-type = "A"
-data = "127.0.0.1"
-
-[[targets]]
-name = "unchecked"
-a = ["192.0.2.1"]
-"#,
-        env!("CARGO_MANIFEST_DIR")
+        "\n{NO_GEODB}countries = \"{}/geodb/countries.csv\"\n\n[probe]\ntimeout = 1\n{}\n[[targets]]\nname = \"unchecked\"\na = [\"192.0.2.1\"]\n",
+        env!("CARGO_MANIFEST_DIR"),
+        zone_ns1("example.com", "127.0.0.1")
     );
     for (name, addr) in targets {
         text.push_str(&format!(
-            r#"
-[[targets]]
-name = "{name}"
-a = ["127.0.0.1"]
-
-[targets.check]
-url = "http://www.example.com/health"
-address = "{addr}"
-
-[targets.check.content]
-contains = "ok"
-"#
+            "\n[[targets]]\nname = \"{name}\"\na = [\"127.0.0.1\"]\n{}\n[targets.check.content]\ncontains = \"ok\"\n",
+            health_check(addr, "")
         ));
     }
     let path = dir.join("steerd.toml");

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::config::{FAST_CHECK, base, failover, health_check, record};
 use common::fakecdn::{CdnOptions, http_cdn};
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1;
@@ -19,49 +20,17 @@ use steerd::config::ValidConfig;
 
 fn config(cdn: SocketAddr, dns: Option<SocketAddr>) -> ValidConfig {
     let mut text = format!(
-        r#"
-[geo]
-database = ""
-
-[[zones]]
-name = "example.com"
-ns = ["ns1.example.com"]
-
-[zones.soa]
-mname = "ns1.example.com"
-rname = "hostmaster.example.com"
-
-[[zones.records]]
-name = "ns1"
-type = "A"
-data = "127.0.0.1"
-
-[[zones.records]]
-name = "edge"
-type = "A"
-data = "127.0.0.1"
-
-[[targets]]
-name = "cdn-a"
-a = ["127.0.0.1"]
-
-[targets.check]
-url = "http://www.example.com/health"
-address = "{cdn}"
-interval = 1
-timeout = 0.5
-jitter = 0
-watch = false
-"#
+        "{}{}\n[[targets]]\nname = \"cdn-a\"\na = [\"127.0.0.1\"]\n{}",
+        base(),
+        record("edge", "A", "127.0.0.1"),
+        health_check(cdn, FAST_CHECK)
     );
-    let steered = if dns.is_some() {
-        r#"[{ target = "cdn-a" }, { target = "dns-a" }]"#
+    let steered: &[&str] = if dns.is_some() {
+        &["cdn-a", "dns-a"]
     } else {
-        r#"[{ target = "cdn-a" }]"#
+        &["cdn-a"]
     };
-    text.push_str(&format!(
-        "\n[[services]]\nname = \"www.example.com\"\npolicy = \"failover\"\ntargets = {steered}\n"
-    ));
+    text.push_str(&failover("www.example.com", steered));
     if let Some(dns) = dns {
         // The dns level asks this very server (hickory opens a socket per query).
         text.push_str(&format!(
@@ -75,11 +44,7 @@ host = "edge.example.com"
 resolvers = ["{dns}"]
 port = {}
 url = "http://www.example.com/health"
-interval = 1
-timeout = 0.5
-jitter = 0
-watch = false
-"#,
+{FAST_CHECK}"#,
             cdn.port()
         ));
     }

@@ -9,60 +9,45 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::TestServer;
+use common::admin::FileServer;
+use common::config::{
+    EU_NET, NO_GEODB, US_NET, base, cname_target, failover, health_check, test_nets, zone_ns1,
+};
 use common::http::Http;
 use hickory_proto::rr::{RData, RecordType};
 use serde_json::{Value, json};
 use steerd::clock::ManualClock;
 
-const CONFIG: &str = r#"
-[geo]
-database = ""
-[health]
-recover_for = 20
-availability_recover_for = 20
-min_dwell = 5
-[[zones]]
-name = "example.com"
-ns = ["ns1.example.com"]
-[zones.soa]
-mname = "ns1.example.com"
-rname = "hostmaster.example.com"
-[[zones.records]]
-name = "ns1"
-type = "A"
-data = "127.0.0.1"
-[[targets]]
-name = "cdn-r"
-cname = "edge.cdn-r.example.net"
-[[targets]]
-name = "cdn-b"
-cname = "edge.cdn-b.example.net"
-[[services]]
-name = "www.example.com"
-policy = "failover"
-targets = [{ target = "cdn-r" }, { target = "cdn-b" }]
-"#;
+/// cdn-r (known only from remote agents) and cdn-b behind www.example.com, short recovery.
+fn config() -> String {
+    format!(
+        "{}\n[health]\nrecover_for = 20\navailability_recover_for = 20\nmin_dwell = 5\n{}{}{}",
+        base(),
+        cname_target("cdn-r"),
+        cname_target("cdn-b"),
+        failover("www.example.com", &["cdn-r", "cdn-b"])
+    )
+}
 
+/// A server from a file (tests/common/admin.rs) whose control plane reads a manual clock.
 struct Fixture {
-    srv: TestServer,
-    http: Http,
+    fs: FileServer,
     clock: Arc<ManualClock>,
-    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Fixture {
+    type Target = FileServer;
+    fn deref(&self) -> &FileServer {
+        &self.fs
+    }
 }
 
 impl Fixture {
     fn start(config: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("steerd.toml");
-        std::fs::write(&path, config).unwrap();
         let clock = ManualClock::from_wall();
-        let srv = TestServer::start_file_clock(&path, false, clock.clone(), |_| {});
-        let http = Http::new(srv.admin.expect("the admin API listens"));
         Fixture {
-            srv,
-            http,
+            fs: FileServer::start_clock(config, clock.clone()),
             clock,
-            _dir: dir,
         }
     }
 
@@ -148,7 +133,7 @@ fn down_up() -> Vec<(String, String)> {
 /// after the recovery windows, once, and the answer returns.
 #[test]
 fn http_level_observations_move_a_remote_only_target_and_it_recovers() {
-    let f = Fixture::start(CONFIG);
+    let f = Fixture::start(&config());
     assert_eq!(f.answer(), "edge.cdn-r.example.net.");
     f.fail_remotely("http");
     assert_eq!(f.answer(), "edge.cdn-b.example.net.");
@@ -184,7 +169,7 @@ fn http_level_observations_move_a_remote_only_target_and_it_recovers() {
 /// the field (never accepted and dropped).
 #[test]
 fn every_documented_level_counts_and_a_bad_level_is_refused() {
-    let f = Fixture::start(CONFIG);
+    let f = Fixture::start(&config());
     for level in ["dns", "tcp", "tls", "http", "content", "cache", "check"] {
         let r = f.observe(level, true);
         assert_eq!(r["accepted"], 1, "{level}: {r}");
@@ -208,7 +193,7 @@ fn every_documented_level_counts_and_a_bad_level_is_refused() {
 /// failures are in the windows, then goes back to the no-data default (healthy), once.
 #[test]
 fn a_remote_only_target_recovers_when_its_agent_falls_silent() {
-    let f = Fixture::start(CONFIG);
+    let f = Fixture::start(&config());
     f.fail_remotely("check");
     // Five silent minutes: still down.
     for _ in 0..30 {
@@ -238,7 +223,7 @@ fn a_remote_only_target_recovers_when_its_agent_falls_silent() {
 /// observations stamped after the step are recorded and still move the target.
 #[test]
 fn a_wall_clock_step_back_does_not_freeze_health_input() {
-    let f = Fixture::start(CONFIG);
+    let f = Fixture::start(&config());
     for _ in 0..20 {
         f.observe("check", true);
         f.second();
@@ -267,28 +252,12 @@ fn a_wall_clock_step_back_does_not_freeze_health_input() {
 fn cache_config(checks: &str) -> String {
     format!(
         r#"
-[geo]
-database = ""
-[[geo.nets]]
-cidr = "198.51.100.0/24"
-country = "DE"
-[[geo.nets]]
-cidr = "203.0.113.0/24"
-country = "US"
+{NO_GEODB}{}
 [probe]
 interval = 1
 timeout = 0.9
 jitter = 0
-[[zones]]
-name = "example.com"
-ns = ["ns1.example.com"]
-[zones.soa]
-mname = "ns1.example.com"
-rname = "hostmaster.example.com"
-[[zones.records]]
-name = "ns1"
-type = "A"
-data = "127.0.0.1"
+{}
 [[targets]]
 name = "cdn-a"
 cname = "edge.cdn-a.example.net"
@@ -304,7 +273,9 @@ longitude = 8.7
 name = "cached.example.com"
 policy = "cache_aware"
 targets = [{{ target = "cdn-a" }}, {{ target = "cdn-b" }}]
-"#
+"#,
+        test_nets(),
+        zone_ns1("example.com", "127.0.0.1")
     )
 }
 
@@ -330,8 +301,8 @@ fn cached(srv: &TestServer, subnet: &str) -> String {
     }
 }
 
-const EU: &str = "198.51.100.0/24";
-const US: &str = "203.0.113.0/24";
+const EU: &str = EU_NET;
+const US: &str = US_NET;
 
 /// A report counts for 5 minutes (the seed's window), then the score is back to the defaults;
 /// a region's report counts for that region's clients only.
@@ -401,13 +372,11 @@ fn the_probed_hit_ratio_feeds_the_cache_score() {
     let cdn = rt.block_on(common::fakecdn::http_cdn(
         common::fakecdn::CdnOptions::default().header("X-Cache", "MISS"),
     ));
-    let checks = format!(
-        "[targets.check]\nurl = \"http://www.example.com/health\"\naddress = \"{}\"\nlevels = [\"tcp\", \"http\", \"cache\"]\n[targets.check.cache]\n",
-        cdn.addr()
+    let checks = health_check(
+        cdn.addr(),
+        "levels = [\"tcp\", \"http\", \"cache\"]\n[targets.check.cache]\n",
     );
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("steerd.toml");
-    std::fs::write(&path, cache_config(&checks)).unwrap();
+    let (_dir, path) = common::config_file(&cache_config(&checks));
     let srv = TestServer::start_file(&path, true);
     assert_eq!(cached(&srv, US), "edge.cdn-a.example.net.");
     // A few checks, each a MISS: popularity 0 from the probed hit ratio.

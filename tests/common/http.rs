@@ -90,7 +90,9 @@ impl Http {
             .unwrap();
         let client = reqwest::Client::builder()
             .no_proxy()
-            .timeout(Duration::from_secs(10))
+            // A bound for a stuck server, not a speed check: a reload that loads the shipped
+            // GeoIP database takes ~10 s in a debug build on a busy machine.
+            .timeout(Duration::from_secs(60))
             .build()
             .unwrap();
         Http {
@@ -108,6 +110,19 @@ impl Http {
     }
 
     pub fn send(&self, method: &str, path: &str, body: Body, headers: &[(&str, &str)]) -> Resp {
+        self.try_send(method, path, body, headers)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`Http::send`]; a request that gets no response (connection refused or reset, the
+    /// server gone) is an error instead of a panic.
+    pub fn try_send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Body,
+        headers: &[(&str, &str)],
+    ) -> Result<Resp, String> {
         let what = format!("{method} {path}");
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut req = self.client.request(m, format!("{}{path}", self.base));
@@ -128,16 +143,19 @@ impl Http {
             let r = req
                 .send()
                 .await
-                .unwrap_or_else(|e| panic!("{what}: request failed: {e}"));
+                .map_err(|e| format!("{what}: request failed: {e}"))?;
             let status = r.status().as_u16();
             let headers = r.headers().clone();
-            let text = r.text().await.unwrap();
-            Resp {
+            let text = r
+                .text()
+                .await
+                .map_err(|e| format!("{what}: reading the body failed: {e}"))?;
+            Ok(Resp {
                 status,
                 headers,
                 text,
                 what,
-            }
+            })
         })
     }
 

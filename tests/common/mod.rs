@@ -2,8 +2,11 @@
 //! over real UDP and TCP sockets (hickory-proto messages), or with `dig`.
 #![allow(dead_code)]
 
+pub mod admin;
+pub mod config;
 pub mod fakecdn;
 pub mod http;
+pub mod sinks;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -58,31 +61,25 @@ impl TestServer {
         adjust: impl FnOnce(&mut ValidConfig),
     ) -> Self {
         let mut cfg = steerd::config::parse(config, "test").expect("test config is valid");
-        if !probing {
-            for t in &mut cfg.targets {
-                t.check = None;
-            }
-        }
-        cfg.server.dns_listen = vec!["127.0.0.1:0".parse().unwrap()];
         // No admin API unless a test asks for one (the demo's 127.0.0.1:8053 would collide).
-        cfg.server.admin_listen = None;
-        cfg.server.udp_sockets = 2;
-        cfg.server.udp_engine = UdpEngine::Fast;
-        // Loading the full shipped GeoIP database takes seconds in debug builds; tests that
-        // need geography set `cfg.geo.database` themselves.
-        cfg.geo.database = None;
+        for_tests(&mut cfg, probing, false);
         adjust(&mut cfg);
+        Self::run(cfg, steerd::admin::store::ConfigSource::none(), clock)
+    }
+
+    /// Start `cfg` on a runtime of its own.
+    fn run(
+        cfg: ValidConfig,
+        source: steerd::admin::store::ConfigSource,
+        clock: steerd::clock::SharedClock,
+    ) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
         let server = runtime
-            .block_on(steerd::Server::start_with_clock(
-                cfg,
-                steerd::admin::store::ConfigSource::none(),
-                clock,
-            ))
+            .block_on(steerd::Server::start_with_clock(cfg, source, clock))
             .expect("server starts");
         Self {
             udp: server.udp_addrs()[0],
@@ -119,16 +116,7 @@ impl TestServer {
     ) -> Self {
         let adjust: steerd::admin::store::Adjust =
             std::sync::Arc::new(move |cfg: &mut ValidConfig| {
-                if !probing {
-                    for t in &mut cfg.targets {
-                        t.check = None;
-                    }
-                }
-                cfg.server.dns_listen = vec!["127.0.0.1:0".parse().unwrap()];
-                cfg.server.admin_listen = Some("127.0.0.1:0".parse().unwrap());
-                cfg.server.udp_sockets = 2;
-                cfg.server.udp_engine = UdpEngine::Fast;
-                cfg.geo.database = None;
+                for_tests(cfg, probing, true);
                 extra(cfg);
             });
         let source = steerd::admin::store::ConfigSource::file(path, adjust.clone())
@@ -136,21 +124,7 @@ impl TestServer {
         let mut cfg = steerd::config::parse(source.text.as_deref().unwrap(), "test")
             .expect("test config is valid");
         adjust(&mut cfg);
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let server = runtime
-            .block_on(steerd::Server::start_with_clock(cfg, source, clock))
-            .expect("server starts");
-        Self {
-            udp: server.udp_addrs()[0],
-            tcp: server.tcp_addrs()[0],
-            admin: server.admin_addr(),
-            server: Some(server),
-            runtime,
-        }
+        Self::run(cfg, source, clock)
     }
 
     /// Run a future on the server's runtime.
@@ -161,6 +135,23 @@ impl TestServer {
     pub fn server(&mut self) -> &mut steerd::Server {
         self.server.as_mut().unwrap()
     }
+}
+
+/// What every test server runs with: listeners on 127.0.0.1 port 0 (the admin API only with
+/// `admin`), two UDP sockets on the fast engine, no GeoIP database (loading the shipped one takes
+/// seconds in debug builds; tests that need geography set `cfg.geo.database` themselves), and
+/// no health checks unless `probing`.
+fn for_tests(cfg: &mut ValidConfig, probing: bool, admin: bool) {
+    if !probing {
+        for t in &mut cfg.targets {
+            t.check = None;
+        }
+    }
+    cfg.server.dns_listen = vec!["127.0.0.1:0".parse().unwrap()];
+    cfg.server.admin_listen = admin.then(|| "127.0.0.1:0".parse().unwrap());
+    cfg.server.udp_sockets = 2;
+    cfg.server.udp_engine = UdpEngine::Fast;
+    cfg.geo.database = None;
 }
 
 /// A clock that runs with the machine's time and can also be jumped ahead
@@ -306,6 +297,35 @@ pub fn dig(server: SocketAddr, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `text` written to `steerd.toml` in a new temporary directory: (the directory, the file).
+pub fn config_file(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steerd.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+/// Poll `want` every 20 ms until it holds: the time that took, or None after `within`.
+pub fn wait_until(within: Duration, mut want: impl FnMut() -> bool) -> Option<Duration> {
+    let t = std::time::Instant::now();
+    while t.elapsed() < within {
+        if want() {
+            return Some(t.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
 /// Demo config with extra TOML appended (zones/targets/services tables).
 pub fn demo_plus(extra: &str) -> String {
     format!("{DEMO}\n{extra}")
@@ -388,6 +408,51 @@ pub fn raw_msg(id: u16, flags: u16, questions: &[Vec<u8>], additional: &[Vec<u8>
     for part in questions.iter().chain(additional) {
         m.extend_from_slice(part);
     }
+    m
+}
+
+/// The EDNS option code of Client Subnet.
+pub const ECS: u16 = 8;
+
+/// ECS option data for an IPv4 subnet (family 1, source prefix, scope 0, the prefix's octets).
+pub fn ecs_data(cidr: &str) -> Vec<u8> {
+    let net: ipnet::Ipv4Net = cidr.parse().unwrap();
+    let mut d = 1u16.to_be_bytes().to_vec();
+    d.extend_from_slice(&[net.prefix_len(), 0]);
+    d.extend_from_slice(&net.addr().octets()[..net.prefix_len().div_ceil(8) as usize]);
+    d
+}
+
+/// One query (with an OPT record, and an ECS option for `ecs`) over UDP or TCP.
+pub fn dns(
+    srv: &TestServer,
+    name: &str,
+    qtype: RecordType,
+    ecs: Option<&str>,
+    tcp: bool,
+) -> Message {
+    let id: u16 = rand::random();
+    let data = ecs.map(ecs_data);
+    let opts: Vec<(u16, &[u8])> = data.iter().map(|d| (ECS, d.as_slice())).collect();
+    let q = raw_msg(
+        id,
+        0,
+        &[question(name, u16::from(qtype))],
+        &[opt_rr(1232, 0, false, &opts)],
+    );
+    let wait = Duration::from_secs(2);
+    let what = format!(
+        "{name} {qtype} ecs={ecs:?} over {}",
+        if tcp { "TCP" } else { "UDP" }
+    );
+    let raw = if tcp {
+        raw_tcp(srv.tcp, &q, wait)
+    } else {
+        raw_udp(srv.udp, &q, wait)
+    }
+    .unwrap_or_else(|| panic!("{what}: no answer"));
+    let m = Message::from_vec(&raw).unwrap_or_else(|e| panic!("{what}: decode: {e}"));
+    assert_eq!(m.metadata.id, id, "{what}: id");
     m
 }
 
