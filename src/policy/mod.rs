@@ -20,7 +20,7 @@ use hickory_proto::rr::{RData, Record, RecordType};
 use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 
 use crate::config::{PolicyKind, RegionChoice, RegionKey, Service, TargetAnswer, ValidConfig};
-use crate::dns::fast;
+use crate::dns::precompute;
 use crate::geo::{Blocks, GeoData, Location, build_blocks, distance_km};
 use crate::table::{
     Choice, CompiledService, Node, RoutingTable, Selector, ServiceAnswer, TableSettings,
@@ -200,8 +200,8 @@ pub fn compile_with(
         .filter(|(_, n)| n.cut)
         .map(|(k, _)| k.clone())
         .collect();
-    table.fast = fast::precompute(&table);
-    table.fast_nx = fast::precompute_nxdomain(&table);
+    table.fast = precompute::precompute(&table);
+    table.fast_nx = precompute::precompute_nxdomain(&table);
     table.fingerprint = fp.finish();
     (table, memory)
 }
