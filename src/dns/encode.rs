@@ -15,14 +15,13 @@ use crate::dns::ecs::Ecs;
 use crate::table::Sections;
 
 /// Bytes of a DNS header.
-pub const HEADER_LEN: usize = 12;
+const HEADER_LEN: usize = 12;
 /// Bytes of an OPT record without options.
 const OPT_LEN: usize = 11;
-/// The OPT record's type.
-const OPT: u16 = 41;
 
-const QR: u16 = 0x8000;
-const OPCODE: u16 = 0x7800;
+/// Header flags: a response, and the opcode's bits.
+pub const QR: u16 = 0x8000;
+pub const OPCODE: u16 = 0x7800;
 const AA: u16 = 0x0400;
 const TC: u16 = 0x0200;
 const RD: u16 = 0x0100;
@@ -97,7 +96,7 @@ pub struct Opt<'a> {
 
 impl Opt<'_> {
     #[inline]
-    pub fn encoded_len(&self) -> usize {
+    fn encoded_len(&self) -> usize {
         opt_len(self.ecs.map(|(e, _)| e), self.cookie.is_some())
     }
 }
@@ -136,7 +135,7 @@ fn header(out: &mut [u8], query: &[u8], flags: u16, counts: [u16; 4]) {
 fn write_opt(out: &mut [u8], opt: &Opt<'_>, ext_rcode: u8) -> usize {
     let size = opt.payload.to_be_bytes();
     let rdlen = ((opt.encoded_len() - OPT_LEN) as u16).to_be_bytes();
-    let [t0, t1] = OPT.to_be_bytes();
+    let [t0, t1] = u16::from(RecordType::OPT).to_be_bytes();
     let dnssec_ok = if opt.dnssec_ok { 0x80 } else { 0 };
     // Root owner, type, payload size, extended RCODE, version 0, flags, RDATA length.
     out[..OPT_LEN].copy_from_slice(&[

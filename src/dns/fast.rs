@@ -14,7 +14,7 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, RecordType};
 
 use crate::dns::cookie;
-use crate::dns::encode::{self, Content, Opt};
+use crate::dns::encode::{self, Content, OPCODE, Opt, QR};
 use crate::dns::guard::{CookieCheck, Guard, Now};
 use crate::dns::precompute::{self, MAX_FAST_RESPONSE};
 use crate::dns::query;
@@ -59,9 +59,6 @@ pub enum FastOutcome {
     Slow,
 }
 
-const QR: u16 = 0x8000;
-const OPCODE_MASK: u16 = 0x7800;
-
 /// Try to answer a UDP query from the precomputed templates, applying DNS cookies and
 /// response rate limiting (`guard`) once the answer is known to fit.
 #[inline]
@@ -81,7 +78,7 @@ pub fn answer(
     if flags & QR != 0 {
         return FastOutcome::Drop;
     }
-    if flags & OPCODE_MASK != 0 || be(4) != 1 || be(6) != 0 || be(8) != 0 || be(10) > 1 {
+    if flags & OPCODE != 0 || be(4) != 1 || be(6) != 0 || be(8) != 0 || be(10) > 1 {
         return FastOutcome::Slow;
     }
     let mut key = [0u8; 256];

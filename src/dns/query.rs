@@ -4,11 +4,10 @@
 //! here, since hickory keeps neither an ECS option's length nor a malformed option list, both
 //! of which are answered with FORMERR (RFC 7871 §7.1.1, RFC 7873 §5.2.2).
 
+use hickory_proto::rr::RecordType;
+
 use crate::dns::cookie;
 use crate::dns::ecs::{self, Ecs};
-
-/// The OPT record's type.
-const OPT: u16 = 41;
 
 #[inline]
 fn be16(m: &[u8], i: usize) -> u16 {
@@ -55,7 +54,11 @@ pub struct QueryOpt<'a> {
 /// that parse. `None` otherwise (the general path answers FORMERR or BADVERS).
 #[inline]
 pub fn opt_record(q: &[u8], at: usize) -> Option<QueryOpt<'_>> {
-    if q.len() < at + 11 || q[at] != 0 || be16(q, at + 1) != OPT || q[at + 6] != 0 {
+    if q.len() < at + 11
+        || q[at] != 0
+        || be16(q, at + 1) != u16::from(RecordType::OPT)
+        || q[at + 6] != 0
+    {
         return None;
     }
     if q.len() != at + 11 + be16(q, at + 9) as usize {
@@ -145,7 +148,7 @@ pub fn options_of_message(m: &[u8]) -> Result<EdnsOpts<'_>, &'static str> {
         if start + rdlen > m.len() {
             return Err(BAD);
         }
-        if rtype == OPT && i >= an + ns {
+        if rtype == u16::from(RecordType::OPT) && i >= an + ns {
             return options(&m[start..start + rdlen]);
         }
         p = start + rdlen;

@@ -66,7 +66,7 @@ const ID_MASK: u64 = (1 << ID_BITS) - 1;
 /// and its `steerd_dns_queries_total` series are dropped, and the id may name another.
 pub const MAX_IDLE_LABELS: usize = 1024;
 
-/// `refs` of a name that is never reclaimed (`""`, [`intern`]).
+/// `refs` of a name that is never reclaimed (`""`, and names tests pin).
 const PINNED: u32 = u32::MAX;
 
 #[derive(Debug)]
@@ -391,7 +391,7 @@ impl QueryKey {
         Self(self.0 & !(1 << ECS_SHIFT) | (ecs as u64) << ECS_SHIFT)
     }
 
-    #[inline]
+    #[cfg(test)]
     pub const fn with_proto(self, proto: Proto) -> Self {
         Self(self.0 & !(1 << PROTO_SHIFT) | (proto as u64) << PROTO_SHIFT)
     }
