@@ -262,7 +262,16 @@ pub fn response(
             }
         }
     }
-    if buf.len() + opt_len > limit {
+    // Not even the OPT record fits (a FORMERR echoing many questions): it goes without it,
+    // with TC=1, as hickory-server's encoder sends it.
+    let opt = match opt {
+        Some(_) if buf.len() + opt_len > limit && buf.len() <= limit => {
+            content = content.truncated();
+            None
+        }
+        o => o,
+    };
+    if buf.len() > limit {
         return None;
     }
     let [an, ns, ar] = content.counts;
@@ -274,4 +283,77 @@ pub fn response(
         write_opt(&mut buf[at..], o, content.ext_rcode);
     }
     Some(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const QUERY_RD_CD: [u8; 4] = [0xab, 0xcd, 0x01, 0x10];
+    const NOTIFY_RD_CD: [u8; 4] = [0xab, 0xcd, 0x21, 0x10];
+
+    fn opt() -> Opt<'static> {
+        Opt {
+            payload: 1232,
+            dnssec_ok: true,
+            ecs: None,
+            cookie: None,
+        }
+    }
+
+    #[test]
+    fn headers_copy_rd_and_cd_of_a_query_only() {
+        let r = response(
+            &QUERY_RD_CD,
+            &[],
+            0,
+            Content::empty(ResponseCode::FormErr, false),
+            None,
+            None,
+            512,
+        )
+        .unwrap();
+        assert_eq!(r, [0xab, 0xcd, 0x81, 0x11, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let r = response(
+            &NOTIFY_RD_CD,
+            &[],
+            0,
+            Content::empty(ResponseCode::NotImp, false),
+            None,
+            None,
+            512,
+        )
+        .unwrap();
+        assert_eq!(r, [0xab, 0xcd, 0xa0, 0x04, 0, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn the_extended_rcode_goes_in_the_opt_record() {
+        let head = Content::empty(ResponseCode::BADVERS, false);
+        let o = opt();
+        let r = response(&QUERY_RD_CD, &[], 0, head, None, Some(&o), 512).unwrap();
+        assert_eq!(&r[2..4], &[0x81, 0x10], "BADVERS' low bits are 0");
+        assert_eq!(&r[10..12], &[0, 1], "ARCOUNT: the OPT");
+        assert_eq!(&r[12..], &[0, 0, 41, 0x04, 0xd0, 1, 0, 0x80, 0, 0, 0]);
+        let mut out = [0u8; 64];
+        let n = write(&mut out, &QUERY_RD_CD, &[], 0, &head, Some(&o));
+        assert_eq!(&out[..n], &r[..], "both writers agree");
+    }
+
+    #[test]
+    fn what_does_not_fit_goes_truncated_then_without_its_opt_then_not_at_all() {
+        let question = vec![0u8; 490];
+        let head = Content::empty(ResponseCode::FormErr, false);
+        let o = opt();
+        let r = response(&QUERY_RD_CD, &question, 1, head, None, Some(&o), 512).unwrap();
+        assert_eq!(r.len(), 502);
+        assert_eq!(&r[2..4], &[0x83, 0x11], "TC=1");
+        assert_eq!(&r[10..12], &[0, 0], "no OPT");
+        let r = response(&QUERY_RD_CD, &question, 1, head, None, Some(&o), 1232).unwrap();
+        assert_eq!(r.len(), 513, "with room, the OPT is there");
+        assert_eq!(
+            response(&QUERY_RD_CD, &question, 1, head, None, None, 500),
+            None
+        );
+    }
 }
