@@ -85,12 +85,10 @@ pub fn resolve(
     let reply = answer::answer(table, name, qtype, DNSClass::IN, AnswerFor::Client(ca));
     let steered = reply.service.map(|si| {
         let svc = &table.services[si as usize];
-        let (idx, _) = svc.select(
-            ca,
-            table.settings.hash_prefix_v4,
-            table.settings.hash_prefix_v6,
-        );
-        (svc.name.to_string(), svc.answers[idx].target.clone())
+        (
+            svc.name.to_string(),
+            svc.answers[reply.variant].target.clone(),
+        )
     });
     let show = |v: &[&hickory_proto::rr::Record]| v.iter().map(|r| r.to_string()).collect();
     Resolution {

@@ -1,14 +1,15 @@
 //! Authoritative answer logic: (table, question, client) → which records go in which section.
 //!
 //! This is the one place that knows DNS semantics (NXDOMAIN/NODATA, referrals, CNAME, minimal ANY,
-//! glue). It returns references into the routing table; encoding is done by the callers (the
-//! hickory `RequestHandler`, and `fast::precompute` which runs it once per name and type).
+//! glue). It returns references into the routing table; `dns::encode` encodes them, for the
+//! general path (`dns::handler`) per query and for the templates (`dns::precompute`) once per
+//! name and type.
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 
-use crate::dns::stats::{Proto, QueryKey, rcode_of};
-use crate::table::{ClientAddr, Node, RoutingTable, suffixes, wire_key};
+use crate::table::labels::rcode_of;
+use crate::table::{ClientAddr, Node, Proto, QueryKey, RoutingTable, suffixes, wire_key};
 
 /// How to choose a steered answer.
 #[derive(Debug, Clone, Copy)]

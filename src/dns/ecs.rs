@@ -1,6 +1,6 @@
 //! EDNS Client Subnet (RFC 7871): strict parsing of the query option, and writing the response
-//! option; also finds the COOKIE option (RFC 7873). Both DNS paths use these functions on raw
-//! bytes, so they agree on what is malformed.
+//! option. Both DNS paths parse it from the raw bytes (`dns::query`), so they agree on what is
+//! malformed.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -94,100 +94,6 @@ pub fn parse(data: &[u8]) -> Result<Ecs, &'static str> {
     })
 }
 
-/// The options of a query's OPT record that steerd reads.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct EdnsOpts<'a> {
-    /// The valid ECS option, if any.
-    pub ecs: Option<Ecs>,
-    /// The data of the first COOKIE option, if any (judged by `dns::guard`).
-    pub cookie: Option<&'a [u8]>,
-    /// COOKIE options in the record (more than one is malformed, when cookies are on).
-    pub cookies: u8,
-}
-
-/// Walk the options of an OPT record's RDATA: at most one ECS option, which must be valid, and
-/// the COOKIE options.
-pub fn options(rdata: &[u8]) -> Result<EdnsOpts<'_>, &'static str> {
-    let mut p = 0;
-    let mut out = EdnsOpts::default();
-    while p < rdata.len() {
-        if p + 4 > rdata.len() {
-            return Err("truncated EDNS option header");
-        }
-        let code = u16::from_be_bytes([rdata[p], rdata[p + 1]]);
-        let len = u16::from_be_bytes([rdata[p + 2], rdata[p + 3]]) as usize;
-        let end = p + 4 + len;
-        if end > rdata.len() {
-            return Err("EDNS option longer than the OPT record");
-        }
-        if code == OPTION_CODE {
-            if out.ecs.is_some() {
-                return Err("more than one ECS option");
-            }
-            out.ecs = Some(parse(&rdata[p + 4..end])?);
-        } else if code == crate::dns::cookie::OPTION_CODE {
-            out.cookies = out.cookies.saturating_add(1);
-            out.cookie = out.cookie.or(Some(&rdata[p + 4..end]));
-        }
-        p = end;
-    }
-    Ok(out)
-}
-
-/// The ECS option of an OPT record's RDATA, if there is exactly one valid one.
-pub fn from_options(rdata: &[u8]) -> Result<Option<Ecs>, &'static str> {
-    options(rdata).map(|o| o.ecs)
-}
-
-/// Skip a (possibly compressed) name starting at `p`; the offset after it.
-fn skip_name(m: &[u8], mut p: usize) -> Option<usize> {
-    loop {
-        let l = *m.get(p)?;
-        match l & 0xc0 {
-            0x00 if l == 0 => return Some(p + 1),
-            0x00 => p += 1 + l as usize,
-            0xc0 => return Some(p + 2),
-            _ => return None,
-        }
-    }
-}
-
-/// Find the OPT record of a whole query message and read its ECS option.
-pub fn from_message(m: &[u8]) -> Result<Option<Ecs>, &'static str> {
-    options_of_message(m).map(|o| o.ecs)
-}
-
-/// Find the OPT record of a whole query message and read its options.
-pub fn options_of_message(m: &[u8]) -> Result<EdnsOpts<'_>, &'static str> {
-    const BAD: &str = "malformed message";
-    if m.len() < 12 {
-        return Err(BAD);
-    }
-    let count = |i: usize| u16::from_be_bytes([m[i], m[i + 1]]) as usize;
-    let (qd, an, ns, ar) = (count(4), count(6), count(8), count(10));
-    let mut p = 12;
-    for _ in 0..qd {
-        p = skip_name(m, p).ok_or(BAD)? + 4;
-    }
-    for i in 0..an + ns + ar {
-        p = skip_name(m, p).ok_or(BAD)?;
-        if p + 10 > m.len() {
-            return Err(BAD);
-        }
-        let rtype = u16::from_be_bytes([m[p], m[p + 1]]);
-        let rdlen = u16::from_be_bytes([m[p + 8], m[p + 9]]) as usize;
-        let start = p + 10;
-        if start + rdlen > m.len() {
-            return Err(BAD);
-        }
-        if rtype == 41 && i >= an + ns {
-            return options(&m[start..start + rdlen]);
-        }
-        p = start + rdlen;
-    }
-    Ok(EdnsOpts::default())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,7 +131,5 @@ mod tests {
         assert!(parse(&[0, 1, 16, 0, 81, 2, 0]).is_err(), "too many octets");
         assert!(parse(&[0, 1, 24, 8, 81, 2, 69]).is_err(), "scope in query");
         assert!(parse(&[0, 1]).is_err(), "short");
-        let two = [0, 8, 0, 4, 0, 1, 0, 0, 0, 8, 0, 4, 0, 1, 0, 0];
-        assert!(from_options(&two).is_err(), "two ECS options");
     }
 }

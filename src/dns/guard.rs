@@ -11,9 +11,9 @@ use arc_swap::ArcSwap;
 
 use crate::config::ServerSettings;
 use crate::dns::cookie::{self, Cookies};
-use crate::dns::ecs::EdnsOpts;
-use crate::dns::rrl::{Account, Rrl, Verdict};
-use crate::table::{SHARDS, counter_shard};
+use crate::dns::query::EdnsOpts;
+use crate::dns::rrl::{Rrl, Verdict};
+use crate::table::{Account, SHARDS, counter_shard};
 
 /// The counters, by index.
 #[derive(Debug, Clone, Copy)]
@@ -73,16 +73,6 @@ pub struct Now {
 }
 
 impl Now {
-    /// The machine's clocks.
-    pub fn read() -> Self {
-        Self {
-            mono: (crate::dns::stats::monotonic_ns() / 1_000_000_000) as u32,
-            unix: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as u32),
-        }
-    }
-
     /// The server's clock (a test's `ManualClock` decides the limiter's seconds).
     pub fn of(clock: &crate::clock::SharedClock) -> Self {
         let n = clock.now();
@@ -112,6 +102,7 @@ pub enum CookieCheck {
 
 impl Guard {
     /// No rate limiting, no cookies.
+    #[cfg(test)]
     pub fn none() -> Self {
         Self {
             rrl: None,

@@ -1,6 +1,7 @@
-//! The general, reference path for every query: TCP queries always come here (`dns::tcp`), UDP
-//! queries when the fast path (`fast::try_answer`) cannot answer them, and every query of the
-//! hickory UDP engine (through hickory-server's `Server` and this `RequestHandler`).
+//! The general path, the reference behaviour: TCP queries always (`dns::tcp`), UDP queries the
+//! fast path (`dns::fast`) declines, and every query of the hickory UDP engine (kept for tests
+//! and benchmarks: hickory-server's `Server` calling this `RequestHandler`). hickory-proto
+//! parses the query, `answer::answer` answers it, `dns::encode` writes the response, once.
 
 use std::iter;
 use std::net::SocketAddr;
@@ -9,22 +10,20 @@ use std::time::Instant;
 
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
-use hickory_server::proto::op::{Edns, Header, MessageType, Metadata, OpCode, ResponseCode};
-use hickory_server::proto::rr::Record;
-use hickory_server::proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
-use hickory_server::proto::serialize::binary::{BinDecoder, BinEncodable, BinEncoder};
+use hickory_server::proto::op::{Header, Message, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_server::proto::serialize::binary::BinDecoder;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder, Queries};
+use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 use tracing::debug;
 
 use crate::dns::answer::{self, AnswerFor, Reply};
-use crate::dns::cookie;
-use crate::dns::ecs::{self, Ecs};
+use crate::dns::ecs::Ecs;
+use crate::dns::encode::{self, Content, Opt};
 use crate::dns::guard::{CookieCheck, Guard, GuardHandle, Now};
-use crate::dns::rrl::{self, Account, Class, Verdict};
-use crate::dns::stats::{Proto, QueryKey, rcode_of};
-use crate::table::ClientAddr;
-use crate::table::{RoutingTable, TableHandle};
+use crate::dns::query;
+use crate::dns::rrl::{self, Verdict};
+use crate::table::labels::rcode_of;
+use crate::table::{Account, Class, ClientAddr, Proto, QueryKey, RoutingTable, TableHandle};
 
 /// The request handler registered with hickory-server.
 #[derive(Clone)]
@@ -67,21 +66,6 @@ impl<'t> Prep<'t> {
     }
 }
 
-/// Does the single question's name (from byte 12) use a compression pointer? In a query it can
-/// only point back into the header (hickory allows only backward pointers), and echoing it
-/// verbatim would point into our response's header: FORMERR without a question instead.
-fn question_has_pointer(raw: &[u8]) -> bool {
-    let mut p = 12;
-    while let Some(&l) = raw.get(p) {
-        match l {
-            0 => return false,
-            l if l & 0xc0 == 0xc0 => return true,
-            l => p += 1 + l as usize,
-        }
-    }
-    false
-}
-
 /// The request's answer, with its ECS and COOKIE options.
 fn prepare<'t>(table: &'t RoutingTable, guard: &Guard, request: &Request, now: Now) -> Prep<'t> {
     if request.metadata.op_code != OpCode::Query {
@@ -94,7 +78,7 @@ fn prepare<'t>(table: &'t RoutingTable, guard: &Guard, request: &Request, now: N
     }
     // RFC 7871 §7.1.1: a malformed ECS option is a FORMERR.
     let opts = match request.edns {
-        Some(_) => match ecs::options_of_message(request.as_slice()) {
+        Some(_) => match query::options_of_message(request.as_slice()) {
             Ok(o) => o,
             Err(reason) => {
                 debug!(src = %request.src(), reason, "malformed EDNS option");
@@ -120,7 +104,11 @@ fn prepare<'t>(table: &'t RoutingTable, guard: &Guard, request: &Request, now: N
     if queries.len() != 1 {
         return Prep::error(ResponseCode::FormErr);
     }
-    if question_has_pointer(request.as_slice()) {
+    // hickory parsed the name, so a name the raw reader refuses uses a compression pointer:
+    // in a query it can only point back into the header (hickory allows only backward
+    // pointers), and the question is echoed as received, so it would point into our
+    // response's header. FORMERR without a question instead.
+    if query::question_name(request.as_slice(), &mut [0; 256]).is_none() {
         debug!(src = %request.src(), "compression pointer in the question");
         return Prep {
             prepared: Prepared::Bare(ResponseCode::FormErr),
@@ -174,113 +162,37 @@ fn count_served(table: &RoutingTable, prep: &Prep<'_>) {
     }
 }
 
-/// The OPT record of our responses: version 0, our maximum UDP payload, the query's DO bit,
-/// the ECS option with our scope and the COOKIE option with our server cookie when the query
-/// had them.
-fn response_edns(request: &Request, table: &RoutingTable, prep: &Prep<'_>) -> Option<Edns> {
-    request.edns.as_ref().map(|q| {
-        let mut e = Edns::new();
-        e.set_max_payload(table.settings.max_udp_payload);
-        e.set_version(0);
-        // RFC 3225 §3: the DO bit of the query is copied into the response.
-        e.set_dnssec_ok(q.flags().dnssec_ok);
-        if let Some(ecs) = prep.ecs {
+/// The OPT record of the response, when the query had one: our maximum UDP payload, the
+/// query's DO bit, its ECS option with our scope, and our COOKIE option.
+fn response_opt<'p>(
+    request: &Request,
+    table: &RoutingTable,
+    prep: &'p Prep<'_>,
+) -> Option<Opt<'p>> {
+    request.edns.as_ref().map(|q| Opt {
+        payload: table.settings.max_udp_payload,
+        dnssec_ok: q.flags().dnssec_ok,
+        ecs: prep.ecs.map(|e| {
             let scope = match &prep.prepared {
                 Prepared::Reply(r) => r.scope,
                 Prepared::Error(_) | Prepared::Bare(_) => 0,
             };
-            e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
-                ecs.addr,
-                ecs.source_prefix,
-                scope,
-            )));
-        }
-        if let CookieCheck::Ok(o) = prep.cookie {
-            e.options_mut()
-                .insert(EdnsOption::Unknown(cookie::OPTION_CODE, o.reply.to_vec()));
-        }
-        e
+            (e, scope)
+        }),
+        cookie: match &prep.cookie {
+            CookieCheck::Ok(o) => Some(&o.reply),
+            _ => None,
+        },
     })
 }
 
 /// Largest UDP response for this request (RFC 1035 512, or the advertised EDNS size clamped to
 /// our configured maximum).
-fn udp_limit(request: &Request, table: &RoutingTable) -> u16 {
+fn udp_limit(request: &Request, table: &RoutingTable) -> usize {
     match &request.edns {
-        Some(e) => e.max_payload().clamp(512, table.settings.max_udp_payload),
+        Some(e) => e.max_payload().clamp(512, table.settings.max_udp_payload) as usize,
         None => 512,
     }
-}
-
-type Response<'q, 'a> = MessageResponse<
-    'q,
-    'a,
-    Box<dyn Iterator<Item = &'a Record> + Send + 'a>,
-    Box<dyn Iterator<Item = &'a Record> + Send + 'a>,
-    Box<dyn Iterator<Item = &'a Record> + Send + 'a>,
-    Box<dyn Iterator<Item = &'a Record> + Send + 'a>,
->;
-
-/// Build the hickory response; `truncated` drops every record and sets TC (the client retries
-/// over TCP and gets everything).
-fn build<'q, 'a>(
-    request: &'q Request,
-    prepared: &'a Prepared<'a>,
-    edns: Option<&'q Edns>,
-    truncated: bool,
-) -> Response<'q, 'a> {
-    let builder = match prepared {
-        Prepared::Bare(_) => MessageResponseBuilder::new(&NO_QUESTION, edns),
-        _ => MessageResponseBuilder::new(&request.queries, edns),
-    };
-    let mut metadata = Metadata::response_from_request(&request.metadata);
-    if metadata.op_code != OpCode::Query {
-        // RD and CD are QUERY's flags (RFC 1035 §4.1.1, RFC 4035 §3.2.2).
-        metadata.recursion_desired = false;
-        metadata.checking_disabled = false;
-    }
-    let empty = || -> Box<dyn Iterator<Item = &'a Record> + Send + 'a> { Box::new(iter::empty()) };
-    match prepared {
-        Prepared::Error(code) | Prepared::Bare(code) => {
-            metadata.response_code = *code;
-            metadata.truncation = truncated;
-            builder.build(metadata, empty(), empty(), empty(), empty())
-        }
-        Prepared::Reply(r) => {
-            metadata.response_code = r.rcode;
-            metadata.authoritative = r.authoritative;
-            if truncated {
-                metadata.truncation = true;
-                return builder.build(metadata, empty(), empty(), empty(), empty());
-            }
-            builder.build(
-                metadata,
-                boxed(r.answers.iter().copied()),
-                boxed(r.authority.iter().copied()),
-                empty(),
-                boxed(r.additional.iter().copied()),
-            )
-        }
-    }
-}
-
-/// An empty question section (hickory builds one only by reading zero questions).
-static NO_QUESTION: std::sync::LazyLock<Queries> = std::sync::LazyLock::new(|| {
-    Queries::read(&mut BinDecoder::new(&[]), 0).expect("reading no question cannot fail")
-});
-
-fn boxed<'a>(
-    it: impl Iterator<Item = &'a Record> + Send + 'a,
-) -> Box<dyn Iterator<Item = &'a Record> + Send + 'a> {
-    Box::new(it)
-}
-
-fn encode(response: Response<'_, '_>, max: u16) -> Option<(Vec<u8>, bool)> {
-    let mut buf = Vec::with_capacity(512);
-    let mut enc = BinEncoder::new(&mut buf);
-    enc.set_max_size(max);
-    let info = response.destructive_emit(&mut enc).ok()?;
-    Some((buf, info.truncation))
 }
 
 /// The query-metrics key of a prepared answer.
@@ -318,29 +230,63 @@ fn limit_udp(
     }
 }
 
-/// Encode the answer to a UDP request within the client's size limit: if the full answer does
-/// not fit, an empty answer with TC=1. Also the query's metrics key. `None`: rate-limited.
-fn encode_udp(
-    request: &Request,
+/// The response to a request and its metrics key; `None`: rate-limited, nothing is sent. An
+/// answer that does not fit (UDP: the client's limit; TCP: 64 KiB) is sent with TC=1 and no
+/// records; the response is `None` when not even that fits.
+fn respond(
     table: &RoutingTable,
     guard: &Guard,
+    request: &Request,
     now: Now,
-) -> Option<(Vec<u8>, QueryKey)> {
+) -> Option<(Option<Vec<u8>>, QueryKey)> {
+    let udp = request.protocol() == Protocol::Udp;
     let mut prep = prepare(table, guard, request, now);
-    let slip = limit_udp(table, guard, request, &mut prep, now)?;
+    let slip = if udp {
+        limit_udp(table, guard, request, &mut prep, now)?
+    } else {
+        false
+    };
     if !slip {
         count_served(table, &prep);
     }
-    let key = stats_key(table, &prep.prepared, Proto::Udp, prep.ecs.is_some());
-    let edns = response_edns(request, table, &prep);
-    let limit = udp_limit(request, table);
-    if !slip {
-        let (bytes, tc) = encode(build(request, &prep.prepared, edns.as_ref(), false), limit)?;
-        if !tc {
-            return Some((bytes, key));
-        }
-    }
-    encode(build(request, &prep.prepared, edns.as_ref(), true), limit).map(|(b, _)| (b, key))
+    let proto = if udp { Proto::Udp } else { Proto::Tcp };
+    let key = stats_key(table, &prep.prepared, proto, prep.ecs.is_some());
+    let limit = if udp {
+        udp_limit(request, table)
+    } else {
+        usize::from(u16::MAX)
+    };
+    let (question, qdcount) = match prep.prepared {
+        Prepared::Bare(_) => (&[][..], 0),
+        _ => (request.queries.as_bytes(), request.queries.len() as u16),
+    };
+    let (head, reply) = match &prep.prepared {
+        Prepared::Error(code) | Prepared::Bare(code) => (Content::empty(*code, false), None),
+        Prepared::Reply(r) => (Content::empty(r.rcode, r.authoritative), Some(r)),
+    };
+    let (head, reply) = if slip {
+        (head.truncated(), None)
+    } else {
+        (head, reply)
+    };
+    let opt = response_opt(request, table, &prep);
+    let bytes = encode::response(
+        request.as_slice(),
+        question,
+        qdcount,
+        head,
+        reply,
+        opt.as_ref(),
+        limit,
+    );
+    Some((bytes, key))
+}
+
+/// A response with no question and no records: the header `query` (at least 4 bytes: ID and
+/// flags) calls for, with this RCODE.
+fn bare(query: &[u8], rcode: ResponseCode) -> Vec<u8> {
+    let head = Content::empty(rcode, false);
+    encode::response(query, &[], 0, head, None, None, usize::MAX).unwrap_or_default()
 }
 
 /// A FORMERR response built from a header we could parse (the rest of the packet could not be):
@@ -349,14 +295,7 @@ pub fn formerr_from_header(raw: &[u8]) -> Option<Vec<u8>> {
     if raw.len() < 12 || raw[2] & 0x80 != 0 {
         return None;
     }
-    let mut out = vec![0u8; 12];
-    out[0..2].copy_from_slice(&raw[0..2]);
-    // QR=1, opcode copied, RCODE=1 (FORMERR); RD and CD copied for QUERY only, the one
-    // opcode that defines them.
-    let query = raw[2] & 0x78 == 0;
-    out[2] = 0x80 | (raw[2] & 0x78) | if query { raw[2] & 0x01 } else { 0 };
-    out[3] = 0x01 | if query { raw[3] & 0x10 } else { 0 };
-    Some(out)
+    Some(bare(raw, ResponseCode::FormErr))
 }
 
 /// The general path for a UDP packet the fast path did not answer: the response and the
@@ -377,13 +316,14 @@ pub fn answer_udp_slow(
             if request.metadata.message_type != MessageType::Query {
                 return None;
             }
-            encode_udp(&request, table, guard, now)
+            let (bytes, key) = respond(table, guard, &request, now)?;
+            Some((bytes?, key))
         }
     }
 }
 
 /// The answer to one message received over TCP, and its metrics key; `None`: no answer (a
-/// message shorter than a header, or a response: QR=1). Never rate limited, never truncated.
+/// message shorter than a header, or a response: QR=1). Never rate limited.
 pub fn answer_tcp(
     table: &RoutingTable,
     guard: &Guard,
@@ -404,28 +344,62 @@ pub fn answer_tcp(
     if request.metadata.message_type != MessageType::Query {
         return None;
     }
-    let prep = prepare(table, guard, &request, now);
-    count_served(table, &prep);
-    let key = stats_key(table, &prep.prepared, Proto::Tcp, prep.ecs.is_some());
-    let edns = response_edns(&request, table, &prep);
-    match encode(
-        build(&request, &prep.prepared, edns.as_ref(), false),
-        u16::MAX,
-    ) {
-        Some((bytes, _)) => Some((bytes, key)),
+    match respond(table, guard, &request, now)? {
+        (Some(bytes), key) => Some((bytes, key)),
+        // Too large even for TCP: SERVFAIL, as hickory-server answers then.
+        (None, _) => Some((
+            bare(&[raw[0], raw[1], 0, 0], ResponseCode::ServFail),
+            QueryKey::new(0, 0, rcode_of(ResponseCode::ServFail), Proto::Tcp, false),
+        )),
+    }
+}
+
+/// An empty question section (hickory builds one only by reading zero questions).
+static NO_QUESTION: std::sync::LazyLock<Queries> = std::sync::LazyLock::new(|| {
+    Queries::read(&mut BinDecoder::new(&[]), 0).expect("reading no question cannot fail")
+});
+
+/// Send our response through hickory-server's response handle, which encodes messages itself:
+/// the response as hickory reads it back, with the request's question as received (so it comes
+/// out as we wrote it). A response that does not fit at all is a SERVFAIL, as hickory-server
+/// answers then.
+async fn send<R: ResponseHandler>(
+    request: &Request,
+    bytes: Option<Vec<u8>>,
+    handle: &mut R,
+) -> ResponseInfo {
+    let msg = bytes.and_then(|b| Message::from_vec(&b).ok());
+    let (metadata, queries) = match &msg {
+        Some(m) if m.queries.is_empty() => (m.metadata, &*NO_QUESTION),
+        Some(m) => (m.metadata, &request.queries),
         None => {
-            // Too large even for TCP: SERVFAIL, as hickory-server answers then.
             let mut m = Metadata::new(request.metadata.id, MessageType::Response, OpCode::Query);
             m.response_code = ResponseCode::ServFail;
-            let header = Header {
+            (m, &*NO_QUESTION)
+        }
+    };
+    let (answers, authorities, additionals) = match &msg {
+        Some(m) => (&m.answers[..], &m.authorities[..], &m.additionals[..]),
+        None => (&[][..], &[][..], &[][..]),
+    };
+    let edns = msg.as_ref().and_then(|m| m.edns.as_ref());
+    let response = MessageResponseBuilder::new(queries, edns).build(
+        metadata,
+        answers.iter(),
+        authorities.iter(),
+        iter::empty(),
+        additionals.iter(),
+    );
+    match handle.send_response(response).await {
+        Ok(info) => info,
+        Err(e) => {
+            debug!(error = %e, "failed to send response");
+            let mut m = metadata;
+            m.response_code = ResponseCode::ServFail;
+            ResponseInfo::from(Header {
                 metadata: m,
                 counts: Default::default(),
-            };
-            let bytes = header.to_bytes().ok()?;
-            Some((
-                bytes,
-                QueryKey::new(0, 0, rcode_of(ResponseCode::ServFail), Proto::Tcp, false),
-            ))
+            })
         }
     }
 }
@@ -441,49 +415,15 @@ impl RequestHandler for DnsHandler {
         let now = self.guard.now();
         let table = self.table.load();
         let guard = self.guard.load();
-        let udp = request.protocol() == Protocol::Udp;
-        let mut prep = prepare(&table, &guard, request, now);
-        let proto = if udp { Proto::Udp } else { Proto::Tcp };
-        let slip = if udp {
-            limit_udp(&table, &guard, request, &mut prep, now)
-        } else {
-            Some(false)
-        };
-        let Some(slip) = slip else {
+        let Some((bytes, key)) = respond(&table, &guard, request, now) else {
             // Rate limited: nothing is sent.
             return ResponseInfo::from(Header {
                 metadata: Metadata::response_from_request(&request.metadata),
                 counts: Default::default(),
             });
         };
-        if !slip {
-            count_served(&table, &prep);
-        }
-        let key = stats_key(&table, &prep.prepared, proto, prep.ecs.is_some());
-        let edns = response_edns(request, &table, &prep);
-        // hickory truncates UDP answers record by record; we prefer an empty TC=1 answer so the
-        // client retries over TCP, so check the size first.
-        let truncated = slip
-            || udp && {
-                let limit = udp_limit(request, &table);
-                encode(build(request, &prep.prepared, edns.as_ref(), false), limit)
-                    .is_none_or(|(_, tc)| tc)
-            };
-        let response = build(request, &prep.prepared, edns.as_ref(), truncated);
-        let fallback = *response.metadata();
-        let sent = response_handle.send_response(response).await;
+        let info = send(request, bytes, &mut response_handle).await;
         table.counters.queries.record(key, start.elapsed());
-        match sent {
-            Ok(info) => info,
-            Err(e) => {
-                debug!(error = %e, "failed to send response");
-                let mut m = fallback;
-                m.response_code = ResponseCode::ServFail;
-                ResponseInfo::from(Header {
-                    metadata: m,
-                    counts: Default::default(),
-                })
-            }
-        }
+        info
     }
 }

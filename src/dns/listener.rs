@@ -1,6 +1,8 @@
 //! Sockets: per-core UDP sockets with SO_REUSEPORT on every listen address, plus one TCP listener
-//! per address served by `dns::tcp` (connection caps and timeouts). hickory-server's `Server`
-//! runs only the hickory UDP engine.
+//! per address served by `dns::tcp` (connection caps and timeouts). The UDP sockets are served
+//! by `ServerSettings::udp_engine`: the fast engine (a blocking worker per socket, fast path
+//! first) in production, or the hickory engine (hickory-server's `Server` calling
+//! `dns::handler` for every query), which tests and benchmarks set to compare against.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -19,15 +21,15 @@ use crate::conns::{ConnLimits, Registry, Tracker};
 use crate::dns::fast::{self, FastOutcome};
 use crate::dns::guard::GuardHandle;
 use crate::dns::handler::{self, DnsHandler};
-use crate::dns::stats::{self, Proto, QueryKey, QueryStats};
+use crate::dns::precompute::MAX_FAST_RESPONSE;
+use crate::dns::stats;
 use crate::dns::tcp::{self, TcpContext};
-use crate::table::TableHandle;
+use crate::table::{Proto, QueryKey, TableHandle, queries::QueryStats};
 
 /// Running DNS listeners.
 pub struct DnsListeners {
     pub udp_addrs: Vec<SocketAddr>,
     pub tcp_addrs: Vec<SocketAddr>,
-    udp_sockets_per_addr: usize,
     stop: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
     server: Server<DnsHandler>,
@@ -174,7 +176,6 @@ impl DnsListeners {
         Ok(Self {
             udp_addrs,
             tcp_addrs,
-            udp_sockets_per_addr: per_addr,
             stop,
             workers,
             server,
@@ -187,10 +188,6 @@ impl DnsListeners {
     /// The rate limiter and cookies (updated by [`GuardHandle::apply`] on reload).
     pub fn guard(&self) -> &Arc<GuardHandle> {
         &self.guard
-    }
-
-    pub fn udp_sockets_per_addr(&self) -> usize {
-        self.udp_sockets_per_addr
     }
 
     /// Stop accepting queries and wait for the workers to finish.
@@ -221,7 +218,7 @@ const RECV_BUF: usize = 4096;
 /// Per-worker buffers for `recvmmsg`/`sendmmsg`.
 struct Batch {
     rbufs: Vec<[u8; RECV_BUF]>,
-    obufs: Vec<[u8; fast::MAX_FAST_RESPONSE]>,
+    obufs: Vec<[u8; MAX_FAST_RESPONSE]>,
     addrs: Vec<libc::sockaddr_storage>,
     riov: Vec<libc::iovec>,
     rhdr: Vec<libc::mmsghdr>,
@@ -241,7 +238,7 @@ impl Batch {
         };
         Box::new(Self {
             rbufs: vec![[0u8; RECV_BUF]; BATCH],
-            obufs: vec![[0u8; fast::MAX_FAST_RESPONSE]; BATCH],
+            obufs: vec![[0u8; MAX_FAST_RESPONSE]; BATCH],
             // SAFETY: as above.
             addrs: vec![unsafe { std::mem::zeroed() }; BATCH],
             riov: vec![zeroed_iov; BATCH],

@@ -12,18 +12,12 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{Name, RecordType};
 use ipnet::IpNet;
 
-/// The kinds of response BIND accounts separately.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Class {
-    Answer = 0,
-    Referral = 1,
-    NoData = 2,
-    NxDomain = 3,
-    Error = 4,
-}
+use crate::dns::answer::Reply;
+use crate::table::{Account, Class, RoutingTable, wire_key};
 
 /// What to do with a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,37 +43,14 @@ pub struct RrlSettings {
     pub table_size: usize,
 }
 
-/// The account of a response: its class and a hash of the name (and type) it is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Account {
-    pub class: Class,
-    pub key: u64,
-}
-
-impl Account {
-    /// `name` is a lower-case wire-format name; `qtype` counts for positive answers only.
-    pub fn new(class: Class, name: &[u8], qtype: u16) -> Self {
-        let key = match class {
-            Class::Error => 0,
-            Class::Answer => {
-                xxhash_rust::xxh3::xxh3_64_with_seed(name, u64::from(qtype) << 8 | class as u64)
-            }
-            _ => xxhash_rust::xxh3::xxh3_64_with_seed(name, class as u64),
-        };
-        Self { class, key }
-    }
-}
-
 /// The account of an answer from the answer logic: the query name and type for an answer, the
 /// zone for NXDOMAIN and NODATA, the delegation for a referral, one for all errors.
 pub fn account_of(
-    table: &crate::table::RoutingTable,
-    reply: &crate::dns::answer::Reply<'_>,
-    qname: &hickory_proto::rr::Name,
-    qtype: hickory_proto::rr::RecordType,
+    table: &RoutingTable,
+    reply: &Reply<'_>,
+    qname: &Name,
+    qtype: RecordType,
 ) -> Account {
-    use crate::table::wire_key;
-    use hickory_proto::op::ResponseCode;
     let zone = || {
         reply
             .zone

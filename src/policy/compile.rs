@@ -15,7 +15,7 @@ use super::cells::{CellMap, Gathered, run_cell, service_cells};
 use super::chain::{Ctx, Memory, Pick};
 use super::inputs::PolicyInputs;
 use crate::config::{Service, TargetAnswer, ValidConfig};
-use crate::dns::fast;
+use crate::dns::precompute;
 use crate::geo::{Blocks, GeoData, build_blocks};
 use crate::table::{
     Choice, CompiledService, Node, RoutingTable, Selector, ServiceAnswer, TableSettings,
@@ -108,8 +108,8 @@ pub fn compile_with(
         .filter(|(_, n)| n.cut)
         .map(|(k, _)| k.clone())
         .collect();
-    table.fast = fast::precompute(&table);
-    table.fast_nx = fast::precompute_nxdomain(&table);
+    table.fast = precompute::precompute(&table);
+    table.fast_nx = precompute::precompute_nxdomain(&table);
     table.fingerprint = fp.finish();
     (table, memory)
 }
