@@ -26,9 +26,9 @@ pub use load::{load, parse, parse_in, parse_to_serve};
 pub use schema::{Config, PolicyKind};
 pub(crate) use valid::redact_url;
 pub use valid::{
-    AdminSettings, AlertSettings, ChainSettings, CostModel, DEFAULT_BYTES_PER_ANSWER,
-    DEFAULT_MAX_BODY, GeoSettings, Member, NetOverride, OverrideSpec, RegionChoice, RegionKey,
-    Scope, ServerSettings, Service, SinkKind, SinkSpec, StaticZone, Target, TargetAnswer, Token,
-    UdpEngine, ValidConfig,
+    AdminSettings, AlertSettings, ChainSettings, CookieSettings, CostModel,
+    DEFAULT_BYTES_PER_ANSWER, DEFAULT_MAX_BODY, GeoSettings, Member, NetOverride, OverrideSpec,
+    RegionChoice, RegionKey, RrlSettings, Scope, ServerSettings, Service, SinkKind, SinkSpec,
+    StaticZone, Target, TargetAnswer, Token, UdpEngine, ValidConfig,
 };
 pub use validate::{validate, validate_in, validate_nets};

@@ -48,8 +48,8 @@ pub struct ServerSettings {
     /// Descriptors the listeners never take.
     pub fd_reserve: usize,
     /// Response rate limiting (None: off).
-    pub rrl: Option<crate::dns::rrl::RrlSettings>,
-    pub cookies: crate::dns::cookie::CookieSettings,
+    pub rrl: Option<RrlSettings>,
+    pub cookies: CookieSettings,
 }
 
 /// A zone's static data: SOA, apex NS, and every static RRset keyed by lower-case owner name.
@@ -639,4 +639,27 @@ impl Default for ChainSettings {
             cache_weight: 0.6,
         }
     }
+}
+
+/// `[server.rrl]`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RrlSettings {
+    /// Per second, indexed by [`Class`]; 0 = that class is not limited.
+    pub rates: [u32; 5],
+    pub window: u32,
+    pub slip: u8,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+    pub exempt: Vec<IpNet>,
+    pub log_only: bool,
+    /// A power of two.
+    pub table_size: usize,
+}
+
+/// `[server.cookies]`, validated.
+#[derive(Clone, PartialEq)]
+pub struct CookieSettings {
+    pub enabled: bool,
+    /// Secrets from the environment (the first signs); None: a random one drawn at start.
+    pub secrets: Option<Vec<[u8; 16]>>,
 }

@@ -22,13 +22,7 @@ const MAX_AGE: i64 = 3600;
 const MAX_AHEAD: i64 = 300;
 const REFRESH_AGE: i64 = 1800;
 
-/// `[server.cookies]`, validated.
-#[derive(Clone, PartialEq)]
-pub struct CookieSettings {
-    pub enabled: bool,
-    /// Secrets from the environment (the first signs); None: a random one drawn at start.
-    pub secrets: Option<Vec<[u8; 16]>>,
-}
+pub use crate::config::CookieSettings;
 
 impl Default for CookieSettings {
     fn default() -> Self {

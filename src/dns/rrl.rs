@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RecordType};
-use ipnet::IpNet;
 
 use crate::dns::answer::Reply;
 use crate::table::{Account, Class, RoutingTable, wire_key};
@@ -28,20 +27,7 @@ pub enum Verdict {
     Slip,
 }
 
-/// `[server.rrl]`, validated.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RrlSettings {
-    /// Per second, indexed by [`Class`]; 0 = that class is not limited.
-    pub rates: [u32; 5],
-    pub window: u32,
-    pub slip: u8,
-    pub ipv4_prefix: u8,
-    pub ipv6_prefix: u8,
-    pub exempt: Vec<IpNet>,
-    pub log_only: bool,
-    /// A power of two.
-    pub table_size: usize,
-}
+pub use crate::config::RrlSettings;
 
 /// The account of an answer from the answer logic: the query name and type for an answer, the
 /// zone for NXDOMAIN and NODATA, the delegation for a referral, one for all errors.

@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::config::CookieSettings;
+use crate::config::RrlSettings;
 use crate::config::issues::{Context, Issues, at_most, between, conn_caps, listener_timeout};
 use crate::config::schema::{CookiesConfig, RrlConfig, ServerConfig};
 use crate::config::valid::{ServerSettings, UdpEngine};
 use crate::conns::ConnLimits;
-use crate::dns::cookie::CookieSettings;
-use crate::dns::rrl::RrlSettings;
 
 /// Defaults of the DNS TCP listeners.
 const DEFAULT_TCP_MESSAGE_TIMEOUT: f64 = 2.0;
