@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime};
 
 use axum::http::Method;
 use common::sinks::{
-    HANG, HANG_FOR, Receiver, alerter, alerts, delivered, down, ids, settings, sink, stats,
-    wait_for,
+    HANG, HANG_FOR, Receiver, alerter, alerts, delivered, down, ids, receiver_and_alerter,
+    settings, sink, stats, wait_for,
 };
 use serde_json::{Value, json};
 use steerd::events::{Event, EventKind, Severity};
@@ -65,16 +65,14 @@ fn config_changed(id: u64) -> Event {
 
 #[tokio::test]
 async fn webhook_gets_the_event_as_json() {
-    let rx = Receiver::start(&[]).await;
-    let a = alerter(
-        "",
-        &[sink(
-            "ops",
-            "webhook",
-            &rx.url("/hook"),
-            "headers = { Authorization = \"Bearer s3cret\", X-Team = \"edge\" }\n",
-        )],
-    );
+    let (rx, a) = receiver_and_alerter(
+        &[],
+        "ops",
+        "webhook",
+        "/hook",
+        "headers = { Authorization = \"Bearer s3cret\", X-Team = \"edge\" }\n",
+    )
+    .await;
     a.send(&failover(1));
     a.send(&config_changed(2));
     wait_for("2 webhook posts", || rx.count() >= 2).await;
@@ -116,16 +114,7 @@ async fn webhook_gets_the_event_as_json() {
 
 #[tokio::test]
 async fn slack_gets_a_readable_line_per_event() {
-    let rx = Receiver::start(&[]).await;
-    let a = alerter(
-        "",
-        &[sink(
-            "chat",
-            "slack",
-            &rx.url("/services/T000/B000/XXXX"),
-            "",
-        )],
-    );
+    let (rx, a) = receiver_and_alerter(&[], "chat", "slack", "/services/T000/B000/XXXX", "").await;
     a.send(&failover(1));
     a.send(&recovery(2));
     wait_for("2 slack posts", || rx.count() >= 2).await;
@@ -159,16 +148,14 @@ async fn slack_gets_a_readable_line_per_event() {
 
 #[tokio::test]
 async fn pagerduty_trigger_then_resolve_with_one_dedup_key() {
-    let rx = Receiver::start(&[202, 202]).await;
-    let a = alerter(
-        "",
-        &[sink(
-            "pd",
-            "pagerduty",
-            &rx.url("/v2/enqueue"),
-            "routing_key = \"R0UT1NGKEY0123456789abcdef012345\"\n",
-        )],
-    );
+    let (rx, a) = receiver_and_alerter(
+        &[202, 202],
+        "pd",
+        "pagerduty",
+        "/v2/enqueue",
+        "routing_key = \"R0UT1NGKEY0123456789abcdef012345\"\n",
+    )
+    .await;
     a.send(&failover(1));
     // Informational events are not sent to PagerDuty.
     a.send(&config_changed(2));
@@ -220,9 +207,8 @@ async fn pagerduty_trigger_then_resolve_with_one_dedup_key() {
 
 #[tokio::test]
 async fn alertmanager_starts_then_ends_the_same_alert() {
-    let rx = Receiver::start(&[]).await;
     // A base URL: the sink posts to /api/v2/alerts.
-    let a = alerter("", &[sink("am", "alertmanager", &rx.url("/"), "")]);
+    let (rx, a) = receiver_and_alerter(&[], "am", "alertmanager", "/", "").await;
     a.send(&failover(1));
     a.send(&config_changed(2));
     a.send(&recovery(3));
@@ -264,11 +250,7 @@ async fn alertmanager_starts_then_ends_the_same_alert() {
 
 #[tokio::test]
 async fn alertmanager_re_sends_firing_alerts() {
-    let rx = Receiver::start(&[]).await;
-    let a = alerter(
-        "",
-        &[sink("am", "alertmanager", &rx.url(""), "resend = 0.05\n")],
-    );
+    let (rx, a) = receiver_and_alerter(&[], "am", "alertmanager", "", "resend = 0.05\n").await;
     a.send(&failover(1));
     wait_for("re-sends", || rx.count() >= 3).await;
     // The re-sends follow the delivery (same task), so it is counted by now.
@@ -307,8 +289,7 @@ async fn alertmanager_re_sends_firing_alerts() {
 
 #[tokio::test]
 async fn retries_after_500_in_order() {
-    let rx = Receiver::start(&[500, 500]).await;
-    let a = alerter("", &[sink("ops", "webhook", &rx.url("/hook"), "")]);
+    let (rx, a) = receiver_and_alerter(&[500, 500], "ops", "webhook", "/hook", "").await;
     a.send(&failover(1));
     a.send(&recovery(2));
     wait_for("both delivered", || stats(&a, "ops").delivered == 2).await;
@@ -320,16 +301,14 @@ async fn retries_after_500_in_order() {
 
 #[tokio::test]
 async fn retry_after_500_then_delivered_once() {
-    let rx = Receiver::start(&[500, 500]).await;
-    let a = alerter(
-        "",
-        &[sink(
-            "pd",
-            "pagerduty",
-            &rx.url("/v2/enqueue"),
-            "routing_key = \"k\"\n",
-        )],
-    );
+    let (rx, a) = receiver_and_alerter(
+        &[500, 500],
+        "pd",
+        "pagerduty",
+        "/v2/enqueue",
+        "routing_key = \"k\"\n",
+    )
+    .await;
     a.send(&failover(1));
     delivered(&a, "pd", 1).await;
     let st = stats(&a, "pd");
@@ -403,11 +382,7 @@ async fn events_older_than_max_age_are_dropped_and_counted() {
 
 #[tokio::test]
 async fn a_hanging_receiver_times_out_and_is_retried() {
-    let rx = Receiver::start(&[HANG]).await;
-    let a = alerter(
-        "",
-        &[sink("ops", "webhook", &rx.url("/hook"), "timeout = 1\n")],
-    );
+    let (rx, a) = receiver_and_alerter(&[HANG], "ops", "webhook", "/hook", "timeout = 1\n").await;
     let t = std::time::Instant::now();
     a.send(&failover(1));
     delivered(&a, "ops", 1).await;
@@ -425,8 +400,7 @@ async fn a_hanging_receiver_times_out_and_is_retried() {
 
 #[tokio::test]
 async fn a_4xx_is_not_retried() {
-    let rx = Receiver::start(&[400]).await;
-    let a = alerter("", &[sink("ops", "webhook", &rx.url("/hook"), "")]);
+    let (rx, a) = receiver_and_alerter(&[400], "ops", "webhook", "/hook", "").await;
     a.send(&failover(1));
     a.send(&failover(2));
     wait_for("second delivered", || stats(&a, "ops").delivered == 1).await;
@@ -437,16 +411,14 @@ async fn a_4xx_is_not_retried() {
 
 #[tokio::test]
 async fn filters_by_kind_and_severity_but_resolves_pass() {
-    let rx = Receiver::start(&[]).await;
-    let a = alerter(
-        "",
-        &[sink(
-            "ops",
-            "webhook",
-            &rx.url("/hook"),
-            "events = [\"failover\", \"degraded\"]\nmin_severity = \"critical\"\n",
-        )],
-    );
+    let (rx, a) = receiver_and_alerter(
+        &[],
+        "ops",
+        "webhook",
+        "/hook",
+        "events = [\"failover\", \"degraded\"]\nmin_severity = \"critical\"\n",
+    )
+    .await;
     a.send(&event(1, EventKind::Degraded, Severity::Warning, T0));
     a.send(&config_changed(2));
     a.send(&failover(3));
@@ -646,8 +618,7 @@ fn config_defaults() {
 
 #[tokio::test]
 async fn prometheus_collector_reports_every_sink() {
-    let rx = Receiver::start(&[500]).await;
-    let a = alerter("", &[sink("ops", "webhook", &rx.url("/hook"), "")]);
+    let (_rx, a) = receiver_and_alerter(&[500], "ops", "webhook", "/hook", "").await;
     let registry = prometheus::Registry::new();
     registry.register(a.collector()).unwrap();
     a.send(&failover(1));

@@ -360,46 +360,41 @@ static NO_QUESTION: std::sync::LazyLock<Queries> = std::sync::LazyLock::new(|| {
 });
 
 /// Send our response through hickory-server's response handle, which encodes messages itself:
-/// the response as hickory reads it back, with the request's question as received (so it comes
-/// out as we wrote it). A response that does not fit at all is a SERVFAIL, as hickory-server
-/// answers then.
-async fn send<R: ResponseHandler>(
-    request: &Request,
-    bytes: Option<Vec<u8>>,
-    handle: &mut R,
-) -> ResponseInfo {
-    let msg = bytes.and_then(|b| Message::from_vec(&b).ok());
-    let (metadata, queries) = match &msg {
-        Some(m) if m.queries.is_empty() => (m.metadata, &*NO_QUESTION),
-        Some(m) => (m.metadata, &request.queries),
-        None => {
-            let mut m = Metadata::new(request.metadata.id, MessageType::Response, OpCode::Query);
-            m.response_code = ResponseCode::ServFail;
-            (m, &*NO_QUESTION)
+/// the response as hickory reads it back, with the request's question as received, so that it
+/// comes out as we wrote it.
+async fn send<R: ResponseHandler>(request: &Request, bytes: &[u8], handle: &mut R) -> ResponseInfo {
+    let failed = |metadata: Metadata| {
+        let mut m = metadata;
+        m.response_code = ResponseCode::ServFail;
+        ResponseInfo::from(Header {
+            metadata: m,
+            counts: Default::default(),
+        })
+    };
+    let m = match Message::from_vec(bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            debug!(error = %e, "our response does not read back");
+            return failed(Metadata::response_from_request(&request.metadata));
         }
     };
-    let (answers, authorities, additionals) = match &msg {
-        Some(m) => (&m.answers[..], &m.authorities[..], &m.additionals[..]),
-        None => (&[][..], &[][..], &[][..]),
+    let queries = if m.queries.is_empty() {
+        &*NO_QUESTION
+    } else {
+        &request.queries
     };
-    let edns = msg.as_ref().and_then(|m| m.edns.as_ref());
-    let response = MessageResponseBuilder::new(queries, edns).build(
-        metadata,
-        answers.iter(),
-        authorities.iter(),
+    let response = MessageResponseBuilder::new(queries, m.edns.as_ref()).build(
+        m.metadata,
+        m.answers.iter(),
+        m.authorities.iter(),
         iter::empty(),
-        additionals.iter(),
+        m.additionals.iter(),
     );
     match handle.send_response(response).await {
         Ok(info) => info,
         Err(e) => {
             debug!(error = %e, "failed to send response");
-            let mut m = metadata;
-            m.response_code = ResponseCode::ServFail;
-            ResponseInfo::from(Header {
-                metadata: m,
-                counts: Default::default(),
-            })
+            failed(m.metadata)
         }
     }
 }
@@ -415,14 +410,15 @@ impl RequestHandler for DnsHandler {
         let now = self.guard.now();
         let table = self.table.load();
         let guard = self.guard.load();
-        let Some((bytes, key)) = respond(&table, &guard, request, now) else {
-            // Rate limited: nothing is sent.
+        let Some((Some(bytes), key)) = respond(&table, &guard, request, now) else {
+            // Rate limited, or too large even without records: nothing is sent (as by the
+            // fast engine).
             return ResponseInfo::from(Header {
                 metadata: Metadata::response_from_request(&request.metadata),
                 counts: Default::default(),
             });
         };
-        let info = send(request, bytes, &mut response_handle).await;
+        let info = send(request, &bytes, &mut response_handle).await;
         table.counters.queries.record(key, start.elapsed());
         info
     }

@@ -158,6 +158,21 @@ pub fn alerter(top: &str, sinks: &[String]) -> Alerter {
     Alerter::start(&alerts(top, sinks))
 }
 
+/// A receiver answering `script` (see [`Receiver::start`]) and an alerter with [`FAST`]
+/// retries and one sink, `name` of `kind`, posting to the receiver's `path`; `extra` is more
+/// keys of the sink.
+pub async fn receiver_and_alerter(
+    script: &[u16],
+    name: &str,
+    kind: &str,
+    path: &str,
+    extra: &str,
+) -> (Receiver, Alerter) {
+    let rx = Receiver::start(script).await;
+    let a = alerter("", &[sink(name, kind, &rx.url(path), extra)]);
+    (rx, a)
+}
+
 /// Poll `cond` every 20 ms for up to 10 s.
 pub async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
