@@ -15,6 +15,7 @@ use crate::policy::reports::CacheReport;
 
 use super::Control;
 use super::compile::Swap;
+use super::live::Live;
 
 /// One real-user beacon.
 #[derive(Debug, Clone, PartialEq)]
@@ -302,15 +303,12 @@ impl Control {
 
     /// Usage reported by a target's billing (None clears it). Takes effect at the next tick.
     pub fn set_usage(&self, target: &str, usage: Option<Usage>) -> Result<(), String> {
-        let mut st = self.inner.lock();
-        st.known_target(target)?;
-        match usage {
-            Some(u) => st.live.usage.insert(target.to_string(), u),
-            None => st.live.usage.remove(target),
-        };
-        let now = self.now();
-        self.compile_locked(&mut st, now, Swap::IfChanged);
-        Ok(())
+        self.put_report(target, |live| {
+            match usage {
+                Some(u) => live.usage.insert(target.to_string(), u),
+                None => live.usage.remove(target),
+            };
+        })
     }
 
     /// Cache metrics reported for a target, for all its clients or (`region`, a continent
@@ -321,21 +319,25 @@ impl Control {
         region: Option<&str>,
         mut report: CacheReport,
     ) -> Result<(), String> {
-        let mut st = self.inner.lock();
-        st.known_target(target)?;
         report.received_ms = self.now().mono_ms;
-        match region {
+        self.put_report(target, |live| match region {
             None => {
-                st.live.cache_reports.insert(target.to_string(), report);
+                live.cache_reports.insert(target.to_string(), report);
             }
             Some(r) => {
-                st.live
-                    .cache_regions
+                live.cache_regions
                     .entry(target.to_string())
                     .or_default()
                     .insert(r.to_string(), report);
             }
-        }
+        })
+    }
+
+    /// Keep a report of a known `target` (`put`) and compile with it.
+    fn put_report(&self, target: &str, put: impl FnOnce(&mut Live)) -> Result<(), String> {
+        let mut st = self.inner.lock();
+        st.known_target(target)?;
+        put(&mut st.live);
         let now = self.now();
         self.compile_locked(&mut st, now, Swap::IfChanged);
         Ok(())
