@@ -8,16 +8,14 @@ use std::time::Duration;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
+use crate::hist::Hist;
+
 use super::labels::{self, ForgetIds, Names, Proto, QueryKey, RCODES};
 use super::shard::{SHARDS, counter_shard};
 
-/// Upper bounds (seconds) of the latency histogram's buckets, 10 µs to 100 ms.
-pub const LATENCY_BUCKETS: [f64; 13] = [
-    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
-    0.05, 0.1,
-];
-/// The same bounds in nanoseconds.
-const BUCKET_NS: [u64; 13] = [
+/// Upper bounds (nanoseconds) of the response latency histogram's buckets, 10 µs to 100 ms;
+/// exposed in seconds.
+pub const LATENCY_BUCKETS: [u64; 13] = [
     10_000,
     25_000,
     50_000,
@@ -33,34 +31,41 @@ const BUCKET_NS: [u64; 13] = [
     100_000_000,
 ];
 
-/// Latency histogram of one shard and protocol: per-bucket (not cumulative) counts, the last
-/// one above every bound, and the sum.
-#[derive(Debug, Clone, Copy, Default)]
-struct Hist {
-    buckets: [u64; BUCKET_NS.len() + 1],
+/// Latency histogram of one shard and protocol, and the sum of what it recorded.
+#[derive(Debug, Clone, Copy)]
+struct Latency {
+    hist: Hist<13>,
     sum_ns: u64,
 }
 
-impl Hist {
+impl Latency {
+    const EMPTY: Latency = Latency {
+        hist: Hist::new(&LATENCY_BUCKETS),
+        sum_ns: 0,
+    };
+
     #[inline]
     fn observe_n(&mut self, ns: u64, n: u64) {
-        let i = BUCKET_NS.partition_point(|&b| b < ns);
-        self.buckets[i] += n;
+        self.hist.record(ns, n);
         self.sum_ns = self.sum_ns.saturating_add(ns.saturating_mul(n));
     }
 
-    fn add(&mut self, o: &Hist) {
-        for (a, b) in self.buckets.iter_mut().zip(&o.buckets) {
-            *a += b;
-        }
+    fn add(&mut self, o: &Latency) {
+        self.hist.merge(&o.hist);
         self.sum_ns = self.sum_ns.saturating_add(o.sum_ns);
+    }
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency::EMPTY
     }
 }
 
 #[derive(Debug, Default)]
 struct ShardData {
     counts: FxHashMap<QueryKey, u64>,
-    latency: [Hist; 2],
+    latency: [Latency; 2],
 }
 
 /// One shard, on cache lines of its own.
@@ -147,7 +152,7 @@ impl QueryStats {
         // reclaimed and given to another name between reading the counts and naming them.
         let labels = Names::lock();
         let mut counts: FxHashMap<QueryKey, u64> = FxHashMap::default();
-        let mut latency = [Hist::default(); 2];
+        let mut latency = [Latency::EMPTY; 2];
         for shard in self.shards.0.iter() {
             let s = lock(&shard.0);
             for (k, v) in &s.counts {
@@ -170,21 +175,14 @@ impl QueryStats {
             *queries.entry(l).or_insert(0) += v;
         }
         drop(labels);
-        let latency = latency.map(|h| {
-            let mut cumulative = 0;
-            let buckets = LATENCY_BUCKETS
-                .iter()
-                .zip(&h.buckets)
-                .map(|(le, n)| {
-                    cumulative += n;
-                    (*le, cumulative)
-                })
-                .collect();
-            LatencySnapshot {
-                count: h.buckets.iter().sum(),
-                sum_seconds: h.sum_ns as f64 / 1e9,
-                buckets,
-            }
+        let latency = latency.map(|l| LatencySnapshot {
+            count: l.hist.count(),
+            sum_seconds: l.sum_ns as f64 / 1e9,
+            buckets: l
+                .hist
+                .cumulative()
+                .map(|(le, n)| (le as f64 / 1e9, n))
+                .collect(),
         });
         Snapshot { queries, latency }
     }

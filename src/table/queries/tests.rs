@@ -111,12 +111,14 @@ fn shards_of_many_threads_sum_up() {
 
 #[test]
 fn bucket_bounds_are_inclusive() {
-    let mut h = Hist::default();
+    let mut h = Latency::default();
     h.observe_n(10_000, 1);
     h.observe_n(10_001, 2);
     h.observe_n(0, 1);
-    assert_eq!(h.buckets[0], 2);
-    assert_eq!(h.buckets[1], 2);
+    let counts = |h: &Latency| h.hist.bucket_counts().collect::<Vec<_>>();
+    assert_eq!(counts(&h)[0], 2);
+    assert_eq!(counts(&h)[1], 2);
     h.observe_n(u64::MAX, 1);
-    assert_eq!(h.buckets[BUCKET_NS.len()], 1);
+    assert_eq!(counts(&h)[LATENCY_BUCKETS.len()], 1);
+    assert_eq!(h.sum_ns, u64::MAX);
 }
