@@ -1,6 +1,7 @@
 //! The layout rules of docs/architecture.md, checked on the source tree: no source file over
-//! 700 lines (test-only files aside) and no import cycle between modules — neither between the
-//! crate's top-level modules nor between the submodules of one module.
+//! 700 lines (test-only files aside); no import cycle between modules — neither between the
+//! crate's top-level modules nor between the submodules of one module; and no module importing
+//! what the module table of docs/architecture.md says it may not import.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -180,9 +181,9 @@ fn no_source_file_is_over_700_lines() {
     assert!(long.is_empty(), "over {MAX_LINES} lines: {long:#?}");
 }
 
-#[test]
-fn no_import_cycle_between_top_level_modules() {
-    let t = tree();
+/// The crate's top-level modules (without `lib` and `main`) and which of them each imports
+/// outside its tests.
+fn top_level_imports(t: &Tree) -> (BTreeSet<String>, BTreeMap<String, BTreeSet<String>>) {
     let tops: BTreeSet<String> = t
         .files
         .iter()
@@ -200,10 +201,80 @@ fn no_import_cycle_between_top_level_modules() {
             }
         }
     }
+    (tops, edges)
+}
+
+#[test]
+fn no_import_cycle_between_top_level_modules() {
+    let (_, edges) = top_level_imports(&tree());
     let found = cycles(&edges);
     assert!(
         found.is_empty(),
         "modules that import each other: {found:?}\n{edges:#?}"
+    );
+}
+
+/// The module table of docs/architecture.md: each row's module (`geo/` → `geo`, `clock.rs` →
+/// `clock`) and the modules of its "may not import" cell (backquoted names, or every other
+/// module for "any other module").
+fn forbidden_imports(doc: &str, tops: &BTreeSet<String>) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out = BTreeMap::new();
+    let backquoted = |cell: &str| -> Vec<String> {
+        cell.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    };
+    for line in doc.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        // "| module | owns | may not import |" splits into 5 cells, the outer two empty.
+        if cells.len() != 5 || !cells[1].starts_with('`') {
+            continue;
+        }
+        let name = backquoted(cells[1])[0]
+            .trim_end_matches('/')
+            .trim_end_matches(".rs")
+            .to_string();
+        let forbidden: BTreeSet<String> = if cells[3] == "any other module" {
+            tops.iter().filter(|m| **m != name).cloned().collect()
+        } else {
+            backquoted(cells[3]).into_iter().collect()
+        };
+        out.insert(name, forbidden);
+    }
+    out
+}
+
+#[test]
+fn every_module_keeps_to_the_architecture_table() {
+    let (tops, edges) = top_level_imports(&tree());
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/architecture.md"))
+            .unwrap();
+    let table = forbidden_imports(&doc, &tops);
+    let missing: Vec<&String> = tops.iter().filter(|m| !table.contains_key(*m)).collect();
+    assert!(
+        missing.is_empty(),
+        "modules without a row in docs/architecture.md: {missing:?}"
+    );
+    let mut broken = Vec::new();
+    for (module, forbidden) in &table {
+        for f in forbidden {
+            assert!(
+                tops.contains(f),
+                "docs/architecture.md: `{module}` forbids `{f}`, which is no module"
+            );
+        }
+        for n in edges.get(module).into_iter().flatten() {
+            if forbidden.contains(n) {
+                broken.push(format!("{module} imports {n}"));
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "imports docs/architecture.md forbids: {broken:?}"
     );
 }
 
@@ -238,6 +309,18 @@ fn no_import_cycle_between_the_submodules_of_a_module() {
         found.is_empty(),
         "submodules that import each other: {found:?}"
     );
+}
+
+#[test]
+fn the_table_parser_reads_rows_and_cells() {
+    let tops: BTreeSet<String> = ["a", "b", "c"].map(String::from).into();
+    let doc = "| module | owns | may not import |\n|---|---|---|\n\
+               | `a/` | x | `b`, `c` |\n| `b.rs` | y | any other module |\n| `main.rs` | z | — |\n";
+    let t = forbidden_imports(doc, &tops);
+    assert_eq!(t["a"], ["b", "c"].map(String::from).into());
+    assert_eq!(t["b"], ["a", "c"].map(String::from).into());
+    assert!(t["main"].is_empty());
+    assert!(!t.contains_key("module"));
 }
 
 #[test]
