@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod persist;
 pub mod policy;
 pub mod probe;
+pub mod purge;
 pub mod resolve;
 pub mod server;
 pub mod table;

@@ -6,6 +6,8 @@
 
 mod issues;
 mod load;
+pub mod purge;
+pub mod purge_defaults;
 pub mod schema;
 mod valid;
 mod validate;

@@ -86,6 +86,8 @@ pub struct Target {
     pub cost: Option<CostModel>,
     /// "edge" or "origin".
     pub role: &'static str,
+    /// How its cache is purged (`[targets.purge]`); None = steerd cannot purge it.
+    pub purge: Option<crate::config::purge::PurgeTarget>,
 }
 
 /// Scope of an admin API token.
@@ -206,6 +208,8 @@ pub struct ValidConfig {
     pub admin: AdminSettings,
     pub alerts: AlertSettings,
     pub overrides: Vec<OverrideSpec>,
+    /// `[purge]`.
+    pub purge: crate::config::purge::PurgeSettings,
 }
 
 impl ValidConfig {

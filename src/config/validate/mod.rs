@@ -70,5 +70,6 @@ pub fn validate_in(cfg: &Config, ctx: &Context) -> Result<ValidConfig, Vec<Confi
         admin,
         alerts,
         overrides,
+        purge: crate::config::purge::PurgeSettings::default(),
     })
 }

@@ -76,6 +76,7 @@ pub(super) fn validate<'a>(
             check,
             cost,
             role,
+            purge: None,
         }));
     }
     Targets { list, index }
