@@ -34,10 +34,14 @@ pub enum EventKind {
     Override,
     /// The configuration changed (API write or reload).
     ConfigChanged,
+    /// A purge failed on a CDN (refused for good, or not confirmed within its give-up age).
+    PurgeFailed,
+    /// A CDN confirmed a purge later than its priority's SLA.
+    PurgeSlaMissed,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 13] = [
         EventKind::Failover,
         EventKind::Recovery,
         EventKind::Degraded,
@@ -49,6 +53,8 @@ impl EventKind {
         EventKind::CertOk,
         EventKind::Override,
         EventKind::ConfigChanged,
+        EventKind::PurgeFailed,
+        EventKind::PurgeSlaMissed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +70,8 @@ impl EventKind {
             EventKind::CertOk => "cert_ok",
             EventKind::Override => "override",
             EventKind::ConfigChanged => "config_changed",
+            EventKind::PurgeFailed => "purge_failed",
+            EventKind::PurgeSlaMissed => "purge_sla_missed",
         }
     }
 
@@ -78,7 +86,9 @@ impl EventKind {
             | EventKind::Degraded
             | EventKind::AllDown
             | EventKind::CostCap
-            | EventKind::CertExpiring => AlertAction::Trigger,
+            | EventKind::CertExpiring
+            | EventKind::PurgeFailed
+            | EventKind::PurgeSlaMissed => AlertAction::Trigger,
             EventKind::Recovery
             | EventKind::AllDownRecovered
             | EventKind::CostCapCleared
@@ -96,6 +106,8 @@ impl EventKind {
             EventKind::CostCap | EventKind::CostCapCleared => "cost-cap",
             EventKind::CertExpiring | EventKind::CertOk => "cert",
             EventKind::Override | EventKind::ConfigChanged => "info",
+            EventKind::PurgeFailed => "purge-failed",
+            EventKind::PurgeSlaMissed => "purge-sla",
         }
     }
 }

@@ -43,9 +43,34 @@ struct Applier {
     tokens: crate::admin::Tokens,
     /// The DNS path's rate limiter and cookies.
     guard: Arc<crate::dns::guard::GuardHandle>,
+    /// The purger, started by the first configuration with a `[targets.purge]`.
+    purger: crate::purge::PurgerSlot,
+    rt: tokio::runtime::Handle,
 }
 
 impl Applier {
+    /// Gives the purger the configuration, starting it when the first purge target appears.
+    fn apply_purger(&self, cfg: &ValidConfig) {
+        let _rt = self.rt.enter();
+        let mut slot = self.purger.lock();
+        if let Some(p) = slot.as_ref() {
+            p.apply(cfg);
+            return;
+        }
+        if !cfg.targets.iter().any(|t| t.purge.is_some()) {
+            return;
+        }
+        let control = self.control.clone();
+        let sink: crate::purge::EventSink = Arc::new(move |ev| control.record_event(ev));
+        match crate::purge::Purger::start(cfg, sink) {
+            Ok(p) => {
+                info!(store = %cfg.purge.store.display(), "purger started");
+                *slot = Some(p);
+            }
+            Err(e) => warn!("purges are not accepted: {e}"),
+        }
+    }
+
     fn apply(&self, config: ValidConfig) -> Result<Arc<RoutingTable>, String> {
         let current = self.control.config();
         let (old, new) = (&current.server, &config.server);
@@ -96,6 +121,7 @@ impl Applier {
             p.apply(plan);
         }
         self.alerter.apply(&alerts);
+        self.apply_purger(&self.control.config());
         info!(
             generation = compiled.generation,
             "applied configuration: {summary}"
@@ -278,7 +304,10 @@ impl Server {
             alerter: alerter.clone(),
             tokens: tokens.clone(),
             guard: listeners.guard().clone(),
+            purger: Arc::default(),
+            rt: tokio::runtime::Handle::current(),
         };
+        applier.apply_purger(&control.config());
         let store = Arc::new(ConfigStore::new(source, version));
         let admin = match admin_listen {
             Some(addr) => {
@@ -290,6 +319,10 @@ impl Server {
                 sources.push(Arc::new(move || c.collect()));
                 sources.push(Arc::new(move || g.collect()));
                 sources.push(Arc::new(move || probe_metrics.gather()));
+                let slot = applier.purger.clone();
+                sources.push(Arc::new(move || {
+                    slot.lock().as_ref().map(|p| p.gather()).unwrap_or_default()
+                }));
                 let api = Api::new(
                     control.clone(),
                     store.clone(),
@@ -297,6 +330,7 @@ impl Server {
                     sources,
                     tokens,
                     state.clone(),
+                    applier.purger.clone(),
                 );
                 match AdminServer::start(addr, api, admin_limits, &conns).await {
                     Ok(s) => Some(s),

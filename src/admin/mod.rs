@@ -12,6 +12,7 @@ mod listen;
 mod named;
 mod ops;
 mod overrides;
+mod purges;
 mod services;
 pub mod store;
 mod targets;
@@ -59,6 +60,8 @@ pub struct Api {
     keys: auth::Keys,
     /// Where pushed usage and cache metrics are kept across restarts (None: not kept).
     persist: Option<Arc<crate::control::Saver>>,
+    /// The purger (None until a configuration has a purge target).
+    purger: crate::purge::PurgerSlot,
 }
 
 impl Api {
@@ -69,6 +72,7 @@ impl Api {
         metrics_sources: Vec<MetricsSource>,
         tokens: Tokens,
         persist: Option<Arc<crate::control::Saver>>,
+        purger: crate::purge::PurgerSlot,
     ) -> Arc<Self> {
         Arc::new(Self {
             control,
@@ -78,6 +82,7 @@ impl Api {
             metrics_sources,
             keys: auth::Keys::new(tokens),
             persist,
+            purger,
         })
     }
 
@@ -138,6 +143,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(services::router())
         .merge(zones::router())
         .merge(events::router())
+        .merge(purges::router(max_body))
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(
             api.clone(),

@@ -111,6 +111,13 @@ impl Control {
         )
     }
 
+    /// Records an event from another part of the server (the purger): logged, counted and
+    /// sent to the alert sinks.
+    pub fn record_event(&self, ev: Event) {
+        let mut st = self.inner.lock();
+        self.emit(&mut st.live, ev);
+    }
+
     /// Record a configuration change (API write or reload) as an event.
     pub fn note_config_change(&self, summary: String) {
         let mut st = self.inner.lock();

@@ -26,6 +26,12 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 #[error("purge store: {0}")]
 pub struct StoreError(String);
 
+impl StoreError {
+    pub fn new(s: String) -> StoreError {
+        StoreError(s)
+    }
+}
+
 macro_rules! tri {
     ($e:expr, $what:expr) => {
         $e.map_err(|e| StoreError(format!("{}: {}", $what, redb::Error::from(e))))?
