@@ -75,6 +75,8 @@ enum Command {
         #[arg(long = "target", value_name = "NAME")]
         targets: Vec<String>,
     },
+    /// Purge the CDNs' caches through a running server's admin API, and follow the purge.
+    Purge(steerd::purge::cli::PurgeArgs),
 }
 
 #[derive(clap::Args, Default)]
@@ -147,6 +149,14 @@ fn main() -> ExitCode {
             once,
             targets,
         }) => probe(config, once, &targets),
+        Some(Command::Purge(args)) => match steerd::purge::cli::run(args) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("steerd purge: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         None => serve(ServeArgs::default()),
     }
 }

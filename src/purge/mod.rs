@@ -4,6 +4,7 @@
 //! rate-limits, sends and retries it (`queue`). Each CDN's progress is committed as it
 //! changes, so a restart resumes every unfinished purge.
 
+pub mod cli;
 pub mod metrics;
 pub mod model;
 pub mod provider;
