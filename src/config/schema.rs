@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer};
 
+mod purge;
+pub use purge::*;
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -25,6 +28,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// Operator overrides (written by the admin API; expired ones are ignored).
     pub overrides: Vec<OverrideConfig>,
+    /// `[purge]`: the purge queue's settings (every key optional).
+    pub purge: PurgeSectionConfig,
 }
 
 /// `[admin]`: the admin HTTP API's access control.
@@ -460,6 +465,8 @@ pub struct TargetConfig {
     pub role: Option<String>,
     /// What the CDN costs: a target without one is never over a cap.
     pub cost: Option<CostConfig>,
+    /// How its cache is purged; a target without one cannot be purged.
+    pub purge: Option<PurgeConfig>,
 }
 
 /// A target's price, cap and commit (USD).

@@ -9,6 +9,7 @@ mod geo;
 mod health;
 mod overrides;
 mod probe;
+mod purge;
 mod server;
 mod services;
 mod targets;
@@ -47,6 +48,7 @@ pub fn validate_in(cfg: &Config, ctx: &Context) -> Result<ValidConfig, Vec<Confi
     );
     let admin = admin::validate(&cfg.admin, &mut issues);
     let alerts = alerts::validate(&cfg.alerts, &mut issues);
+    let purge = purge::settings(&cfg.purge, ctx, &mut issues);
     let overrides = overrides::validate(cfg, countries.as_deref(), &mut issues);
 
     if !issues.is_empty() {
@@ -70,6 +72,6 @@ pub fn validate_in(cfg: &Config, ctx: &Context) -> Result<ValidConfig, Vec<Confi
         admin,
         alerts,
         overrides,
-        purge: crate::config::purge::PurgeSettings::default(),
+        purge,
     })
 }

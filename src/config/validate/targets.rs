@@ -69,6 +69,10 @@ pub(super) fn validate<'a>(
                 "edge"
             }
         };
+        let purge = t
+            .purge
+            .as_ref()
+            .and_then(|p| super::purge::target(p, &format!("{f}.purge"), issues));
         list.push(answer.map(|answer| Target {
             name: t.name.clone(),
             answer,
@@ -76,7 +80,7 @@ pub(super) fn validate<'a>(
             check,
             cost,
             role,
-            purge: None,
+            purge,
         }));
     }
     Targets { list, index }
