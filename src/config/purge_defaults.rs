@@ -22,10 +22,29 @@ pub fn for_provider(provider: &str) -> Option<ProviderDefaults> {
         max_per_request,
     };
     Some(match provider {
-        "cloudflare" => d("https://api.cloudflare.com/client/v4", 5.0, 25.0, 30),
-        "fastly" => d("https://api.fastly.com", 10.0, 50.0, 256),
-        "akamai" => d("https://akab-host.purge.akamaiapis.net", 5.0, 25.0, 500),
+        // developers.cloudflare.com/cache/how-to/purge-cache/ (purge limits): Pro 5 requests/s,
+        // bucket 25 (Free 5/minute, Business 10/s and 50, Enterprise 50/s and 500); 100
+        // operations per request on every plan.
+        "cloudflare" => d("https://api.cloudflare.com/client/v4", 5.0, 25.0, 100),
+        // docs.fastly.com/api (rate limiting): URL and surrogate-key purges are not limited
+        // (purge-all counts against 1,000 writes an hour); 25/s is our own ceiling. 256 keys
+        // per batch purge (API reference, "Purge multiple surrogate key tags").
+        "fastly" => d("https://api.fastly.com", 25.0, 250.0, 256),
+        // techdocs.akamai.com/purge-cache/reference/rate-limiting: tokens are objects; URL
+        // objects refill 12,000/min (200/s) into a bucket of 10,000 (cache tags 500/min and
+        // 5,000, CP codes 30/min and 300: beyond them Akamai answers 429). Bodies ≤ 50,000
+        // bytes; the 500 objects per request are our own cap.
+        "akamai" => d(
+            "https://akab-host.purge.akamaiapis.net",
+            200.0,
+            10_000.0,
+            500,
+        ),
+        // docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/InvalidationLimits.html:
+        // 3,000 file paths (15 wildcards) in progress per distribution, so one request may
+        // carry 3,000; AWS publishes no request rate: 1/s is our own.
         "cloudfront" => d("https://cloudfront.amazonaws.com", 1.0, 5.0, 3000),
+        // Self-run edges: no provider limit; one item per request to every edge.
         "http" => d("", 100.0, 200.0, 1),
         _ => return None,
     })

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod admin;
+pub mod cdn_apis;
 pub mod config;
 pub mod fakecdn;
 pub mod http;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::config::purge::{ProviderConfig, PurgeTarget};
+use crate::config::purge::{ProviderConfig, PurgeTarget, Secret};
 
 pub mod akamai;
 pub mod cloudflare;
@@ -142,6 +142,10 @@ impl Provider {
             (ProviderConfig::Fastly { .. }, Kind::Url) => 1,
             (ProviderConfig::Fastly { .. }, _) => fastly::MAX_KEYS_PER_REQUEST,
             (ProviderConfig::Akamai { .. }, _) => akamai::MAX_OBJECTS_PER_REQUEST,
+            // Prefixes become `path*` wildcards: CloudFront allows 15 of them in progress.
+            (ProviderConfig::Cloudfront { .. }, Kind::Prefix) => {
+                cloudfront::MAX_WILDCARDS_PER_REQUEST
+            }
             (ProviderConfig::Cloudfront { .. }, _) => cloudfront::MAX_PATHS_PER_REQUEST,
             (ProviderConfig::Http { .. }, _) => 1,
         };
@@ -225,8 +229,8 @@ pub fn all(batch: &Batch, r: ItemResult) -> Vec<ItemResult> {
 }
 
 /// A failure from an HTTP answer: retryable for 408, 429 and 5xx, with its `Retry-After`
-/// (seconds, or an HTTP date) when present. `body` is the provider's error text (trimmed to
-/// a few hundred bytes by the caller).
+/// (seconds, or an HTTP date) when present. `body` is the provider's error text, trimmed here
+/// to [`ERROR_BODY_MAX`] bytes.
 pub fn http_failure(
     status: reqwest::StatusCode,
     headers: &reqwest::header::HeaderMap,
@@ -237,24 +241,46 @@ pub fn http_failure(
         .and_then(|v| v.to_str().ok())
         .and_then(parse_retry_after);
     let code = status.as_u16();
+    let body = trimmed(body);
     Failure {
-        error: format!("HTTP {code}: {}", body.trim()),
+        error: if body.is_empty() {
+            format!("HTTP {code}")
+        } else {
+            format!("HTTP {code}: {body}")
+        },
         retryable: code == 408 || code == 429 || status.is_server_error(),
         retry_after,
     }
 }
 
 /// A failure of the request itself (connect, timeout): retryable. The error is printed
-/// without its URL's query string.
+/// without its URL (a URL purge's URL is the purged one, never a credential, but stays out of
+/// the message all the same), with its causes, which say what went wrong.
 pub fn transport_failure(e: reqwest::Error) -> Failure {
+    let e = e.without_url();
+    let mut error = if e.is_timeout() {
+        "request failed: timed out".to_string()
+    } else {
+        format!("request failed: {e}")
+    };
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !error.ends_with(&s_text) {
+            error.push_str(": ");
+            error.push_str(&s_text);
+        }
+        source = s.source();
+    }
     Failure {
-        error: format!("request failed: {}", e.without_url()),
+        error: trimmed(&error),
         retryable: true,
         retry_after: None,
     }
 }
 
-/// `Retry-After`: delay-seconds or an HTTP date (RFC 9110 §10.2.3).
+/// `Retry-After`: delay-seconds or an HTTP date (RFC 9110 §10.2.3); a date already past is
+/// no delay.
 pub fn parse_retry_after(v: &str) -> Option<Duration> {
     let v = v.trim();
     if let Ok(s) = v.parse::<u64>() {
@@ -265,4 +291,137 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
         at.duration_since(std::time::SystemTime::now())
             .unwrap_or_default(),
     )
+}
+
+/// The most of a provider's error body kept in a [`Failure`].
+pub const ERROR_BODY_MAX: usize = 300;
+
+/// `s` without surrounding space, cut to [`ERROR_BODY_MAX`] bytes on a character boundary.
+fn trimmed(s: &str) -> String {
+    let s = s.trim();
+    if s.len() <= ERROR_BODY_MAX {
+        return s.to_string();
+    }
+    let mut end = ERROR_BODY_MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// `f` with every credential in `secrets` replaced (a provider that echoes what it was sent
+/// must not put a token into a log).
+fn redact(mut f: Failure, secrets: &[&Secret]) -> Failure {
+    for s in secrets {
+        let v = s.expose();
+        if !v.is_empty() && f.error.contains(v) {
+            f.error = f.error.replace(v, "<secret>");
+        }
+    }
+    f
+}
+
+/// A failure that is no provider's answer: not retryable.
+fn refused(error: impl Into<String>) -> Failure {
+    Failure {
+        error: error.into(),
+        retryable: false,
+        retry_after: None,
+    }
+}
+
+/// The result for an item of a kind the provider cannot purge.
+fn unsupported(provider: &str, kind: Kind) -> ItemResult {
+    ItemResult::Failed(refused(format!("{provider} cannot purge {kind:?} items")))
+}
+
+/// An answer's status, headers and body (the body as text; unreadable → empty).
+async fn read_answer(
+    r: reqwest::Response,
+) -> (reqwest::StatusCode, reqwest::header::HeaderMap, String) {
+    let status = r.status();
+    let headers = r.headers().clone();
+    let body = r.text().await.unwrap_or_default();
+    (status, headers, body)
+}
+
+/// The positions of the batch's items, grouped by kind in order of first appearance (a batch
+/// should hold one kind; one that does not is sent one request per kind).
+fn by_kind(batch: &Batch) -> Vec<(Kind, Vec<usize>)> {
+    let mut groups: Vec<(Kind, Vec<usize>)> = Vec::new();
+    for (i, item) in batch.items.iter().enumerate() {
+        match groups.iter_mut().find(|(k, _)| *k == item.kind()) {
+            Some((_, v)) => v.push(i),
+            None => groups.push((item.kind(), vec![i])),
+        }
+    }
+    groups
+}
+
+/// Results collected out of order into their items' places; an unfilled place (a bug) fails.
+struct Results(Vec<Option<ItemResult>>);
+
+impl Results {
+    fn new(n: usize) -> Results {
+        Results(vec![None; n])
+    }
+
+    fn set(&mut self, i: usize, r: ItemResult) {
+        self.0[i] = Some(r);
+    }
+
+    fn set_all(&mut self, idx: &[usize], r: &ItemResult) {
+        for &i in idx {
+            self.0[i] = Some(r.clone());
+        }
+    }
+
+    fn done(self) -> Vec<ItemResult> {
+        self.0
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| ItemResult::Failed(refused("no result"))))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO)
+        );
+        let later = std::time::SystemTime::now() + Duration::from_secs(120);
+        let d = parse_retry_after(&httpdate::fmt_http_date(later)).unwrap();
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn http_failure_trims_and_classifies() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(reqwest::header::RETRY_AFTER, "3".parse().unwrap());
+        let f = http_failure(reqwest::StatusCode::TOO_MANY_REQUESTS, &h, &"é".repeat(400));
+        assert!(f.retryable);
+        assert_eq!(f.retry_after, Some(Duration::from_secs(3)));
+        assert!(f.error.len() < ERROR_BODY_MAX + 20, "{}", f.error.len());
+        let f = http_failure(reqwest::StatusCode::FORBIDDEN, &Default::default(), " no ");
+        assert_eq!(f.error, "HTTP 403: no");
+        assert!(!f.retryable);
+        assert!(http_failure(reqwest::StatusCode::BAD_GATEWAY, &h, "").retryable);
+    }
+
+    #[test]
+    fn redact_hides_credentials() {
+        let s = Secret::new("tok-123");
+        let f = redact(refused("HTTP 401: bad key tok-123"), &[&s]);
+        assert_eq!(f.error, "HTTP 401: bad key <secret>");
+    }
 }
