@@ -80,7 +80,8 @@ fn check_host(field: &str, h: &str) -> Result<(), ApiError> {
         && h.split('.').all(|l| {
             !l.is_empty()
                 && l.len() <= 63
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         });
     if ok {
         Ok(())
@@ -96,7 +97,9 @@ fn request(body: PurgeBody, headers: &HeaderMap) -> Result<PurgeRequest, ApiErro
             .ok()
             .filter(|p| matches!(p.scheme(), "http" | "https") && p.host_str().is_some());
         if ok.is_none() {
-            return Err(bad(format!("urls[{i}]: {u:?} is not an absolute http(s) URL")));
+            return Err(bad(format!(
+                "urls[{i}]: {u:?} is not an absolute http(s) URL"
+            )));
         }
         items.push(Item::Url(u.clone()));
     }
@@ -125,7 +128,8 @@ fn request(body: PurgeBody, headers: &HeaderMap) -> Result<PurgeRequest, ApiErro
     if body.everything {
         if !items.is_empty() {
             return Err(bad(
-                "everything: purges all; give it alone, without urls, keys, prefixes or hosts".into(),
+                "everything: purges all; give it alone, without urls, keys, prefixes or hosts"
+                    .into(),
             ));
         }
         items.push(Item::Everything);

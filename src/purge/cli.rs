@@ -101,7 +101,10 @@ impl Client {
             Some(t) => req.bearer_auth(t),
             None => req,
         };
-        let resp = req.send().await.with_context(|| format!("cannot reach {}", self.base))?;
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.base))?;
         let status = resp.status();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
@@ -122,16 +125,16 @@ async fn run_async(args: PurgeArgs) -> anyhow::Result<bool> {
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(120))
             .build()?,
-        token: std::env::var(&args.token_env).ok().filter(|t| !t.is_empty()),
+        token: std::env::var(&args.token_env)
+            .ok()
+            .filter(|t| !t.is_empty()),
     };
     match args.command {
         PurgeCommand::Send(s) => {
             let no_wait = s.no_wait;
             let body = body(s)?;
             let n = body_items(&body);
-            let v = c
-                .call(c.http.post(c.url("/v1/purges")).json(&body))
-                .await?;
+            let v = c.call(c.http.post(c.url("/v1/purges")).json(&body)).await?;
             let id = v["id"].as_str().unwrap_or("?").to_string();
             let dup = if v["duplicate"] == json!(true) {
                 " (idempotency key seen before: the earlier purge)"
@@ -149,7 +152,9 @@ async fn run_async(args: PurgeArgs) -> anyhow::Result<bool> {
             if wait {
                 return follow(&c, &id).await;
             }
-            let v = c.call(c.http.get(c.url(&format!("/v1/purges/{id}")))).await?;
+            let v = c
+                .call(c.http.get(c.url(&format!("/v1/purges/{id}"))))
+                .await?;
             println!("{}", serde_json::to_string_pretty(&v)?);
             Ok(v["state"] != json!("failed"))
         }
@@ -231,7 +236,9 @@ async fn follow(c: &Client, id: &str) -> anyhow::Result<bool> {
     let tty = std::io::stderr().is_terminal();
     let mut printed = 0;
     loop {
-        let v = c.call(c.http.get(c.url(&format!("/v1/purges/{id}")))).await?;
+        let v = c
+            .call(c.http.get(c.url(&format!("/v1/purges/{id}"))))
+            .await?;
         let cdns = v["cdns"].as_object().cloned().unwrap_or_default();
         let lines: Vec<String> = cdns
             .iter()

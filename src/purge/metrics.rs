@@ -1,9 +1,7 @@
 //! The purger's Prometheus metrics (`steerd_purge_*`), in a registry of their own that
 //! `GET /metrics` appends.
 
-use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 /// Upper bounds (seconds) of the time from acceptance to a CDN's confirmation, around the
 /// SLAs (1, 10, 60, 300 s).
@@ -70,7 +68,9 @@ impl PurgeMetrics {
             &["target", "priority"],
         )
         .expect("metric");
-        registry.register(Box::new(completion.clone())).expect("unique");
+        registry
+            .register(Box::new(completion.clone()))
+            .expect("unique");
         let queued = IntGaugeVec::new(
             Opts::new(
                 "steerd_purge_queued_items",

@@ -19,9 +19,9 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 
-pub use crate::config::purge::{Priority, PurgeSettings, PurgeTarget, RateLimit, Secret};
 use crate::clock::wall_ms;
 use crate::config::ValidConfig;
+pub use crate::config::purge::{Priority, PurgeSettings, PurgeTarget, RateLimit, Secret};
 use crate::events::{Event, EventKind, Severity};
 use model::{CdnProgress, CdnState, PurgeRecord, PurgeRequest};
 use provider::{Item, Provider};
@@ -203,7 +203,9 @@ impl Shared {
             .observe(took.as_secs_f64());
         let sla = self.settings.sla[prio.index()];
         if took > sla {
-            m.sla_missed.with_label_values(&[target, prio.as_str()]).inc();
+            m.sla_missed
+                .with_label_values(&[target, prio.as_str()])
+                .inc();
             out.push(Event::new(
                 EventKind::PurgeSlaMissed,
                 Severity::Warning,
@@ -222,7 +224,10 @@ impl Shared {
     }
 
     pub(crate) fn queued(&self, target: &str, n: usize) {
-        self.metrics.queued.with_label_values(&[target]).set(n as i64);
+        self.metrics
+            .queued
+            .with_label_values(&[target])
+            .set(n as i64);
     }
 
     pub(crate) fn deduped(&self, target: &str, total: u64) {
@@ -235,7 +240,10 @@ impl Shared {
 
     pub(crate) fn api_call(&self, target: &str, failed: bool) {
         let result = if failed { "error" } else { "ok" };
-        self.metrics.api_calls.with_label_values(&[target, result]).inc();
+        self.metrics
+            .api_calls
+            .with_label_values(&[target, result])
+            .inc();
     }
 }
 
@@ -364,7 +372,10 @@ impl Purger {
         }
         let max = self.shared.settings.max_items;
         if req.items.len() > max {
-            return bad(format!("{} items: at most {max} in one purge (purge.max_items)", req.items.len()));
+            return bad(format!(
+                "{} items: at most {max} in one purge (purge.max_items)",
+                req.items.len()
+            ));
         }
         let targets = self.targets.lock();
         if targets.is_empty() {
@@ -397,11 +408,14 @@ impl Purger {
                 let item = rec.request.items[idx as usize].clone();
                 match targets.get(t) {
                     Some(pv) if pv.supports(item.kind()) => items.push((idx, item)),
-                    Some(pv) => refused.push((idx, format!(
-                        "{} cannot purge by {}",
-                        pv.config.provider.name(),
-                        kind_name(&item)
-                    ))),
+                    Some(pv) => refused.push((
+                        idx,
+                        format!(
+                            "{} cannot purge by {}",
+                            pv.config.provider.name(),
+                            kind_name(&item)
+                        ),
+                    )),
                     None => refused.push((idx, format!("{t} no longer has [targets.purge]"))),
                 }
             }
@@ -409,7 +423,11 @@ impl Purger {
                 let changes = refused
                     .into_iter()
                     .map(|(idx, why)| {
-                        let r = Ref { id: rec.id, idx, accepted_ms: rec.accepted_ms };
+                        let r = Ref {
+                            id: rec.id,
+                            idx,
+                            accepted_ms: rec.accepted_ms,
+                        };
                         (r, Change::Failed(why))
                     })
                     .collect();
@@ -465,7 +483,11 @@ impl Purger {
     }
 
     /// Waits until purge `id` is finished on every CDN or `timeout` passes; the record then.
-    pub async fn wait(&self, id: u64, timeout: Duration) -> Result<Option<PurgeRecord>, StoreError> {
+    pub async fn wait(
+        &self,
+        id: u64,
+        timeout: Duration,
+    ) -> Result<Option<PurgeRecord>, StoreError> {
         let mut rx = self.shared.changed.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -473,7 +495,10 @@ impl Purger {
             if r.as_ref().is_none_or(|r| r.finished()) {
                 return Ok(r);
             }
-            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
                 return self.get(id);
             }
         }

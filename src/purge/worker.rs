@@ -12,9 +12,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::{Change, Shared, changes};
 use super::provider::{Batch, Item, ItemResult, PollResult, Provider};
 use super::queue::{Bucket, Entry, Queue, Ref, Taken, backoff};
+use super::{Change, Shared, changes};
 use crate::clock::wall_ms;
 use crate::config::purge::Priority;
 
@@ -84,8 +84,17 @@ impl Worker {
             let expired = queue.expire(cutoff);
             if !expired.is_empty() {
                 let refs: Vec<Ref> = expired.into_iter().map(|(_, r)| r).collect();
-                let why = format!("not confirmed within {}s (give_up)", settings.give_up.as_secs());
-                self.shared.apply(&target, changes(&refs, |_| Change::Failed(why.clone())), now).await;
+                let why = format!(
+                    "not confirmed within {}s (give_up)",
+                    settings.give_up.as_secs()
+                );
+                self.shared
+                    .apply(
+                        &target,
+                        changes(&refs, |_| Change::Failed(why.clone())),
+                        now,
+                    )
+                    .await;
             }
             self.shared.queued(&target, queue.len());
             // Send what is due, as the bucket allows.
@@ -108,7 +117,9 @@ impl Worker {
                     break;
                 }
                 let refs: Vec<Ref> = taken.entries.iter().flat_map(|e| e.refs.clone()).collect();
-                self.shared.apply(&target, changes(&refs, |_| Change::Sent), now).await;
+                self.shared
+                    .apply(&target, changes(&refs, |_| Change::Sent), now)
+                    .await;
                 let (p, h) = (self.provider.clone(), http.clone());
                 inflight.spawn(async move {
                     let results = p.send(&h, &batch).await;
@@ -200,20 +211,29 @@ impl Worker {
     ) {
         let s = &self.shared.settings;
         let target = &self.provider.target;
-        self.shared.api_call(target, results.iter().any(|r| matches!(r, ItemResult::Failed(_))));
+        self.shared.api_call(
+            target,
+            results.iter().any(|r| matches!(r, ItemResult::Failed(_))),
+        );
         let mut out: Vec<(Ref, Change)> = Vec::new();
         let mut waiting: Vec<Entry> = Vec::new();
         let mut pending_id = None;
         let mut results = results.into_iter();
         for mut e in taken.entries {
-            let r = results.next().unwrap_or(ItemResult::Failed(super::provider::Failure {
-                error: "the provider gave no result for this item".into(),
-                retryable: true,
-                retry_after: None,
-            }));
+            let r = results
+                .next()
+                .unwrap_or(ItemResult::Failed(super::provider::Failure {
+                    error: "the provider gave no result for this item".into(),
+                    retryable: true,
+                    retry_after: None,
+                }));
             match r {
                 ItemResult::Confirmed { provider_id } => {
-                    out.extend(e.refs.iter().map(|r| (*r, Change::Confirmed(provider_id.clone()))));
+                    out.extend(
+                        e.refs
+                            .iter()
+                            .map(|r| (*r, Change::Confirmed(provider_id.clone()))),
+                    );
                 }
                 ItemResult::Pending { provider_id } => {
                     pending_id = Some(provider_id);
@@ -227,7 +247,11 @@ impl Worker {
                         bucket.pause_until(now + ra.as_millis() as u64);
                     }
                     let next = now + d.as_millis() as u64;
-                    out.extend(e.refs.iter().map(|r| (*r, Change::Retrying(f.error.clone(), next))));
+                    out.extend(
+                        e.refs
+                            .iter()
+                            .map(|r| (*r, Change::Retrying(f.error.clone(), next))),
+                    );
                     queue.retry(taken.priority, taken.soft, e, next);
                 }
                 ItemResult::Failed(f) => {
@@ -237,7 +261,13 @@ impl Worker {
         }
         if let Some(id) = pending_id {
             let refs: Vec<Ref> = waiting.iter().flat_map(|e| e.refs.clone()).collect();
-            self.shared.apply(target, changes(&refs, |_| Change::ProviderId(id.clone())), now).await;
+            self.shared
+                .apply(
+                    target,
+                    changes(&refs, |_| Change::ProviderId(id.clone())),
+                    now,
+                )
+                .await;
             pending.push(Pending {
                 provider_id: id,
                 entries: waiting,
