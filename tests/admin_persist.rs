@@ -7,16 +7,15 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::config::{
     CAPPED_AT_FIRST_ANSWER, EU_NET, US_NET, demo_with_nets, failover, www_over_a_b, zone, zone_ns1,
 };
 use common::http::{Body, Http};
-use common::{TestServer, dns, free_port};
+use common::process::Steerd;
+use common::{TestServer, dns};
 use hickory_proto::rr::RecordType;
 use serde_json::{Value, json};
 
@@ -341,88 +340,6 @@ fn small() -> String {
         zone_ns1("example.com", "127.0.0.1"),
         failover("www.example.com", &["cdn-a"])
     )
-}
-
-/// A `steerd serve` process, killed on drop.
-struct Steerd {
-    child: Child,
-    admin: SocketAddr,
-    log: PathBuf,
-}
-
-impl Steerd {
-    /// Start the binary on `config`; `logs` is a directory for its stderr. The admin port is
-    /// picked free and may be taken by another test before steerd binds it: then try another.
-    fn spawn(config: &Path, logs: &Path, env: &[(&str, &str)]) -> Result<Steerd, String> {
-        let mut attempt = 0;
-        loop {
-            match Steerd::spawn_once(config, logs, env) {
-                Err(e)
-                    if attempt < 4 && e.to_ascii_lowercase().contains("address already in use") =>
-                {
-                    attempt += 1;
-                    eprintln!("{e}; retrying on another port");
-                }
-                r => return r,
-            }
-        }
-    }
-
-    fn spawn_once(config: &Path, logs: &Path, env: &[(&str, &str)]) -> Result<Steerd, String> {
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let log = logs.join(format!("steerd-{}.log", rand::random::<u32>()));
-        let child = Command::new(env!("CARGO_BIN_EXE_steerd"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .arg("serve")
-            .arg("--config")
-            .arg(config)
-            .args(["--dns-listen", "127.0.0.1:0", "--admin-listen"])
-            .arg(admin.to_string())
-            .env_remove("STEERD_ADMIN_TOKEN")
-            .env_remove("STEERD_READ_TOKEN")
-            .env("RUST_LOG", "warn")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut s = Steerd { child, admin, log };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = s.child.try_wait().unwrap() {
-                return Err(format!("steerd exited ({status}): {}", s.log_text()));
-            }
-            if std::net::TcpStream::connect_timeout(&admin, Duration::from_millis(200)).is_ok() {
-                return Ok(s);
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "steerd did not listen on {admin}: {}",
-                    s.log_text()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn sigkill(&mut self) -> std::process::ExitStatus {
-        // SAFETY: kill(2) on our own child's pid.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGKILL) };
-        assert_eq!(rc, 0, "kill failed");
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Steerd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

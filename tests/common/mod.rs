@@ -7,6 +7,7 @@ pub mod cdn_apis;
 pub mod config;
 pub mod fakecdn;
 pub mod http;
+pub mod process;
 pub mod sinks;
 
 use std::io::{Read, Write};
