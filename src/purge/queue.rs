@@ -106,8 +106,8 @@ impl Queue {
     }
 
     /// The next batch to send at `now`: from the most urgent lane whose window has ended,
-    /// the ready entries of one kind (the kind of its earliest-due entry), earliest due
-    /// first, at most `max(kind)` of them.
+    /// the ready entries of one kind (the kind of its earliest-due entry), at most
+    /// `max(kind)` of them.
     pub fn take(&mut self, now: u64, max: impl Fn(Kind) -> usize) -> Option<Taken> {
         for p in Priority::ALL {
             for soft in [false, true] {
@@ -115,22 +115,24 @@ impl Queue {
                 if !lane.values().any(|e| e.due_ms <= now && e.ready_ms <= now) {
                     continue;
                 }
-                let first = lane
+                let kind = lane
                     .values()
                     .filter(|e| e.due_ms <= now && e.ready_ms <= now)
                     .min_by_key(|e| e.due_ms)
-                    .expect("one is due");
-                let kind = first.item.kind();
-                let mut ready: Vec<(u64, Item)> = lane
+                    .expect("one is due")
+                    .item
+                    .kind();
+                // Every ready entry of the kind goes (those still in their window too: the
+                // lane is being flushed), in the lane's order, up to the limit.
+                let ready: Vec<Item> = lane
                     .values()
                     .filter(|e| e.ready_ms <= now && e.item.kind() == kind)
-                    .map(|e| (e.due_ms, e.item.clone()))
+                    .take(max(kind).max(1))
+                    .map(|e| e.item.clone())
                     .collect();
-                ready.sort();
-                ready.truncate(max(kind).max(1));
                 let entries = ready
-                    .into_iter()
-                    .map(|(_, item)| lane.remove(&item).expect("listed"))
+                    .iter()
+                    .map(|item| lane.remove(item).expect("listed"))
                     .collect();
                 return Some(Taken {
                     priority: p,

@@ -77,11 +77,18 @@ impl Worker {
             .unwrap_or_default();
         let settings = self.shared.settings.clone();
         let target = self.provider.target.clone();
+        let mut expired_at = 0;
         loop {
             let now = wall_ms();
-            // Given up: purges older than the give-up age leave the queue, failed.
+            // Given up: purges older than the give-up age leave the queue, failed (looked
+            // for once a second: it walks the whole queue).
             let cutoff = now.saturating_sub(settings.give_up.as_millis() as u64);
-            let expired = queue.expire(cutoff);
+            let expired = if now >= expired_at + 1000 {
+                expired_at = now;
+                queue.expire(cutoff)
+            } else {
+                Vec::new()
+            };
             if !expired.is_empty() {
                 let refs: Vec<Ref> = expired.into_iter().map(|(_, r)| r).collect();
                 let why = format!(

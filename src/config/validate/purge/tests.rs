@@ -566,7 +566,7 @@ host = "bad host"
 provider = "cloudflare"
 zone_id = "z"
 token_env = "STEERD_T_LIMIT_TOKEN"
-max_per_request = 31
+max_per_request = 1001
 base_url = "mailto:a@b"
 "#,
     )
@@ -575,7 +575,7 @@ base_url = "mailto:a@b"
     assert_has(
         &i,
         &format!("{f}.max_per_request"),
-        &format!("between 1 and {limit}, cloudflare's limit per request (got 31)"),
+        &format!("between 1 and {limit}, cloudflare's limit per request (got 1001)"),
     );
     assert_has(&i, &format!("{f}.base_url"), "http:// or https://");
     let i = target(
