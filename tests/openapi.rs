@@ -48,7 +48,7 @@ fn admin_src() -> &'static str {
 const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "patch", "head", "options", "trace",
 ];
-const TAGS: [&str; 9] = [
+const TAGS: [&str; 10] = [
     "status",
     "targets",
     "services",
@@ -56,6 +56,7 @@ const TAGS: [&str; 9] = [
     "overrides",
     "inputs",
     "events",
+    "purges",
     "config",
     "metrics",
 ];
