@@ -234,7 +234,7 @@ fn router_routes() -> Routes {
 /// The modules whose routers `fn router` in `src` merges, in order.
 fn merged(src: &str) -> Vec<String> {
     let body = fn_body(src, "router");
-    let re = regex::Regex::new(r"^\.merge\(\s*([a-z_][a-z0-9_]*)::router\(\)\s*\)").unwrap();
+    let re = regex::Regex::new(r"^\.merge\(\s*([a-z_][a-z0-9_]*)::router\([a-z_]*\)\s*\)").unwrap();
     let mut out = Vec::new();
     for (at, _) in body.match_indices(".merge(") {
         let c = re.captures(&body[at..]).unwrap_or_else(|| {
@@ -868,6 +868,7 @@ fn request_bodies_match_the_handlers_structs() {
         ("ObservationBody", "Observation"),
         ("RumBody", "RumBatch"),
         ("BeaconBody", "RumBeacon"),
+        ("PurgeBody", "PurgeBody"),
     ] {
         let (fields, deny) = serde_struct(rust);
         let s = schema_of(&d, schema);
@@ -941,6 +942,7 @@ fn request_bodies_match_the_handlers_structs() {
     );
     assert_eq!(body("/v1/observations", "post"), "ObservationsBatch");
     assert_eq!(body("/v1/rum", "post"), "RumBatch");
+    assert_eq!(body("/v1/purges", "post"), "PurgeBody");
 }
 
 #[test]
@@ -950,6 +952,8 @@ fn query_parameters_match_the_handlers_structs() {
         ("ResolveQuery", "/v1/resolve", "get"),
         ("EventsQuery", "/v1/events", "get"),
         ("RegionQuery", "/v1/targets/{name}/override", "delete"),
+        ("ListQuery", "/v1/purges", "get"),
+        ("OneQuery", "/v1/purges/{id}", "get"),
     ] {
         let (fields, _) = serde_struct(rust);
         let op = &d["paths"][path][method];
