@@ -34,7 +34,8 @@ fn purger(api: &Api) -> Result<Arc<Purger>, ApiError> {
     api.purger.lock().clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
-            "no target has [targets.purge]: nothing can be purged",
+            "nothing can be purged: no target has [targets.purge], or the purge store could not \
+             be opened (see the log)",
         )
     })
 }
