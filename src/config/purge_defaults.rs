@@ -35,10 +35,9 @@ pub fn for_provider(provider: &str) -> Option<ProviderDefaults> {
         // 5,000, CP codes 30/min and 300: beyond them Akamai answers 429). Bodies ≤ 50,000
         // bytes; the 500 objects per request are our own cap.
         "akamai" => d(
-            "https://akab-host.purge.akamaiapis.net",
-            200.0,
-            10_000.0,
-            500,
+            // No default host: each EdgeGrid credential names its own (validation requires
+            // `base_url`).
+            "", 200.0, 10_000.0, 500,
         ),
         // docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/InvalidationLimits.html:
         // 3,000 file paths (15 wildcards) in progress per distribution, so one request may

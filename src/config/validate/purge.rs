@@ -185,6 +185,14 @@ pub(super) fn target(p: &PurgeConfig, f: &str, issues: &mut Issues) -> Option<Pu
             None
         }
         (Some(u), _) => http_url(u, &format!("{f}.base_url"), issues),
+        (None, "akamai") => {
+            issues.push(
+                format!("{f}.base_url"),
+                "required for provider \"akamai\": the host of your EdgeGrid credential \
+                 (https://akab-....purge.akamaiapis.net)",
+            );
+            None
+        }
         (None, _) => defaults.map(|d| d.base_url.trim_end_matches('/').to_string()),
     };
     let rate = rate(p, defaults, f, issues);

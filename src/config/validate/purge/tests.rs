@@ -248,6 +248,7 @@ fn akamai_with_defaults() {
     let text = r#"
 [purge]
 provider = "akamai"
+base_url = "https://akab-test.purge.akamaiapis.net"
 client_token_env = "STEERD_T_AK_CT"
 client_secret_env = "STEERD_T_AK_CS"
 access_token_env = "STEERD_T_AK_AT"
@@ -450,7 +451,12 @@ fn missing_ids_and_credentials() {
         "required for provider \"fastly\"",
     );
     let i = target("[purge]\nprovider = \"akamai\"").unwrap_err();
-    for key in ["client_token_env", "client_secret_env", "access_token_env"] {
+    for key in [
+        "base_url",
+        "client_token_env",
+        "client_secret_env",
+        "access_token_env",
+    ] {
         assert_has(
             &i,
             &format!("targets[0].purge.{key}"),
@@ -610,6 +616,7 @@ name = "cdn-b"
 cname = "b.cdn.example.net"
 [targets.purge]
 provider = "akamai"
+base_url = "https://akab-test.purge.akamaiapis.net"
 client_token_env = "STEERD_T_DEBUG_AK"
 client_secret_env = "STEERD_T_DEBUG_AK"
 access_token_env = "STEERD_T_DEBUG_AK"
