@@ -181,16 +181,10 @@ async fn purge(
 
 /// An EdgeGrid timestamp: `yyyyMMddTHH:mm:ss+0000`, in UTC.
 pub fn timestamp(now: time::OffsetDateTime) -> String {
-    let t = now.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}{:02}{:02}T{:02}:{:02}:{:02}+0000",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    let f = time::macros::format_description!("[year][month][day]T[hour]:[minute]:[second]+0000");
+    now.to_offset(time::UtcOffset::UTC)
+        .format(&f)
+        .expect("a UTC time in years 0-9999 formats")
 }
 
 /// A fresh nonce in UUID v4 form.

@@ -261,16 +261,10 @@ fn host(url: &reqwest::Url) -> String {
 
 /// `x-amz-date`: `yyyyMMddTHHmmssZ`, in UTC.
 pub fn amz_date(now: time::OffsetDateTime) -> String {
-    let t = now.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    let f = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+    now.to_offset(time::UtcOffset::UTC)
+        .format(&f)
+        .expect("a UTC time in years 0-9999 formats")
 }
 
 /// The headers to add to a request so it is signed: `x-amz-date`, the session token if any
