@@ -3,6 +3,9 @@
 
 Serves every path with 200 "ok <name>\n" and CDN-style cache headers (X-Cache: HIT,
 Age, X-Served-By), over HTTP or, with --cert/--key, HTTPS. Threaded; standard library only.
+It is also a self-run edge to purge (steerd's `provider = "http"`): `PURGE <path>` and `BAN`
+(keys in the `xkey` header) answer 200 and print what they dropped; the next GET of a purged
+path answers `X-Cache: MISS`.
 
   python3 bench/fakecdn.py --port 8081 --name cdn-a
   python3 bench/fakecdn.py --port 8443 --cert leaf.pem --key leaf.key
@@ -41,8 +44,27 @@ def main():
             print(f"{time.time():.0f} rate {state['rate']:.4f}", file=sys.stderr, flush=True)
         return state["rate"]
 
+    purged = set()
+
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+
+        def _purged(self, what):
+            out = f'{{"status": "ok", "purged": "{what}"}}\n'.encode()
+            print(f"{time.time():.0f} {self.command} {what}", flush=True)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def do_PURGE(self):
+            host = self.headers.get("Host", "")
+            purged.add(self.path)
+            self._purged(host + self.path)
+
+        def do_BAN(self):
+            self._purged("keys " + self.headers.get("xkey", ""))
 
         def _head(self):
             rate = error_rate()
@@ -50,8 +72,10 @@ def main():
             self.send_response(503 if fail else args.status)
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(len(body)))
-            self.send_header("X-Cache", "HIT")
-            self.send_header("Age", "60")
+            miss = self.path in purged
+            purged.discard(self.path)
+            self.send_header("X-Cache", "MISS" if miss else "HIT")
+            self.send_header("Age", "0" if miss else "60")
             self.send_header("X-Served-By", f"cache-{args.name}")
             self.end_headers()
 
