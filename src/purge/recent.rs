@@ -108,43 +108,6 @@ fn prune(q: &mut VecDeque<Bucket>, now_ms: u64) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_ratio_saturates_and_whole_purges_count_as_one() {
-        assert_eq!(ratio(0, false, 100.0), 0.0);
-        assert_eq!(ratio(100, false, 100.0), 0.5);
-        assert!((ratio(300, false, 100.0) - 0.75).abs() < 1e-12);
-        assert!(ratio(1_000_000_000, false, 100.0) < 1.0);
-        assert_eq!(ratio(1, true, 100.0), 1.0);
-    }
-
-    #[test]
-    fn the_window_slides_with_injected_time() {
-        let mut r = RecentPurges::default();
-        let t0 = 1_000_000_000;
-        assert_eq!(r.ratio("a", t0, 10.0), None);
-        r.record("a", 5, false, t0);
-        r.record("a", 5, false, t0 + 400);
-        r.record("a", 10, false, t0 + 60_000);
-        assert_eq!(r.window("a", t0 + 60_000), Some((20, false)));
-        assert_eq!(r.ratio("a", t0 + 60_000, 20.0), Some(0.5));
-        assert_eq!(r.ratio("b", t0 + 60_000, 20.0), None);
-        // Five minutes after the first: it has left the window, the last has not.
-        assert_eq!(r.window("a", t0 + 300_001), Some((10, false)));
-        assert_eq!(r.window("a", t0 + 360_001), None);
-        // A whole-cache purge: 1 while it is in the window.
-        r.record("b", 1, true, t0 + 400_000);
-        assert_eq!(r.ratio("b", t0 + 699_000, 100.0), Some(1.0));
-        assert_eq!(r.ratio("b", t0 + 701_000, 100.0), None);
-        // Old buckets are dropped as new ones come.
-        r.record("a", 1, false, t0 + 1_000_000);
-        assert_eq!(r.targets["a"].len(), 1);
-    }
-}
-
 impl super::Purger {
     /// The confirmed purges of the last 5 minutes, shared (for the control plane).
     pub fn recent_purges(&self) -> RecentHandle {
@@ -180,5 +143,42 @@ impl super::Shared {
         drop(items);
         drop(open);
         self.recent.lock().record(target, n, whole, now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ratio_saturates_and_whole_purges_count_as_one() {
+        assert_eq!(ratio(0, false, 100.0), 0.0);
+        assert_eq!(ratio(100, false, 100.0), 0.5);
+        assert!((ratio(300, false, 100.0) - 0.75).abs() < 1e-12);
+        assert!(ratio(1_000_000_000, false, 100.0) < 1.0);
+        assert_eq!(ratio(1, true, 100.0), 1.0);
+    }
+
+    #[test]
+    fn the_window_slides_with_injected_time() {
+        let mut r = RecentPurges::default();
+        let t0 = 1_000_000_000;
+        assert_eq!(r.ratio("a", t0, 10.0), None);
+        r.record("a", 5, false, t0);
+        r.record("a", 5, false, t0 + 400);
+        r.record("a", 10, false, t0 + 60_000);
+        assert_eq!(r.window("a", t0 + 60_000), Some((20, false)));
+        assert_eq!(r.ratio("a", t0 + 60_000, 20.0), Some(0.5));
+        assert_eq!(r.ratio("b", t0 + 60_000, 20.0), None);
+        // Five minutes after the first: it has left the window, the last has not.
+        assert_eq!(r.window("a", t0 + 300_001), Some((10, false)));
+        assert_eq!(r.window("a", t0 + 360_001), None);
+        // A whole-cache purge: 1 while it is in the window.
+        r.record("b", 1, true, t0 + 400_000);
+        assert_eq!(r.ratio("b", t0 + 699_000, 100.0), Some(1.0));
+        assert_eq!(r.ratio("b", t0 + 701_000, 100.0), None);
+        // Old buckets are dropped as new ones come.
+        r.record("a", 1, false, t0 + 1_000_000);
+        assert_eq!(r.targets["a"].len(), 1);
     }
 }
