@@ -65,6 +65,7 @@ impl Applier {
         match crate::purge::Purger::start(cfg, sink) {
             Ok(p) => {
                 info!(store = %cfg.purge.store.display(), "purger started");
+                self.control.set_recent_purges(p.recent_purges());
                 *slot = Some(p);
             }
             Err(e) => warn!("purges are not accepted: {e}"),

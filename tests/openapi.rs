@@ -954,6 +954,7 @@ fn query_parameters_match_the_handlers_structs() {
         ("RegionQuery", "/v1/targets/{name}/override", "delete"),
         ("ListQuery", "/v1/purges", "get"),
         ("OneQuery", "/v1/purges/{id}", "get"),
+        ("UsageQuery", "/v1/purges/usage", "get"),
     ] {
         let (fields, _) = serde_struct(rust);
         let op = &d["paths"][path][method];

@@ -921,6 +921,7 @@ fn cache(popularity: f64, ttl_factor: f64, purge_ratio: f64) -> CacheInputs {
         ttl_factor,
         purge_ratio,
         popularity_from: "reported",
+        purge_ratio_from: "report",
     }
 }
 

@@ -12,6 +12,7 @@ mod listen;
 mod named;
 mod ops;
 mod overrides;
+mod purge_usage;
 mod purges;
 mod services;
 pub mod store;
@@ -143,6 +144,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(services::router())
         .merge(zones::router())
         .merge(events::router())
+        .merge(purge_usage::router())
         .merge(purges::router(max_body))
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(

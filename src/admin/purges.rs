@@ -30,7 +30,7 @@ pub(super) fn router(max_body: usize) -> Router<Arc<Api>> {
         .layer(DefaultBodyLimit::max(max_body.max(MAX_PURGE_BODY)))
 }
 
-fn purger(api: &Api) -> Result<Arc<Purger>, ApiError> {
+pub(super) fn purger(api: &Api) -> Result<Arc<Purger>, ApiError> {
     api.purger.lock().clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,

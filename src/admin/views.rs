@@ -205,6 +205,7 @@ fn cache_json(
             "popularity_from": c.popularity_from,
             "ttl_factor": c.ttl_factor,
             "purge_ratio": c.purge_ratio,
+            "purge_ratio_from": c.purge_ratio_from,
         })
     };
     json!({

@@ -201,4 +201,19 @@ pub struct PurgeTarget {
     /// The host the purged URLs belong to, for `http` edges and for relative paths (default:
     /// the host of each URL).
     pub host: Option<String>,
+    /// What the provider charges per billed item in a calendar month (UTC), as tiers, the last
+    /// unbounded (`pricing`; default: the provider's public price, see
+    /// `purge_defaults::pricing`).
+    pub pricing: Vec<PriceTier>,
+    /// Objects confirmed purged within 5 minutes that make this target's
+    /// `recent_purge_ratio` 0.5 (`purge_ratio_half`, default 100; see `purge::recent`).
+    pub purge_ratio_half: f64,
+}
+
+/// One tier of a purge price list: the month's billed items up to `up_to` (counted from the
+/// month's first; None: no bound, the last tier) cost `per_item` dollars each.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PriceTier {
+    pub up_to: Option<u64>,
+    pub per_item: f64,
 }

@@ -2,7 +2,7 @@
 //! items it takes in one request. `[targets.purge]` may lower `max_per_request` and set
 //! `rate`; these are what a target gets otherwise (sources in docs/config.md).
 
-use super::purge::RateLimit;
+use super::purge::{PriceTier, RateLimit};
 
 /// One provider's defaults.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -49,4 +49,44 @@ pub fn for_provider(provider: &str) -> Option<ProviderDefaults> {
         "http" => d("", 100.0, 200.0, 1),
         _ => return None,
     })
+}
+
+/// Objects purged in 5 minutes that make a target's `recent_purge_ratio` 0.5, unless
+/// `purge_ratio_half` says otherwise (see `purge::recent`).
+pub const PURGE_RATIO_HALF: f64 = 100.0;
+
+/// What `provider` charges for purges, per billed item and calendar month, when
+/// `[targets.purge] pricing` does not say (empty for a name that is no provider). What an item
+/// is, is what the provider bills: CloudFront invalidation paths, Akamai objects, the items of
+/// every other provider's requests.
+pub fn pricing(provider: &str) -> Vec<PriceTier> {
+    let free = vec![PriceTier {
+        up_to: None,
+        per_item: 0.0,
+    }];
+    match provider {
+        // aws.amazon.com/cloudfront/pricing/ ("Invalidation requests"): the first 1,000 paths
+        // a month are free, then $0.005 per path; a wildcard path (`/images/*`) counts as one
+        // path. The free 1,000 are per AWS account: several distributions of one account share
+        // them (set `pricing` on each accordingly).
+        "cloudfront" => vec![
+            PriceTier {
+                up_to: Some(1000),
+                per_item: 0.0,
+            },
+            PriceTier {
+                up_to: None,
+                per_item: 0.005,
+            },
+        ],
+        // developers.cloudflare.com/cache/how-to/purge-cache/: purging is included in every
+        // plan (the limits are rate limits, not charges).
+        // docs.fastly.com/en/guides/purging-api-cache-with-surrogate-keys: purges are free, on
+        // every account.
+        // techdocs.akamai.com/purge-cache: Fast Purge is part of the contract, not billed per
+        // object (set `pricing` if yours says otherwise).
+        // `http`: self-run edges cost nothing per purge.
+        "cloudflare" | "fastly" | "akamai" | "http" => free,
+        _ => Vec::new(),
+    }
 }

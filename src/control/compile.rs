@@ -139,6 +139,7 @@ impl Control {
             input.latency_by_region = m.latency_by_region;
             input.cache = m.cache;
             input.cache_by_region = m.cache_by_region;
+            super::purges::overlay(live, t, wall_ms, &mut input);
             input.cost = cost;
             targets.push(input);
         }

@@ -42,6 +42,8 @@ pub struct Live {
     pub counters: Arc<crate::table::AnswerCounters>,
     /// Answer totals at the start of the current month, and which month that is.
     pub month_base: (u64, Vec<u64>),
+    /// The purger's confirmed purges of the last 5 minutes, once it runs (`control::purges`).
+    pub purges: Option<crate::purge::recent::RecentHandle>,
 }
 
 impl Live {
@@ -67,6 +69,7 @@ impl Live {
                 crate::policy::cost::Month::containing(now.wall_ms).start_ms,
                 vec![0; targets],
             ),
+            purges: None,
         }
     }
 }

@@ -26,6 +26,7 @@ mod geo_files;
 mod inputs;
 mod live;
 mod overrides;
+mod purges;
 mod saved;
 
 pub use crate::policy::reports::{

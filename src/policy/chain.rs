@@ -452,7 +452,7 @@ pub fn run(
                 let (ci, regional) = input(t).cache_in(cell.region.as_deref());
                 note!(
                     notes,
-                    "{} {s:.3} = {} × proximity {p:.3} + {} × cache {c:.3} (popularity {:.2}, ttl {:.2}, purge {:.2}){}{}",
+                    "{} {s:.3} = {} × proximity {p:.3} + {} × cache {c:.3} (popularity {:.2}, ttl {:.2}, purge {:.2}){}{}{}",
                     name(t),
                     settings.proximity_weight,
                     settings.cache_weight,
@@ -462,6 +462,11 @@ pub fn run(
                     match ci.popularity_from {
                         "reported" | "default" => String::new(),
                         from => format!("; popularity from the {from}"),
+                    },
+                    if ci.purge_ratio_from == "purges" {
+                        "; purge ratio from steerd's purges of the last 5 minutes"
+                    } else {
+                        ""
                     },
                     if regional {
                         format!("; {}'s figures", cell.region.as_deref().unwrap_or("?"))

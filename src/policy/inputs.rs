@@ -114,6 +114,9 @@ pub struct CacheInputs {
     pub purge_ratio: f64,
     /// Where `popularity` came from ("reported", "probed hit ratio", "default", …), for traces.
     pub popularity_from: &'static str,
+    /// Where `purge_ratio` came from: "report" (pushed cache metrics), "purges" (the purges
+    /// steerd made over the last 5 minutes) or "default".
+    pub purge_ratio_from: &'static str,
 }
 
 impl Default for CacheInputs {
@@ -123,6 +126,7 @@ impl Default for CacheInputs {
             ttl_factor: 0.5,
             purge_ratio: 0.0,
             popularity_from: "default",
+            purge_ratio_from: "default",
         }
     }
 }

@@ -42,11 +42,16 @@ pub fn cache_inputs(reports: &[&CacheReport], probe_hit_ratio: Option<f64>) -> C
         (None, None, Some(h)) => (h, "probed hit ratio"),
         (None, None, None) => (d.popularity, "default"),
     };
+    let (purge_ratio, purge_ratio_from) = match first(|r| r.purge_ratio) {
+        Some(p) => (p, "report"),
+        None => (d.purge_ratio, d.purge_ratio_from),
+    };
     CacheInputs {
         popularity,
         ttl_factor: first(|r| r.ttl_factor).unwrap_or(d.ttl_factor),
-        purge_ratio: first(|r| r.purge_ratio).unwrap_or(d.purge_ratio),
+        purge_ratio,
         popularity_from,
+        purge_ratio_from,
     }
 }
 

@@ -9,7 +9,9 @@ pub mod metrics;
 pub mod model;
 pub mod provider;
 pub mod queue;
+pub mod recent;
 pub mod store;
+pub mod usage;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -67,6 +69,10 @@ pub(crate) struct Shared {
     events: EventSink,
     /// Serialises commits, so progress reaches the store in the order it was made.
     commit: tokio::sync::Mutex<()>,
+    /// Monthly usage and cost per target (`usage`), committed with the progress.
+    pub(crate) usage: usage::Usage,
+    /// Items confirmed per target over the last 5 minutes (`recent`), for the cache score.
+    pub(crate) recent: recent::RecentHandle,
 }
 
 impl Shared {
@@ -76,6 +82,7 @@ impl Shared {
             return;
         }
         let _order = self.commit.lock().await;
+        self.note_confirmed(target, &changes, now);
         let mut rows: BTreeMap<u64, CdnProgress> = BTreeMap::new();
         let mut events = Vec::new();
         {
@@ -153,7 +160,12 @@ impl Shared {
             .map(|(id, p)| (id, target.to_string(), p))
             .collect();
         let store = self.store.clone();
-        let done = tokio::task::spawn_blocking(move || store.update(&rows)).await;
+        let usage = self.usage.take_dirty();
+        let done = tokio::task::spawn_blocking(move || {
+            store.put_usage(&usage, rows.is_empty())?;
+            store.update(&rows)
+        })
+        .await;
         if let Ok(Err(e)) | Err(e) = done.map_err(|e| StoreError::from_join(&e)) {
             tracing::error!(target, "purge progress not saved: {e}");
         }
@@ -235,6 +247,7 @@ impl Shared {
         let seen = c.get();
         if total > seen {
             c.inc_by(total - seen);
+            self.usage.deduped(target, total - seen, wall_ms());
         }
     }
 
@@ -271,6 +284,7 @@ impl Purger {
     pub fn start(cfg: &ValidConfig, events: EventSink) -> Result<Arc<Purger>, StoreError> {
         let settings = cfg.purge.clone();
         let store = Arc::new(Store::open(&settings.store)?);
+        let usage = usage::Usage::load(store.usage()?, wall_ms());
         let (changed, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             settings,
@@ -280,6 +294,8 @@ impl Purger {
             metrics: metrics::PurgeMetrics::new(),
             events,
             commit: tokio::sync::Mutex::new(()),
+            usage,
+            recent: Default::default(),
         });
         let purger = Arc::new(Purger {
             shared,
@@ -510,7 +526,9 @@ impl Purger {
 
     /// The purger's metric families.
     pub fn gather(&self) -> Vec<prometheus::proto::MetricFamily> {
-        self.shared.metrics.gather()
+        let mut all = self.shared.metrics.gather();
+        all.extend(self.shared.usage.gather());
+        all
     }
 }
 

@@ -20,6 +20,8 @@ const PROGRESS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("prog
 const OPEN: TableDefinition<u64, ()> = TableDefinition::new("open");
 const IDEMPOTENCY: TableDefinition<&str, u64> = TableDefinition::new("idempotency");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// (month `YYYY-MM`, target) → that target's purge usage that month (`usage::Counters`).
+const USAGE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("usage");
 
 /// A store error, with what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -236,6 +238,55 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Commits usage counters (absolute values). `durable: false` leaves the fsync to the
+    /// commit that follows (redb makes a non-durable commit durable with the next durable one).
+    pub fn put_usage(
+        &self,
+        rows: &[(String, String, super::usage::Counters)],
+        durable: bool,
+    ) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut w = tri!(self.db.begin_write(), "begin");
+        if !durable {
+            tri!(w.set_durability(redb::Durability::None), "durability");
+        }
+        {
+            let mut t = tri!(w.open_table(USAGE), "usage");
+            for (m, target, c) in rows {
+                tri!(
+                    t.insert((m.as_str(), target.as_str()), json(c).as_slice()),
+                    "usage"
+                );
+            }
+        }
+        tri!(w.commit(), "commit");
+        Ok(())
+    }
+
+    /// Every (month, target)'s usage counters.
+    pub fn usage(&self) -> Result<Vec<(String, String, super::usage::Counters)>, StoreError> {
+        let r = tri!(self.db.begin_read(), "begin");
+        let t = match r.open_table(USAGE) {
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            t => tri!(t, "usage"),
+        };
+        let mut out = Vec::new();
+        for row in tri!(t.iter(), "usage") {
+            let (k, v) = tri!(row, "usage");
+            let (m, target) = k.value();
+            out.push((
+                m.to_string(),
+                target.to_string(),
+                parse(v.value(), "usage")?,
+            ));
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,5 +333,31 @@ mod tests {
         assert!(s.get(1).unwrap().is_none());
         // The key went with it: a new purge may use it again.
         assert_eq!(s.insert(8, &req(Some("k1"))).unwrap(), Inserted::New(3));
+    }
+
+    #[test]
+    fn usage_survives_a_reopen() {
+        use crate::purge::usage::Counters;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("u.redb");
+        let s = Store::open(&path).unwrap();
+        assert!(s.usage().unwrap().is_empty());
+        let c = Counters {
+            items: 7,
+            api_calls: 2,
+            deduplicated: 1,
+            calls_saved: 5,
+        };
+        // A non-durable commit becomes durable with the next durable one.
+        s.put_usage(&[("2026-12".into(), "a".into(), c)], false)
+            .unwrap();
+        s.update(&[(1, "x".into(), CdnProgress::new(1))]).unwrap();
+        s.put_usage(&[("2026-11".into(), "a".into(), Counters::default())], true)
+            .unwrap();
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        let rows = s.usage().unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[1], ("2026-12".into(), "a".into(), c));
     }
 }

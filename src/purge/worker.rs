@@ -222,6 +222,8 @@ impl Worker {
             target,
             results.iter().any(|r| matches!(r, ItemResult::Failed(_))),
         );
+        let pricing = &self.provider.config.pricing;
+        self.shared.usage.call(target, pricing, &results, now);
         let mut out: Vec<(Ref, Change)> = Vec::new();
         let mut waiting: Vec<Entry> = Vec::new();
         let mut pending_id = None;

@@ -302,6 +302,7 @@ pub fn http_target(edges: &[CdnApi]) -> PurgeTarget {
 
 fn with_defaults(provider: ProviderConfig, base_url: String) -> PurgeTarget {
     let d = steerd::config::purge_defaults::for_provider(provider.name()).unwrap();
+    let provider_name = provider.name();
     PurgeTarget {
         provider,
         base_url,
@@ -312,6 +313,8 @@ fn with_defaults(provider: ProviderConfig, base_url: String) -> PurgeTarget {
         max_per_request: d.max_per_request,
         timeout: Duration::from_secs(2),
         host: None,
+        pricing: steerd::config::purge_defaults::pricing(provider_name),
+        purge_ratio_half: steerd::config::purge_defaults::PURGE_RATIO_HALF,
     }
 }
 

@@ -84,4 +84,18 @@ pub struct PurgeConfig {
     pub key_method: Option<String>,
     /// http: the header carrying the keys of a key purge (default "xkey").
     pub key_header: Option<String>,
+    /// The price per billed item per month, in tiers (default: the provider's).
+    pub pricing: Option<Vec<PriceTierConfig>>,
+    /// Objects purged in 5 minutes that make `recent_purge_ratio` 0.5 (default 100).
+    pub purge_ratio_half: Option<f64>,
+}
+
+/// One tier of `pricing`: `{ up_to = 1000, per_item = 0.0 }`; the last has no `up_to`.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PriceTierConfig {
+    /// The month's billed items this tier reaches to (inclusive, counted from the first).
+    pub up_to: Option<i64>,
+    /// Dollars per item in this tier.
+    pub per_item: Option<f64>,
 }

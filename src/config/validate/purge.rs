@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use crate::config::issues::{Context, Issues, env_secret, excerpt, parse_name};
 use crate::config::purge::{
-    AkamaiNetwork, AwsCredentials, EdgeGridCredentials, EdgeMethod, Priority, ProviderConfig,
-    PurgeSettings, PurgeTarget, RateLimit, Secret,
+    AkamaiNetwork, AwsCredentials, EdgeGridCredentials, EdgeMethod, PriceTier, Priority,
+    ProviderConfig, PurgeSettings, PurgeTarget, RateLimit, Secret,
 };
 use crate::config::purge_defaults::{self, ProviderDefaults};
-use crate::config::schema::{PurgeConfig, PurgeSectionConfig};
+use crate::config::schema::{PriceTierConfig, PurgeConfig, PurgeSectionConfig};
 
 /// Longest duration a purge key takes: a year (and `Duration` cannot overflow).
 const MAX_SECONDS: f64 = 365.0 * 86_400.0;
@@ -225,6 +225,8 @@ pub(super) fn target(p: &PurgeConfig, f: &str, issues: &mut Issues) -> Option<Pu
     };
     foreign_keys(p, name, f, issues);
     let provider = provider(p, name, f, issues);
+    let pricing = pricing(p.pricing.as_deref(), name, f, issues);
+    let purge_ratio_half = ratio_half(p.purge_ratio_half, f, issues);
     if issues.len() != before {
         return None;
     }
@@ -235,7 +237,112 @@ pub(super) fn target(p: &PurgeConfig, f: &str, issues: &mut Issues) -> Option<Pu
         max_per_request,
         timeout: timeout?,
         host,
+        pricing: pricing?,
+        purge_ratio_half,
     })
+}
+
+/// `pricing`: tiers of ascending `up_to` (whole items, at least 1), each with a `per_item` of
+/// at least 0 dollars, the last without `up_to`; the provider's when not given.
+fn pricing(
+    v: Option<&[PriceTierConfig]>,
+    name: &str,
+    f: &str,
+    issues: &mut Issues,
+) -> Option<Vec<PriceTier>> {
+    let Some(list) = v else {
+        return Some(purge_defaults::pricing(name));
+    };
+    let field = format!("{f}.pricing");
+    if list.is_empty() {
+        issues.push(
+            field,
+            "must have at least one tier (`[{ per_item = 0.0 }]`: free)",
+        );
+        return None;
+    }
+    let before = issues.len();
+    let mut out = Vec::with_capacity(list.len());
+    let mut last_bound: Option<u64> = None;
+    for (k, t) in list.iter().enumerate() {
+        let at = format!("{field}[{k}]");
+        let per_item = match t.per_item {
+            None => {
+                issues.push(
+                    format!("{at}.per_item"),
+                    "required: the dollars each item of this tier costs",
+                );
+                0.0
+            }
+            Some(x) if !x.is_finite() || x < 0.0 => {
+                issues.push(
+                    format!("{at}.per_item"),
+                    format!("must be a price of at least 0 dollars (got {x})"),
+                );
+                0.0
+            }
+            Some(x) => x,
+        };
+        let last = k + 1 == list.len();
+        let up_to = match (t.up_to, last) {
+            (None, true) => None,
+            (None, false) => {
+                issues.push(
+                    format!("{at}.up_to"),
+                    "required in every tier but the last (the last has no bound)",
+                );
+                None
+            }
+            (Some(u), true) => {
+                issues.push(
+                    format!("{at}.up_to"),
+                    format!(
+                        "the last tier has no bound: remove up_to = {u} (or add a tier after it)"
+                    ),
+                );
+                None
+            }
+            (Some(u), false) if u < 1 => {
+                issues.push(
+                    format!("{at}.up_to"),
+                    format!("must be a number of items of at least 1 (got {u})"),
+                );
+                None
+            }
+            (Some(u), false) => {
+                let u = u as u64;
+                if let Some(b) = last_bound
+                    && u <= b
+                {
+                    issues.push(
+                        format!("{at}.up_to"),
+                        format!(
+                            "must be above the previous tier's up_to ({b}): bounds ascend (got {u})"
+                        ),
+                    );
+                }
+                last_bound = Some(u);
+                Some(u)
+            }
+        };
+        out.push(PriceTier { up_to, per_item });
+    }
+    (issues.len() == before).then_some(out)
+}
+
+/// `purge_ratio_half`: a positive number of objects (default [`purge_defaults::PURGE_RATIO_HALF`]).
+fn ratio_half(v: Option<f64>, f: &str, issues: &mut Issues) -> f64 {
+    match v {
+        None => purge_defaults::PURGE_RATIO_HALF,
+        Some(x) if x.is_finite() && x > 0.0 => x,
+        Some(x) => {
+            issues.push(
+                format!("{f}.purge_ratio_half"),
+                format!("must be a positive number of objects (got {x})"),
+            );
+            purge_defaults::PURGE_RATIO_HALF
+        }
+    }
 }
 
 /// `rate` and `burst`, each defaulting to the provider's.

@@ -658,3 +658,96 @@ cname = "c.cdn.example.net"
     let e = crate::config::parse(&bad, "t.toml").unwrap_err();
     assert!(e.to_string().contains("unknown field `zone`"), "{e}");
 }
+
+/// A CloudFront target's keys with `extra` appended (credentials of its own).
+fn cloudfront_with(extra: &str) -> Result<PurgeTarget, Vec<ConfigIssue>> {
+    set_env("STEERD_T_PRICE_KEY_ID", "AKIDPRICE");
+    set_env("STEERD_T_PRICE_SECRET", "price-secret");
+    target(&format!(
+        r#"
+[purge]
+provider = "cloudfront"
+distribution_id = "EDFDVBD6EXAMPLE"
+access_key_id_env = "STEERD_T_PRICE_KEY_ID"
+secret_access_key_env = "STEERD_T_PRICE_SECRET"
+{extra}
+"#
+    ))
+}
+
+#[test]
+fn pricing_defaults_per_provider() {
+    use crate::config::purge::PriceTier;
+    let t = cloudfront_with("").unwrap();
+    assert_eq!(
+        t.pricing,
+        [
+            PriceTier {
+                up_to: Some(1000),
+                per_item: 0.0
+            },
+            PriceTier {
+                up_to: None,
+                per_item: 0.005
+            }
+        ]
+    );
+    assert_eq!(t.purge_ratio_half, 100.0);
+    for p in ["cloudflare", "fastly", "akamai", "http"] {
+        assert_eq!(
+            crate::config::purge_defaults::pricing(p),
+            [PriceTier {
+                up_to: None,
+                per_item: 0.0
+            }],
+            "{p}"
+        );
+    }
+}
+
+#[test]
+fn pricing_override_parsed() {
+    use crate::config::purge::PriceTier;
+    let t = cloudfront_with(
+        "pricing = [{ up_to = 1000, per_item = 0.0 }, { up_to = 100000, per_item = 0.005 }, { per_item = 0.01 }]\npurge_ratio_half = 2.5",
+    )
+    .unwrap();
+    assert_eq!(t.pricing.len(), 3);
+    assert_eq!(
+        t.pricing[1],
+        PriceTier {
+            up_to: Some(100_000),
+            per_item: 0.005
+        }
+    );
+    assert_eq!(t.pricing[2].up_to, None);
+    assert_eq!(t.purge_ratio_half, 2.5);
+}
+
+#[test]
+fn pricing_rejected_with_the_field() {
+    let f = "targets[0].purge.pricing";
+    let e = cloudfront_with("pricing = []").unwrap_err();
+    assert_has(&e, f, "at least one tier");
+    let e = cloudfront_with("pricing = [{ up_to = 10, per_item = 0.0 }]").unwrap_err();
+    assert_has(&e, &format!("{f}[0].up_to"), "the last tier has no bound");
+    let e = cloudfront_with("pricing = [{ per_item = 0.0 }, { per_item = 0.01 }]").unwrap_err();
+    assert_has(
+        &e,
+        &format!("{f}[0].up_to"),
+        "required in every tier but the last",
+    );
+    let e = cloudfront_with(
+        "pricing = [{ up_to = 100, per_item = 0.0 }, { up_to = 100, per_item = 0.1 }, { per_item = 0.2 }]",
+    )
+    .unwrap_err();
+    assert_has(&e, &format!("{f}[1].up_to"), "bounds ascend");
+    let e = cloudfront_with("pricing = [{ up_to = 0, per_item = 0.0 }, { per_item = 0.2 }]")
+        .unwrap_err();
+    assert_has(&e, &format!("{f}[0].up_to"), "at least 1");
+    let e = cloudfront_with("pricing = [{ up_to = 5, per_item = -0.5 }, { }]").unwrap_err();
+    assert_has(&e, &format!("{f}[0].per_item"), "at least 0 dollars");
+    assert_has(&e, &format!("{f}[1].per_item"), "required");
+    let e = cloudfront_with("purge_ratio_half = 0").unwrap_err();
+    assert_has(&e, "targets[0].purge.purge_ratio_half", "positive");
+}
