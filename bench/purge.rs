@@ -132,7 +132,10 @@ async fn main() {
     let http = reqwest::Client::new();
     let up = Instant::now();
     while http.get(format!("{api}/v1/purges")).send().await.is_err() {
-        assert!(up.elapsed() < Duration::from_secs(30), "steerd did not start");
+        assert!(
+            up.elapsed() < Duration::from_secs(30),
+            "steerd did not start"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (idle_rss, _) = rss_kib(pid);
@@ -208,13 +211,16 @@ async fn main() {
     println!("|---|---:|---:|---:|---:|---:|---:|---|");
     let (mut calls_all, mut items_all) = (0, 0);
     for (name, a) in &apis {
-        let took = |id: &str| {
-            match done[id]["cdns"][*name]["seconds_to_confirm"].as_f64() {
-                Some(s) => format!("{s:.1} s"),
-                None => "-".into(),
-            }
+        let took = |id: &str| match done[id]["cdns"][*name]["seconds_to_confirm"].as_f64() {
+            Some(s) => format!("{s:.1} s"),
+            None => "-".into(),
         };
-        let state = |id: &str| done[id]["cdns"][*name]["state"].as_str().unwrap_or("?").to_string();
+        let state = |id: &str| {
+            done[id]["cdns"][*name]["state"]
+                .as_str()
+                .unwrap_or("?")
+                .to_string()
+        };
         let calls = a.calls();
         let items = n_urls + n_keys;
         calls_all += calls;
@@ -254,7 +260,12 @@ async fn main() {
 
 /// Fills the surrogate-key registry (for CloudFront) when this steerd has one: key i tags
 /// every URL j with j % keys == i. Returns whether it did.
-async fn register_keys(http: &reqwest::Client, api: &str, keys: &[String], urls: &[String]) -> bool {
+async fn register_keys(
+    http: &reqwest::Client,
+    api: &str,
+    keys: &[String],
+    urls: &[String],
+) -> bool {
     let mut by_key: Vec<Vec<&String>> = vec![Vec::new(); keys.len()];
     for (j, u) in urls.iter().enumerate() {
         by_key[j % keys.len().max(1)].push(u);
@@ -266,7 +277,9 @@ async fn register_keys(http: &reqwest::Client, api: &str, keys: &[String], urls:
             .send()
             .await
             .unwrap();
-        if r.status() == reqwest::StatusCode::NOT_FOUND || r.status() == reqwest::StatusCode::METHOD_NOT_ALLOWED {
+        if r.status() == reqwest::StatusCode::NOT_FOUND
+            || r.status() == reqwest::StatusCode::METHOD_NOT_ALLOWED
+        {
             return false;
         }
         assert!(r.status().is_success(), "registering {k}: {}", r.status());
