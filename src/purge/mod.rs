@@ -5,10 +5,12 @@
 //! changes, so a restart resumes every unfinished purge.
 
 pub mod cli;
+mod keys;
 pub mod metrics;
 pub mod model;
 pub mod provider;
 pub mod queue;
+pub mod registry;
 pub mod store;
 mod worker;
 
@@ -67,6 +69,9 @@ pub(crate) struct Shared {
     events: EventSink,
     /// Serialises commits, so progress reaches the store in the order it was made.
     commit: tokio::sync::Mutex<()>,
+    /// Surrogate keys → URLs, and the parts of items expanded through it (`keys`).
+    registry: registry::Registry,
+    parts: keys::Parts,
 }
 
 impl Shared {
@@ -91,6 +96,10 @@ impl Shared {
                 if p.state.finished() {
                     continue;
                 }
+                let Some(c) = self.parts.count(target, r, c) else {
+                    continue;
+                };
+                let c = &c;
                 let first = !counted.contains(&r.id);
                 match c {
                     Change::Sent => {
@@ -272,6 +281,7 @@ impl Purger {
         let settings = cfg.purge.clone();
         let store = Arc::new(Store::open(&settings.store)?);
         let (changed, _) = watch::channel(0);
+        let registry = registry::Registry::open(store.clone(), settings.registry_max_urls)?;
         let shared = Arc::new(Shared {
             settings,
             store,
@@ -280,6 +290,8 @@ impl Purger {
             metrics: metrics::PurgeMetrics::new(),
             events,
             commit: tokio::sync::Mutex::new(()),
+            registry,
+            parts: keys::Parts::default(),
         });
         let purger = Arc::new(Purger {
             shared,
@@ -407,15 +419,13 @@ impl Purger {
             for idx in p.open() {
                 let item = rec.request.items[idx as usize].clone();
                 match targets.get(t) {
-                    Some(pv) if pv.supports(item.kind()) => items.push((idx, item)),
-                    Some(pv) => refused.push((
-                        idx,
-                        format!(
-                            "{} cannot purge by {}",
-                            pv.config.provider.name(),
-                            kind_name(&item)
-                        ),
-                    )),
+                    Some(pv) => match keys::items_for(&self.shared.registry, pv, &item) {
+                        Ok(parts) => {
+                            self.shared.parts.expect(t, rec.id, idx, parts.len());
+                            items.extend(parts.into_iter().map(|i| (idx, i)));
+                        }
+                        Err(why) => refused.push((idx, why)),
+                    },
                     None => refused.push((idx, format!("{t} no longer has [targets.purge]"))),
                 }
             }
@@ -502,6 +512,25 @@ impl Purger {
                 return self.get(id);
             }
         }
+    }
+
+    /// The surrogate-key registry (keys → URLs) of this purger's store.
+    pub fn registry(&self) -> &registry::Registry {
+        &self.shared.registry
+    }
+
+    /// Records the surrogate keys `url`'s answer names in its `Surrogate-Key` (space-separated)
+    /// and `Cache-Tag` (comma-separated) headers, in place of those the registry had for it;
+    /// the keys recorded, or None (nothing changed) when the answer had neither header. For
+    /// fetches of the origin or a CDN (canaries). One store commit: blocking, so async code
+    /// calls it from `spawn_blocking`.
+    pub fn learn_keys(
+        &self,
+        url: &str,
+        headers: &http::HeaderMap,
+        now_ms: u64,
+    ) -> Result<Option<Vec<String>>, registry::RegistryError> {
+        self.shared.registry.learn(url, headers, now_ms)
     }
 
     pub fn settings(&self) -> &PurgeSettings {
