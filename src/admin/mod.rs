@@ -12,6 +12,7 @@ mod listen;
 mod named;
 mod ops;
 mod overrides;
+mod purge_keys;
 mod purges;
 mod services;
 pub mod store;
@@ -144,6 +145,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(zones::router())
         .merge(events::router())
         .merge(purges::router(max_body))
+        .merge(purge_keys::router())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(
             api.clone(),
