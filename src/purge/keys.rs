@@ -155,6 +155,81 @@ mod tests {
         assert_eq!(p.left("cf", 1, 0), None);
     }
 
+    fn provider(pc: crate::config::purge::ProviderConfig) -> Provider {
+        use crate::config::purge::{PurgeTarget, RateLimit};
+        let t = PurgeTarget {
+            provider: pc,
+            base_url: String::new(),
+            rate: RateLimit {
+                per_second: 1.0,
+                burst: 1.0,
+            },
+            max_per_request: 100,
+            timeout: std::time::Duration::from_secs(1),
+            host: None,
+        };
+        Provider::new("t", &t)
+    }
+
+    #[test]
+    fn a_key_becomes_urls_or_keys_by_provider() {
+        use crate::config::purge::{AwsCredentials, EdgeMethod, ProviderConfig, Secret};
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            std::sync::Arc::new(super::super::store::Store::open(&dir.path().join("p")).unwrap());
+        let reg = Registry::open(store, 100).unwrap();
+        let a = "https://h/a".to_string();
+        let b = "https://h/b".to_string();
+        reg.set_key("site:acme", std::slice::from_ref(&a), true, 0)
+            .unwrap();
+        reg.set_key("site:acme:blog", &[a.clone(), b.clone()], true, 0)
+            .unwrap();
+        let cloudfront = provider(ProviderConfig::Cloudfront {
+            distribution_id: "D".into(),
+            credentials: AwsCredentials {
+                access_key_id: Secret::new("k"),
+                secret_access_key: Secret::new("s"),
+                session_token: None,
+            },
+        });
+        let fastly = provider(ProviderConfig::Fastly {
+            service_id: "S".into(),
+            token: Secret::new("t"),
+        });
+        let edge = |key_method| {
+            provider(ProviderConfig::Http {
+                edges: vec!["http://e".into()],
+                key_method,
+                key_header: "xkey".into(),
+                token: None,
+            })
+        };
+        let key = Item::Key("site:acme".into());
+        let urls = vec![Item::Url(a.clone()), Item::Url(b.clone())];
+        assert_eq!(items_for(&reg, &cloudfront, &key).unwrap(), urls);
+        assert_eq!(
+            items_for(&reg, &edge(EdgeMethod::Urls), &key).unwrap(),
+            urls
+        );
+        let keys = vec![key.clone(), Item::Key("site:acme:blog".into())];
+        assert_eq!(items_for(&reg, &fastly, &key).unwrap(), keys);
+        assert_eq!(items_for(&reg, &edge(EdgeMethod::Ban), &key).unwrap(), keys);
+        // A leaf key, an unknown key, other kinds.
+        let leaf = Item::Key("site:acme:blog".into());
+        assert_eq!(items_for(&reg, &fastly, &leaf).unwrap(), [leaf.clone()]);
+        let e = items_for(&reg, &cloudfront, &Item::Key("site:acmex".into())).unwrap_err();
+        assert!(
+            e.starts_with("no URLs registered for surrogate key \"site:acmex\""),
+            "{e}"
+        );
+        let e = items_for(&reg, &cloudfront, &Item::Host("h".into())).unwrap_err();
+        assert_eq!(e, "cloudfront cannot purge by host");
+        assert_eq!(
+            items_for(&reg, &cloudfront, &urls[0]).unwrap(),
+            [urls[0].clone()]
+        );
+    }
+
     #[test]
     fn one_part_failing_fails_the_item() {
         let p = Parts::default();
