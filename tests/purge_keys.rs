@@ -37,7 +37,15 @@ fn rig(
     targets: Vec<(&'static str, PurgeTarget)>,
     tune: impl Fn(&mut steerd::config::purge::PurgeSettings) + Send + Sync + 'static,
 ) -> Rig {
-    let (dir, path) = config_file(&base_config());
+    rig_with(&base_config(), targets, tune)
+}
+
+fn rig_with(
+    config: &str,
+    targets: Vec<(&'static str, PurgeTarget)>,
+    tune: impl Fn(&mut steerd::config::purge::PurgeSettings) + Send + Sync + 'static,
+) -> Rig {
+    let (dir, path) = config_file(config);
     let store = dir.path().join("purges.redb");
     let srv = TestServer::start_file_with(&path, false, move |cfg| {
         for (name, pt) in &targets {
@@ -419,4 +427,35 @@ fn keys_registered_survive_a_restart_and_open_key_items_are_expanded_again() {
         v["descendants"]["site:acme:blog"].as_array().unwrap().len(),
         3
     );
+}
+
+#[test]
+fn writes_need_an_admin_token_reads_a_read_token() {
+    const READ: &str = "read-token-0123456789";
+    const ADMIN: &str = "admin-token-0123456789";
+    let fastly = CdnApi::start(ProviderKind::Fastly);
+    let config = format!(
+        "{}\n[admin]\ntokens = [{{ token = \"{READ}\", scope = \"read\" }}, {{ token = \"{ADMIN}\", scope = \"admin\" }}]\n",
+        base_config()
+    );
+    let r = rig_with(&config, vec![("cdn-b", fastly.target())], |_| {});
+    let addr = r._srv.admin.unwrap();
+    let (read, admin) = (Http::with_token(addr, READ), Http::with_token(addr, ADMIN));
+    let body = json!({"urls": [u("/")]});
+    r.http.get("/v1/purges/keys").expect(401);
+    r.http
+        .put("/v1/purges/keys/site:acme", body.clone())
+        .expect(401);
+    read.put("/v1/purges/keys/site:acme", body.clone())
+        .expect(403);
+    read.post("/v1/purges/keys/site:acme", body.clone())
+        .expect(403);
+    read.delete("/v1/purges/keys/site:acme").expect(403);
+    admin.put("/v1/purges/keys/site:acme", body).expect(200);
+    read.get("/v1/purges/keys/site:acme").expect(200);
+    assert_eq!(
+        read.get("/v1/purges/keys").expect(200).json()["registered_urls"],
+        1
+    );
+    admin.delete("/v1/purges/keys/site:acme").expect(204);
 }
