@@ -216,7 +216,10 @@ mod tests {
         assert_eq!(items_for(&reg, &edge(EdgeMethod::Ban), &key).unwrap(), keys);
         // A leaf key, an unknown key, other kinds.
         let leaf = Item::Key("site:acme:blog".into());
-        assert_eq!(items_for(&reg, &fastly, &leaf).unwrap(), [leaf.clone()]);
+        assert_eq!(
+            items_for(&reg, &fastly, &leaf).unwrap(),
+            std::slice::from_ref(&leaf)
+        );
         let e = items_for(&reg, &cloudfront, &Item::Key("site:acmex".into())).unwrap_err();
         assert!(
             e.starts_with("no URLs registered for surrogate key \"site:acmex\""),
