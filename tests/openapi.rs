@@ -869,6 +869,7 @@ fn request_bodies_match_the_handlers_structs() {
         ("RumBody", "RumBatch"),
         ("BeaconBody", "RumBeacon"),
         ("PurgeBody", "PurgeBody"),
+        ("KeyUrlsBody", "PurgeKeyBody"),
     ] {
         let (fields, deny) = serde_struct(rust);
         let s = schema_of(&d, schema);
@@ -955,6 +956,8 @@ fn query_parameters_match_the_handlers_structs() {
         ("ListQuery", "/v1/purges", "get"),
         ("OneQuery", "/v1/purges/{id}", "get"),
         ("UsageQuery", "/v1/purges/usage", "get"),
+        ("KeysQuery", "/v1/purges/keys", "get"),
+        ("KeyQuery", "/v1/purges/keys/{key}", "get"),
     ] {
         let (fields, _) = serde_struct(rust);
         let op = &d["paths"][path][method];

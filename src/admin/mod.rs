@@ -13,6 +13,7 @@ mod named;
 mod ops;
 mod overrides;
 mod purge_usage;
+mod purge_keys;
 mod purges;
 mod services;
 pub mod store;
@@ -146,6 +147,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .merge(events::router())
         .merge(purge_usage::router())
         .merge(purges::router(max_body))
+        .merge(purge_keys::router())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(
             api.clone(),

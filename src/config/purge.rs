@@ -85,6 +85,9 @@ pub struct PurgeSettings {
     pub max_items: usize,
     /// Finished purges kept for `GET /v1/purges` (default 10,000; older ones are removed).
     pub keep_finished: usize,
+    /// Most URLs the surrogate-key registry holds (`purge.registry_max_urls`, default
+    /// 1,000,000): registering a URL beyond it is refused.
+    pub registry_max_urls: usize,
 }
 
 impl Default for PurgeSettings {
@@ -98,6 +101,7 @@ impl Default for PurgeSettings {
             give_up: Duration::from_secs(3600),
             max_items: 100_000,
             keep_finished: 10_000,
+            registry_max_urls: 1_000_000,
         }
     }
 }
@@ -141,6 +145,9 @@ pub enum EdgeMethod {
     Purge,
     /// `BAN` with the key header: every object tagged with the key (Varnish bans, xkey).
     Ban,
+    /// No tags at the edge (`key_method = "urls"`): a key is expanded through the
+    /// surrogate-key registry into its URLs, each sent as a `PURGE`.
+    Urls,
 }
 
 /// The provider of `[targets.purge]` and what only it needs.

@@ -5,11 +5,13 @@
 //! changes, so a restart resumes every unfinished purge.
 
 pub mod cli;
+mod keys;
 pub mod metrics;
 pub mod model;
 pub mod provider;
 pub mod queue;
 pub mod recent;
+pub mod registry;
 pub mod store;
 pub mod usage;
 mod worker;
@@ -73,6 +75,9 @@ pub(crate) struct Shared {
     pub(crate) usage: usage::Usage,
     /// Items confirmed per target over the last 5 minutes (`recent`), for the cache score.
     pub(crate) recent: recent::RecentHandle,
+    /// Surrogate keys → URLs, and the parts of items expanded through it (`keys`).
+    registry: registry::Registry,
+    parts: keys::Parts,
 }
 
 impl Shared {
@@ -98,6 +103,10 @@ impl Shared {
                 if p.state.finished() {
                     continue;
                 }
+                let Some(c) = self.parts.count(target, r, c) else {
+                    continue;
+                };
+                let c = &c;
                 let first = !counted.contains(&r.id);
                 match c {
                     Change::Sent => {
@@ -286,6 +295,7 @@ impl Purger {
         let store = Arc::new(Store::open(&settings.store)?);
         let usage = usage::Usage::load(store.usage()?, wall_ms());
         let (changed, _) = watch::channel(0);
+        let registry = registry::Registry::open(store.clone(), settings.registry_max_urls)?;
         let shared = Arc::new(Shared {
             settings,
             store,
@@ -296,6 +306,8 @@ impl Purger {
             commit: tokio::sync::Mutex::new(()),
             usage,
             recent: Default::default(),
+            registry,
+            parts: keys::Parts::default(),
         });
         let purger = Arc::new(Purger {
             shared,
@@ -423,15 +435,13 @@ impl Purger {
             for idx in p.open() {
                 let item = rec.request.items[idx as usize].clone();
                 match targets.get(t) {
-                    Some(pv) if pv.supports(item.kind()) => items.push((idx, item)),
-                    Some(pv) => refused.push((
-                        idx,
-                        format!(
-                            "{} cannot purge by {}",
-                            pv.config.provider.name(),
-                            kind_name(&item)
-                        ),
-                    )),
+                    Some(pv) => match keys::items_for(&self.shared.registry, pv, &item) {
+                        Ok(parts) => {
+                            self.shared.parts.expect(t, rec.id, idx, parts.len());
+                            items.extend(parts.into_iter().map(|i| (idx, i)));
+                        }
+                        Err(why) => refused.push((idx, why)),
+                    },
                     None => refused.push((idx, format!("{t} no longer has [targets.purge]"))),
                 }
             }
@@ -518,6 +528,25 @@ impl Purger {
                 return self.get(id);
             }
         }
+    }
+
+    /// The surrogate-key registry (keys → URLs) of this purger's store.
+    pub fn registry(&self) -> &registry::Registry {
+        &self.shared.registry
+    }
+
+    /// Records the surrogate keys `url`'s answer names in its `Surrogate-Key` (space-separated)
+    /// and `Cache-Tag` (comma-separated) headers, in place of those the registry had for it;
+    /// the keys recorded, or None (nothing changed) when the answer had neither header. For
+    /// fetches of the origin or a CDN (canaries). One store commit: blocking, so async code
+    /// calls it from `spawn_blocking`.
+    pub fn learn_keys(
+        &self,
+        url: &str,
+        headers: &http::HeaderMap,
+        now_ms: u64,
+    ) -> Result<Option<Vec<String>>, registry::RegistryError> {
+        self.shared.registry.learn(url, headers, now_ms)
     }
 
     pub fn settings(&self) -> &PurgeSettings {

@@ -5,7 +5,8 @@
 //!
 //! Tables: `requests` (id → the accepted request, written once), `progress` ((id, target) →
 //! that CDN's progress), `open` (ids of unfinished purges), `idempotency` (key → id) and
-//! `meta` (the next id).
+//! `meta` (the next id). The surrogate-key registry keeps its own tables in the same
+//! database (`registry`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -81,6 +82,11 @@ impl Store {
         }
         tri!(w.commit(), "commit");
         Ok(Store { db })
+    }
+
+    /// The database, for the surrogate-key registry's tables (`registry`).
+    pub(super) fn db(&self) -> &Database {
+        &self.db
     }
 
     /// Commits a new purge (or finds the one its idempotency key names): when this returns

@@ -20,6 +20,8 @@ pub struct PurgeSectionConfig {
     pub max_items: Option<usize>,
     /// Finished purges kept (default 10000).
     pub keep_finished: Option<usize>,
+    /// Most URLs in the surrogate-key registry (default 1000000).
+    pub registry_max_urls: Option<usize>,
     /// Seconds from acceptance to every CDN confirmed (defaults 1, 10, 60, 300).
     pub sla: PerPriority,
     /// Seconds items wait to be batched (defaults 0, 0.2, 2, 10; critical must be 0).
@@ -80,7 +82,7 @@ pub struct PurgeConfig {
     pub session_token_env: Option<String>,
     /// http: the edges told every purge, at least one.
     pub edges: Option<Vec<String>>,
-    /// http: "ban" (default) or "purge".
+    /// http: "ban" (default), "purge" or "urls" (keys expanded through the registry).
     pub key_method: Option<String>,
     /// http: the header carrying the keys of a key purge (default "xkey").
     pub key_header: Option<String>,

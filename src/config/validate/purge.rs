@@ -105,6 +105,12 @@ pub(super) fn settings(
             "purge.keep_finished",
             issues,
         ),
+        registry_max_urls: positive(
+            p.registry_max_urls,
+            d.registry_max_urls,
+            "purge.registry_max_urls",
+            issues,
+        ),
     }
 }
 
@@ -524,10 +530,14 @@ fn provider(p: &PurgeConfig, name: &str, f: &str, issues: &mut Issues) -> Option
             let key_method = match p.key_method.as_deref().map(str::trim) {
                 None | Some("ban") => Some(EdgeMethod::Ban),
                 Some("purge") => Some(EdgeMethod::Purge),
+                Some("urls") => Some(EdgeMethod::Urls),
                 Some(other) => {
                     issues.push(
                         format!("{f}.key_method"),
-                        format!("must be \"ban\" or \"purge\" (got \"{}\")", excerpt(other)),
+                        format!(
+                            "must be \"ban\", \"purge\" or \"urls\" (got \"{}\")",
+                            excerpt(other)
+                        ),
                     );
                     None
                 }

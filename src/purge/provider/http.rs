@@ -147,7 +147,8 @@ fn request(
             headers.push((key_header.to_string(), k.clone()));
             let m = match key_method {
                 EdgeMethod::Ban => "BAN",
-                EdgeMethod::Purge => "PURGE",
+                // `urls`: keys are expanded before they get here; sent as `purge` otherwise.
+                EdgeMethod::Purge | EdgeMethod::Urls => "PURGE",
             };
             (m, "/".to_string())
         }

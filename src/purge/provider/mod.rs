@@ -128,7 +128,10 @@ impl Provider {
             ProviderConfig::Cloudfront { .. } => {
                 matches!(kind, Kind::Url | Kind::Prefix | Kind::Everything)
             }
-            ProviderConfig::Http { .. } => matches!(kind, Kind::Url | Kind::Key | Kind::Prefix),
+            ProviderConfig::Http { key_method, .. } => match kind {
+                Kind::Key => *key_method != crate::config::purge::EdgeMethod::Urls,
+                _ => matches!(kind, Kind::Url | Kind::Prefix),
+            },
         }
     }
 

@@ -553,7 +553,7 @@ host = "bad host"
     assert_has(
         &i,
         &format!("{f}.key_method"),
-        "must be \"ban\" or \"purge\"",
+        "must be \"ban\", \"purge\" or \"urls\"",
     );
     assert_has(&i, &format!("{f}.key_header"), "not an HTTP header name");
     assert_has(
