@@ -333,6 +333,17 @@ impl Control {
         })
     }
 
+    /// A target serving stale content since `since_ms` (wall), and why (None: fresh again).
+    /// It ranks behind fresh targets from the compile this makes.
+    pub fn set_stale(&self, target: &str, stale: Option<(String, u64)>) -> Result<(), String> {
+        self.put_report(target, |live| {
+            match stale {
+                Some(s) => live.stale.insert(target.to_string(), s),
+                None => live.stale.remove(target),
+            };
+        })
+    }
+
     /// Keep a report of a known `target` (`put`) and compile with it.
     fn put_report(&self, target: &str, put: impl FnOnce(&mut Live)) -> Result<(), String> {
         let mut st = self.inner.lock();

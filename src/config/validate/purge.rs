@@ -105,8 +105,11 @@ pub(super) fn settings(
             "purge.keep_finished",
             issues,
         ),
+        freshness: canary::freshness(p, issues),
     }
 }
+
+pub(super) use canary::check_targets as check_canary_targets;
 
 /// `purge.store`, resolved like `server.state_file`: relative to the configuration's directory.
 fn store(v: Option<&str>, default: &Path, ctx: &Context, issues: &mut Issues) -> PathBuf {
@@ -511,6 +514,8 @@ fn http_url(s: &str, field: &str, issues: &mut Issues) -> Option<String> {
     issues.push(field, reason);
     None
 }
+
+mod canary;
 
 #[cfg(test)]
 mod tests;
