@@ -248,6 +248,13 @@ fn a_cdn_serving_the_old_version_past_the_grace_is_stale_demoted_and_explained()
         text.contains("cdn-a behind: stale content: /app.css etag \"v1\" vs origin \"v2\" for "),
         "{text}"
     );
+    let t = r.http.get("/v1/targets/cdn-a").expect(200).json();
+    assert!(
+        t["stale_content"]["reason"]
+            .as_str()
+            .is_some_and(|w| w.contains("etag \"v1\" vs origin \"v2\"")),
+        "{t:#}"
+    );
     // cdn-a serves the current version: fresh, and the answer returns.
     r.a.set("\"v2\"", "MISS");
     let fresh = wait_until(Duration::from_secs(10), || {
@@ -263,5 +270,7 @@ fn a_cdn_serving_the_old_version_past_the_grace_is_stale_demoted_and_explained()
         metrics.contains("steerd_cdn_stale{target=\"cdn-a\"} 0"),
         "{metrics}"
     );
+    let t = r.http.get("/v1/targets/cdn-a").expect(200).json();
+    assert!(t["stale_content"].is_null(), "{t:#}");
     let _ = (&r.origin, &r.b);
 }

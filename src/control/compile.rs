@@ -140,9 +140,14 @@ impl Control {
             input.cache = m.cache;
             input.cache_by_region = m.cache_by_region;
             input.cost = cost;
-            input.stale = live.stale.get(&t.name).map(|(why, since)| {
-                format!("{why} for {}s", wall_ms.saturating_sub(*since) / 1000)
-            });
+            let demote = cfg.purge.freshness.demote_stale;
+            input.stale = live
+                .stale
+                .get(&t.name)
+                .filter(|_| demote)
+                .map(|(why, since)| {
+                    format!("{why} for {}s", wall_ms.saturating_sub(*since) / 1000)
+                });
             targets.push(input);
         }
         drop(rum);

@@ -334,7 +334,7 @@ impl Control {
     }
 
     /// A target serving stale content since `since_ms` (wall), and why (None: fresh again).
-    /// It ranks behind fresh targets from the compile this makes.
+    /// With `purge.demote_stale` it ranks behind fresh targets from the compile this makes.
     pub fn set_stale(&self, target: &str, stale: Option<(String, u64)>) -> Result<(), String> {
         self.put_report(target, |live| {
             match stale {
@@ -342,6 +342,11 @@ impl Control {
                 None => live.stale.remove(target),
             };
         })
+    }
+
+    /// Why a target serves stale content, and since when (wall ms); None: it does not.
+    pub fn stale(&self, target: &str) -> Option<(String, u64)> {
+        self.inner.lock().live.stale.get(target).cloned()
     }
 
     /// Keep a report of a known `target` (`put`) and compile with it.

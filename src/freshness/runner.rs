@@ -22,7 +22,8 @@ use crate::probe::tls::TlsConfigs;
 use crate::purge::model::{CanaryCheck, Verification};
 use crate::purge::{Confirmed, EventSink, Purger};
 
-/// Marks a target stale (why, since when: wall ms) or fresh (None) in the policy inputs.
+/// Marks a target stale (why, since when: wall ms) or fresh (None); the policy demotes it when
+/// `purge.demote_stale` is on.
 pub type StaleFn = Arc<dyn Fn(&str, Option<(String, u64)>) + Send + Sync>;
 /// The origin's response headers for a canary URL, at a wall time (ms).
 pub type OriginHeadersFn = Arc<dyn Fn(&str, &http::HeaderMap, u64) + Send + Sync>;
@@ -80,7 +81,7 @@ impl Freshness {
     /// A new configuration: its canaries from the next check, which starts now.
     pub fn apply(&self, cfg: &ValidConfig) {
         let plan = Plan::from_config(cfg);
-        let old = std::mem::replace(&mut *self.inner.plan.lock(), Arc::new(plan.clone()));
+        *self.inner.plan.lock() = Arc::new(plan.clone());
         let keep: Vec<(String, String)> = plan
             .watched
             .iter()
@@ -94,12 +95,6 @@ impl Freshness {
             .versions
             .lock()
             .retain(|c, t| keep.iter().any(|(kc, kt)| kc == c && kt == t));
-        if old.settings.demote_stale != plan.settings.demote_stale {
-            let stale = self.inner.versions.lock().stale().clone();
-            for (t, s) in stale {
-                (self.inner.hooks.set_stale)(&t, plan.settings.demote_stale.then_some(s));
-            }
-        }
         self.inner.kick.notify_one();
     }
 
@@ -286,9 +281,7 @@ fn report(inner: &Inner, plan: &Plan, now: u64) {
                     ),
                     now,
                 ));
-                if plan.settings.demote_stale {
-                    (inner.hooks.set_stale)(&target, Some((why, since_ms)));
-                }
+                (inner.hooks.set_stale)(&target, Some((why, since_ms)));
             }
             Change::Fresh { target } => {
                 (inner.hooks.events)(Event::new(
