@@ -209,7 +209,7 @@ pub fn verdict(
     let label = source.label();
     let cache_s = cache.map_or("no cache status", CacheStatus::as_str);
     if cache == Some(CacheStatus::Miss) {
-        return (true, format!("cache MISS: fetched from the origin"));
+        return (true, "cache MISS: fetched from the origin".to_string());
     }
     match (cdn, origin) {
         (Some(c), Some(o)) => match compare(source, c, o) {
