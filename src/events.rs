@@ -38,10 +38,15 @@ pub enum EventKind {
     PurgeFailed,
     /// A CDN confirmed a purge later than its priority's SLA.
     PurgeSlaMissed,
+    /// A CDN has served an older version of a canary object than the origin's for longer
+    /// than `purge.stale_grace`.
+    CdnStale,
+    /// ... and serves the current version again.
+    CdnFresh,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 15] = [
         EventKind::Failover,
         EventKind::Recovery,
         EventKind::Degraded,
@@ -55,6 +60,8 @@ impl EventKind {
         EventKind::ConfigChanged,
         EventKind::PurgeFailed,
         EventKind::PurgeSlaMissed,
+        EventKind::CdnStale,
+        EventKind::CdnFresh,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -72,6 +79,8 @@ impl EventKind {
             EventKind::ConfigChanged => "config_changed",
             EventKind::PurgeFailed => "purge_failed",
             EventKind::PurgeSlaMissed => "purge_sla_missed",
+            EventKind::CdnStale => "cdn_stale",
+            EventKind::CdnFresh => "cdn_fresh",
         }
     }
 
@@ -88,8 +97,10 @@ impl EventKind {
             | EventKind::CostCap
             | EventKind::CertExpiring
             | EventKind::PurgeFailed
-            | EventKind::PurgeSlaMissed => AlertAction::Trigger,
-            EventKind::Recovery
+            | EventKind::PurgeSlaMissed
+            | EventKind::CdnStale => AlertAction::Trigger,
+            EventKind::CdnFresh
+            | EventKind::Recovery
             | EventKind::AllDownRecovered
             | EventKind::CostCapCleared
             | EventKind::CertOk => AlertAction::Resolve,
@@ -108,6 +119,7 @@ impl EventKind {
             EventKind::Override | EventKind::ConfigChanged => "info",
             EventKind::PurgeFailed => "purge-failed",
             EventKind::PurgeSlaMissed => "purge-sla",
+            EventKind::CdnStale | EventKind::CdnFresh => "cdn-stale",
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod conns;
 pub mod control;
 pub mod dns;
 pub mod events;
+pub mod freshness;
 pub mod geo;
 pub mod health;
 pub mod hist;

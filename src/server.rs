@@ -46,6 +46,8 @@ struct Applier {
     /// The purger, started by the first configuration with a `[targets.purge]`.
     purger: crate::purge::PurgerSlot,
     rt: tokio::runtime::Handle,
+    /// The canary watcher, started by the first configuration with `[[purge.canaries]]`.
+    freshness: Arc<Mutex<Option<Arc<crate::freshness::Freshness>>>>,
 }
 
 impl Applier {
@@ -69,6 +71,47 @@ impl Applier {
                 *slot = Some(p);
             }
             Err(e) => warn!("purges are not accepted: {e}"),
+        }
+    }
+
+    /// Gives the canary watcher the configuration (starting it with the first canary) and the
+    /// purger whose confirmations it verifies.
+    fn apply_freshness(&self, cfg: &ValidConfig) {
+        let _rt = self.rt.enter();
+        let mut slot = self.freshness.lock();
+        if slot.is_none() && !cfg.purge.freshness.canaries.is_empty() {
+            let (c1, c2) = (self.control.clone(), self.control.clone());
+            let hooks = crate::freshness::Hooks {
+                events: Arc::new(move |ev| c1.record_event(ev)),
+                set_stale: Arc::new(move |t: &str, s| {
+                    if let Err(e) = c2.set_stale(t, s) {
+                        warn!("stale input of {t}: {e}");
+                    }
+                }),
+            };
+            let f = Arc::new(crate::freshness::Freshness::start(cfg, hooks));
+            // The origin's `Surrogate-Key`/`Cache-Tag` of each canary fill the key registry
+            // (one store commit: off the runtime's threads).
+            let purger = self.purger.clone();
+            f.set_on_origin_headers(Some(Arc::new(
+                move |url: &str, headers: &http::HeaderMap, now: u64| {
+                    let Some(p) = purger.lock().clone() else {
+                        return;
+                    };
+                    let (url, headers) = (url.to_string(), headers.clone());
+                    tokio::task::spawn_blocking(move || {
+                        if let Err(e) = p.learn_keys(&url, &headers, now) {
+                            warn!("surrogate keys of {url} not learned: {e}");
+                        }
+                    });
+                },
+            )));
+            *slot = Some(f);
+        } else if let Some(f) = slot.as_ref() {
+            f.apply(cfg);
+        }
+        if let (Some(f), Some(p)) = (slot.as_ref(), self.purger.lock().as_ref()) {
+            f.set_purger(p);
         }
     }
 
@@ -123,6 +166,7 @@ impl Applier {
         }
         self.alerter.apply(&alerts);
         self.apply_purger(&self.control.config());
+        self.apply_freshness(&self.control.config());
         info!(
             generation = compiled.generation,
             "applied configuration: {summary}"
@@ -307,8 +351,10 @@ impl Server {
             guard: listeners.guard().clone(),
             purger: Arc::default(),
             rt: tokio::runtime::Handle::current(),
+            freshness: Arc::default(),
         };
         applier.apply_purger(&control.config());
+        applier.apply_freshness(&control.config());
         let store = Arc::new(ConfigStore::new(source, version));
         let admin = match admin_listen {
             Some(addr) => {
@@ -323,6 +369,14 @@ impl Server {
                 let slot = applier.purger.clone();
                 sources.push(Arc::new(move || {
                     slot.lock().as_ref().map(|p| p.gather()).unwrap_or_default()
+                }));
+                let fresh = applier.freshness.clone();
+                sources.push(Arc::new(move || {
+                    fresh
+                        .lock()
+                        .as_ref()
+                        .map(|f| f.gather())
+                        .unwrap_or_default()
                 }));
                 let api = Api::new(
                     control.clone(),

@@ -1873,3 +1873,67 @@ fn a_demoted_latency_incumbent_does_not_keep_the_lead() {
     assert_eq!(fixed(&o), vec![1], "{:#?}", o.trace);
     assert_eq!(next.values().next().map(String::as_str), Some("cdn-b"));
 }
+
+#[test]
+fn a_target_serving_stale_content_ranks_behind_fresh_ones_and_the_trace_says_why() {
+    let n = names(&["cdn-a", "cdn-b", "cdn-c"]);
+    let mut targets = vec![
+        TargetInput::unknown(),
+        TargetInput::unknown(),
+        state(EffectiveStatus::Degraded, "slow"),
+    ];
+    let why = "stale content: /app.css etag \"v1\" vs origin \"v2\" for 95s";
+    targets[0].stale = Some(why.into());
+    let s = ChainSettings {
+        select: 3,
+        ..settings()
+    };
+    let (o, _) = run(
+        &cell(&[0, 1, 2]),
+        Order::Failover,
+        &s,
+        &n,
+        &targets,
+        &Memory::default(),
+    );
+    // Behind the fresh one, in configured order among the demoted (stale, then degraded).
+    assert_eq!(fixed(&o), vec![1, 0, 2]);
+    assert!(
+        notes(&o, "health").contains(&format!("cdn-a behind: {why}")),
+        "{:#?}",
+        o.trace
+    );
+    // A latency order never undoes it, and says so.
+    targets[0].latency = Some(Duration::from_millis(5));
+    targets[1].latency = Some(Duration::from_millis(50));
+    let (o, _) = run(
+        &cell(&[0, 1]),
+        Order::Latency,
+        &s,
+        &n,
+        &targets[..2],
+        &Memory::default(),
+    );
+    assert_eq!(fixed(&o), vec![1, 0]);
+    assert!(
+        notes(&o, "order: latency")
+            .iter()
+            .any(|l| l.contains("cdn-a stays behind: stale content")),
+        "{:#?}",
+        o.trace
+    );
+    // Every candidate stale: they still answer.
+    let mut all = vec![TargetInput::unknown(), TargetInput::unknown()];
+    all[0].stale = Some(why.into());
+    all[1].stale = Some(why.into());
+    let (o, _) = run(
+        &cell(&[0, 1]),
+        Order::Failover,
+        &s,
+        &n,
+        &all,
+        &Memory::default(),
+    );
+    assert_eq!(fixed(&o), vec![0, 1]);
+    assert!(!o.all_down);
+}

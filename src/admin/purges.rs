@@ -299,6 +299,8 @@ fn view(r: &PurgeRecord, with_items: bool) -> Value {
                     "finished_at": time(p.finished_ms),
                     "next_retry_at": time(p.next_retry_ms),
                     "seconds_to_confirm": took,
+                    "verified": p.verification.as_ref().map(|v| v.verified),
+                    "verification": p.verification,
                 }),
             )
         })

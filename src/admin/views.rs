@@ -183,6 +183,7 @@ pub(super) fn target_json(
         "usage": usage.map(|u| json!({"spend_usd": u.spend_usd, "bytes": u.bytes, "as_of": u.as_of_ms / 1000})),
         "cache_metrics": cache,
         "cache": cache_json(api, &views.inputs, name, cfg),
+        "stale_content": api.control.stale(name).map(|(why, since)| json!({"reason": why, "since": rfc3339(since)})),
         "config": config,
     })
 }

@@ -177,6 +177,7 @@ pub fn alertname(ev: &Event) -> &'static str {
         "all-down" => "SteerdAllDown",
         "cost-cap" => "SteerdCostCap",
         "cert" => "SteerdCert",
+        "cdn-stale" => "SteerdCdnStale",
         _ => "SteerdInfo",
     }
 }

@@ -88,6 +88,103 @@ pub struct PurgeSettings {
     /// Most URLs the surrogate-key registry holds (`purge.registry_max_urls`, default
     /// 1,000,000): registering a URL beyond it is refused.
     pub registry_max_urls: usize,
+    /// Canary objects, their versions and what is done with them (`[purge]` `verify`,
+    /// `stale_grace`, `check_every`, `demote_stale`, `canary_timeout`, `[[purge.canaries]]`).
+    pub freshness: Freshness,
+}
+
+/// How canary objects are watched: verification after a CDN confirms a purge, and versions
+/// compared across the CDNs and the origin.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Freshness {
+    /// After a CDN confirms a purge, fetch the canaries it covers through that CDN (default
+    /// false).
+    pub verify: bool,
+    /// How long a CDN may serve an older version than the origin's before it is stale
+    /// (default 60 s).
+    pub stale_grace: Duration,
+    /// How often every canary is fetched from the origin and through every CDN (default 30 s).
+    pub check_every: Duration,
+    /// A stale CDN ranks behind fresh ones in the policy chain (default false).
+    pub demote_stale: bool,
+    /// One canary fetch's time limit (default 5 s).
+    pub timeout: Duration,
+    pub canaries: Vec<Canary>,
+}
+
+impl Default for Freshness {
+    fn default() -> Self {
+        Freshness {
+            verify: false,
+            stale_grace: Duration::from_secs(60),
+            check_every: Duration::from_secs(30),
+            demote_stale: false,
+            timeout: Duration::from_secs(5),
+            canaries: Vec::new(),
+        }
+    }
+}
+
+/// Where a canary is fetched: scheme, the Host header and TLS name, the port, the path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanaryUrl {
+    pub https: bool,
+    /// The host name (no port).
+    pub host: String,
+    pub port: u16,
+    /// Host header: the host, plus the port when it is not the scheme's default.
+    pub host_header: String,
+    /// Path and query.
+    pub path: String,
+}
+
+/// One `[[purge.canaries]]` object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Canary {
+    /// The URL as written (how purges name it).
+    pub url: String,
+    pub at: CanaryUrl,
+    /// The origin's copy: the canary's path on `origin` (its own host, port and scheme).
+    pub origin: CanaryUrl,
+    /// Connect to the origin here instead of resolving its host (`origin_address`).
+    pub origin_address: Option<std::net::SocketAddr>,
+    pub version: VersionSource,
+    /// The targets it is fetched through (default: every target with `[targets.purge]`).
+    pub targets: Vec<String>,
+    /// Per target, the address to fetch it from (`via`; default: the target's check address,
+    /// else its A/AAAA records or its CNAME resolved).
+    pub via: Vec<(String, std::net::SocketAddr)>,
+}
+
+/// Where a response's version is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionSource {
+    /// `ETag`: equal or not (no order).
+    ETag,
+    /// `Last-Modified`: an HTTP date, later is newer.
+    LastModified,
+    /// `header:<name>`: numbers compare as numbers, anything else equal or not.
+    Header(String),
+}
+
+impl VersionSource {
+    /// The header the version is read from.
+    pub fn header(&self) -> &str {
+        match self {
+            VersionSource::ETag => "etag",
+            VersionSource::LastModified => "last-modified",
+            VersionSource::Header(h) => h,
+        }
+    }
+
+    /// As written in the configuration.
+    pub fn label(&self) -> String {
+        match self {
+            VersionSource::ETag => "etag".into(),
+            VersionSource::LastModified => "last-modified".into(),
+            VersionSource::Header(h) => format!("header:{h}"),
+        }
+    }
 }
 
 impl Default for PurgeSettings {
@@ -102,6 +199,7 @@ impl Default for PurgeSettings {
             max_items: 100_000,
             keep_finished: 10_000,
             registry_max_urls: 1_000_000,
+            freshness: Freshness::default(),
         }
     }
 }

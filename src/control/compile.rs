@@ -141,6 +141,14 @@ impl Control {
             input.cache_by_region = m.cache_by_region;
             super::purges::overlay(live, t, wall_ms, &mut input);
             input.cost = cost;
+            let demote = cfg.purge.freshness.demote_stale;
+            input.stale = live
+                .stale
+                .get(&t.name)
+                .filter(|_| demote)
+                .map(|(why, since)| {
+                    format!("{why} for {}s", wall_ms.saturating_sub(*since) / 1000)
+                });
             targets.push(input);
         }
         drop(rum);

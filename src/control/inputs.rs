@@ -333,6 +333,22 @@ impl Control {
         })
     }
 
+    /// A target serving stale content since `since_ms` (wall), and why (None: fresh again).
+    /// With `purge.demote_stale` it ranks behind fresh targets from the compile this makes.
+    pub fn set_stale(&self, target: &str, stale: Option<(String, u64)>) -> Result<(), String> {
+        self.put_report(target, |live| {
+            match stale {
+                Some(s) => live.stale.insert(target.to_string(), s),
+                None => live.stale.remove(target),
+            };
+        })
+    }
+
+    /// Why a target serves stale content, and since when (wall ms); None: it does not.
+    pub fn stale(&self, target: &str) -> Option<(String, u64)> {
+        self.inner.lock().live.stale.get(target).cloned()
+    }
+
     /// Keep a report of a known `target` (`put`) and compile with it.
     fn put_report(&self, target: &str, put: impl FnOnce(&mut Live)) -> Result<(), String> {
         let mut st = self.inner.lock();

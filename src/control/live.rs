@@ -38,6 +38,8 @@ pub struct Live {
     pub region_overrides: Vec<config::OverrideSpec>,
     /// Cost status per target as of the last compile.
     pub costs: BTreeMap<String, CostStatus>,
+    /// Targets serving stale content (`purge.demote_stale`): why, and since when (wall ms).
+    pub stale: BTreeMap<String, (String, u64)>,
     /// Answers per target (shared with every table of the configuration in force).
     pub counters: Arc<crate::table::AnswerCounters>,
     /// Answer totals at the start of the current month, and which month that is.
@@ -62,6 +64,7 @@ impl Live {
             cache_regions: Default::default(),
             region_overrides: Vec::new(),
             costs: Default::default(),
+            stale: Default::default(),
             counters: Arc::new(crate::table::AnswerCounters::new(targets)),
             // This month from the start: answers given before the first compile are this
             // month's too.

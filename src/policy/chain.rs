@@ -175,6 +175,9 @@ pub fn run(
             if i.state.is_degraded() {
                 note!(notes, "{} demoted: degraded ({})", name(t), i.reason);
                 degraded.push(t);
+            } else if let Some(why) = &i.stale {
+                note!(notes, "{} behind: {why}", name(t));
+                degraded.push(t);
             } else {
                 healthy.push(t);
             }
@@ -319,13 +322,14 @@ pub fn run(
             .iter()
             .find(|(x, _)| *x == t)
             .map_or(CostPlace::InPlace, |(_, p)| *p);
-        (place, !all_down && input(t).state.is_degraded())
+        (place, !all_down && input(t).demoted())
     };
     // Why a candidate ranks behind the others, for the trace.
     let behind_because = |t: usize| -> Option<&'static str> {
         match rank(t) {
             (CostPlace::Behind, _) => Some("over its cost cap"),
-            (_, true) => Some("degraded"),
+            (_, true) if input(t).state.is_degraded() => Some("degraded"),
+            (_, true) => Some("stale content"),
             _ => None,
         }
     };

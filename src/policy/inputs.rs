@@ -65,6 +65,9 @@ pub struct TargetInput {
     /// Cache inputs for the clients of a region (continent code), where a report has them.
     pub cache_by_region: Vec<(String, CacheInputs)>,
     pub cost: CostStatus,
+    /// Serving stale content (`purge.demote_stale`): why, ranked behind fresh targets like a
+    /// degraded one ("stale content: /app.css etag \"v1\" vs origin \"v2\" for 95s").
+    pub stale: Option<String>,
 }
 
 impl TargetInput {
@@ -79,6 +82,7 @@ impl TargetInput {
             cache: CacheInputs::default(),
             cache_by_region: Vec::new(),
             cost: CostStatus::unmetered(),
+            stale: None,
         }
     }
 
@@ -91,6 +95,11 @@ impl TargetInput {
             return (*c, true);
         }
         (self.cache, false)
+    }
+
+    /// Ranked behind the others: degraded, or serving stale content.
+    pub(super) fn demoted(&self) -> bool {
+        self.state.is_degraded() || self.stale.is_some()
     }
 
     pub(super) fn latency_in(&self, region: Option<&str>) -> Option<(Duration, &'static str)> {

@@ -25,6 +25,7 @@
 //! returns: no check outlives its configuration.
 
 pub mod cache;
+pub mod canary;
 pub mod check;
 mod http;
 pub mod local;

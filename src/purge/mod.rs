@@ -36,6 +36,17 @@ use worker::{Job, Worker};
 /// Where events of the purger go (the control plane's log and alert sinks).
 pub type EventSink = Arc<dyn Fn(Event) + Send + Sync>;
 
+/// A CDN that confirmed every item of a purge: what it purged.
+#[derive(Debug, Clone)]
+pub struct Confirmed {
+    pub id: u64,
+    pub target: String,
+    pub items: Vec<Item>,
+}
+
+/// Called after a CDN's confirmation is committed (the verifier, `freshness`).
+pub type ConfirmHook = Arc<dyn Fn(Confirmed) + Send + Sync>;
+
 /// What a request's answer does to one purge's item on one CDN.
 #[derive(Debug, Clone)]
 pub(crate) enum Change {
@@ -78,6 +89,8 @@ pub(crate) struct Shared {
     /// Surrogate keys → URLs, and the parts of items expanded through it (`keys`).
     registry: registry::Registry,
     parts: keys::Parts,
+    /// Told of every CDN that confirmed a purge.
+    on_confirmed: Mutex<Option<ConfirmHook>>,
 }
 
 impl Shared {
@@ -90,6 +103,7 @@ impl Shared {
         self.note_confirmed(target, &changes, now);
         let mut rows: BTreeMap<u64, CdnProgress> = BTreeMap::new();
         let mut events = Vec::new();
+        let mut confirmed: Vec<Confirmed> = Vec::new();
         {
             let mut open = self.open.lock();
             let mut counted: Vec<u64> = Vec::new();
@@ -157,6 +171,13 @@ impl Shared {
                     p.finished_ms = Some(now);
                     p.next_retry_ms = None;
                     events.extend(self.finished(id, target, prio, accepted, p, now));
+                    if p.state == CdnState::Confirmed {
+                        confirmed.push(Confirmed {
+                            id,
+                            target: target.to_string(),
+                            items: rec.request.items.clone(),
+                        });
+                    }
                 }
                 rows.insert(id, p.clone());
                 if rec.finished() {
@@ -181,6 +202,10 @@ impl Shared {
         self.changed.send_modify(|n| *n += 1);
         for ev in events {
             (self.events)(ev);
+        }
+        let hook = self.on_confirmed.lock().clone();
+        if let Some(hook) = hook {
+            confirmed.into_iter().for_each(|c| hook(c));
         }
     }
 
@@ -308,6 +333,7 @@ impl Purger {
             recent: Default::default(),
             registry,
             parts: keys::Parts::default(),
+            on_confirmed: Mutex::new(None),
         });
         let purger = Arc::new(Purger {
             shared,
@@ -551,6 +577,52 @@ impl Purger {
 
     pub fn settings(&self) -> &PurgeSettings {
         &self.shared.settings
+    }
+
+    /// Tells `hook` of every CDN that confirms a purge from now on (None: nobody).
+    pub fn set_on_confirmed(&self, hook: Option<ConfirmHook>) {
+        *self.shared.on_confirmed.lock() = hook;
+    }
+
+    /// Records what verifying purge `id` on `target` found; false when there is no such
+    /// purge or CDN.
+    pub async fn record_verification(
+        &self,
+        id: u64,
+        target: &str,
+        v: model::Verification,
+    ) -> Result<bool, StoreError> {
+        let _order = self.shared.commit.lock().await;
+        let open = {
+            let mut open = self.shared.open.lock();
+            open.get_mut(&id)
+                .and_then(|r| r.cdns.get_mut(target))
+                .map(|p| {
+                    p.verification = Some(v.clone());
+                    p.clone()
+                })
+        };
+        let row = match open {
+            Some(p) => p,
+            None => {
+                let store = self.shared.store.clone();
+                let rec = tokio::task::spawn_blocking(move || store.get(id))
+                    .await
+                    .map_err(|e| StoreError::from_join(&e))??;
+                let Some(mut p) = rec.and_then(|mut r| r.cdns.remove(target)) else {
+                    return Ok(false);
+                };
+                p.verification = Some(v);
+                p
+            }
+        };
+        let rows = vec![(id, target.to_string(), row)];
+        let store = self.shared.store.clone();
+        tokio::task::spawn_blocking(move || store.update(&rows))
+            .await
+            .map_err(|e| StoreError::from_join(&e))??;
+        self.shared.changed.send_modify(|n| *n += 1);
+        Ok(true)
     }
 
     /// The purger's metric families.

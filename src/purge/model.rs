@@ -85,6 +85,27 @@ pub struct CdnProgress {
     pub finished_ms: Option<u64>,
     /// When the next retry is due (while `Retrying`).
     pub next_retry_ms: Option<u64>,
+    /// The canaries fetched through this CDN after it confirmed (`[purge] verify`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+}
+
+/// What fetching a confirmed purge's canaries through one CDN found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    /// Every canary showed a cache miss or the origin's version.
+    pub verified: bool,
+    /// Unix milliseconds.
+    pub checked_ms: u64,
+    pub canaries: Vec<CanaryCheck>,
+}
+
+/// One canary's verdict: verified or not, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CanaryCheck {
+    pub url: String,
+    pub verified: bool,
+    pub detail: String,
 }
 
 impl CdnProgress {
@@ -99,6 +120,7 @@ impl CdnProgress {
             first_sent_ms: None,
             finished_ms: None,
             next_retry_ms: None,
+            verification: None,
         }
     }
 

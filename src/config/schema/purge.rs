@@ -26,6 +26,36 @@ pub struct PurgeSectionConfig {
     pub sla: PerPriority,
     /// Seconds items wait to be batched (defaults 0, 0.2, 2, 10; critical must be 0).
     pub batch_window: PerPriority,
+    /// Fetch the canaries a confirmed purge covers through that CDN (default false).
+    pub verify: Option<bool>,
+    /// Seconds a CDN may serve an older canary version than the origin (default 60).
+    pub stale_grace: Option<f64>,
+    /// Seconds between canary version checks (default 30).
+    pub check_every: Option<f64>,
+    /// Rank a stale CDN behind fresh ones (default false).
+    pub demote_stale: Option<bool>,
+    /// Seconds one canary fetch may take (default 5).
+    pub canary_timeout: Option<f64>,
+    /// `[[purge.canaries]]`.
+    pub canaries: Vec<CanaryConfig>,
+}
+
+/// `[[purge.canaries]]`: an object watched through every CDN and at the origin.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryConfig {
+    /// The object's URL (`https://www.example.com/app.css`).
+    pub url: String,
+    /// The origin's base URL (`https://origin.example.com`): the canary's path is fetched there.
+    pub origin: Option<String>,
+    /// Connect to the origin at this address (`10.0.0.5:443`) instead of resolving its host.
+    pub origin_address: Option<String>,
+    /// "etag" (default), "last-modified" or "header:<name>".
+    pub version: Option<String>,
+    /// Targets it is fetched through (default: every target with `[targets.purge]`).
+    pub targets: Option<Vec<String>>,
+    /// Per target, the address to fetch it from (`{ cdn-a = "203.0.113.7:443" }`).
+    pub via: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// One number of seconds per priority, each optional.

@@ -49,6 +49,8 @@ pub fn validate_in(cfg: &Config, ctx: &Context) -> Result<ValidConfig, Vec<Confi
     let admin = admin::validate(&cfg.admin, &mut issues);
     let alerts = alerts::validate(&cfg.alerts, &mut issues);
     let purge = purge::settings(&cfg.purge, ctx, &mut issues);
+    let names: Vec<&str> = cfg.targets.iter().map(|t| t.name.as_str()).collect();
+    purge::check_canary_targets(&cfg.purge, &names, &mut issues);
     let overrides = overrides::validate(cfg, countries.as_deref(), &mut issues);
 
     if !issues.is_empty() {

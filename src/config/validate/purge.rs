@@ -111,8 +111,11 @@ pub(super) fn settings(
             "purge.registry_max_urls",
             issues,
         ),
+        freshness: canary::freshness(p, issues),
     }
 }
+
+pub(super) use canary::check_targets as check_canary_targets;
 
 /// `purge.store`, resolved like `server.state_file`: relative to the configuration's directory.
 fn store(v: Option<&str>, default: &Path, ctx: &Context, issues: &mut Issues) -> PathBuf {
@@ -628,6 +631,8 @@ fn http_url(s: &str, field: &str, issues: &mut Issues) -> Option<String> {
     issues.push(field, reason);
     None
 }
+
+mod canary;
 
 #[cfg(test)]
 mod tests;

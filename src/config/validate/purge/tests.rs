@@ -751,3 +751,134 @@ fn pricing_rejected_with_the_field() {
     let e = cloudfront_with("purge_ratio_half = 0").unwrap_err();
     assert_has(&e, "targets[0].purge.purge_ratio_half", "positive");
 }
+
+#[test]
+fn canaries_parsed_with_defaults() {
+    use crate::config::purge::VersionSource;
+    let s = settings(
+        r#"
+[purge]
+verify = true
+stale_grace = 5
+check_every = 2
+demote_stale = true
+[[purge.canaries]]
+url = "https://www.example.com/app.css?v=1"
+origin = "http://origin.example.com:8080"
+origin_address = "127.0.0.1:8080"
+version = "header:X-Version"
+targets = ["cdn-a"]
+via = { cdn-a = "127.0.0.1:9000" }
+[[purge.canaries]]
+url = "http://www.example.com:8000/logo.png"
+origin = "https://origin.example.com/"
+"#,
+    )
+    .unwrap();
+    let f = &s.freshness;
+    assert!(f.verify && f.demote_stale);
+    assert_eq!(f.stale_grace, Duration::from_secs(5));
+    assert_eq!(f.check_every, Duration::from_secs(2));
+    assert_eq!(f.timeout, Duration::from_secs(5));
+    let c = &f.canaries[0];
+    assert_eq!(c.at.path, "/app.css?v=1");
+    assert!(c.at.https && c.at.port == 443 && c.at.host_header == "www.example.com");
+    assert!(!c.origin.https && c.origin.port == 8080);
+    assert_eq!(c.origin.host_header, "origin.example.com:8080");
+    assert_eq!(c.origin_address, Some("127.0.0.1:8080".parse().unwrap()));
+    assert_eq!(c.version, VersionSource::Header("x-version".into()));
+    assert_eq!(
+        c.via,
+        vec![("cdn-a".into(), "127.0.0.1:9000".parse().unwrap())]
+    );
+    let d = &f.canaries[1];
+    assert_eq!(d.version, VersionSource::ETag);
+    assert_eq!(
+        (d.at.port, d.at.host_header.as_str()),
+        (8000, "www.example.com:8000")
+    );
+    assert!(d.targets.is_empty());
+    let none = settings("purge = {}").unwrap().freshness;
+    assert!(!none.verify && none.canaries.is_empty());
+    assert_eq!(none.stale_grace, Duration::from_secs(60));
+    assert_eq!(none.check_every, Duration::from_secs(30));
+}
+
+#[test]
+fn canary_errors_name_the_field() {
+    let e = settings(
+        r#"
+[purge]
+verify = true
+stale_grace = -1
+check_every = 0
+[[purge.canaries]]
+url = "ftp://www.example.com/a"
+version = "md5"
+origin_address = "origin:80"
+[[purge.canaries]]
+url = "https://www.example.com/"
+origin = "https://origin.example.com/base"
+targets = []
+via = { cdn-a = "nope" }
+[[purge.canaries]]
+url = "https://www.example.com/b.css"
+origin = "https://o.example.com"
+version = "header:bad header"
+"#,
+    )
+    .unwrap_err();
+    assert_has(&e, "purge.stale_grace", "positive number of seconds");
+    assert_has(&e, "purge.check_every", "positive number of seconds");
+    assert_has(&e, "purge.canaries[0].url", "http:// or https://");
+    assert_has(&e, "purge.canaries[0].origin", "required");
+    assert_has(
+        &e,
+        "purge.canaries[0].version",
+        "\"etag\", \"last-modified\"",
+    );
+    assert_has(
+        &e,
+        "purge.canaries[0].origin_address",
+        "IP address and port",
+    );
+    assert_has(&e, "purge.canaries[1].url", "must name an object");
+    assert_has(&e, "purge.canaries[1].origin", "base URL");
+    assert_has(&e, "purge.canaries[1].targets", "at least one target");
+    assert_has(&e, "purge.canaries[1].via.cdn-a", "IP address and port");
+    assert_has(&e, "purge.canaries[2].version", "not a valid header name");
+    let e = settings("[purge]\nverify = true\n").unwrap_err();
+    assert_has(&e, "purge.verify", "at least one [[purge.canaries]]");
+    let e = settings(
+        "[purge]\n[[purge.canaries]]\nurl = \"https://a.example/x\"\norigin = \"https://o.example\"\n\
+         [[purge.canaries]]\nurl = \"https://a.example/x\"\norigin = \"https://o.example\"\n",
+    )
+    .unwrap_err();
+    assert_has(&e, "purge.canaries[1].url", "listed twice");
+}
+
+#[test]
+fn canary_targets_must_exist() {
+    let text = r#"
+[[targets]]
+name = "cdn-a"
+cname = "a.example.net"
+[[purge.canaries]]
+url = "https://www.example.com/app.css"
+origin = "https://origin.example.com"
+targets = ["cdn-a", "cdn-z"]
+via = { cdn-y = "127.0.0.1:1" }
+"#;
+    let e = crate::config::parse(text, "test").unwrap_err();
+    let issues: Vec<ConfigIssue> = e.issues;
+    assert_has(
+        &issues,
+        "purge.canaries[0].targets",
+        "\"cdn-z\" is not a target",
+    );
+    assert_has(
+        &issues,
+        "purge.canaries[0].via",
+        "\"cdn-y\" is not a target",
+    );
+}
